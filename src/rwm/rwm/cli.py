@@ -1,0 +1,167 @@
+"""`rwm` command line: one entry point for data collection and inspection (more subcommands follow)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from rwm.data.collect import collect_bag, collect_dataset
+
+    if args.dataset:
+        summary = collect_dataset(
+            args.out,
+            steps=args.steps,
+            num_envs=args.num_envs,
+            controller=args.controller,
+            seed=args.seed,
+            pushes=not args.no_pushes,
+        )
+    else:
+        cmd = tuple(args.cmd) if args.cmd else None
+        summary = collect_bag(
+            args.out,
+            controller=args.controller,
+            duration_s=args.duration,
+            seed=args.seed,
+            storage=args.storage,
+            robot=args.robot,
+            cmd=cmd,
+        )
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _load_bag(args: argparse.Namespace) -> int:
+    from rwm.data.bag_loader import load_bags
+
+    trajectories, report = load_bags(args.bags)
+    print(report)
+    print(f"{len(trajectories)} trajectories, {sum(len(t) for t in trajectories)} rows at 50 Hz")
+    return 0 if trajectories else 1
+
+
+def _train_ppo(args: argparse.Namespace) -> int:
+    from rwm.rl.ppo_training import TrainConfig, train_ppo
+    from rwm.sim.batched_env import EnvConfig, PushConfig
+
+    cfg = TrainConfig(
+        env=EnvConfig(num_envs=args.num_envs, seed=args.seed, pushes=PushConfig(enabled=True)),
+        max_iterations=args.iterations,
+        seed=args.seed,
+    )
+    summary = train_ppo(
+        cfg,
+        args.log_dir,
+        resume=args.resume,
+        export_path=args.export,
+        command="rwm " + " ".join(sys.argv[1:]),
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _export_policy(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rwm.export.policy_onnx import actor_from_checkpoint, export_policy
+
+    ckpt = Path(args.checkpoint)
+    runner_cfg = json.loads((ckpt.parent / "runner_config.json").read_text())
+    actor = actor_from_checkpoint(ckpt, runner_cfg, args.obs_dim)
+    it = int(ckpt.stem.split("_")[-1]) + 1 if ckpt.stem.split("_")[-1].isdigit() else None
+    meta = {
+        "source": args.source,
+        "checkpoint": ckpt.name,
+        "iterations": it,
+        "real_transitions": args.real_transitions,
+    }
+    err = export_policy(actor, args.out, meta)
+    print(json.dumps({"onnx": args.out, "parity_max_abs_err": err}))
+    return 0
+
+
+def _eval_policy(args: argparse.Namespace) -> int:
+    from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy
+    from rwm.export.policy_onnx import OnnxPolicy
+
+    policy = OnnxPolicy(args.policy)
+    cfg = PolicyEvalConfig(
+        episodes=args.episodes, episode_length_s=args.episode_length, seed=args.seed, robot=args.robot
+    )
+    result = {
+        "policy": args.policy,
+        **evaluate_policy(policy, policy.obs_dim, cfg),
+        "real_transitions_used": policy.metadata.get("real_transitions"),
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rwm", description="Robotic World Model tools for ANYmal D")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "collect", help="run a controller in simulation and record a rosbag2 or an array dataset"
+    )
+    p.add_argument("--out", required=True, help="output bag or dataset directory (must not exist)")
+    p.add_argument("--controller", default="gait", help="stand | perturb | gait")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--robot", default="anymal_d", choices=["anymal_d", "anymal_c"])
+    p.add_argument("--duration", type=float, default=60.0, help="bag: simulated seconds")
+    p.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="bag storage plugin")
+    p.add_argument("--cmd", type=float, nargs=3, metavar=("VX", "VY", "WZ"), help="bag: fixed /cmd_vel")
+    p.add_argument(
+        "--dataset", action="store_true", help="write the compact array dataset from the batched env"
+    )
+    p.add_argument("--steps", type=int, default=10_000, help="dataset: environment steps (50 Hz)")
+    p.add_argument("--num-envs", type=int, default=64, help="dataset: parallel robots")
+    p.add_argument("--no-pushes", action="store_true", help="dataset: disable random pushes")
+    p.set_defaults(func=_collect)
+
+    p = sub.add_parser("train-ppo", help="model-free PPO (rsl-rl) on the batched simulation")
+    p.add_argument("--log-dir", default="runs/ppo", help="checkpoints, TensorBoard logs, configs")
+    p.add_argument("--iterations", type=int, default=1500)
+    p.add_argument("--num-envs", type=int, default=256)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --log-dir")
+    p.add_argument("--export", help="write the final policy to this ONNX file")
+    p.set_defaults(func=_train_ppo)
+
+    p = sub.add_parser("export-policy", help="export a PPO checkpoint to ONNX (normalization inside)")
+    p.add_argument("checkpoint", help="model_<it>.pt; runner_config.json must lie beside it")
+    p.add_argument("--out", required=True)
+    p.add_argument("--obs-dim", type=int, default=48)
+    p.add_argument("--source", default="ppo")
+    p.add_argument("--real-transitions", type=int, help="real transitions its training used")
+    p.set_defaults(func=_export_policy)
+
+    p = sub.add_parser("eval-policy", help="evaluate an ONNX policy: 100 episodes of 20 s, fixed seed")
+    p.add_argument("policy", help="ONNX policy exported by rwm")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--episode-length", type=float, default=20.0)
+    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--robot", default="anymal_d", choices=["anymal_d", "anymal_c"])
+    p.add_argument("--json", help="also write the summary here")
+    p.set_defaults(func=_eval_policy)
+
+    p = sub.add_parser("load-bag", help="load rosbag2 files on the contract topics and report what was found")
+    p.add_argument("bags", nargs="+")
+    p.set_defaults(func=_load_bag)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Evaluation: policies in simulation (and later the world model's autoregressive error)."""

@@ -1,0 +1,109 @@
+"""Export a PPO actor to ONNX (observation normalization inside the graph) and run it with onnxruntime.
+
+The file carries its contract in metadata: observation layout, action scale, default pose and the
+real transitions its training used, so that the ROS policy node and `rwm eval-policy` need nothing
+else. Export writes a temporary file and renames it after the parity check (atomic).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from rsl_rl.models import MLPModel
+from tensordict import TensorDict
+
+from rwm.robot import contract as C
+
+INPUT_NAME = "obs"
+OUTPUT_NAME = "actions"
+METADATA_KEY = "rwm_policy"
+
+
+def actor_from_checkpoint(path: str | Path, runner_cfg: dict, obs_dim: int) -> MLPModel:
+    """Rebuild the rsl-rl actor of a training checkpoint (`model_<it>.pt`)."""
+    obs = TensorDict({"policy": torch.zeros(1, obs_dim)}, batch_size=[1])
+    actor_cfg = {k: v for k, v in runner_cfg["actor"].items() if k != "class_name"}
+    actor = MLPModel(obs, runner_cfg["obs_groups"], "actor", C.ACTION_DIM, **actor_cfg)
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    actor.load_state_dict(state["actor_state_dict"])
+    return actor.eval()
+
+
+def export_policy(
+    actor: MLPModel, path: str | Path, metadata: dict, parity_samples: int = 1000, tolerance: float = 1e-5
+) -> float:
+    """Write `actor` (normalizer + MLP, deterministic) to `path`; returns the max parity error."""
+    path = Path(path)
+    module = actor.as_onnx(verbose=False).cpu().eval()
+    obs_dim = actor.obs_dim
+    tmp = path.with_suffix(".onnx.tmp")
+    batch = torch.export.Dim("batch", min=1)
+    torch.onnx.export(
+        module,
+        (torch.zeros(2, obs_dim),),
+        str(tmp),
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes=({0: batch},),
+        external_data=False,
+    )
+    model = onnx.load(str(tmp))
+    meta = {
+        "obs_dim": obs_dim,
+        "action_dim": C.ACTION_DIM,
+        "action_scale": C.ACTION_SCALE,
+        "default_joint_pos": C.DEFAULT_JOINT_POS.tolist(),
+        "joint_names": list(C.JOINT_NAMES),
+        "include_last_action": obs_dim == 48,
+        **metadata,
+    }
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(tmp))
+    err = policy_parity(module, tmp, parity_samples)
+    if err > tolerance:
+        tmp.unlink()
+        raise RuntimeError(f"ONNX parity error {err:.2e} exceeds {tolerance:.0e}; {path} not written")
+    os.replace(tmp, path)
+    return err
+
+
+def policy_parity(
+    module: torch.nn.Module, onnx_path: str | Path, samples: int = 1000, seed: int = 0
+) -> float:
+    """Max |torch - onnxruntime| over random observations."""
+    obs_dim = OnnxPolicy(onnx_path).obs_dim
+    x = torch.from_numpy(np.random.default_rng(seed).normal(0.0, 1.0, (samples, obs_dim)).astype(np.float32))
+    with torch.no_grad():
+        ref = module(x).numpy()
+    got = OnnxPolicy(onnx_path)(x.numpy())
+    return float(np.abs(ref - got).max())
+
+
+class OnnxPolicy:
+    """An exported policy under onnxruntime: raw actions from observations (batched)."""
+
+    def __init__(self, path: str | Path, threads: int = 1) -> None:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        props = self.session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in props:
+            raise ValueError(f"{path} is not an RWM policy export (no '{METADATA_KEY}' metadata)")
+        self.metadata = json.loads(props[METADATA_KEY])
+        self.obs_dim = int(self.metadata["obs_dim"])
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float32)
+        if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
+            raise ValueError(f"observation must have shape (N, {self.obs_dim}), got {obs.shape}")
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: obs})[0]

@@ -1,0 +1,150 @@
+"""Model-free PPO on the simulated ANYmal with rsl-rl's OnPolicyRunner (the paper's baseline)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from rsl_rl.runners import OnPolicyRunner
+
+from rwm.rl.vec_env import AnymalVecEnv
+from rwm.sim.batched_env import EnvConfig, PushConfig
+
+
+@dataclass
+class PPOConfig:
+    """PPO hyper-parameters of the paper (A-C) and the runner's settings."""
+
+    learning_rate: float = 1e-3
+    schedule: str = "adaptive"
+    desired_kl: float = 0.01
+    gamma: float = 0.99
+    lam: float = 0.95
+    clip_param: float = 0.2
+    entropy_coef: float = 0.005
+    num_learning_epochs: int = 5
+    num_mini_batches: int = 4
+    value_loss_coef: float = 1.0
+    max_grad_norm: float = 1.0
+    hidden_dims: tuple[int, ...] = (128, 128, 128)
+    activation: str = "elu"
+    init_std: float = 1.0
+    num_steps_per_env: int = 24
+    save_interval: int = 50
+
+
+@dataclass
+class TrainConfig:
+    """A PPO training run: environment, algorithm, length and seed."""
+
+    env: EnvConfig = field(default_factory=lambda: EnvConfig(num_envs=256, pushes=PushConfig(enabled=True)))
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    max_iterations: int = 1500
+    seed: int = 1
+    torch_threads: int = 2
+
+
+def runner_config(cfg: TrainConfig) -> dict:
+    """The dict rsl-rl's OnPolicyRunner expects."""
+    p = cfg.ppo
+    model = {
+        "class_name": "MLPModel",
+        "hidden_dims": list(p.hidden_dims),
+        "activation": p.activation,
+        "obs_normalization": True,
+    }
+    return {
+        "seed": cfg.seed,
+        "num_steps_per_env": p.num_steps_per_env,
+        "save_interval": p.save_interval,
+        "obs_groups": {"actor": ["policy"], "critic": ["policy"]},
+        "logger": "tensorboard",
+        "multi_gpu": None,
+        "actor": {
+            **model,
+            "distribution_cfg": {"class_name": "GaussianDistribution", "init_std": p.init_std},
+        },
+        "critic": dict(model),
+        "algorithm": {
+            "class_name": "PPO",
+            "learning_rate": p.learning_rate,
+            "schedule": p.schedule,
+            "desired_kl": p.desired_kl,
+            "gamma": p.gamma,
+            "lam": p.lam,
+            "clip_param": p.clip_param,
+            "entropy_coef": p.entropy_coef,
+            "num_learning_epochs": p.num_learning_epochs,
+            "num_mini_batches": p.num_mini_batches,
+            "value_loss_coef": p.value_loss_coef,
+            "max_grad_norm": p.max_grad_norm,
+        },
+    }
+
+
+def latest_checkpoint(log_dir: Path) -> Path | None:
+    """The highest-numbered model_<it>.pt in log_dir."""
+    ckpts = sorted(log_dir.glob("model_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    return ckpts[-1] if ckpts else None
+
+
+def transitions_used(cfg: TrainConfig, iterations: int) -> int:
+    """Real simulator transitions consumed by `iterations` PPO iterations."""
+    return iterations * cfg.env.num_envs * cfg.ppo.num_steps_per_env
+
+
+def train_ppo(
+    cfg: TrainConfig,
+    log_dir: str | Path,
+    resume: bool = False,
+    export_path: str | Path | None = None,
+    command: str = "",
+) -> dict:
+    """Train (or resume) PPO; checkpoints and TensorBoard logs go to log_dir; optionally export ONNX.
+
+    Returns a summary (iterations, transitions, wall time, parity error of the export).
+    """
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.torch_threads)
+    env = AnymalVecEnv(cfg.env)
+    runner = OnPolicyRunner(env, runner_config(cfg), log_dir=str(log_dir), device="cpu")
+    done_iterations = 0
+    ckpt = latest_checkpoint(log_dir) if resume else None
+    if ckpt is not None:
+        runner.load(str(ckpt))
+        done_iterations = runner.current_learning_iteration + 1
+        runner.current_learning_iteration = done_iterations
+        print(f"resumed from {ckpt} at iteration {done_iterations}")
+    (log_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
+    (log_dir / "runner_config.json").write_text(json.dumps(runner_config(cfg), indent=2))
+    remaining = cfg.max_iterations - done_iterations
+    start = time.time()
+    if remaining > 0:
+        runner.learn(num_learning_iterations=remaining, init_at_random_ep_len=(ckpt is None))
+    env.close()
+    summary = {
+        "log_dir": str(log_dir),
+        "iterations": cfg.max_iterations,
+        "seed": cfg.seed,
+        "num_envs": cfg.env.num_envs,
+        "transitions": transitions_used(cfg, cfg.max_iterations),
+        "wall_time_s_this_run": round(time.time() - start, 1),
+    }
+    if export_path is not None:
+        from rwm.export.policy_onnx import export_policy
+
+        meta = {
+            "source": "ppo",
+            "real_transitions": summary["transitions"],
+            "iterations": cfg.max_iterations,
+            "seed": cfg.seed,
+            "command": command,
+        }
+        summary["onnx"] = str(export_path)
+        summary["onnx_parity_max_abs_err"] = export_policy(runner.alg.get_policy(), export_path, meta)
+    return summary

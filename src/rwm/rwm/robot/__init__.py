@@ -1,0 +1,1 @@
+"""Robot description lookup, the contract's joint order, and URDF to MuJoCo conversion."""

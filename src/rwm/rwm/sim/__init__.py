@@ -1,0 +1,1 @@
+"""Simulated ANYmal: batched MuJoCo environment, state extraction, commands and the reward."""

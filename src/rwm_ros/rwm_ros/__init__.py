@@ -1,0 +1,1 @@
+"""Thin rclpy nodes around the RWM core; the logic they need without ROS lives in plain modules here."""

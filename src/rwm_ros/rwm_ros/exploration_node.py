@@ -1,0 +1,97 @@
+"""`exploration_controller`: drives the robot with a core exploration controller before any policy exists.
+
+At 50 Hz (the policy rate) it reads the latest /anymal/joint_states by name, asks the controller
+(`rwm.sim.controllers`: stand, perturb, gait) for joint targets and publishes them on
+/anymal/joint_command. The controller's time starts with the first joint state, so a late robot
+does not make the open-loop gait jump. Base velocities and gravity are not read (the core
+controllers use only time); their slots of the state stay zero.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+
+from rwm.robot import contract as C
+from rwm.sim.controllers import CONTROLLERS, make_controller
+from rwm_ros.conversions import JointMessageError, JointOrder, make_joint_state
+
+
+class ExplorationNode(Node):
+    """Publishes /anymal/joint_command from `rwm.sim.controllers.make_controller(controller)`."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("exploration_controller", **kwargs)
+        name = self.declare_parameter(
+            "controller", "stand", ParameterDescriptor(description=f"one of {', '.join(CONTROLLERS)}")
+        ).value
+        rate_hz = self.declare_parameter(
+            "rate_hz", 1.0 / C.POLICY_DT, ParameterDescriptor(description="command rate, Hz (policy rate)")
+        ).value
+        seed = self.declare_parameter(
+            "seed", 0, ParameterDescriptor(description="random seed of the perturbation")
+        ).value
+        if not rate_hz > 0.0:
+            raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
+        self.controller = make_controller(name)
+        self.controller.reset(np.random.default_rng(seed))
+        self._order = JointOrder()
+        self._state = np.zeros(C.STATE_DIM)
+        self._latest: JointState | None = None
+        self._t0_ns: int | None = None
+        self.msg, self._targets, _, _ = make_joint_state()
+        self.msg.velocity, self.msg.effort = [], []
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub = self.create_publisher(JointState, C.TOPIC_JOINT_COMMAND, qos)
+        self.create_subscription(JointState, C.TOPIC_JOINT_STATES, self._on_joint_states, qos)
+        self.create_timer(1.0 / rate_hz, self._on_timer)
+        self.get_logger().info(f"controller '{name}' at {rate_hz:.0f} Hz, waiting for {C.TOPIC_JOINT_STATES}")
+
+    def _on_joint_states(self, msg: JointState) -> None:
+        self._latest = msg  # 400 Hz: keep the reference only; read it at 50 Hz
+
+    def _on_timer(self) -> None:
+        msg = self._latest
+        if msg is None:
+            return
+        now = self.get_clock().now()
+        if self._t0_ns is None:
+            self._t0_ns = now.nanoseconds
+            self.get_logger().info("robot found: commanding")
+        s = self._state
+        try:
+            self._order.read(msg, "position", s[C.JOINT_POS])
+            if len(msg.velocity):
+                self._order.read(msg, "velocity", s[C.JOINT_VEL])
+            if len(msg.effort):
+                self._order.read(msg, "effort", s[C.JOINT_TORQUE])
+        except JointMessageError as e:
+            self.get_logger().warning(f"unreadable joint state: {e}", throttle_duration_sec=2.0)
+            return
+        targets = self.controller((now.nanoseconds - self._t0_ns) * 1e-9, s)
+        self._targets[:] = targets
+        self.msg.header.stamp = now.to_msg()
+        self.pub.publish(self.msg)
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = ExplorationNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

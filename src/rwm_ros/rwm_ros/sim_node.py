@@ -1,0 +1,344 @@
+"""The simulated ANYmal as a ROS 2 driver: the robot side of the contract (shared/CONTRACT.md), in real time.
+
+Physics and publishing run in their own thread on an absolute wall-clock grid (`RealTimeSchedule`),
+not in an rclpy timer: a 400 Hz timer drifts and jitters with the executor's load. The executor
+(main thread) only receives joint commands, validates them by name and hands the latest targets to
+the physics thread, where the drive PD holds them until the next command, as on the robot.
+
+Every physics tick publishes joint_states, imu, odom and contacts with one shared stamp, the ROS
+time the state stands for: its deadline on the wall-clock schedule (so stamps are 2.5 ms apart and
+never ahead of the clock), or, with `publish_clock`, the simulated time itself (then /clock is
+published and consumers run with use_sim_time). Messages are built once and filled in place.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import mujoco
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Imu, JointState
+from std_msgs.msg import Float32MultiArray
+
+from rwm.robot import contract as C
+from rwm.sim.anymal_sim import AnymalSim
+from rwm_ros.conversions import (
+    JointMessageError,
+    JointOrder,
+    bind_array,
+    joint_targets_from_command,
+    make_joint_state,
+    set_stamp_ns,
+)
+from rwm_ros.realtime import RealTimeSchedule
+
+_NS = 1_000_000_000
+MAX_LAG_S = 0.25
+"""Backlog the physics thread still catches up (a burst of up to 100 ticks); beyond, it drops it."""
+
+
+class CommandMailbox:
+    """Latest accepted joint targets, handed from the executor thread to the physics thread.
+
+    The callback validates and writes under a lock; the physics thread takes the targets at most once
+    (a sequence number tells it whether they are new), so a command is never applied half-written.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._targets = np.zeros(C.NUM_JOINTS)
+        self._seq = 0
+        self._taken = 0
+        self.accepted = 0
+        """Commands accepted."""
+        self.rejected: dict[str, int] = {}
+        """Commands dropped, by JointMessageError.reason."""
+
+    def put(self, targets: np.ndarray) -> None:
+        with self._lock:
+            self._targets[:] = targets
+            self._seq += 1
+            self.accepted += 1
+
+    def reject(self, reason: str) -> int:
+        """Count a dropped command; return how many were dropped for that reason."""
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        return self.rejected[reason]
+
+    def take(self, out: np.ndarray) -> bool:
+        """Copy new targets into `out`; False when nothing arrived since the last take."""
+        if self._seq == self._taken:  # cheap unlocked check on the 400 Hz path
+            return False
+        with self._lock:
+            out[:] = self._targets
+            self._taken = self._seq
+        return True
+
+
+class SimNode(Node):
+    """`anymal_sim`: AnymalSim stepped in real time, speaking the contract topics."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("anymal_sim", **kwargs)
+        p = self._declare_parameters()
+        self.robot_name: str = p["robot"]
+        self.sim = AnymalSim(robot_name=self.robot_name, urdf=p["urdf_path"] or None)
+        self.initial_height: float | None = p["initial_height"] if p["initial_height"] > 0.0 else None
+        self.reset_on_fall: bool = p["reset_on_fall"]
+        self.publish_clock: bool = p["publish_clock"]
+        self.decimation = self._decimation(p["rate_hz"])
+        """Physics steps per published tick (1 at 400 Hz)."""
+        self.tick_sim_ns = round(self.decimation * C.PHYSICS_DT * _NS)
+        """Simulated time per tick, ns."""
+        rtf = p["real_time_factor"]
+        if not rtf > 0.0:
+            raise ValueError(f"real_time_factor must be > 0, got {rtf}")
+        self.schedule = RealTimeSchedule(self.decimation * C.PHYSICS_DT / rtf, max_lag_s=MAX_LAG_S)
+        self.sim.reset(height=self.initial_height)
+        self.resets = 0
+        """Resets after falls."""
+
+        self.commands = CommandMailbox()
+        self._order = JointOrder()
+        self._targets = np.empty(C.NUM_JOINTS)
+        self._cmd_buf = np.empty(C.NUM_JOINTS)
+        self._make_messages()
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub_joints = self.create_publisher(JointState, C.TOPIC_JOINT_STATES, qos)
+        self.pub_imu = self.create_publisher(Imu, C.TOPIC_IMU, qos)
+        self.pub_odom = self.create_publisher(Odometry, C.TOPIC_ODOM, qos)
+        self.pub_contacts = self.create_publisher(Float32MultiArray, C.TOPIC_CONTACTS, qos)
+        self.pub_clock = self.create_publisher(Clock, "/clock", qos) if self.publish_clock else None
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(JointState, C.TOPIC_JOINT_COMMAND, self._on_command, qos)
+        self.create_timer(1.0, self._publish_diagnostics)
+
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="anymal_sim_physics", daemon=True)
+        self._thread.start()
+        self.get_logger().info(
+            f"{self.robot_name} from {self.sim.robot.urdf}: {1.0 / (self.decimation * C.PHYSICS_DT):.0f} Hz, "
+            f"real-time factor {rtf}, clock {'published' if self.publish_clock else 'wall'}"
+        )
+
+    # --- setup ---------------------------------------------------------------------------------------
+    def _declare_parameters(self) -> dict:
+        def declare(name: str, default, description: str):
+            return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+
+        return {
+            "robot": declare("robot", "anymal_d", "anymal_d (default) or anymal_c"),
+            "urdf_path": declare(
+                "urdf_path", "", "URDF file or description folder; empty: search (CONTRACT.md)"
+            ),
+            "rate_hz": declare(
+                "rate_hz", 1.0 / C.PHYSICS_DT, "publish rate, Hz; 400 divided by a whole number"
+            ),
+            "publish_clock": declare("publish_clock", False, "publish /clock and stamp with simulated time"),
+            "reset_on_fall": declare(
+                "reset_on_fall", True, "reset to the standing pose when the base hits ground"
+            ),
+            "initial_height": declare(
+                "initial_height", 0.0, "base height at reset, m; 0: the robot's default"
+            ),
+            "real_time_factor": declare("real_time_factor", 1.0, "simulated seconds per wall-clock second"),
+        }
+
+    @staticmethod
+    def _decimation(rate_hz: float) -> int:
+        physics_hz = 1.0 / C.PHYSICS_DT
+        n = round(physics_hz / rate_hz) if rate_hz > 0 else 0
+        if n < 1 or abs(physics_hz / n - rate_hz) > 1e-6 * physics_hz:
+            raise ValueError(
+                f"rate_hz must be {physics_hz:.0f} divided by a whole number (400, 200, 100...), "
+                f"got {rate_hz}"
+            )
+        return n
+
+    def _make_messages(self) -> None:
+        """Build the four messages once; the tick only writes numbers into them."""
+        self._stamp = self.get_clock().now().to_msg()  # one stamp object shared by all headers
+        self.msg_joints, self._q, self._dq, self._tau = make_joint_state()
+        self.msg_imu = Imu()
+        self.msg_odom = Odometry()
+        self.msg_odom.header.frame_id = C.ODOM_FRAME
+        self.msg_odom.child_frame_id = C.BASE_FRAME
+        self.msg_imu.header.frame_id = C.BASE_FRAME
+        self.msg_contacts = Float32MultiArray()
+        self._contacts = bind_array(self.msg_contacts, "data", C.CONTACT_DIM, "f")
+        for m in (self.msg_joints, self.msg_imu, self.msg_odom):
+            m.header.stamp = self._stamp  # the setter keeps the reference: one write stamps all
+        self.msg_clock = Clock()
+        self.msg_clock.clock = self._stamp
+        self._quat_inv = np.empty(4)
+        self._lin_vel = np.empty(3)
+
+    # --- executor thread -----------------------------------------------------------------------------
+    def _on_command(self, msg: JointState) -> None:
+        try:
+            self.commands.put(joint_targets_from_command(msg, self._order, self._cmd_buf))
+        except JointMessageError as e:
+            n = self.commands.reject(e.reason)
+            self.get_logger().warning(
+                f"dropped joint command ({n} '{e.reason}' so far): {e}", throttle_duration_sec=2.0
+            )
+
+    def _publish_diagnostics(self) -> None:
+        s = self.schedule.stats
+        now = time.monotonic()
+        elapsed = now - self.schedule.start_time
+        sim_s = s.ticks * self.tick_sim_ns / _NS
+        values = {
+            "ticks": s.ticks,
+            "sim_time_s": f"{sim_s:.4f}",
+            "real_time_factor": f"{sim_s / elapsed:.4f}" if elapsed > 0 else "0",
+            "late_ticks": s.late_ticks,
+            "max_lateness_ms": f"{1e3 * s.max_lateness_s:.3f}",
+            "slips": s.slips,
+            "slipped_s": f"{s.slipped_s:.4f}",
+            "resets": self.resets,
+            "commands_accepted": self.commands.accepted,
+            **{f"commands_rejected_{k}": v for k, v in sorted(self.commands.rejected.items())},
+        }
+        status = DiagnosticStatus(name=f"{self.get_name()}: real-time loop", hardware_id=self.robot_name)
+        status.level = DiagnosticStatus.OK if s.slips == 0 else DiagnosticStatus.WARN
+        status.message = "keeping up" if s.slips == 0 else f"fell behind {s.slips} times"
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        arr = DiagnosticArray(status=[status])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(arr)
+
+    # --- physics thread ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        """Step and publish on the schedule until stopped; a crash is kept and reported by the executor."""
+        clock = time.monotonic
+        sched = self.schedule
+        try:
+            ros_start_ns = 0 if self.publish_clock else self.get_clock().now().nanoseconds
+            sched.start(clock())
+            mono_start = sched.t0
+            while not self._stop.is_set():
+                now = clock()
+                slips = sched.stats.slips
+                n = sched.due(now)
+                if n == 0:
+                    time.sleep(sched.time_to_next(now))
+                    continue
+                if sched.stats.slips != slips:
+                    self.get_logger().warning(
+                        f"physics fell over {1e3 * MAX_LAG_S:.0f} ms behind after {sched.stats.ticks} ticks: "
+                        f"dropped {1e3 * sched.stats.slipped_s:.0f} ms of simulated time in all "
+                        f"({sched.stats.slips} times); is the machine overloaded?",
+                        throttle_duration_sec=2.0,
+                    )
+                for _ in range(n):
+                    if self.publish_clock:  # sim time: ticks * tick time (slips lose simulated time)
+                        stamp_ns = (sched.stats.ticks + 1) * self.tick_sim_ns
+                    else:  # ROS time the state stands for: its deadline on the wall clock
+                        stamp_ns = ros_start_ns + round((sched.deadline() - mono_start) * _NS)
+                    self._tick(stamp_ns)
+                    sched.advance(now)
+        except BaseException as e:  # noqa: BLE001 - surfaced in the executor thread
+            if not self._stop.is_set() and rclpy.ok(context=self.context):
+                self._error = e
+                self.get_logger().fatal(f"physics thread stopped: {type(e).__name__}: {e}")
+                self.context.try_shutdown()
+
+    def _tick(self, stamp_ns: int) -> None:
+        sim = self.sim
+        if self.commands.take(self._targets):
+            sim.set_targets(self._targets)
+        sim.step(self.decimation)
+        if sim.fell and self.reset_on_fall:
+            self.resets += 1
+            self.get_logger().warning(
+                f"base touched the ground: reset ({self.resets} so far)", throttle_duration_sec=2.0
+            )
+            sim.reset(height=self.initial_height)
+        self._fill()
+        set_stamp_ns(self._stamp, stamp_ns)
+        self.pub_joints.publish(self.msg_joints)
+        self.pub_imu.publish(self.msg_imu)
+        self.pub_odom.publish(self.msg_odom)
+        self.pub_contacts.publish(self.msg_contacts)
+        if self.pub_clock is not None:
+            self.pub_clock.publish(self.msg_clock)
+
+    def _fill(self) -> None:
+        """Copy the simulator's state into the preallocated messages."""
+        d, robot = self.sim.data, self.sim.robot
+        np.take(d.qpos, robot.qpos_adr, out=self._q)
+        np.take(d.qvel, robot.dof_adr, out=self._dq)
+        self._tau[:] = d.actuator_force
+        self._contacts[:] = self.sim.contacts
+        w, x, y, z = d.qpos[3:7].tolist()
+        wx, wy, wz = d.qvel[3:6].tolist()  # free joint: angular velocity in the base frame
+        qi = self._quat_inv
+        qi[0], qi[1], qi[2], qi[3] = w, -x, -y, -z
+        mujoco.mju_rotVecQuat(self._lin_vel, d.qvel[0:3], qi)  # world-frame velocity into the base frame
+
+        imu = self.msg_imu
+        o = imu.orientation
+        o.x, o.y, o.z, o.w = x, y, z, w
+        a = imu.angular_velocity
+        a.x, a.y, a.z = wx, wy, wz
+        la = imu.linear_acceleration
+        la.x, la.y, la.z = self.sim.imu_linear_acceleration.tolist()
+
+        pose = self.msg_odom.pose.pose
+        pos = pose.position
+        pos.x, pos.y, pos.z = d.qpos[0:3].tolist()
+        o = pose.orientation
+        o.x, o.y, o.z, o.w = x, y, z, w
+        tw = self.msg_odom.twist.twist
+        v = tw.linear
+        v.x, v.y, v.z = self._lin_vel.tolist()
+        a = tw.angular
+        a.x, a.y, a.z = wx, wy, wz
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+    def raise_if_failed(self) -> None:
+        """Re-raise a crash of the physics thread in the caller's thread."""
+        if self._error is not None:
+            raise RuntimeError("the physics thread failed") from self._error
+
+    def destroy_node(self) -> None:
+        """Stop the physics thread before the publishers go away."""
+        thread = getattr(self, "_thread", None)  # absent when __init__ failed
+        if thread is not None:
+            self._stop.set()
+            thread.join(timeout=2.0)
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    # The physics thread must get the GIL within a fraction of a tick when the executor holds it.
+    sys.setswitchinterval(0.0005)
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    if node is not None:
+        node.raise_if_failed()
+
+
+if __name__ == "__main__":
+    main()

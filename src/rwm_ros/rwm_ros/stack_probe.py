@@ -1,0 +1,192 @@
+"""`stack_probe`: listens to the contract topics and reports what the running stack did.
+
+Used by the runner (`--report`), the benchmark and the integration tests, so that they all measure
+the same way: message rate over 1 s windows, stamp intervals, the real-time factor (simulated time
+carried by the stamps over wall time), base height and distance travelled from odometry. The timing
+statistics are plain functions on arrays (`timing_summary`), testable without ROS.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Imu, JointState
+from std_msgs.msg import Float32MultiArray
+
+from rwm.robot import contract as C
+from rwm_ros.conversions import stamp_to_ns
+
+
+class TopicTimes:
+    """Arrival times (monotonic and wall, s) and stamps (ns) of one topic, in arrays that grow by doubling."""
+
+    def __init__(self, capacity: int = 8192) -> None:
+        self._data = np.empty((capacity, 3), dtype=np.float64)
+        self._stamps = np.empty(capacity, dtype=np.int64)
+        self.count = 0
+        """Messages recorded."""
+
+    def add(self, stamp_ns: int) -> None:
+        if self.count == len(self._stamps):
+            self._data = np.concatenate([self._data, np.empty_like(self._data)])
+            self._stamps = np.concatenate([self._stamps, np.empty_like(self._stamps)])
+        i = self.count
+        self._data[i, 0] = time.monotonic()
+        self._data[i, 1] = time.time()
+        self._stamps[i] = stamp_ns
+        self.count = i + 1
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(arrival monotonic s, arrival wall s, stamp ns) of the messages so far (copies)."""
+        n = self.count
+        return self._data[:n, 0].copy(), self._data[:n, 1].copy(), self._stamps[:n].copy()
+
+
+def timing_summary(
+    arrival_s: np.ndarray, stamp_ns: np.ndarray, wall_s: np.ndarray | None = None, window_s: float = 1.0
+) -> dict[str, float]:
+    """Rate, stamp regularity and real-time factor of one topic.
+
+    rate_hz: messages per second of arrival time; rate_min_hz/rate_max_hz: over whole `window_s` windows.
+    stamp_interval_*: between consecutive stamps (the simulated step, if the publisher keeps up).
+    real_time_factor: stamp span over arrival span (sim time over wall time when stamps carry it).
+    latency_*: arrival wall time minus stamp (only meaningful when stamps are wall-clock ROS time).
+    """
+    n = len(arrival_s)
+    out: dict[str, float] = {"count": float(n)}
+    if n < 2:
+        return out
+    span = float(arrival_s[-1] - arrival_s[0])
+    stamps = (stamp_ns - stamp_ns[0]).astype(np.float64) * 1e-9
+    out["duration_s"] = span
+    out["rate_hz"] = (n - 1) / span if span > 0 else float("nan")
+    n_win = int(span // window_s)
+    if n_win >= 1:
+        edges = arrival_s[0] + window_s * np.arange(n_win + 1)
+        counts = np.diff(np.searchsorted(arrival_s, edges))
+        out["rate_min_hz"] = float(counts.min() / window_s)
+        out["rate_max_hz"] = float(counts.max() / window_s)
+        out["windows"] = float(n_win)
+    d_stamp = np.diff(stamps)
+    out["stamp_interval_mean_ms"] = float(d_stamp.mean() * 1e3)
+    out["stamp_interval_std_ms"] = float(d_stamp.std() * 1e3)
+    out["stamp_interval_max_ms"] = float(d_stamp.max() * 1e3)
+    d_arr = np.diff(arrival_s)
+    out["arrival_interval_std_ms"] = float(d_arr.std() * 1e3)
+    out["arrival_interval_p99_ms"] = float(np.percentile(d_arr, 99) * 1e3)
+    out["arrival_interval_max_ms"] = float(d_arr.max() * 1e3)
+    out["real_time_factor"] = float(stamps[-1] / span) if span > 0 else float("nan")
+    if wall_s is not None:
+        lat = wall_s - stamp_ns.astype(np.float64) * 1e-9
+        out["latency_mean_ms"] = float(lat.mean() * 1e3)
+        out["latency_p99_ms"] = float(np.percentile(lat, 99) * 1e3)
+        out["latency_max_ms"] = float(lat.max() * 1e3)
+    return out
+
+
+class StackProbe(Node):
+    """Subscribes to the robot's topics and summarizes them; `full=False` listens to joint_states only."""
+
+    def __init__(self, full: bool = True, **kwargs) -> None:
+        super().__init__("stack_probe", **kwargs)
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.joint_states = TopicTimes()
+        """Timing of /anymal/joint_states."""
+        self.counts = {k: [0, 0.0, 0.0] for k in ("imu", "odom", "contacts", "joint_command")}
+        """Other topics: [messages, first arrival, last arrival] (each topic is discovered on its own)."""
+        self.first_position: np.ndarray | None = None
+        """Base position at the first odometry message."""
+        self.position = np.zeros(3)
+        """Latest base position."""
+        self.path_length = 0.0
+        """Horizontal distance travelled along the path, m."""
+        self._crumb = np.zeros(2)
+        self.height_range = [np.inf, -np.inf]
+        """Lowest and highest base height seen, m."""
+        self.foot_contacts = np.zeros(4)
+        """Latest foot contact flags."""
+        self.gravity_z = np.nan
+        """Latest IMU specific force, z (9.81 when level and still)."""
+        self.sim_diagnostics: dict[str, str] = {}
+        """Latest key-values of the simulator's diagnostics."""
+        self.last_joint_state: JointState | None = None
+        """Latest joint state message."""
+        self.create_subscription(JointState, C.TOPIC_JOINT_STATES, self._on_joints, qos)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        if full:
+            self.create_subscription(Odometry, C.TOPIC_ODOM, self._on_odom, qos)
+            self.create_subscription(Imu, C.TOPIC_IMU, self._on_imu, qos)
+            self.create_subscription(Float32MultiArray, C.TOPIC_CONTACTS, self._on_contacts, qos)
+            self.create_subscription(JointState, C.TOPIC_JOINT_COMMAND, self._on_command, qos)
+
+    def _count(self, topic: str) -> None:
+        c = self.counts[topic]
+        now = time.monotonic()
+        if c[0] == 0:
+            c[1] = now
+        c[0] += 1
+        c[2] = now
+
+    def _on_joints(self, msg: JointState) -> None:
+        self.joint_states.add(stamp_to_ns(msg.header.stamp))
+        self.last_joint_state = msg
+
+    def _on_odom(self, msg: Odometry) -> None:
+        self._count("odom")
+        p = msg.pose.pose.position
+        x, y, z = p.x, p.y, p.z
+        if self.first_position is None:
+            self.first_position = np.array([x, y, z])
+            self._crumb = self.first_position[:2].copy()
+        step = float(np.hypot(x - self._crumb[0], y - self._crumb[1]))
+        if step > 0.01:  # breadcrumbs 1 cm apart: a standing robot's sway does not add up to a path
+            self.path_length += step
+            self._crumb[:] = (x, y)
+        self.position[:] = (x, y, z)
+        self.height_range[0] = min(self.height_range[0], z)
+        self.height_range[1] = max(self.height_range[1], z)
+
+    def _on_imu(self, msg: Imu) -> None:
+        self._count("imu")
+        self.gravity_z = msg.linear_acceleration.z
+
+    def _on_contacts(self, msg: Float32MultiArray) -> None:
+        self._count("contacts")
+        self.foot_contacts[:] = msg.data[C.FOOT_CONTACTS]
+
+    def _on_command(self, msg: JointState) -> None:
+        self._count("joint_command")
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if "real-time loop" in status.name:
+                self.sim_diagnostics = {kv.key: kv.value for kv in status.values}
+
+    def summary(self) -> dict:
+        """Figures of the stack so far, JSON-ready."""
+        arrival, wall, stamps = self.joint_states.arrays()
+        timing = timing_summary(arrival, stamps, wall)
+        out: dict = {"joint_states": {k: round(v, 4) for k, v in timing.items()}}
+        out["rates_hz"] = {
+            k: round((n - 1) / (last - first), 1) if n > 1 and last > first else 0.0
+            for k, (n, first, last) in self.counts.items()
+        }
+        if self.first_position is not None:
+            moved = self.position[:2] - self.first_position[:2]
+            out["base"] = {
+                "height_m": round(float(self.position[2]), 4),
+                "height_min_m": round(float(self.height_range[0]), 4),
+                "height_max_m": round(float(self.height_range[1]), 4),
+                "displacement_m": round(float(np.hypot(*moved)), 4),
+                "path_length_m": round(self.path_length, 4),
+                "foot_contacts": self.foot_contacts.astype(int).tolist(),
+                "imu_acc_z": round(float(self.gravity_z), 3),
+            }
+        if self.sim_diagnostics:
+            out["sim"] = self.sim_diagnostics
+        return out

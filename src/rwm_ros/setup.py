@@ -1,0 +1,27 @@
+from setuptools import find_packages, setup
+
+package_name = "rwm_ros"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "tests"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
+        (f"share/{package_name}", ["package.xml"]),
+    ],
+    install_requires=["setuptools"],
+    extras_require={"test": ["pytest"]},
+    zip_safe=True,
+    maintainer="RWM developers",
+    maintainer_email="rwm-dev@example.com",
+    description="rclpy nodes of the RWM deployment stack",
+    license="BSD-3-Clause",
+    entry_points={
+        "console_scripts": [
+            "sim_node = rwm_ros.sim_node:main",
+            "exploration_node = rwm_ros.exploration_node:main",
+            "runner = rwm_ros.runner:main",
+        ]
+    },
+)

@@ -1,0 +1,277 @@
+"""rosbag2 on the contract topics: writer, loader, malformed bags and simulated collection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mcap.reader import make_reader
+from rosbags.typesys import get_typestore
+
+from rwm.data.bag_loader import load_bag, load_bags
+from rwm.data.bag_writer import TYPESTORE, BagWriter, RobotSample
+from rwm.data.collect import collect_bag
+from rwm.data.trajectory import Trajectory
+from rwm.robot import contract as C
+from rwm.sim.anymal_sim import AnymalSim
+from rwm.sim.controllers import GaitController
+
+STEP_NS = round(C.PHYSICS_DT * 1e9)
+COMMANDS = 60
+
+
+@dataclass
+class Recording:
+    """A simulated run: 400 Hz samples, 50 Hz commands, and the ground truth at each command."""
+
+    samples: list[RobotSample]
+    """Sample j is at j * 2.5 ms; command k is issued with sample 8k."""
+    targets: np.ndarray
+    truth_state: np.ndarray
+    truth_contacts: np.ndarray
+    cmd: np.ndarray
+
+
+@pytest.fixture(scope="module")
+def recording() -> Recording:
+    sim = AnymalSim()
+    ctrl = GaitController()
+    ctrl.reset(np.random.default_rng(1))
+    samples, targets, states, contacts = [RobotSample.from_sim(sim)], [], [], []
+    for _ in range(COMMANDS):
+        states.append(sim.state())
+        contacts.append(sim.contacts.copy())
+        targets.append(ctrl(sim.time, sim.state()))
+        sim.set_targets(targets[-1])
+        for _ in range(C.DECIMATION):
+            sim.step()
+            samples.append(RobotSample.from_sim(sim))
+    cmd = np.array([0.4, -0.1, 0.3])
+    return Recording(samples, np.array(targets), np.array(states), np.array(contacts), cmd)
+
+
+def write_bag(
+    path: Path,
+    rec: Recording,
+    storage: str = "mcap",
+    joint_order: tuple[str, ...] = C.JOINT_NAMES,
+    skip: tuple[str, ...] = (),
+    nan_sample: int | None = None,
+    gap_after: int | None = None,
+    extra_joint: bool = False,
+    unstamped_commands: bool = False,
+    state_names: tuple[str, ...] | None = None,
+) -> Path:
+    """Write `rec` as a bag, optionally leaving out topics, poisoning a sample or skipping 0.1 s of stamps."""
+
+    def stamp(sample: int) -> int:
+        late = gap_after is not None and sample > gap_after * C.DECIMATION
+        return sample * STEP_NS + (100_000_000 if late else 0)
+
+    with BagWriter(path, storage, joint_order=joint_order) as bag:
+        bag.write_cmd_vel(0, rec.cmd)
+        for j, sample in enumerate(rec.samples):
+            if j == nan_sample:
+                sample = replace(sample, joint_pos=np.where(np.arange(12) == 3, np.nan, sample.joint_pos))
+            if extra_joint:
+                bag.write_joint_states(
+                    stamp(j),
+                    np.append(sample.joint_pos, 0.1),
+                    np.append(sample.joint_vel, 0.0),
+                    np.append(sample.joint_effort, 0.0),
+                    (*C.JOINT_NAMES, "ARM_J1"),
+                )
+            elif C.TOPIC_JOINT_STATES not in skip:
+                o = [C.JOINT_NAMES.index(n) for n in joint_order]
+                bag.write_joint_states(
+                    stamp(j),
+                    sample.joint_pos[o],
+                    sample.joint_vel[o],
+                    sample.joint_effort[o],
+                    state_names or joint_order,
+                )
+            if C.TOPIC_IMU not in skip:
+                bag.write_imu(stamp(j), sample.base_orientation, sample.base_ang_vel, sample.imu_lin_acc)
+            if C.TOPIC_ODOM not in skip:
+                bag.write_odom(
+                    stamp(j),
+                    sample.base_position,
+                    sample.base_orientation,
+                    sample.base_lin_vel,
+                    sample.base_ang_vel,
+                )
+            if C.TOPIC_CONTACTS not in skip:
+                bag.write_contacts(stamp(j), sample.contacts)
+            if j % C.DECIMATION == 0 and j // C.DECIMATION < COMMANDS:
+                targets = rec.targets[j // C.DECIMATION]
+                if unstamped_commands:
+                    bag.write(C.TOPIC_JOINT_COMMAND, unstamped_joint_command(bag, targets), stamp(j))
+                else:
+                    bag.write_joint_command(stamp(j), targets)
+    return path
+
+
+def unstamped_joint_command(bag: BagWriter, targets: np.ndarray) -> object:
+    """A JointState whose header stamp was never set, as some publishers send."""
+    t = bag.typestore.types
+    header = t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=0, nanosec=0), frame_id="")
+    return t["sensor_msgs/msg/JointState"](
+        header=header, name=list(C.JOINT_NAMES), position=targets, velocity=np.zeros(0), effort=np.zeros(0)
+    )
+
+
+def assert_same(a: list[Trajectory], b: list[Trajectory]) -> None:
+    assert [len(t) for t in a] == [len(t) for t in b]
+    for x, y in zip(a, b, strict=True):
+        for name in ("time", "state", "action", "contacts", "command"):
+            np.testing.assert_array_equal(getattr(x, name), getattr(y, name), err_msg=name)
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_round_trip_matches_simulation(tmp_path: Path, recording: Recording, storage: str) -> None:
+    trajs, report = load_bag(write_bag(tmp_path / "bag", recording, storage))
+    assert report.ok and not report.errors, str(report)
+    assert report.trajectories == 1 and report.rows == COMMANDS
+    (t,) = trajs
+    np.testing.assert_allclose(t.time, np.arange(COMMANDS) * C.POLICY_DT, atol=1e-12)
+    np.testing.assert_allclose(t.state, recording.truth_state, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(t.action, recording.targets.astype(np.float32))
+    np.testing.assert_array_equal(t.contacts, recording.truth_contacts.astype(np.float32))
+    np.testing.assert_array_equal(t.command, np.tile(recording.cmd, (COMMANDS, 1)).astype(np.float32))
+    assert report.messages[C.TOPIC_JOINT_STATES] == len(recording.samples)
+
+
+def test_storage_files_without_metadata(tmp_path: Path, recording: Recording) -> None:
+    bag = write_bag(tmp_path / "bag", recording)
+    expected, _ = load_bag(bag)
+    (bag / "metadata.yaml").unlink()
+    trajs, report = load_bag(bag)
+    assert_same(trajs, expected)
+    assert any("metadata.yaml" in p.message for p in report.problems), str(report)
+    direct, report = load_bag(next(bag.glob("*.mcap")))
+    assert_same(direct, expected)
+    assert report.ok
+
+
+def test_reordered_joint_names_load_identically(tmp_path: Path, recording: Recording) -> None:
+    ordered, _ = load_bag(write_bag(tmp_path / "ordered", recording))
+    shuffled = tuple(reversed(C.JOINT_NAMES))
+    reordered, report = load_bag(write_bag(tmp_path / "reordered", recording, joint_order=shuffled))
+    assert report.ok and not report.problems, str(report)
+    assert_same(reordered, ordered)
+
+
+def test_unknown_joint_is_reported_and_ignored(tmp_path: Path, recording: Recording) -> None:
+    plain, _ = load_bag(write_bag(tmp_path / "plain", recording))
+    trajs, report = load_bag(write_bag(tmp_path / "extra", recording, extra_joint=True))
+    assert_same(trajs, plain)
+    assert any("ARM_J1" in p.message and p.level == "warning" for p in report.problems), str(report)
+
+
+def test_missing_joint_drops_joint_states(tmp_path: Path, recording: Recording) -> None:
+    names = ("LF_HAA_typo", *C.JOINT_NAMES[1:])
+    bag = write_bag(tmp_path / "bag", recording, state_names=names)
+    trajs, report = load_bag(bag)
+    assert not trajs and report.skipped == [str(bag)]
+    assert report.dropped_samples[C.TOPIC_JOINT_STATES] == len(recording.samples)
+    messages = " ".join(p.message for p in report.problems)
+    assert "lack ['LF_HAA']" in messages and "LF_HAA_typo" in messages and "no usable message" in messages
+
+
+def test_nan_sample_is_dropped_and_splits(tmp_path: Path, recording: Recording) -> None:
+    bad = 20 * C.DECIMATION + 3  # between commands 20 and 21
+    trajs, report = load_bag(write_bag(tmp_path / "bag", recording, nan_sample=bad))
+    assert report.dropped_samples == {C.TOPIC_JOINT_STATES: 1}
+    assert any("NaN" in p.message for p in report.problems), str(report)
+    assert [len(t) for t in trajs] == [21, COMMANDS - 21]
+    assert all(np.isfinite(t.state).all() for t in trajs)
+
+
+def test_unset_header_stamps_fall_back_to_log_time(tmp_path: Path, recording: Recording) -> None:
+    stamped, _ = load_bag(write_bag(tmp_path / "stamped", recording))
+    trajs, report = load_bag(write_bag(tmp_path / "unstamped", recording, unstamped_commands=True))
+    assert_same(trajs, stamped)
+    assert any("all zero" in p.message and C.TOPIC_JOINT_COMMAND in p.message for p in report.problems)
+
+
+def test_gap_splits_trajectories(tmp_path: Path, recording: Recording) -> None:
+    trajs, report = load_bag(write_bag(tmp_path / "bag", recording, gap_after=30))
+    assert report.ok
+    assert [len(t) for t in trajs] == [31, COMMANDS - 31]
+    assert trajs[1].time[0] - trajs[0].time[-1] == pytest.approx(0.12)
+    np.testing.assert_allclose(trajs[1].state, recording.truth_state[31:], rtol=1e-6, atol=1e-6)
+
+
+def test_missing_topic_is_an_error_and_others_still_load(tmp_path: Path, recording: Recording) -> None:
+    no_imu = write_bag(tmp_path / "no_imu", recording, skip=(C.TOPIC_IMU,))
+    good = write_bag(tmp_path / "good", recording)
+    trajs, report = load_bags([no_imu, good])
+    assert len(trajs) == 1 and report.bags == [str(good)] and report.skipped == [str(no_imu)]
+    (error,) = report.errors
+    assert error.path == str(no_imu) and C.TOPIC_IMU in error.message and "required" in error.message
+    assert str(no_imu) in str(report)
+
+
+def test_missing_contacts_give_zeros(tmp_path: Path, recording: Recording) -> None:
+    (t,), report = load_bag(write_bag(tmp_path / "bag", recording, skip=(C.TOPIC_CONTACTS,)))
+    assert report.ok and not (t.contacts != 0).any()
+    assert any(C.TOPIC_CONTACTS in p.message and p.level == "info" for p in report.problems)
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_truncated_file_is_skipped(tmp_path: Path, recording: Recording, storage: str) -> None:
+    bad = write_bag(tmp_path / "bad", recording, storage)
+    good = write_bag(tmp_path / "good", recording)
+    (data,) = [f for f in bad.iterdir() if f.name != "metadata.yaml"]
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    trajs, report = load_bags([bad, good])
+    assert len(trajs) == 1 and len(trajs[0]) == COMMANDS
+    assert report.skipped == [str(bad)] and report.bags == [str(good)]
+    assert report.errors[0].path == str(bad) and "cannot read" in report.errors[0].message
+
+
+def test_collect_bag_is_a_standard_mcap(tmp_path: Path) -> None:
+    summary = collect_bag(tmp_path / "bag", duration_s=1.0, seed=3, cmd=np.array([0.5, 0.0, 0.2]))
+    assert summary["falls"] == 0 and summary["duration_s"] == pytest.approx(1.0)
+    assert summary["messages"][C.TOPIC_JOINT_STATES] == 401
+    assert summary["messages"][C.TOPIC_JOINT_COMMAND] == 50
+    store = get_typestore(TYPESTORE)
+    counts: dict[str, int] = {}
+    commands = []
+    with open(next((tmp_path / "bag").glob("*.mcap")), "rb") as f:
+        reader = make_reader(f)
+        assert reader.get_header().profile == "ros2"
+        for schema, channel, message in reader.iter_messages():
+            assert schema.encoding == "ros2msg" and channel.message_encoding == "cdr"
+            counts[channel.topic] = counts.get(channel.topic, 0) + 1
+            if channel.topic == C.TOPIC_JOINT_COMMAND:
+                commands.append(store.deserialize_cdr(message.data, schema.name).position)
+    assert counts == summary["messages"]
+    (t,), report = load_bag(tmp_path / "bag")
+    assert report.ok and not report.problems, str(report)
+    np.testing.assert_array_equal(t.action, np.array(commands, dtype=np.float32))
+    np.testing.assert_array_equal(t.command, np.tile([0.5, 0.0, 0.2], (50, 1)).astype(np.float32))
+
+
+class FoldController:
+    """Folds every leg: the base hits the ground within half a second."""
+
+    def reset(self, rng: np.random.Generator) -> None:
+        del rng
+
+    def __call__(self, t: float, state: np.ndarray) -> np.ndarray:
+        return C.DEFAULT_JOINT_POS * np.tile([1.0, 3.0, 3.0], 4)
+
+
+def test_collect_bag_splits_at_falls(tmp_path: Path) -> None:
+    summary = collect_bag(tmp_path / "bag", controller=FoldController(), duration_s=2.0, storage="sqlite3")
+    assert summary["falls"] >= 2
+    trajs, report = load_bag(tmp_path / "bag")
+    assert report.ok and report.dropped_rows == 0, str(report)
+    assert len(trajs) in (summary["falls"], summary["falls"] + 1)
+    assert report.rows == summary["messages"][C.TOPIC_JOINT_COMMAND]
+    for a, b in zip(trajs, trajs[1:], strict=False):
+        assert b.time[0] - a.time[-1] == pytest.approx(0.1)
+        assert b.state[0, C.GRAVITY][2] < -0.99  # reset upright

@@ -1,0 +1,95 @@
+"""Message <-> numpy helpers: reading by joint name, rejecting bad commands whole, in-place buffers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sensor_msgs")
+from builtin_interfaces.msg import Time  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+
+from rwm.robot import contract as C  # noqa: E402
+from rwm.sim.state import quat_rotate_inverse  # noqa: E402
+from rwm_ros.conversions import (  # noqa: E402
+    JointMessageError,
+    JointOrder,
+    joint_command,
+    joint_targets_from_command,
+    make_joint_state,
+    projected_gravity,
+    quat_wxyz_to_xyzw,
+    set_stamp_ns,
+    stamp_to_ns,
+)
+
+
+def command(names: list[str], position: list[float]) -> JointState:
+    msg = JointState()
+    msg.name, msg.position = names, position
+    return msg
+
+
+def test_reordered_names_map_to_contract_order() -> None:
+    names = list(reversed(C.JOINT_NAMES))
+    values = [float(i) for i in range(12)]  # value i belongs to names[i]
+    targets = joint_targets_from_command(command(names, values), JointOrder())
+    for i, name in enumerate(C.JOINT_NAMES):
+        assert targets[i] == values[names.index(name)]
+
+
+@pytest.mark.parametrize(
+    "names,position,reason",
+    [
+        (list(C.JOINT_NAMES), [0.0] * 11 + [math.nan], "nan"),
+        (list(C.JOINT_NAMES), [0.0] * 11 + [math.inf], "nan"),
+        (list(C.JOINT_NAMES[:11]), [0.0] * 11, "missing"),
+        ([*C.JOINT_NAMES, "XX_HAA"], [0.0] * 13, "unknown"),
+        ([*C.JOINT_NAMES[:11], "LF_HAA"], [0.0] * 12, "duplicate"),
+        (list(C.JOINT_NAMES), [0.0] * 11, "length"),
+    ],
+)
+def test_bad_commands_are_rejected_with_a_reason(
+    names: list[str], position: list[float], reason: str
+) -> None:
+    with pytest.raises(JointMessageError) as e:
+        joint_targets_from_command(command(names, position), JointOrder())
+    assert e.value.reason == reason
+
+
+def test_joint_order_cache_follows_name_changes() -> None:
+    order = JointOrder()
+    a = order.index(list(C.JOINT_NAMES))
+    b = order.index(list(reversed(C.JOINT_NAMES)))
+    assert a.tolist() == list(range(12)) and b.tolist() == list(range(11, -1, -1))
+
+
+def test_preallocated_joint_state_is_filled_in_place() -> None:
+    msg, q, dq, tau = make_joint_state()
+    q[:] = C.DEFAULT_JOINT_POS
+    tau[3] = 5.0
+    assert list(msg.position) == C.DEFAULT_JOINT_POS.tolist()
+    assert msg.effort[3] == 5.0 and list(msg.name) == list(C.JOINT_NAMES)
+
+
+def test_joint_command_round_trip() -> None:
+    msg = joint_command(C.DEFAULT_JOINT_POS)
+    np.testing.assert_array_equal(joint_targets_from_command(msg, JointOrder()), C.DEFAULT_JOINT_POS)
+    with pytest.raises(ValueError):
+        joint_command(np.full(12, np.nan))
+
+
+def test_stamps_and_quaternions() -> None:
+    t = Time()
+    set_stamp_ns(t, 12_345_678_901_234)
+    assert (t.sec, t.nanosec) == (12_345, 678_901_234) and stamp_to_ns(t) == 12_345_678_901_234
+    assert quat_wxyz_to_xyzw(np.array([1.0, 2.0, 3.0, 4.0])) == (2.0, 3.0, 4.0, 1.0)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        q = rng.standard_normal(4)
+        q /= np.linalg.norm(q)
+        np.testing.assert_allclose(
+            projected_gravity(q), quat_rotate_inverse(q, np.array([0.0, 0.0, -1.0])), atol=1e-12
+        )

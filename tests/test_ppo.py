@@ -1,0 +1,112 @@
+"""PPO plumbing: the rsl-rl VecEnv wrapper, the evaluation metric and ONNX export parity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from tensordict import TensorDict
+
+from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy
+from rwm.export.policy_onnx import OnnxPolicy, export_policy
+from rwm.rl.ppo_training import PPOConfig, TrainConfig, runner_config
+from rwm.rl.vec_env import AnymalVecEnv, raw_to_targets
+from rwm.robot import contract as C
+from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig
+from rwm.sim.reward import tracking_reward
+
+
+def test_vec_env_contract(anymal_d):
+    cfg = EnvConfig(num_envs=4, episode_length_s=0.1)
+    venv = AnymalVecEnv(cfg, BatchedAnymalEnv(cfg, robot=anymal_d))
+    obs = venv.get_observations()
+    assert isinstance(obs, TensorDict) and obs["policy"].shape == (4, 48)
+    assert venv.num_actions == 12 and venv.max_episode_length == 5
+    for _ in range(5):
+        obs, rew, dones, extras = venv.step(torch.zeros(4, 12))
+    assert rew.shape == (4,) and rew.dtype == torch.float32
+    assert dones.tolist() == [1, 1, 1, 1] and extras["time_outs"].all()
+    assert "/reward/lin_vel_tracking" in extras["log"]
+    venv.episode_length_buf = torch.tensor([1, 2, 3, 4])
+    assert venv.env.episode_step.tolist() == [1, 2, 3, 4]
+    venv.close()
+
+
+def test_raw_actions_map_to_contract_targets():
+    u = np.array([[0.0] * 12, [1.0] * 12, [100.0] * 12])
+    a = raw_to_targets(u)
+    assert np.allclose(a[0], C.DEFAULT_JOINT_POS)
+    assert np.allclose(a[1], C.DEFAULT_JOINT_POS + 0.5)
+    assert np.allclose(a[2], C.DEFAULT_JOINT_POS + 5.0)  # clipped at 10 raw
+
+
+def _reference_metrics(policy, cfg: PolicyEvalConfig, anymal_d) -> dict:
+    """The metric computed step by step, independently of evaluate_policy's vectorized sums."""
+    env = BatchedAnymalEnv(
+        EnvConfig(num_envs=cfg.episodes, episode_length_s=cfg.episode_length_s, seed=cfg.seed), robot=anymal_d
+    )
+    track, lin, yaw, alive = [], [], [], np.ones(cfg.episodes, bool)
+    obs = env.observation()
+    for _ in range(env.max_episode_steps):
+        cmd = env.command.copy()
+        out = env.step(raw_to_targets(policy(obs)))
+        for i in np.flatnonzero(alive):
+            track.append(tracking_reward({k: v[i] for k, v in out.terms.items()}))
+            lin.append(float(((cmd[i, :2] - out.final_state[i, :2]) ** 2).sum()))
+            yaw.append(float((cmd[i, 2] - out.final_state[i, 5]) ** 2))
+        alive &= ~out.terminated
+        obs = out.obs
+    env.close()
+    return {
+        "track": np.mean(track),
+        "lin": np.sqrt(np.mean(lin)),
+        "yaw": np.sqrt(np.mean(yaw)),
+        "falls": int((~alive).sum()),
+        "steps": len(track),
+    }
+
+
+@pytest.mark.parametrize("gain", [0.0, 4.0])
+def test_policy_metric_matches_hand_computation(anymal_d, gain):
+    rng = np.random.default_rng(3)
+    weights = rng.normal(0, 1, (48, 12))
+
+    def policy(obs):  # gain 0 stands; gain 4 thrashes and falls
+        return gain * np.tanh(obs @ weights)
+
+    cfg = PolicyEvalConfig(episodes=6, episode_length_s=1.0, seed=5, num_threads=1)
+    got = evaluate_policy(policy, 48, cfg)
+    ref = _reference_metrics(policy, cfg, anymal_d)
+    assert got["tracking_reward_normalized"] == pytest.approx(ref["track"], abs=1e-4)
+    assert got["lin_vel_rmse_m_s"] == pytest.approx(ref["lin"], abs=1e-4)
+    assert got["yaw_rate_rmse_rad_s"] == pytest.approx(ref["yaw"], abs=1e-4)
+    assert got["falls"] == ref["falls"] and got["steps_evaluated"] == ref["steps"]
+    if gain == 0.0:
+        assert got["falls"] == 0 and got["steps_evaluated"] == 6 * 50
+    else:
+        assert got["falls"] > 0 and got["steps_evaluated"] < 6 * 50  # fallen robots stop counting
+
+
+def test_onnx_export_parity_and_metadata(tmp_path):
+    from rsl_rl.models import MLPModel
+
+    rcfg = runner_config(TrainConfig(ppo=PPOConfig()))
+    obs = TensorDict({"policy": torch.zeros(1, 48)}, batch_size=[1])
+    actor_cfg = {k: v for k, v in rcfg["actor"].items() if k != "class_name"}
+    actor = MLPModel(obs, rcfg["obs_groups"], "actor", 12, **actor_cfg)
+    actor.obs_normalizer._mean.uniform_(-1, 1)  # non-trivial statistics must be inside the graph
+    actor.obs_normalizer._std.uniform_(0.5, 2.0)
+    path = tmp_path / "policy.onnx"
+    err = export_policy(actor, path, {"source": "test", "real_transitions": 123})
+    assert err <= 1e-5
+    policy = OnnxPolicy(path)
+    assert policy.metadata["real_transitions"] == 123 and policy.metadata["joint_names"] == list(
+        C.JOINT_NAMES
+    )
+    x = np.random.default_rng(1).normal(size=(1000, 48)).astype(np.float32)
+    with torch.no_grad():
+        ref = actor(TensorDict({"policy": torch.from_numpy(x)}, batch_size=[1000])).numpy()
+    assert np.abs(policy(x) - ref).max() <= 1e-5
+    assert policy(x[:1]).shape == (1, 12)
+    with pytest.raises(ValueError, match="shape"):
+        policy(x[:, :36])

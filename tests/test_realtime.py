@@ -1,0 +1,76 @@
+"""The real-time schedule on a fake clock: grid deadlines, catch-up, and dropping a hopeless backlog."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rwm_ros.realtime import RealTimeSchedule
+
+P = 0.0025
+
+
+def run(s: RealTimeSchedule, now: float) -> int:
+    n = s.due(now)
+    for _ in range(n):
+        s.advance(now)
+    return n
+
+
+def test_ticks_fall_due_on_the_grid_and_late_wakes_do_not_shift_it() -> None:
+    s = RealTimeSchedule(P, clock=lambda: 0.0)
+    s.start(10.0)
+    assert s.due(10.0) == 0 and s.time_to_next(10.0) == pytest.approx(P)
+    assert run(s, 10.0 + P) == 1
+    # wake 0.4 period late: one tick, and the next deadline stays on the grid
+    assert run(s, 10.0 + 2.4 * P) == 1
+    assert s.deadline() == pytest.approx(10.0 + 3 * P)
+    assert s.stats.late_ticks == 0 and s.stats.max_lateness_s == pytest.approx(0.4 * P)
+
+
+def test_late_wake_catches_up_every_missed_tick() -> None:
+    s = RealTimeSchedule(P)
+    s.start(0.0)
+    assert run(s, 10.5 * P) == 10  # deadlines P..10P have passed
+    assert s.k == 10 and s.stats.late_ticks == 9 and s.stats.slips == 0
+    assert s.real_time_factor(10.5 * P) == pytest.approx(10 / 10.5)
+
+
+def test_real_time_factor_over_a_long_run_is_one_despite_jitter() -> None:
+    s = RealTimeSchedule(P)
+    s.start(0.0)
+    now = 0.0
+    while now < 100.0:  # sleep to the deadline, wake up to 1.8 periods late in a repeating pattern
+        now = max(now, s.deadline()) + (s.k % 7) * 0.3 * P
+        run(s, now)
+    assert s.real_time_factor(now) == pytest.approx(1.0, abs=1e-3)
+    assert s.stats.slips == 0 and s.stats.late_ticks > 0
+
+
+def test_backlog_beyond_max_lag_is_dropped_and_counted() -> None:
+    s = RealTimeSchedule(P, max_lag_s=0.1)
+    s.start(0.0)
+    assert run(s, 1.0) == 1  # a 1 s stall: run one tick, drop the rest
+    assert s.stats.slips == 1
+    assert s.stats.slipped_s == pytest.approx(1.0 - P, abs=P)
+    assert s.due(1.0) == 0 and 0 < s.time_to_next(1.0) <= P  # back on a grid near now
+
+
+@pytest.mark.parametrize("period,max_lag", [(0.0, 0.1), (-1.0, 0.1), (float("inf"), 0.1), (0.01, 0.001)])
+def test_rejects_bad_settings(period: float, max_lag: float) -> None:
+    with pytest.raises(ValueError):
+        RealTimeSchedule(period, max_lag_s=max_lag)
+
+
+def test_command_mailbox_hands_over_each_command_once() -> None:
+    pytest.importorskip("rclpy")
+    from rwm_ros.sim_node import CommandMailbox
+
+    box = CommandMailbox()
+    out = np.zeros(12)
+    assert not box.take(out)
+    box.put(np.full(12, 0.3))
+    box.put(np.full(12, 0.5))  # only the latest counts
+    assert box.take(out) and (out == 0.5).all()
+    assert not box.take(out)  # held: nothing new
+    assert box.accepted == 2 and box.reject("nan") == 1 and box.rejected == {"nan": 1}
