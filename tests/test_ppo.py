@@ -110,3 +110,47 @@ def test_onnx_export_parity_and_metadata(tmp_path):
     assert policy(x[:1]).shape == (1, 12)
     with pytest.raises(ValueError, match="shape"):
         policy(x[:, :36])
+
+
+def _random_policy_onnx(path):
+    from rsl_rl.models import MLPModel
+
+    rcfg = runner_config(TrainConfig())
+    obs = TensorDict({"policy": torch.zeros(1, 48)}, batch_size=[1])
+    actor_cfg = {k: v for k, v in rcfg["actor"].items() if k != "class_name"}
+    torch.manual_seed(0)
+    export_policy(MLPModel(obs, rcfg["obs_groups"], "actor", 12, **actor_cfg), path, {"source": "test"})
+    return OnnxPolicy(path)
+
+
+def test_collect_with_policy_records_its_actions(tmp_path):
+    from rwm.cli import main
+    from rwm.data.array_dataset import ArrayDataset
+    from rwm.rl.observation import policy_observation
+
+    policy = _random_policy_onnx(tmp_path / "p.onnx")
+    out = tmp_path / "ds"
+    main(["collect", "--dataset", "--out", str(out), "--policy", str(tmp_path / "p.onnx"), "--steps", "30",
+          "--num-envs", "2", "--episode-length", "0.4", "--no-pushes"])
+    ds = ArrayDataset(out)
+    assert ds.num_trajectories == 4
+    for i in range(ds.num_trajectories):
+        t = ds.trajectory(i)
+        obs = policy_observation(t.state[1:-1], t.command[1:-1], t.action[:-2])
+        expected = raw_to_targets(policy(obs))
+        assert np.allclose(t.action[1:-1], expected, atol=1e-4), "recorded actions are the policy's"
+
+
+def test_bag_with_policy_records_its_actions(tmp_path):
+    from rwm.data.bag_loader import load_bag
+    from rwm.data.collect import collect_bag
+    from rwm.rl.observation import policy_observation
+    from rwm.rl.policy_controller import PolicyController
+
+    policy = _random_policy_onnx(tmp_path / "p.onnx")
+    collect_bag(tmp_path / "bag", controller=PolicyController(policy, policy.obs_dim), duration_s=1.0)
+    trajectories, report = load_bag(tmp_path / "bag")
+    assert report.ok and trajectories
+    for t in trajectories:
+        obs = policy_observation(t.state[1:], t.command[1:], t.action[:-1])
+        assert np.allclose(t.action[1:], raw_to_targets(policy(obs)), atol=1e-4)

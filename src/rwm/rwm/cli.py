@@ -10,26 +10,40 @@ import sys
 def _collect(args: argparse.Namespace) -> int:
     from rwm.data.collect import collect_bag, collect_dataset
 
+    controller = args.controller
+    if args.policy:
+        from rwm.export.policy_onnx import OnnxPolicy
+        from rwm.rl.policy_controller import BatchPolicyController, PolicyController
+
+        policy = OnnxPolicy(args.policy)
+        if args.dataset:
+            controller = BatchPolicyController(policy, args.action_noise, seed=args.seed)
+        else:
+            controller = PolicyController(policy, policy.obs_dim, args.action_noise)
     if args.dataset:
         summary = collect_dataset(
             args.out,
             steps=args.steps,
             num_envs=args.num_envs,
-            controller=args.controller,
+            controller=controller,
             seed=args.seed,
             pushes=not args.no_pushes,
+            robot=args.robot,
+            episode_length_s=args.episode_length,
         )
     else:
         cmd = tuple(args.cmd) if args.cmd else None
         summary = collect_bag(
             args.out,
-            controller=args.controller,
+            controller=controller,
             duration_s=args.duration,
             seed=args.seed,
             storage=args.storage,
             robot=args.robot,
             cmd=cmd,
         )
+    summary["controller"] = args.policy or args.controller
+    summary["action_noise"] = args.action_noise if args.policy else None
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -113,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="output bag or dataset directory (must not exist)")
     p.add_argument("--controller", default="gait", help="stand | perturb | gait")
+    p.add_argument("--policy", help="drive the robot with this ONNX policy instead of --controller")
+    p.add_argument("--action-noise", type=float, default=0.0, help="policy: std of noise on raw actions")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--robot", default="anymal_d", choices=["anymal_d", "anymal_c"])
     p.add_argument("--duration", type=float, default=60.0, help="bag: simulated seconds")
@@ -124,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=10_000, help="dataset: environment steps (50 Hz)")
     p.add_argument("--num-envs", type=int, default=64, help="dataset: parallel robots")
     p.add_argument("--no-pushes", action="store_true", help="dataset: disable random pushes")
+    p.add_argument("--episode-length", type=float, default=20.0, help="dataset: episode length, s")
     p.set_defaults(func=_collect)
 
     p = sub.add_parser("train-ppo", help="model-free PPO (rsl-rl) on the batched simulation")
