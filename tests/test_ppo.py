@@ -130,8 +130,23 @@ def test_collect_with_policy_records_its_actions(tmp_path):
 
     policy = _random_policy_onnx(tmp_path / "p.onnx")
     out = tmp_path / "ds"
-    main(["collect", "--dataset", "--out", str(out), "--policy", str(tmp_path / "p.onnx"), "--steps", "30",
-          "--num-envs", "2", "--episode-length", "0.4", "--no-pushes"])
+    main(
+        [
+            "collect",
+            "--dataset",
+            "--out",
+            str(out),
+            "--policy",
+            str(tmp_path / "p.onnx"),
+            "--steps",
+            "30",
+            "--num-envs",
+            "2",
+            "--episode-length",
+            "0.4",
+            "--no-pushes",
+        ]
+    )
     ds = ArrayDataset(out)
     assert ds.num_trajectories == 4
     for i in range(ds.num_trajectories):
