@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 RUN_ARGS ?= --duration 20 --report
 ROS_ENV := source install/setup.bash && export PATH=$(CURDIR)/$(VENV)/bin:$$PATH
 
-.PHONY: setup build test run bench lint clean
+.PHONY: setup build test run bench lint clean ppo-model pretrain-data
 
 setup: build
 
@@ -30,6 +30,22 @@ run: setup
 
 bench: setup
 	$(ROS_ENV) && for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# The shipped PPO policy and its evaluation (models/README.md), from scratch: about 1.5 h on 2 cores.
+PPO_ARGS := --log-dir runs/ppo --iterations 1500 --num-envs 512 --seed 1
+ppo-model: setup
+	$(ROS_ENV) && rwm train-ppo $(PPO_ARGS) --export models/anymal_d_ppo.onnx
+	$(ROS_ENV) && rwm eval-policy models/anymal_d_ppo.onnx --json models/anymal_d_ppo_eval.json
+
+# World-model data recorded with the shipped PPO policy (noise and pushes for coverage): 2.05 M
+# pretraining transitions, 100 held-out trajectories of 400 steps (other seed), a small bag.
+pretrain-data: setup
+	$(ROS_ENV) && rwm collect --dataset --policy models/anymal_d_ppo.onnx --action-noise 0.3 \
+		--steps 4000 --num-envs 512 --seed 100 --out data/pretrain
+	$(ROS_ENV) && rwm collect --dataset --policy models/anymal_d_ppo.onnx --action-noise 0.3 \
+		--steps 400 --num-envs 100 --episode-length 8 --seed 200 --out data/heldout
+	$(ROS_ENV) && rwm collect --policy models/anymal_d_ppo.onnx --duration 5 --seed 300 \
+		--out tests/data/anymal_d_ppo_sample
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench scripts
