@@ -1,0 +1,42 @@
+"""Relative autoregressive error as the reference implementation defines it.
+
+In normalized space: after M true history steps the model predicts every later state from its own
+predictions (means) and the true actions; per step, sum over dimensions of |prediction - truth|
+over the sum of |truth|; averaged over the steps after the history and over the trajectories.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rwm.models.rwm import RobotWorldModel
+
+
+def relative_error(pred_n: torch.Tensor, truth_n: torch.Tensor) -> torch.Tensor:
+    """Per-step relative error (B, T) of (B, T, D) normalized predictions."""
+    return (pred_n - truth_n).abs().sum(-1) / truth_n.abs().sum(-1)
+
+
+@torch.no_grad()
+def rollout_trajectories(
+    model: RobotWorldModel, states_n: torch.Tensor, actions_n: torch.Tensor, history: int
+) -> torch.Tensor:
+    """Predict states history..T-1 of (B, T, .) normalized trajectories; returns (B, T - history, 45)."""
+    mean, _, _, hidden = model.sequence(states_n[:, :history], actions_n[:, :history])
+    pred = [mean[:, -1]]
+    for t in range(history, states_n.shape[1] - 1):
+        m, _, _, hidden = model.step(pred[-1], actions_n[:, t], hidden)
+        pred.append(m)
+    return torch.stack(pred, 1)
+
+
+def hold_last_prediction(states_n: torch.Tensor, history: int) -> torch.Tensor:
+    """The baseline that predicts the last history state forever: (B, T - history, 45)."""
+    last = states_n[:, history - 1 : history]
+    return last.expand(-1, states_n.shape[1] - history, -1)
+
+
+def autoregressive_error(pred_n: torch.Tensor, states_n: torch.Tensor, history: int) -> dict:
+    """Mean relative error and its curve over forecast steps for predictions of states history..T-1."""
+    err = relative_error(pred_n, states_n[:, history:])
+    return {"mean": float(err.mean()), "per_step": err.mean(0).tolist()}

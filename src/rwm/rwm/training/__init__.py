@@ -1,0 +1,1 @@
+"""World-model training: autoregressive and teacher-forced losses, the trainer."""

@@ -1,0 +1,51 @@
+"""Dual autoregression (paper Eq. 1): the model reads M true history steps, then feeds back its own
+predictions for N forecast steps. Teacher forcing is the special case N = 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from rwm.models.rwm import RobotWorldModel
+
+
+@dataclass
+class Forecast:
+    """Predictions for the N forecast steps, normalized space: (B, N, .)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    contact_logits: torch.Tensor
+    fed_back: torch.Tensor
+    """The states fed back as inputs (samples when training, means when evaluating)."""
+
+
+def forecast(
+    model: RobotWorldModel,
+    states_n: torch.Tensor,
+    actions_n: torch.Tensor,
+    history: int,
+    horizon: int,
+    sample: bool,
+) -> Forecast:
+    """Predict states history..history+horizon-1 of (B, history+horizon, .) windows.
+
+    The GRU runs over the true history (inner autoregression); each forecast step then takes the
+    previous prediction (a reparameterized sample if `sample`, else the mean) with the true action
+    (outer autoregression).
+    """
+    if states_n.shape[1] < history + horizon - 1:
+        raise ValueError(f"windows of {states_n.shape[1]} steps are too short for M={history}, N={horizon}")
+    mean, std, contact, hidden = model.sequence(states_n[:, :history], actions_n[:, :history])
+    means, stds, contacts, fed = [mean[:, -1]], [std[:, -1]], [contact[:, -1]], []
+    for k in range(1, horizon):
+        prev = means[-1] + stds[-1] * torch.randn_like(stds[-1]) if sample else means[-1]
+        fed.append(prev)
+        m, s, c, hidden = model.step(prev, actions_n[:, history + k - 1], hidden)
+        means.append(m)
+        stds.append(s)
+        contacts.append(c)
+    fed_back = torch.stack(fed, 1) if fed else means[0][:, None, :0]
+    return Forecast(torch.stack(means, 1), torch.stack(stds, 1), torch.stack(contacts, 1), fed_back)

@@ -1,0 +1,113 @@
+"""RWM core: shapes, autoregressive vs teacher-forced semantics, normalization, loss, the AR metric."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rwm.evaluation.autoregressive_error import (
+    autoregressive_error,
+    hold_last_prediction,
+    relative_error,
+    rollout_trajectories,
+)
+from rwm.models.normalization import StateActionNormalizer
+from rwm.models.rwm import RobotWorldModel, RWMConfig
+from rwm.training.losses import world_model_loss
+from rwm.training.rollout import forecast
+
+SMALL = RWMConfig(hidden_size=32, head_hidden=16)
+
+
+def _batch(b=4, t=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(b, t, 45, generator=g),
+        torch.randn(b, t, 12, generator=g),
+        (torch.rand(b, t, 8, generator=g) > 0.5).float(),
+    )
+
+
+def test_step_and_sequence_shapes_and_residual_mean():
+    model = RobotWorldModel(SMALL)
+    s, a, _ = _batch()
+    mean, std, contact, hidden = model.sequence(s, a)
+    assert mean.shape == (4, 12, 45) and std.shape == (4, 12, 45) and contact.shape == (4, 12, 8)
+    assert hidden.shape == (2, 4, 32) and (std > 0).all()
+    for p in model.mean_head[-1].parameters():
+        torch.nn.init.zeros_(p)
+    m, _, _, _ = model.step(s[:, 0], a[:, 0], model.initial_hidden(4))
+    assert torch.allclose(m, s[:, 0]), "the mean is a residual on the input state"
+
+
+def test_step_by_step_equals_sequence():
+    model = RobotWorldModel(SMALL)
+    s, a, _ = _batch()
+    mean_seq, _, _, _ = model.sequence(s, a)
+    h = model.initial_hidden(4)
+    for t in range(12):
+        m, _, _, h = model.step(s[:, t], a[:, t], h)
+        assert torch.allclose(m, mean_seq[:, t], atol=1e-6)
+
+
+def test_forecast_feeds_back_its_own_predictions():
+    model = RobotWorldModel(SMALL)
+    s, a, _ = _batch(t=10)
+    f = forecast(model, s, a, history=6, horizon=4, sample=False)
+    assert f.mean.shape == (4, 4, 45)
+    assert torch.allclose(f.fed_back, f.mean[:, :-1]), "inputs after the history are the previous means"
+    s2 = s.clone()
+    s2[:, 6:] += 100.0  # the true future must not leak into an autoregressive forecast
+    assert torch.allclose(forecast(model, s2, a, 6, 4, sample=False).mean, f.mean)
+    tf, _, _, _ = model.sequence(s2[:, :-1], a[:, :-1])  # teacher forcing reads the true states
+    assert not torch.allclose(tf[:, 6:9], f.mean[:, 1:])
+
+
+def test_normalization_round_trip():
+    rng = np.random.default_rng(0)
+    states, actions = rng.normal(3.0, 2.0, (1000, 45)), rng.normal(-1.0, 0.5, (1000, 12))
+    states[:, 5] = 7.0  # constant dimension: std floored, no division by zero
+    norm = StateActionNormalizer().fit(states, actions)
+    x = torch.from_numpy(states).float()
+    assert torch.allclose(norm.state_inverse(norm.state(x)), x, atol=1e-4)
+    n = norm.state(x)
+    assert n[:, 0].mean().abs() < 1e-4 and (n[:, 0].std() - 1).abs() < 1e-2 and torch.isfinite(n).all()
+
+
+@pytest.mark.parametrize("horizon", [1, 4])
+def test_loss_decreases_on_a_tiny_set(horizon):
+    torch.manual_seed(0)
+    model = RobotWorldModel(SMALL)
+    t = torch.linspace(0, 6, 12)
+    s = torch.sin(t[None, :, None] + torch.arange(45)[None, None] * 0.1).repeat(8, 1, 1)
+    a = torch.cos(t[None, :, None] + torch.arange(12)[None, None]).repeat(8, 1, 1)
+    c = (s[..., :8] > 0).float()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        loss = world_model_loss(model, s, a, c, history=8, horizon=horizon)["total"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 1.0
+
+
+def test_relative_error_hand_computed():
+    truth = torch.tensor([[[1.0, -1.0], [2.0, 0.0], [0.0, 4.0]]])
+    pred = torch.tensor([[[1.0, -1.0], [1.0, 1.0], [0.0, 2.0]]])
+    err = relative_error(pred, truth)
+    assert torch.allclose(err, torch.tensor([[0.0, 1.0, 0.5]]))
+    result = autoregressive_error(pred[:, 1:], truth, history=1)
+    assert result["mean"] == pytest.approx(0.75) and result["per_step"] == pytest.approx([1.0, 0.5])
+    held = hold_last_prediction(truth, history=1)
+    assert torch.equal(held, truth[:, :1].expand(-1, 2, -1))
+
+
+def test_rollout_matches_forecast_without_sampling():
+    model = RobotWorldModel(SMALL)
+    s, a, _ = _batch(t=10)
+    pred = rollout_trajectories(model, s, a, history=6)
+    f = forecast(model, s, a, history=6, horizon=4, sample=False)
+    assert pred.shape == (4, 4, 45) and torch.allclose(pred, f.mean, atol=1e-6)
