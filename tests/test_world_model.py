@@ -111,3 +111,25 @@ def test_rollout_matches_forecast_without_sampling():
     pred = rollout_trajectories(model, s, a, history=6)
     f = forecast(model, s, a, history=6, horizon=4, sample=False)
     assert pred.shape == (4, 4, 45) and torch.allclose(pred, f.mean, atol=1e-6)
+
+
+def test_trainer_runs_on_collected_data(tmp_path):
+    from rwm.data.array_dataset import ArrayDataset
+    from rwm.data.collect import collect_dataset
+    from rwm.training.trainer import WorldModelTrainConfig, train_world_model
+
+    collect_dataset(tmp_path / "train", steps=60, num_envs=4, controller="perturb", seed=1, num_threads=1)
+    collect_dataset(tmp_path / "held", steps=40, num_envs=2, controller="perturb", seed=2, num_threads=1)
+    cfg = WorldModelTrainConfig(
+        history=8, horizon=3, batch_size=16, iterations=4, eval_interval=2, model=SMALL, threads=1
+    )
+    summary = train_world_model(
+        cfg,
+        ArrayDataset(tmp_path / "train"),
+        ArrayDataset(tmp_path / "held"),
+        tmp_path / "out",
+        heldout_length=30,
+    )
+    assert summary["iteration"] == 4 and np.isfinite(summary["heldout_ar_error"])
+    assert (tmp_path / "out" / "model_4.pt").is_file()
+    assert len((tmp_path / "out" / "train_log.jsonl").read_text().splitlines()) == 2
