@@ -133,3 +133,18 @@ def test_trainer_runs_on_collected_data(tmp_path):
     assert summary["iteration"] == 4 and np.isfinite(summary["heldout_ar_error"])
     assert (tmp_path / "out" / "model_4.pt").is_file()
     assert len((tmp_path / "out" / "train_log.jsonl").read_text().splitlines()) == 2
+
+
+def test_world_model_onnx_parity_over_100_steps(tmp_path):
+    from rwm.export.world_model_onnx import OnnxWorldModel, export_world_model
+
+    torch.manual_seed(0)
+    model = RobotWorldModel(SMALL)
+    rng = np.random.default_rng(0)
+    model.normalizer.fit(rng.normal(2.0, 3.0, (500, 45)), rng.normal(0.5, 0.2, (500, 12)))
+    err = export_world_model(model, tmp_path / "wm.onnx", {"source": "test"})
+    assert err <= 1e-4
+    wm = OnnxWorldModel(tmp_path / "wm.onnx")
+    mean, std, logits, h = wm(np.zeros((3, 45)), np.zeros((3, 12)), wm.initial_hidden(3))
+    assert mean.shape == (3, 45) and std.shape == (3, 45) and logits.shape == (3, 8) and h.shape == (3, 2, 32)
+    assert (std > 0).all() and wm.metadata["source"] == "test"

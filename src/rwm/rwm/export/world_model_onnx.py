@@ -1,0 +1,156 @@
+"""Export one world-model step to ONNX: (state, action, hidden) -> (mean, std, contact logits, hidden).
+
+Inputs and outputs are in physical units (normalization is inside the graph), so the ROS
+world-model node feeds the robot's state and the commanded targets directly. Export writes a
+temporary file, checks parity over an autoregressive rollout, then renames (atomic).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from rwm.models.rwm import RobotWorldModel
+from rwm.robot import contract as C
+
+INPUTS = ("state", "action", "hidden")
+OUTPUTS = ("mean", "std", "contact_logits", "next_hidden")
+METADATA_KEY = "rwm_world_model"
+
+
+class _Step(nn.Module):
+    """The model's step in physical units, batch-first hidden (B, layers, size) for ONNX.
+
+    The GRU cell is written out from nn.GRU's own weights (gates r, z, n in PyTorch's order): the
+    exporter cannot trace nn.GRU's sequence loop, and one step needs no loop.
+    """
+
+    def __init__(self, model: RobotWorldModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def _gru_step(self, x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        gru, out = self.model.gru, []
+        for layer in range(gru.num_layers):
+            h = hidden[:, layer]
+            gi = x @ getattr(gru, f"weight_ih_l{layer}").T + getattr(gru, f"bias_ih_l{layer}")
+            gh = h @ getattr(gru, f"weight_hh_l{layer}").T + getattr(gru, f"bias_hh_l{layer}")
+            i_r, i_z, i_n = gi.chunk(3, -1)
+            h_r, h_z, h_n = gh.chunk(3, -1)
+            r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+            x = (1 - z) * torch.tanh(i_n + r * h_n) + z * h
+            out.append(x)
+        return torch.stack(out, 1)
+
+    def forward(self, state: torch.Tensor, action: torch.Tensor, hidden: torch.Tensor):
+        norm = self.model.normalizer
+        state_n = norm.state(state)
+        next_hidden = self._gru_step(torch.cat([state_n, norm.action(action)], -1), hidden)
+        mean_n, std_n, logits = self.model.heads(next_hidden[:, -1], state_n)
+        return norm.state_inverse(mean_n), std_n * norm.state_std, logits, next_hidden
+
+
+def export_world_model(
+    model: RobotWorldModel, path: str | Path, metadata: dict, tolerance: float = 1e-4
+) -> float:
+    """Write the step graph to `path`; returns the max parity error over a 100-step rollout."""
+    path = Path(path)
+    step = _Step(model).eval()
+    cfg = model.cfg
+    tmp = path.with_suffix(".onnx.tmp")
+    batch = torch.export.Dim("batch", min=1)
+    dummy = (
+        torch.zeros(2, C.STATE_DIM),
+        torch.zeros(2, C.ACTION_DIM),
+        torch.zeros(2, cfg.num_layers, cfg.hidden_size),
+    )
+    torch.onnx.export(
+        step,
+        dummy,
+        str(tmp),
+        input_names=list(INPUTS),
+        output_names=list(OUTPUTS),
+        dynamic_shapes=({0: batch}, {0: batch}, {0: batch}),
+        external_data=False,
+    )
+    graph = onnx.load(str(tmp))
+    entry = graph.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = json.dumps(
+        {
+            "hidden_layers": cfg.num_layers,
+            "hidden_size": cfg.hidden_size,
+            "joint_names": list(C.JOINT_NAMES),
+            **metadata,
+        }
+    )
+    onnx.checker.check_model(graph)
+    onnx.save(graph, str(tmp))
+    err = rollout_parity(step, tmp)
+    if err > tolerance:
+        tmp.unlink()
+        raise RuntimeError(
+            f"world-model ONNX parity error {err:.2e} exceeds {tolerance:.0e}; {path} not written"
+        )
+    os.replace(tmp, path)
+    return err
+
+
+def rollout_parity(
+    step: _Step, onnx_path: str | Path, steps: int = 100, batch: int = 4, seed: int = 0
+) -> float:
+    """Max |torch - onnxruntime| of the means over an autoregressive rollout, each fed its own means.
+
+    The torch side is the model's own `step` (nn.GRU), so the written-out cell is checked too.
+    """
+    onnx_model = OnnxWorldModel(onnx_path)
+    model, norm = step.model, step.model.normalizer
+    rng = np.random.default_rng(seed)
+    s_t = norm.state_mean + norm.state_std * torch.from_numpy(rng.normal(size=(batch, C.STATE_DIM))).float()
+    noise = torch.from_numpy(rng.normal(size=(steps, batch, C.ACTION_DIM))).float()
+    actions = norm.action_mean + norm.action_std * noise
+    s_o = s_t.numpy()
+    h_t = model.initial_hidden(batch)
+    h_o = onnx_model.initial_hidden(batch)
+    err = 0.0
+    with torch.no_grad():
+        for k in range(steps):
+            mean_n, _, _, h_t = model.step(norm.state(s_t), norm.action(actions[k]), h_t)
+            s_t = norm.state_inverse(mean_n)
+            s_o, _, _, h_o = onnx_model(s_o, actions[k].numpy(), h_o)
+            err = max(err, float(np.abs(s_t.numpy() - s_o).max()))
+    return err
+
+
+class OnnxWorldModel:
+    """An exported world-model step under onnxruntime."""
+
+    def __init__(self, path: str | Path, threads: int = 1) -> None:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        props = self.session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in props:
+            raise ValueError(f"{path} is not an RWM world-model export (no '{METADATA_KEY}' metadata)")
+        self.metadata = json.loads(props[METADATA_KEY])
+
+    def initial_hidden(self, batch: int = 1) -> np.ndarray:
+        return np.zeros(
+            (batch, self.metadata["hidden_layers"], self.metadata["hidden_size"]), dtype=np.float32
+        )
+
+    def __call__(self, state: np.ndarray, action: np.ndarray, hidden: np.ndarray):
+        feeds = {
+            "state": np.asarray(state, np.float32),
+            "action": np.asarray(action, np.float32),
+            "hidden": np.asarray(hidden, np.float32),
+        }
+        return self.session.run(list(OUTPUTS), feeds)
