@@ -22,8 +22,8 @@ def rollout_trajectories(
     model: RobotWorldModel, states_n: torch.Tensor, actions_n: torch.Tensor, history: int
 ) -> torch.Tensor:
     """Predict states history..T-1 of (B, T, .) normalized trajectories; returns (B, T - history, 45)."""
-    mean, _, _, hidden = model.sequence(states_n[:, :history], actions_n[:, :history])
-    pred = [mean[:, -1]]
+    features, hidden = model.recurrent(states_n[:, :history], actions_n[:, :history])
+    pred = [model.heads(features[:, -1], states_n[:, history - 1])[0]]
     for t in range(history, states_n.shape[1] - 1):
         m, _, _, hidden = model.step(pred[-1], actions_n[:, t], hidden)
         pred.append(m)

@@ -54,13 +54,19 @@ class RobotWorldModel(nn.Module):
         std = nn.functional.softplus(self.std_head(features)).clamp(self.cfg.min_std, self.cfg.max_std)
         return mean, std, self.contact_head(features)
 
+    def recurrent(
+        self, state_n: torch.Tensor, action_n: torch.Tensor, hidden: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """GRU features for (B, T, .) inputs and the last hidden state (the inner autoregression)."""
+        if hidden is None:
+            hidden = self.initial_hidden(state_n.shape[0]).to(state_n)
+        return self.gru(torch.cat([state_n, action_n], -1), hidden)
+
     def sequence(
         self, state_n: torch.Tensor, action_n: torch.Tensor, hidden: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher-forced pass over (B, T, .) inputs: predictions for every next step and the last hidden."""
-        if hidden is None:
-            hidden = self.initial_hidden(state_n.shape[0]).to(state_n)
-        features, hidden = self.gru(torch.cat([state_n, action_n], -1), hidden)
+        features, hidden = self.recurrent(state_n, action_n, hidden)
         mean, std, contact = self.heads(features, state_n)
         return mean, std, contact, hidden
 

@@ -38,8 +38,9 @@ def forecast(
     """
     if states_n.shape[1] < history + horizon - 1:
         raise ValueError(f"windows of {states_n.shape[1]} steps are too short for M={history}, N={horizon}")
-    mean, std, contact, hidden = model.sequence(states_n[:, :history], actions_n[:, :history])
-    means, stds, contacts, fed = [mean[:, -1]], [std[:, -1]], [contact[:, -1]], []
+    features, hidden = model.recurrent(states_n[:, :history], actions_n[:, :history])
+    mean, std, contact = model.heads(features[:, -1], states_n[:, history - 1])  # heads only where needed
+    means, stds, contacts, fed = [mean], [std], [contact], []
     for k in range(1, horizon):
         prev = means[-1] + stds[-1] * torch.randn_like(stds[-1]) if sample else means[-1]
         fed.append(prev)
