@@ -169,3 +169,35 @@ def test_bag_with_policy_records_its_actions(tmp_path):
     for t in trajectories:
         obs = policy_observation(t.state[1:], t.command[1:], t.action[:-1])
         assert np.allclose(t.action[1:], raw_to_targets(policy(obs)), atol=1e-4)
+
+
+def test_train_then_select_best_checkpoint(tmp_path, capsys):
+    import json
+
+    from rwm.cli import main
+
+    log_dir = tmp_path / "ppo"
+    main(["train-ppo", "--log-dir", str(log_dir), "--iterations", "2", "--num-envs", "8"])
+    assert {p.name for p in log_dir.glob("model_*.pt")} == {"model_0.pt", "model_1.pt"}
+    capsys.readouterr()
+    out = tmp_path / "best.onnx"
+    main(
+        [
+            "select-policy",
+            "--log-dir",
+            str(log_dir),
+            "--episodes",
+            "2",
+            "--episode-length",
+            "0.5",
+            "--out",
+            str(out),
+        ]
+    )
+    lines = capsys.readouterr().out
+    assert lines.count('"checkpoint"') == 2
+    policy = OnnxPolicy(out)
+    assert policy.metadata["checkpoint"] in {"model_0.pt", "model_1.pt"}
+    assert policy.metadata["real_transitions"] == (int(policy.metadata["checkpoint"][6]) + 1) * 8 * 24
+    selected = json.loads(lines[lines.index('{\n  "selected"') :])
+    assert selected["selected"] == policy.metadata["checkpoint"]

@@ -97,6 +97,46 @@ def _export_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _select_policy(args: argparse.Namespace) -> int:
+    """Evaluate checkpoints on a validation seed and export the best (fewest falls, then tracking)."""
+    import tempfile
+    from pathlib import Path
+
+    from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy
+    from rwm.export.policy_onnx import OnnxPolicy, actor_from_checkpoint, export_policy
+
+    log_dir = Path(args.log_dir)
+    runner_cfg = json.loads((log_dir / "runner_config.json").read_text())
+    train_cfg = json.loads((log_dir / "train_config.json").read_text())
+    ckpts = sorted(log_dir.glob("model_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    ckpts = [c for c in ckpts if int(c.stem.split("_")[1]) >= args.first]
+    if not ckpts:
+        raise SystemExit(f"no checkpoint model_<it>.pt with it >= {args.first} in {log_dir}")
+    cfg = PolicyEvalConfig(episodes=args.episodes, seed=args.seed, episode_length_s=args.episode_length)
+    num_envs, steps = train_cfg["env"]["num_envs"], train_cfg["ppo"]["num_steps_per_env"]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for ckpt in ckpts:
+            it = int(ckpt.stem.split("_")[1])
+            meta = {
+                "source": "ppo",
+                "checkpoint": ckpt.name,
+                "iterations": it + 1,
+                "seed": train_cfg["seed"],
+                "real_transitions": (it + 1) * num_envs * steps,
+                "selected_on": {"episodes": args.episodes, "seed": args.seed},
+            }
+            path = Path(tmp) / f"{ckpt.stem}.onnx"
+            export_policy(actor_from_checkpoint(ckpt, runner_cfg, args.obs_dim), path, meta)
+            result = evaluate_policy(OnnxPolicy(path), args.obs_dim, cfg)
+            print(json.dumps({"checkpoint": ckpt.name, **result}), flush=True)
+            results.append((result["falls"], -result["tracking_reward_normalized"], it, path, result))
+        _, _, it, path, result = min(results, key=lambda r: r[:3])
+        Path(args.out).write_bytes(path.read_bytes())
+    print(json.dumps({"selected": f"model_{it}.pt", "out": args.out, "validation": result}, indent=2))
+    return 0
+
+
 def _eval_policy(args: argparse.Namespace) -> int:
     from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy
     from rwm.export.policy_onnx import OnnxPolicy
@@ -159,6 +199,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default="ppo")
     p.add_argument("--real-transitions", type=int, help="real transitions its training used")
     p.set_defaults(func=_export_policy)
+
+    p = sub.add_parser("select-policy", help="pick the best checkpoint on a validation seed, export it")
+    p.add_argument("--log-dir", default="runs/ppo")
+    p.add_argument("--first", type=int, default=0, help="consider checkpoints from this iteration on")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--seed", type=int, default=777, help="validation seed (not eval-policy's 12345)")
+    p.add_argument("--episode-length", type=float, default=20.0)
+    p.add_argument("--obs-dim", type=int, default=48)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_select_policy)
 
     p = sub.add_parser("eval-policy", help="evaluate an ONNX policy: 100 episodes of 20 s, fixed seed")
     p.add_argument("policy", help="ONNX policy exported by rwm")

@@ -1,0 +1,36 @@
+"""The shipped policy and the sample bag recorded with it (make pretrain-data) agree with each other."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rwm.data.bag_loader import load_bag
+from rwm.export.policy_onnx import OnnxPolicy
+from rwm.rl.observation import policy_observation
+from rwm.rl.vec_env import raw_to_targets
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICY = ROOT / "models" / "anymal_d_ppo.onnx"
+SAMPLE_BAG = ROOT / "tests" / "data" / "anymal_d_ppo_sample"
+
+
+@pytest.mark.skipif(not POLICY.is_file(), reason="no shipped PPO policy yet")
+def test_shipped_policy_metadata():
+    policy = OnnxPolicy(POLICY)
+    meta = policy.metadata
+    assert meta["source"] == "ppo" and meta["real_transitions"] > 0 and policy.obs_dim == 48
+    assert policy(np.zeros((3, 48), np.float32)).shape == (3, 12)
+
+
+@pytest.mark.skipif(not SAMPLE_BAG.is_dir(), reason="no sample bag yet")
+def test_sample_bag_replays_the_shipped_policy():
+    trajectories, report = load_bag(SAMPLE_BAG)
+    assert report.ok, str(report)
+    assert sum(len(t) for t in trajectories) >= 200  # 5 s at 50 Hz
+    policy = OnnxPolicy(POLICY)
+    for t in trajectories:
+        obs = policy_observation(t.state[1:], t.command[1:], t.action[:-1])
+        assert np.allclose(t.action[1:], raw_to_targets(policy(obs)), atol=1e-4)
