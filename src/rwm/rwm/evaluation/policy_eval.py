@@ -3,7 +3,8 @@
 100 robots run one episode of 20 s each with commands from the training distribution and a fixed
 seed; a fall ends that robot's episode. Reported: the tracking reward normalized to [0, 1]
 (weighted exp kernels of linear and yaw-rate tracking over the sum of their weights, averaged over
-all steps lived), linear-velocity and yaw-rate RMSE, falls and wall time.
+all steps lived), linear-velocity and yaw-rate RMSE (also split into the first second after a command
+change and the rest), falls with when and under which command they happened, and wall time.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import numpy as np
 from rwm.rl.vec_env import raw_to_targets
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig
 from rwm.sim.reward import tracking_reward
+
+TRANSIENT_S = 1.0
+"""Steps within this time after a command change count as transient in the RMSE split."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,10 @@ def evaluate_policy(
     track = np.zeros(n)
     lin_sq = np.zeros(n)
     yaw_sq = np.zeros(n)
+    transient = round(TRANSIENT_S / env_cfg.reward.dt)
+    since_change = np.zeros(n, dtype=np.int64)
+    lin_sq_transient, count_transient = 0.0, 0
+    falls: list[dict] = []
     obs = env.observation()
     start = time.perf_counter()
     for _ in range(steps):
@@ -57,9 +65,22 @@ def evaluate_policy(
         s = out.final_state
         lived += alive
         track += alive * tracking_reward(out.terms, env_cfg.reward)
-        lin_sq += alive * ((command[:, 0:2] - s[:, 0:2]) ** 2).sum(1)
+        lin_err = ((command[:, 0:2] - s[:, 0:2]) ** 2).sum(1)
+        lin_sq += alive * lin_err
         yaw_sq += alive * (command[:, 2] - s[:, 5]) ** 2
+        in_transient = alive & (since_change < transient)
+        lin_sq_transient += float(lin_err[in_transient].sum())
+        count_transient += int(in_transient.sum())
+        for i in np.flatnonzero(alive & out.terminated):
+            falls.append(
+                {
+                    "episode": int(i),
+                    "time_s": round(float(lived[i]) * env_cfg.reward.dt, 2),
+                    "command": np.round(command[i], 2).tolist(),
+                }
+            )
         alive &= ~out.terminated
+        since_change = np.where((env.command != command).any(1), 0, since_change + 1)
         obs = out.obs
     wall = time.perf_counter() - start
     env.close()
@@ -71,7 +92,14 @@ def evaluate_policy(
         "falls": int((~alive).sum()),
         "tracking_reward_normalized": round(float(track.sum() / total), 4),
         "lin_vel_rmse_m_s": round(float(np.sqrt(lin_sq.sum() / total)), 4),
+        "lin_vel_rmse_first_s_after_command_change_m_s": round(
+            float(np.sqrt(lin_sq_transient / count_transient)), 4
+        ),
+        "lin_vel_rmse_steady_m_s": round(
+            float(np.sqrt((lin_sq.sum() - lin_sq_transient) / (total - count_transient))), 4
+        ),
         "yaw_rate_rmse_rad_s": round(float(np.sqrt(yaw_sq.sum() / total)), 4),
         "steps_evaluated": int(total),
+        "fall_events": falls,
         "wall_time_s": round(wall, 1),
     }
