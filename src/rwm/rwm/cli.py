@@ -137,6 +137,25 @@ def _select_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_wm(args: argparse.Namespace) -> int:
+    from rwm.data.array_dataset import ArrayDataset
+    from rwm.training.trainer import WorldModelTrainConfig, train_world_model
+
+    cfg = WorldModelTrainConfig(
+        history=args.history,
+        horizon=args.horizon,
+        decay=args.decay,
+        batch_size=args.batch_size,
+        iterations=args.iterations,
+        eval_interval=args.eval_interval,
+        seed=args.seed,
+    )
+    heldout = ArrayDataset(args.heldout) if args.heldout else None
+    summary = train_world_model(cfg, ArrayDataset(args.data), heldout, args.out)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def _eval_policy(args: argparse.Namespace) -> int:
     from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy
     from rwm.export.policy_onnx import OnnxPolicy
@@ -209,6 +228,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--obs-dim", type=int, default=48)
     p.add_argument("--out", required=True)
     p.set_defaults(func=_select_policy)
+
+    p = sub.add_parser("train-wm", help="train RWM on an array dataset (AR: --horizon 8; TF: --horizon 1)")
+    p.add_argument("--data", required=True, help="array dataset (rwm collect --dataset)")
+    p.add_argument("--heldout", help="array dataset of held-out trajectories for the AR error")
+    p.add_argument("--out", required=True, help="checkpoints and train_log.jsonl")
+    p.add_argument("--history", type=int, default=32)
+    p.add_argument("--horizon", type=int, default=8)
+    p.add_argument("--decay", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--iterations", type=int, default=2000)
+    p.add_argument("--eval-interval", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_train_wm)
 
     p = sub.add_parser("eval-policy", help="evaluate an ONNX policy: 100 episodes of 20 s, fixed seed")
     p.add_argument("policy", help="ONNX policy exported by rwm")

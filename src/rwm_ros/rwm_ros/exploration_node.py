@@ -10,9 +10,7 @@ controllers use only time); their slots of the state stay zero.
 from __future__ import annotations
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -20,6 +18,7 @@ from sensor_msgs.msg import JointState
 from rwm.robot import contract as C
 from rwm.sim.controllers import CONTROLLERS, make_controller
 from rwm_ros.conversions import JointMessageError, JointOrder, make_joint_state
+from rwm_ros.spin import spin_node
 
 
 class ExplorationNode(Node):
@@ -80,18 +79,4 @@ class ExplorationNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ExplorationNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-
-
-if __name__ == "__main__":
-    main()
+    spin_node(ExplorationNode, args)

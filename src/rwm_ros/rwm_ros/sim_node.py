@@ -23,7 +23,6 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -41,6 +40,7 @@ from rwm_ros.conversions import (
     set_stamp_ns,
 )
 from rwm_ros.realtime import RealTimeSchedule
+from rwm_ros.spin import spin_node
 
 _NS = 1_000_000_000
 MAX_LAG_S = 0.25
@@ -325,20 +325,6 @@ class SimNode(Node):
 def main(args: list[str] | None = None) -> None:
     # The physics thread must get the GIL within a fraction of a tick when the executor holds it.
     sys.setswitchinterval(0.0005)
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    node = spin_node(SimNode, args)
     if node is not None:
         node.raise_if_failed()
-
-
-if __name__ == "__main__":
-    main()

@@ -106,7 +106,7 @@ def train_world_model(
             entry = {
                 "iteration": it,
                 "wall_s": round(time.perf_counter() - start, 1),
-                **{k: float(v) for k, v in losses.items()},
+                **{k: v.item() for k, v in losses.items()},
             }
             if held is not None:
                 entry["heldout_ar_error"] = evaluate_heldout(model, held, cfg.history)["mean"]
