@@ -80,3 +80,7 @@ class ExplorationNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     spin_node(ExplorationNode, args)
+
+
+if __name__ == "__main__":
+    main()

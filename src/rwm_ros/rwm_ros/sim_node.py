@@ -328,3 +328,7 @@ def main(args: list[str] | None = None) -> None:
     node = spin_node(SimNode, args)
     if node is not None:
         node.raise_if_failed()
+
+
+if __name__ == "__main__":
+    main()

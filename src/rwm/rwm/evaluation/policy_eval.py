@@ -23,6 +23,11 @@ TRANSIENT_S = 1.0
 """Steps within this time after a command change count as transient in the RMSE split."""
 
 
+def _rms(sum_sq: float, count: int) -> float | None:
+    """Root mean square, or None when no step fell in the group."""
+    return round(float(np.sqrt(sum_sq / count)), 4) if count else None
+
+
 @dataclass(frozen=True)
 class PolicyEvalConfig:
     episodes: int = 100
@@ -92,12 +97,8 @@ def evaluate_policy(
         "falls": int((~alive).sum()),
         "tracking_reward_normalized": round(float(track.sum() / total), 4),
         "lin_vel_rmse_m_s": round(float(np.sqrt(lin_sq.sum() / total)), 4),
-        "lin_vel_rmse_first_s_after_command_change_m_s": round(
-            float(np.sqrt(lin_sq_transient / count_transient)), 4
-        ),
-        "lin_vel_rmse_steady_m_s": round(
-            float(np.sqrt((lin_sq.sum() - lin_sq_transient) / (total - count_transient))), 4
-        ),
+        "lin_vel_rmse_first_s_after_command_change_m_s": _rms(lin_sq_transient, count_transient),
+        "lin_vel_rmse_steady_m_s": _rms(float(lin_sq.sum()) - lin_sq_transient, int(total) - count_transient),
         "yaw_rate_rmse_rad_s": round(float(np.sqrt(yaw_sq.sum() / total)), 4),
         "steps_evaluated": int(total),
         "fall_events": falls,
