@@ -18,6 +18,7 @@ import torch
 from rsl_rl.models import MLPModel
 from tensordict import TensorDict
 
+from rwm.export.onnx_files import strip_debug_metadata
 from rwm.robot import contract as C
 
 INPUT_NAME = "obs"
@@ -54,6 +55,7 @@ def export_policy(
         external_data=False,
     )
     model = onnx.load(str(tmp))
+    strip_debug_metadata(model)
     meta = {
         "obs_dim": obs_dim,
         "action_dim": C.ACTION_DIM,

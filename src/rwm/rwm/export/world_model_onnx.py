@@ -17,6 +17,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from rwm.export.onnx_files import strip_debug_metadata
 from rwm.models.rwm import RobotWorldModel
 from rwm.robot import contract as C
 
@@ -81,6 +82,7 @@ def export_world_model(
         external_data=False,
     )
     graph = onnx.load(str(tmp))
+    strip_debug_metadata(graph)
     entry = graph.metadata_props.add()
     entry.key = METADATA_KEY
     entry.value = json.dumps(
