@@ -18,6 +18,7 @@ from rwm.training.losses import world_model_loss
 from rwm.training.rollout import forecast
 
 SMALL = RWMConfig(hidden_size=32, head_hidden=16)
+SMALL_DICT = {"hidden_size": 32, "head_hidden": 16}
 
 
 def _batch(b=4, t=12, seed=0):
@@ -35,7 +36,7 @@ def test_step_and_sequence_shapes_and_residual_mean():
     mean, std, contact, hidden = model.sequence(s, a)
     assert mean.shape == (4, 12, 45) and std.shape == (4, 12, 45) and contact.shape == (4, 12, 8)
     assert hidden.shape == (2, 4, 32) and (std > 0).all()
-    for p in model.mean_head[-1].parameters():
+    for p in model.heads_module.mean_head[-1].parameters():
         torch.nn.init.zeros_(p)
     m, _, _, _ = model.step(s[:, 0], a[:, 0], model.initial_hidden(4))
     assert torch.allclose(m, s[:, 0]), "the mean is a residual on the input state"
@@ -121,7 +122,7 @@ def test_trainer_runs_on_collected_data(tmp_path):
     collect_dataset(tmp_path / "train", steps=60, num_envs=4, controller="perturb", seed=1, num_threads=1)
     collect_dataset(tmp_path / "held", steps=40, num_envs=2, controller="perturb", seed=2, num_threads=1)
     cfg = WorldModelTrainConfig(
-        history=8, horizon=3, batch_size=16, iterations=4, eval_interval=2, model=SMALL, threads=1
+        history=8, horizon=3, batch_size=16, iterations=4, eval_interval=2, model=SMALL_DICT, threads=1
     )
     summary = train_world_model(
         cfg,

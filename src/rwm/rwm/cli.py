@@ -1,4 +1,4 @@
-"""`rwm` command line: one entry point for data collection and inspection (more subcommands follow)."""
+"""`rwm` command line: data collection, PPO, world-model training and evaluation, export."""
 
 from __future__ import annotations
 
@@ -60,18 +60,23 @@ def _load_bag(args: argparse.Namespace) -> int:
 def _train_ppo(args: argparse.Namespace) -> int:
     from rwm.rl.ppo_training import TrainConfig, train_ppo
     from rwm.sim.batched_env import EnvConfig, PushConfig
+    from rwm.sim.commands import CommandConfig
 
-    cfg = TrainConfig(
-        env=EnvConfig(num_envs=args.num_envs, seed=args.seed, pushes=PushConfig(enabled=True)),
-        max_iterations=args.iterations,
+    env = EnvConfig(
+        num_envs=args.num_envs,
         seed=args.seed,
+        pushes=PushConfig(enabled=True),
+        commands=CommandConfig(resample_time_s=args.resample_time),
+        termination_penalty=args.termination_penalty,
     )
+    cfg = TrainConfig(env=env, max_iterations=args.iterations, seed=args.seed)
     summary = train_ppo(
         cfg,
         args.log_dir,
         resume=args.resume,
         export_path=args.export,
         command="rwm " + " ".join(sys.argv[1:]),
+        init_from=args.init_from,
     )
     print(json.dumps(summary, indent=2))
     return 0
@@ -137,22 +142,77 @@ def _select_policy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_wm(args: argparse.Namespace) -> int:
-    from rwm.data.array_dataset import ArrayDataset
-    from rwm.training.trainer import WorldModelTrainConfig, train_world_model
+def _wm_config(args: argparse.Namespace):
+    from rwm.training.latent_regularization import LatentNoise
+    from rwm.training.trainer import WorldModelTrainConfig
 
-    cfg = WorldModelTrainConfig(
+    return WorldModelTrainConfig(
+        arch=getattr(args, "arch", "rwm"),
         history=args.history,
         horizon=args.horizon,
         decay=args.decay,
+        learning_rate=args.lr,
         batch_size=args.batch_size,
         iterations=args.iterations,
         eval_interval=args.eval_interval,
         seed=args.seed,
+        latent_noise=LatentNoise(sigma=args.latent_sigma, mu=args.latent_mu),
+        jacobian_weight=getattr(args, "jacobian_weight", 0.0),
     )
+
+
+def _train_wm(args: argparse.Namespace) -> int:
+    from rwm.data.array_dataset import ArrayDataset
+    from rwm.training.trainer import train_world_model
+
     heldout = ArrayDataset(args.heldout) if args.heldout else None
-    summary = train_world_model(cfg, ArrayDataset(args.data), heldout, args.out)
+    summary = train_world_model(_wm_config(args), ArrayDataset(args.data), heldout, args.out)
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _eval_wm(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rwm.data.array_dataset import ArrayDataset
+    from rwm.evaluation.plots import plot_error_vs_step, plot_latent_drift, plot_noise
+    from rwm.evaluation.world_model_suite import SuiteConfig, evaluate_world_models
+    from rwm.models.factory import load_checkpoint
+    from rwm.training.trainer import heldout_tensors
+
+    models = {}
+    for item in args.model:
+        name, _, path = item.rpartition("=")
+        models[name or Path(path).parent.name] = load_checkpoint(path)[0]
+    held = heldout_tensors(ArrayDataset(args.heldout), args.length)
+    results = evaluate_world_models(models, held, SuiteConfig(history=args.history, seed=args.seed))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    plot_error_vs_step(results, out / "error_vs_step.png")
+    names = list(models)
+    plot_noise(results, out / "noise.png", tuple(names[:2]) if len(names) > 1 else None)
+    plot_latent_drift(results, out / "latent_drift.png")
+    summary = {name: entry["mean"] for name, entry in results["models"].items()}
+    print(json.dumps({"hold_last": results["hold_last"]["mean"], **summary, "out": str(out)}, indent=2))
+    return 0
+
+
+def _wm_table(args: argparse.Namespace) -> int:
+    from rwm.experiments.world_model_table import markdown_table, run_table
+
+    results = run_table(
+        args.data, args.heldout, args.out, _wm_config(args), args.jacobian_weight, args.variants or None
+    )
+    print(markdown_table(results))
+    return 0
+
+
+def _wm_sweep(args: argparse.Namespace) -> int:
+    from rwm.experiments.horizon_sweep import run_sweep
+
+    sweep = run_sweep(args.data, args.heldout, args.out, _wm_config(args), args.histories, args.horizons)
+    print(json.dumps(sweep["cells"], indent=1))
     return 0
 
 
@@ -208,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-envs", type=int, default=256)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --log-dir")
+    p.add_argument("--init-from", help="start this stage from an earlier stage's checkpoint")
+    p.add_argument("--resample-time", type=float, default=10.0, help="new command every this many s")
+    p.add_argument("--termination-penalty", type=float, default=0.0, help="reward subtracted on a fall")
     p.add_argument("--export", help="write the final policy to this ONNX file")
     p.set_defaults(func=_train_ppo)
 
@@ -229,18 +292,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=_select_policy)
 
-    p = sub.add_parser("train-wm", help="train RWM on an array dataset (AR: --horizon 8; TF: --horizon 1)")
-    p.add_argument("--data", required=True, help="array dataset (rwm collect --dataset)")
-    p.add_argument("--heldout", help="array dataset of held-out trajectories for the AR error")
-    p.add_argument("--out", required=True, help="checkpoints and train_log.jsonl")
-    p.add_argument("--history", type=int, default=32)
-    p.add_argument("--horizon", type=int, default=8)
-    p.add_argument("--decay", type=float, default=1.0)
-    p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--iterations", type=int, default=2000)
-    p.add_argument("--eval-interval", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
+    def wm_training_args(p: argparse.ArgumentParser, iterations: int, lr: float, batch: int) -> None:
+        p.add_argument("--data", required=True, help="array dataset (rwm collect --dataset)")
+        needs_heldout = p.prog.endswith(("table", "sweep"))
+        p.add_argument("--heldout", required=needs_heldout, help="held-out array dataset")
+        p.add_argument("--out", required=True, help="output directory")
+        p.add_argument("--history", type=int, default=32, help="M")
+        p.add_argument("--horizon", type=int, default=8, help="N (1 = teacher forcing)")
+        p.add_argument("--decay", type=float, default=1.0, help="forecast decay alpha")
+        p.add_argument("--lr", type=float, default=lr)
+        p.add_argument("--batch-size", type=int, default=batch)
+        p.add_argument("--iterations", type=int, default=iterations)
+        p.add_argument("--eval-interval", type=int, default=200)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--latent-sigma", type=float, default=0.0, help="latent noise std during training")
+        p.add_argument("--latent-mu", type=float, default=0.0, help="latent noise drift during training")
+
+    p = sub.add_parser("train-wm", help="train a world model on an array dataset")
+    wm_training_args(p, 2000, 1e-4, 1024)
+    p.add_argument("--arch", default="rwm", choices=["rwm", "mlp", "rssm", "transformer"])
+    p.add_argument("--jacobian-weight", type=float, default=0.0, help="lambda of the Jacobian penalty")
     p.set_defaults(func=_train_wm)
+
+    p = sub.add_parser("eval", help="world-model evaluation suite on held-out trajectories (JSON + PNG)")
+    p.add_argument("--heldout", required=True)
+    p.add_argument("--model", action="append", required=True, help="NAME=checkpoint.pt (repeatable)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--history", type=int, default=32)
+    p.add_argument("--length", type=int, default=400, help="trajectory length used")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_eval_wm)
+
+    p = sub.add_parser("wm-table", help="train and compare RWM and the baselines (results table + PNG)")
+    wm_training_args(p, 1000, 1e-3, 256)
+    p.add_argument("--jacobian-weight", type=float, default=1e-3, help="lambda for the +JR variant")
+    p.add_argument("--variants", nargs="*", help="subset of the table's rows")
+    p.set_defaults(func=_wm_table)
+
+    p = sub.add_parser("wm-sweep", help="history x horizon sweep of RWM: error and training time")
+    wm_training_args(p, 300, 1e-3, 256)
+    p.add_argument("--histories", type=int, nargs="+", default=[8, 16, 32])
+    p.add_argument("--horizons", type=int, nargs="+", default=[1, 4, 8])
+    p.set_defaults(func=_wm_sweep)
 
     p = sub.add_parser("eval-policy", help="evaluate an ONNX policy: 100 episodes of 20 s, fixed seed")
     p.add_argument("policy", help="ONNX policy exported by rwm")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from rwm.models.rwm import RobotWorldModel
+from rwm.models.base import WorldModel
+from rwm.training.latent_regularization import LatentNoise
 
 
 def relative_error(pred_n: torch.Tensor, truth_n: torch.Tensor) -> torch.Tensor:
@@ -19,13 +20,36 @@ def relative_error(pred_n: torch.Tensor, truth_n: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def rollout_trajectories(
-    model: RobotWorldModel, states_n: torch.Tensor, actions_n: torch.Tensor, history: int
+    model: WorldModel,
+    states_n: torch.Tensor,
+    actions_n: torch.Tensor,
+    history: int,
+    input_noise: float = 0.0,
+    latent_noise: LatentNoise | None = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Predict states history..T-1 of (B, T, .) normalized trajectories; returns (B, T - history, 45)."""
-    features, hidden = model.recurrent(states_n[:, :history], actions_n[:, :history])
-    pred = [model.heads(features[:, -1], states_n[:, history - 1])[0]]
+    """Predict states history..T-1 of (B, T, .) normalized trajectories; returns (B, T - history, 45).
+
+    `input_noise` adds N(0, sigma^2) to every state and action the model reads (history and fed-back
+    predictions alike); `latent_noise` perturbs the latent before every forecast step. The truth it is
+    scored against stays clean.
+    """
+    model.eval()
+
+    def noisy(x: torch.Tensor) -> torch.Tensor:
+        if input_noise <= 0:
+            return x
+        return x + input_noise * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+
+    perturb = latent_noise is not None and latent_noise.active and model.has_latent
+    seen = noisy(states_n[:, :history])
+    features, hidden = model.recurrent(seen, noisy(actions_n[:, :history]))
+    pred = [model.heads(features[:, -1], seen[:, -1])[0]]
     for t in range(history, states_n.shape[1] - 1):
-        m, _, _, hidden = model.step(pred[-1], actions_n[:, t], hidden)
+        if perturb:
+            eps = torch.randn(hidden.shape, generator=generator)
+            hidden = hidden + latent_noise.mu + latent_noise.sigma * eps
+        m, _, _, hidden = model.step(noisy(pred[-1]), noisy(actions_n[:, t]), hidden)
         pred.append(m)
     return torch.stack(pred, 1)
 

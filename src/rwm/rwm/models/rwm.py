@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rwm.models.normalization import StateActionNormalizer
-from rwm.robot import contract as C
+from rwm.models.base import INPUT_DIM, GaussianHeads, WorldModel
 
 
 @dataclass(frozen=True)
@@ -28,31 +27,20 @@ class RWMConfig:
     max_std: float = 5.0
 
 
-def _head(inp: int, hidden: int, out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(inp, hidden), nn.ReLU(), nn.Linear(hidden, out))
+class RobotWorldModel(WorldModel):
+    """GRU world model; `hidden` is the GRU state (num_layers, B, hidden_size)."""
 
-
-class RobotWorldModel(nn.Module):
-    """GRU world model: `step` advances one 0.02 s step for a batch."""
+    has_latent = True
 
     def __init__(self, cfg: RWMConfig = RWMConfig()) -> None:
         super().__init__()
         self.cfg = cfg
-        self.normalizer = StateActionNormalizer()
-        self.gru = nn.GRU(C.STATE_DIM + C.ACTION_DIM, cfg.hidden_size, cfg.num_layers, batch_first=True)
-        self.mean_head = _head(cfg.hidden_size, cfg.head_hidden, C.STATE_DIM)
-        self.std_head = _head(cfg.hidden_size, cfg.head_hidden, C.STATE_DIM)
-        self.contact_head = _head(cfg.hidden_size, cfg.head_hidden, C.CONTACT_DIM)
+        self.gru = nn.GRU(INPUT_DIM, cfg.hidden_size, cfg.num_layers, batch_first=True)
+        self.heads_module = GaussianHeads(cfg.hidden_size, cfg.head_hidden, cfg.min_std, cfg.max_std)
 
     def initial_hidden(self, batch: int) -> torch.Tensor:
         """(num_layers, batch, hidden) zeros."""
         return torch.zeros(self.cfg.num_layers, batch, self.cfg.hidden_size)
-
-    def heads(self, features: torch.Tensor, state_n: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(mean, std, contact logits) of the next normalized state from GRU features."""
-        mean = state_n + self.mean_head(features)
-        std = nn.functional.softplus(self.std_head(features)).clamp(self.cfg.min_std, self.cfg.max_std)
-        return mean, std, self.contact_head(features)
 
     def recurrent(
         self, state_n: torch.Tensor, action_n: torch.Tensor, hidden: torch.Tensor | None = None
@@ -61,18 +49,3 @@ class RobotWorldModel(nn.Module):
         if hidden is None:
             hidden = self.initial_hidden(state_n.shape[0]).to(state_n)
         return self.gru(torch.cat([state_n, action_n], -1), hidden)
-
-    def sequence(
-        self, state_n: torch.Tensor, action_n: torch.Tensor, hidden: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Teacher-forced pass over (B, T, .) inputs: predictions for every next step and the last hidden."""
-        features, hidden = self.recurrent(state_n, action_n, hidden)
-        mean, std, contact = self.heads(features, state_n)
-        return mean, std, contact, hidden
-
-    def step(
-        self, state_n: torch.Tensor, action_n: torch.Tensor, hidden: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One step for (B, .) inputs: (mean, std, contact logits, hidden)."""
-        mean, std, contact, hidden = self.sequence(state_n[:, None], action_n[:, None], hidden)
-        return mean[:, 0], std[:, 0], contact[:, 0], hidden

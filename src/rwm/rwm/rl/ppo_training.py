@@ -102,8 +102,12 @@ def train_ppo(
     resume: bool = False,
     export_path: str | Path | None = None,
     command: str = "",
+    init_from: str | Path | None = None,
 ) -> dict:
     """Train (or resume) PPO; checkpoints and TensorBoard logs go to log_dir; optionally export ONNX.
+
+    `init_from` starts a new stage (its own log_dir, possibly another environment config) from a
+    checkpoint of an earlier one; iterations continue from that checkpoint's count.
 
     Returns a summary (iterations, transitions, wall time, parity error of the export).
     """
@@ -115,6 +119,8 @@ def train_ppo(
     runner = OnPolicyRunner(env, runner_config(cfg), log_dir=str(log_dir), device="cpu")
     done_iterations = 0
     ckpt = latest_checkpoint(log_dir) if resume else None
+    if ckpt is None and init_from is not None:
+        ckpt = Path(init_from)
     if ckpt is not None:
         runner.load(str(ckpt))
         done_iterations = runner.current_learning_iteration + 1

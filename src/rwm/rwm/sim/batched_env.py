@@ -51,6 +51,8 @@ class EnvConfig:
     """Terminate when the projected gravity's z rises above this (tilt beyond 60 degrees)."""
     reset_joint_noise: float = 0.1
     """Uniform noise on the standing pose at reset, rad."""
+    termination_penalty: float = 0.0
+    """Subtracted from the reward of a transition that ends in a fall (not in Table S5; 0 = off)."""
     commands: CommandConfig = field(default_factory=CommandConfig)
     pushes: PushConfig = field(default_factory=PushConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
@@ -190,6 +192,8 @@ class BatchedAnymalEnv:
         self.episode_step += 1
         self.command_step += 1
         terminated = self._fell | (self._next[:, 8] > self.cfg.max_tilt_gravity_z)
+        if self.cfg.termination_penalty:
+            reward = reward - self.cfg.termination_penalty * terminated
         truncated = (self.episode_step >= self.max_episode_steps) & ~terminated
         final_state = self._next.copy()
         final_contacts = self._next_contacts.copy()

@@ -1,12 +1,14 @@
 """Multi-step prediction loss (paper Eq. 2): Gaussian NLL of states plus BCE of contacts, decayed by
-alpha^k over the forecast steps; teacher forcing (N = 1) scores every position of the window."""
+alpha^k over the forecast steps; teacher forcing (N = 1) scores every position of the window.
+Optional terms: the model's own (RSSM KL) and the Jacobian penalty on the latent transition."""
 
 from __future__ import annotations
 
 import torch
 from torch.nn import functional as F
 
-from rwm.models.rwm import RobotWorldModel
+from rwm.models.base import WorldModel
+from rwm.training.latent_regularization import LatentNoise, jacobian_frobenius_sq
 from rwm.training.rollout import forecast
 
 
@@ -15,8 +17,16 @@ def gaussian_nll(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor) ->
     return 0.5 * ((target - mean) / std) ** 2 + torch.log(std)
 
 
+def _jacobian_on_history(model: WorldModel, states_n: torch.Tensor, actions_n: torch.Tensor) -> torch.Tensor:
+    """Jacobian penalty for teacher forcing: the transition out of a mid-window latent."""
+    mid = states_n.shape[1] // 2
+    _, hidden = model.recurrent(states_n[:, :mid], actions_n[:, :mid])
+    next_hidden = model.step(states_n[:, mid], actions_n[:, mid], hidden)[3]
+    return jacobian_frobenius_sq(next_hidden, hidden)
+
+
 def world_model_loss(
-    model: RobotWorldModel,
+    model: WorldModel,
     states_n: torch.Tensor,
     actions_n: torch.Tensor,
     contacts: torch.Tensor,
@@ -24,14 +34,22 @@ def world_model_loss(
     horizon: int,
     decay: float = 1.0,
     contact_weight: float = 1.0,
+    latent_noise: LatentNoise | None = None,
+    jacobian_weight: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """Loss terms for (B, history + horizon, .) windows; 'total' is what is minimized."""
+    jacobian = torch.zeros(())
+    use_jacobian = jacobian_weight > 0 and model.has_latent
     if horizon == 1:
         mean, std, logits, _ = model.sequence(states_n[:, :-1], actions_n[:, :-1])
         state_loss = gaussian_nll(mean, std, states_n[:, 1:]).mean()
         contact_loss = F.binary_cross_entropy_with_logits(logits, contacts[:, 1:])
+        if use_jacobian:
+            jacobian = _jacobian_on_history(model, states_n, actions_n)
     else:
-        f = forecast(model, states_n, actions_n, history, horizon, sample=True)
+        f = forecast(
+            model, states_n, actions_n, history, horizon, True, latent_noise, keep_transitions=use_jacobian
+        )
         target = states_n[:, history : history + horizon]
         weights = decay ** torch.arange(horizon, dtype=states_n.dtype)
         weights = weights / weights.sum()
@@ -40,4 +58,9 @@ def world_model_loss(
             f.contact_logits, contacts[:, history : history + horizon], reduction="none"
         )
         contact_loss = (bce.mean((0, 2)) * weights).sum()
-    return {"total": state_loss + contact_weight * contact_loss, "state": state_loss, "contact": contact_loss}
+        if use_jacobian:
+            k = int(torch.randint(len(f.transitions), ()))
+            jacobian = jacobian_frobenius_sq(f.transitions[k][1], f.transitions[k][0])
+    aux = model.auxiliary_loss()
+    total = state_loss + contact_weight * contact_loss + aux + jacobian_weight * jacobian
+    return {"total": total, "state": state_loss, "contact": contact_loss, "aux": aux, "jacobian": jacobian}

@@ -4,11 +4,12 @@ predictions for N forecast steps. Teacher forcing is the special case N = 1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from rwm.models.rwm import RobotWorldModel
+from rwm.models.base import WorldModel
+from rwm.training.latent_regularization import LatentNoise
 
 
 @dataclass
@@ -20,33 +21,45 @@ class Forecast:
     contact_logits: torch.Tensor
     fed_back: torch.Tensor
     """The states fed back as inputs (samples when training, means when evaluating)."""
+    transitions: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    """(hidden in, hidden out) of each forecast step after the first, kept when asked for."""
 
 
 def forecast(
-    model: RobotWorldModel,
+    model: WorldModel,
     states_n: torch.Tensor,
     actions_n: torch.Tensor,
     history: int,
     horizon: int,
     sample: bool,
+    latent_noise: LatentNoise | None = None,
+    keep_transitions: bool = False,
 ) -> Forecast:
     """Predict states history..history+horizon-1 of (B, history+horizon, .) windows.
 
-    The GRU runs over the true history (inner autoregression); each forecast step then takes the
+    The model runs over the true history (inner autoregression); each forecast step then takes the
     previous prediction (a reparameterized sample if `sample`, else the mean) with the true action
-    (outer autoregression).
+    (outer autoregression). `latent_noise` perturbs the latent before each forecast step.
     """
     if states_n.shape[1] < history + horizon - 1:
         raise ValueError(f"windows of {states_n.shape[1]} steps are too short for M={history}, N={horizon}")
+    perturb = latent_noise is not None and latent_noise.active and model.has_latent
     features, hidden = model.recurrent(states_n[:, :history], actions_n[:, :history])
     mean, std, contact = model.heads(features[:, -1], states_n[:, history - 1])  # heads only where needed
-    means, stds, contacts, fed = [mean], [std], [contact], []
+    means, stds, contacts, fed, transitions = [mean], [std], [contact], [], []
     for k in range(1, horizon):
         prev = means[-1] + stds[-1] * torch.randn_like(stds[-1]) if sample else means[-1]
         fed.append(prev)
-        m, s, c, hidden = model.step(prev, actions_n[:, history + k - 1], hidden)
+        if perturb:
+            hidden = latent_noise(hidden)
+        m, s, c, next_hidden = model.step(prev, actions_n[:, history + k - 1], hidden)
+        if keep_transitions:
+            transitions.append((hidden, next_hidden))
+        hidden = next_hidden
         means.append(m)
         stds.append(s)
         contacts.append(c)
     fed_back = torch.stack(fed, 1) if fed else means[0][:, None, :0]
-    return Forecast(torch.stack(means, 1), torch.stack(stds, 1), torch.stack(contacts, 1), fed_back)
+    return Forecast(
+        torch.stack(means, 1), torch.stack(stds, 1), torch.stack(contacts, 1), fed_back, transitions
+    )

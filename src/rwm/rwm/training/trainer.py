@@ -7,13 +7,16 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from rwm.data.array_dataset import ArrayDataset
 from rwm.evaluation.autoregressive_error import autoregressive_error, rollout_trajectories
-from rwm.models.rwm import RobotWorldModel, RWMConfig
+from rwm.models.base import WorldModel
+from rwm.models.factory import build_world_model, save_checkpoint
+from rwm.training.latent_regularization import LatentNoise
 from rwm.training.losses import world_model_loss
 
 
@@ -21,6 +24,10 @@ from rwm.training.losses import world_model_loss
 class WorldModelTrainConfig:
     """Paper defaults: M = 32, N = 8, lr 1e-4, weight decay 1e-5, batch 1024."""
 
+    arch: str = "rwm"
+    """rwm, mlp, rssm or transformer."""
+    model: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the architecture's config dataclass."""
     history: int = 32
     horizon: int = 8
     """Forecast steps N; 1 is teacher forcing."""
@@ -33,7 +40,9 @@ class WorldModelTrainConfig:
     eval_interval: int = 200
     seed: int = 0
     threads: int = 2
-    model: RWMConfig = field(default_factory=RWMConfig)
+    latent_noise: LatentNoise = field(default_factory=LatentNoise)
+    jacobian_weight: float = 0.0
+    """lambda of the Jacobian penalty on the latent transition (0 = off)."""
 
 
 class WindowSampler:
@@ -64,9 +73,8 @@ def heldout_tensors(dataset: ArrayDataset, length: int) -> dict[str, torch.Tenso
     }
 
 
-def evaluate_heldout(model: RobotWorldModel, heldout: dict[str, torch.Tensor], history: int) -> dict:
+def evaluate_heldout(model: WorldModel, heldout: dict[str, torch.Tensor], history: int) -> dict:
     """Relative AR error of `model` on held-out trajectories (normalized space)."""
-    model.eval()
     s_n = model.normalizer.state(heldout["state"])
     a_n = model.normalizer.action(heldout["action"])
     result = autoregressive_error(rollout_trajectories(model, s_n, a_n, history), s_n, history)
@@ -81,41 +89,58 @@ def train_world_model(
     out_dir: str | Path,
     heldout_length: int = 400,
 ) -> dict:
-    """Train RWM; checkpoints `model_<it>.pt` and `train_log.jsonl` go to out_dir. Returns a summary."""
+    """Train a world model; checkpoints `model_<it>.pt`, `train_log.jsonl` go to out_dir.
+
+    Returns the last log entry plus the training wall time and time per iteration.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    model = RobotWorldModel(cfg.model)
+    model = build_world_model(cfg.arch, cfg.model)
     model.normalizer.fit(train.state, train.action)
+    model.train()
     window = cfg.history + max(cfg.horizon, 1)
     sampler = WindowSampler(train, window, cfg.seed)
     held = heldout_tensors(heldout, heldout_length) if heldout is not None else None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    log = (out / "train_log.jsonl").open("a")
-    start = time.perf_counter()
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    log = (out / "train_log.jsonl").open("w")
+    train_s = 0.0
     summary: dict = {}
     for it in range(1, cfg.iterations + 1):
+        tick = time.perf_counter()
         batch = sampler.sample(cfg.batch_size)
         s_n, a_n = model.normalizer.state(batch["state"]), model.normalizer.action(batch["action"])
-        losses = world_model_loss(model, s_n, a_n, batch["contacts"], cfg.history, cfg.horizon, cfg.decay)
+        losses = world_model_loss(
+            model,
+            s_n,
+            a_n,
+            batch["contacts"],
+            cfg.history,
+            cfg.horizon,
+            cfg.decay,
+            latent_noise=cfg.latent_noise,
+            jacobian_weight=cfg.jacobian_weight,
+        )
         opt.zero_grad()
         losses["total"].backward()
         opt.step()
+        train_s += time.perf_counter() - tick
         if it % cfg.eval_interval == 0 or it == cfg.iterations:
             entry = {
                 "iteration": it,
-                "wall_s": round(time.perf_counter() - start, 1),
-                **{k: v.item() for k, v in losses.items()},
+                "train_s": round(train_s, 1),
+                "s_per_iteration": round(train_s / it, 4),
+                **{k: round(v.item(), 5) for k, v in losses.items()},
             }
             if held is not None:
-                entry["heldout_ar_error"] = evaluate_heldout(model, held, cfg.history)["mean"]
+                entry["heldout_ar_error"] = round(evaluate_heldout(model, held, cfg.history)["mean"], 5)
             log.write(json.dumps(entry) + "\n")
             log.flush()
             print(json.dumps(entry), flush=True)
-            torch.save(
-                {"model": model.state_dict(), "config": asdict(cfg), "iteration": it}, out / f"model_{it}.pt"
-            )
+            save_checkpoint(model, out / f"model_{it}.pt", train_config=asdict(cfg), iteration=it)
             summary = entry
     log.close()
+    save_checkpoint(model, out / "model.pt", train_config=asdict(cfg), iteration=cfg.iterations)
     return summary

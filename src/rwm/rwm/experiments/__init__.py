@@ -1,0 +1,1 @@
+"""Experiments that train several world models and compare them (one command each)."""

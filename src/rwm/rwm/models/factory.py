@@ -1,0 +1,57 @@
+"""Build any world model by name, and save/load checkpoints that carry their architecture."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rwm.models.base import WorldModel
+from rwm.models.mlp import MLPConfig, MLPWorldModel
+from rwm.models.rssm import RSSMConfig, RSSMWorldModel
+from rwm.models.rwm import RobotWorldModel, RWMConfig
+from rwm.models.transformer import TransformerConfig, TransformerWorldModel
+
+ARCHITECTURES: dict[str, tuple[type, type]] = {
+    "rwm": (RobotWorldModel, RWMConfig),
+    "mlp": (MLPWorldModel, MLPConfig),
+    "rssm": (RSSMWorldModel, RSSMConfig),
+    "transformer": (TransformerWorldModel, TransformerConfig),
+}
+
+
+def build_world_model(arch: str, config: dict[str, Any] | None = None) -> WorldModel:
+    """A fresh model of architecture `arch` (rwm, mlp, rssm, transformer); config overrides defaults."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown world-model architecture {arch!r}; choose from {sorted(ARCHITECTURES)}")
+    cls, cfg_cls = ARCHITECTURES[arch]
+    cfg = dict(config or {})
+    for key, value in cfg.items():
+        if isinstance(value, list):
+            cfg[key] = tuple(value)
+    return cls(cfg_cls(**cfg))
+
+
+def model_config(model: WorldModel) -> dict[str, Any]:
+    """(arch, config) of a model, as stored in checkpoints."""
+    arch = next(name for name, (cls, _) in ARCHITECTURES.items() if type(model) is cls)
+    return {"arch": arch, "config": asdict(model.cfg)}
+
+
+def save_checkpoint(model: WorldModel, path: str | Path, **extra: Any) -> None:
+    """Write model weights, normalization and architecture (atomically: temp file, then rename)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"model": model.state_dict(), **model_config(model), **extra}, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: str | Path) -> tuple[WorldModel, dict[str, Any]]:
+    """The model of a checkpoint (eval mode) and the checkpoint's other entries."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = build_world_model(ckpt.get("arch", "rwm"), ckpt.get("config") if "arch" in ckpt else None)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, {k: v for k, v in ckpt.items() if k not in ("model", "config", "arch")}
