@@ -19,10 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "anymal.yaml"
 
 
-def test_default_config_starts_sim_and_exploration() -> None:
+def test_default_config_starts_sim_policy_and_sequence() -> None:
     cfg = load_config(CONFIG)
     enabled = {n.name: n for n in cfg.nodes if n.enabled}
-    assert set(enabled) == {"anymal_sim", "exploration_controller"}
+    assert set(enabled) == {"anymal_sim", "policy", "command_sequence", "data_logger"}
+    assert enabled["policy"].parameters == {"robot": "anymal_d", "policy": "anymal_d_ppo.onnx"}
     sim = enabled["anymal_sim"]
     assert sim.module == "sim_node" and sim.parameters == {"robot": "anymal_d"}
     assert sim.params_files == [ROOT / "config" / "sim.yaml"]
@@ -36,7 +37,7 @@ def test_overrides_conditions_and_namespace() -> None:
         CONFIG,
         [
             "robot=anymal_c",
-            "policy=true",
+            "policy=false",
             "namespace=/r1",
             "anymal_sim.real_time_factor=0.5",
             "anymal_sim.urdf_path=",
@@ -44,7 +45,8 @@ def test_overrides_conditions_and_namespace() -> None:
     )
     sim = cfg.nodes[0]
     assert sim.parameters == {"robot": "anymal_c", "real_time_factor": 0.5, "urdf_path": ""}
-    assert not cfg.nodes[1].enabled  # exploration is off when a policy drives
+    enabled = {n.name for n in cfg.nodes if n.enabled}
+    assert enabled == {"anymal_sim", "exploration_controller", "data_logger"}  # no policy: exploration drives
     cmd = command_line(sim, python="py")
     assert "__ns:=/r1" in cmd and "real_time_factor:=0.5" in cmd and "urdf_path:=''" in cmd
 
@@ -88,10 +90,11 @@ def test_launch_file_declares_the_runner_arguments() -> None:
 @pytest.mark.ros
 @pytest.mark.slow
 def test_stack_runs_and_reports() -> None:
-    """`python -m rwm_ros.runner --duration 8 --report`: both nodes run, the robot stands, figures print."""
+    """`runner --duration 8 --report --set policy=false`: sim and exploration run, the robot stands."""
     env = ros_env(domain_id(2))
     proc = subprocess.run(
-        [PYTHON, "-m", "rwm_ros.runner", "--config", str(CONFIG), "--duration", "8", "--report"],
+        [PYTHON, "-m", "rwm_ros.runner", "--config", str(CONFIG), "--duration", "8", "--report"]
+        + ["--set", "policy=false", "--set", "record=false"],
         env=env,
         capture_output=True,
         text=True,
@@ -106,3 +109,41 @@ def test_stack_runs_and_reports() -> None:
     assert report["base"]["height_m"] == pytest.approx(0.544, abs=0.03)
     assert report["base"]["foot_contacts"] == [1, 1, 1, 1]
     assert int(report["sim"]["commands_accepted"]) > 150
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_policy_stack_walks_the_command_sequence_and_records(tmp_path: Path) -> None:
+    """The main job: sim, policy, command sequence and logger for 21 s; the robot follows /cmd_vel and
+    never falls; the bag is complete and readable by rosbags (our loader) and by mcap."""
+    env = ros_env(domain_id(2))
+    proc = subprocess.run(
+        [PYTHON, "-m", "rwm_ros.runner", "--config", str(CONFIG), "--duration", "21", "--report"]
+        + ["--set", f"data_logger.directory={tmp_path}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert out.count(" stopped ") == 4
+    report = json.loads(out.split("[runner] report: ", 1)[1])
+    assert report["rates_hz"]["joint_command"] == pytest.approx(50, abs=5)
+    assert report["sim"]["resets"] == "0", "the robot fell"
+    tracking = report["tracking"]
+    assert tracking["duration_s"] > 15
+    assert tracking["lin_vel_rmse_steady"] < 0.25 and tracking["yaw_rate_rmse_steady"] < 0.3
+    assert report["base"]["path_length_m"] > 3.0, "it walked"
+
+    from mcap.reader import make_reader
+
+    from rwm.data.bag_loader import load_bags
+
+    bags = sorted(p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert len(bags) == 1 and not any((tmp_path / ".partial").iterdir()), "one complete bag, none partial"
+    trajectories, report_bag = load_bags(bags)
+    assert sum(len(t) for t in trajectories) > 50 * 18, report_bag
+    with (next(bags[0].glob("*.mcap"))).open("rb") as f:
+        topics = {c.topic for c in make_reader(f).get_summary().channels.values()}
+    assert {"/anymal/joint_states", "/anymal/joint_command", "/rwm/policy/observation", "/cmd_vel"} <= topics

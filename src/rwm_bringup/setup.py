@@ -1,4 +1,4 @@
-"""Installs the top-level launch/ and config/ (symlinked here) into share/rwm_bringup."""
+"""Installs the top-level launch/, config/ and models/ (symlinked here) into share/rwm_bringup."""
 
 from glob import glob
 
@@ -15,6 +15,7 @@ setup(
         (f"share/{package_name}", ["package.xml"]),
         (f"share/{package_name}/launch", glob("launch/*.py")),
         (f"share/{package_name}/config", glob("config/*.yaml")),
+        (f"share/{package_name}/models", glob("models/*.onnx") + glob("models/*.json") + glob("models/*.pt")),
     ],
     install_requires=["setuptools"],
     extras_require={"test": ["pytest"]},

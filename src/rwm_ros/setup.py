@@ -22,6 +22,11 @@ setup(
             "sim_node = rwm_ros.sim_node:main",
             "exploration_node = rwm_ros.exploration_node:main",
             "runner = rwm_ros.runner:main",
+            "policy_node = rwm_ros.policy_node:main",
+            "logger_node = rwm_ros.logger_node:main",
+            "trainer_node = rwm_ros.trainer_node:main",
+            "world_model_node = rwm_ros.world_model_node:main",
+            "command_sequence_node = rwm_ros.command_sequence_node:main",
         ]
     },
 )

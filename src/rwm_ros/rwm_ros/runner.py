@@ -183,6 +183,15 @@ def command_line(spec: NodeSpec, python: str = sys.executable) -> list[str]:
     return cmd
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process (all threads), s; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def child_env() -> dict[str, str]:
     """This environment, with the folders holding rwm and rwm_ros first on PYTHONPATH (source checkouts)."""
     import rwm  # noqa: PLC0415 - only to locate it
@@ -205,6 +214,8 @@ class Child:
     started: float
     ended: float | None = None
     how: str = "running"
+    cpu_s: float | None = None
+    """CPU time (user + system, all threads) used until the stop began, s."""
 
 
 class Runner:
@@ -240,6 +251,10 @@ class Runner:
 
     def stop(self) -> None:
         """SIGINT to all (reverse order), then SIGTERM, then SIGKILL, each after a grace period."""
+        for c in self.children:
+            if c.proc.poll() is None:
+                c.cpu_s = cpu_seconds(c.proc.pid)
+                c.ended = time.monotonic()
         for sig, how, grace in (
             (signal.SIGINT, "stopped", self.stop_timeout_s),
             (signal.SIGTERM, "terminated", 2.0),
@@ -264,13 +279,23 @@ class Runner:
             if c.ended is None and c.proc.poll() is not None:
                 c.ended = time.monotonic()
 
+    def cpu_shares(self) -> dict[str, float]:
+        """CPU use of each node while the stack ran, % of one core."""
+        return {
+            c.spec.name: round(100.0 * c.cpu_s / max(c.ended - c.started, 1e-9), 1)
+            for c in self.children
+            if c.cpu_s is not None and c.ended is not None
+        }
+
     def summary(self) -> str:
         lines = [f"[runner] stopped: {self.stop_reason}"]
+        shares = self.cpu_shares()
         for c in self.children:
             run_s = (c.ended or time.monotonic()) - c.started
+            cpu = f", cpu {shares[c.spec.name]:5.1f}% of a core" if c.spec.name in shares else ""
             lines.append(
                 f"[runner]   {c.spec.name:<24} pid {c.proc.pid:<7} {c.how:<10} after {run_s:7.1f} s, "
-                f"exit code {c.proc.returncode}"
+                f"exit code {c.proc.returncode}{cpu}"
             )
         return "\n".join(lines)
 
@@ -368,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         runner.stop()
     print(runner.summary(), flush=True)
     if report is not None:
+        report["cpu_percent_of_a_core"] = runner.cpu_shares()
         print("[runner] report: " + json.dumps(report, indent=1), flush=True)
     return 1 if runner.failed() else 0
 

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -80,13 +81,52 @@ def timing_summary(
     out["arrival_interval_std_ms"] = float(d_arr.std() * 1e3)
     out["arrival_interval_p99_ms"] = float(np.percentile(d_arr, 99) * 1e3)
     out["arrival_interval_max_ms"] = float(d_arr.max() * 1e3)
+    out["arrival_jitter_p99_ms"] = float(np.percentile(np.abs(d_arr - np.median(d_arr)), 99) * 1e3)
     out["real_time_factor"] = float(stamps[-1] / span) if span > 0 else float("nan")
     if wall_s is not None:
         lat = wall_s - stamp_ns.astype(np.float64) * 1e-9
         out["latency_mean_ms"] = float(lat.mean() * 1e3)
+        out["latency_p50_ms"] = float(np.percentile(lat, 50) * 1e3)
         out["latency_p99_ms"] = float(np.percentile(lat, 99) * 1e3)
         out["latency_max_ms"] = float(lat.max() * 1e3)
     return out
+
+
+class TrackingMeter:
+    """Velocity tracking from odometry against the /cmd_vel in force, split into the first `settle_s`
+    after each command change (transient) and the rest (steady)."""
+
+    def __init__(self, settle_s: float = 1.0) -> None:
+        self.settle_s = settle_s
+        self.command: np.ndarray | None = None
+        self._changed_at = 0.0
+        self._rows: list[tuple[float, ...]] = []
+
+    def set_command(self, cmd: np.ndarray, t: float) -> None:
+        if self.command is None or not np.array_equal(cmd, self.command):
+            self.command = np.array(cmd, dtype=np.float64)
+            self._changed_at = t
+
+    def add(self, t: float, lin_vel_xy: np.ndarray, yaw_rate: float) -> None:
+        if self.command is not None:
+            c = self.command
+            self._rows.append(
+                (t - self._changed_at, c[0] - lin_vel_xy[0], c[1] - lin_vel_xy[1], c[2] - yaw_rate)
+            )
+
+    def summary(self) -> dict:
+        if not self._rows:
+            return {}
+        r = np.array(self._rows)
+        steady = r[:, 0] >= self.settle_s
+        out = {"samples": len(r), "duration_s": round(len(r) * C.POLICY_DT, 2)}
+        for name, mask in (("all", np.ones(len(r), bool)), ("steady", steady), ("transient", ~steady)):
+            if mask.any():
+                out[f"lin_vel_rmse_{name}"] = round(
+                    float(np.sqrt((r[mask, 1] ** 2 + r[mask, 2] ** 2).mean())), 4
+                )
+                out[f"yaw_rate_rmse_{name}"] = round(float(np.sqrt((r[mask, 3] ** 2).mean())), 4)
+        return out
 
 
 class StackProbe(Node):
@@ -97,6 +137,11 @@ class StackProbe(Node):
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         self.joint_states = TopicTimes()
         """Timing of /anymal/joint_states."""
+        self.joint_commands = TopicTimes()
+        """Timing of /anymal/joint_command (its stamp is the stamp of the state it answers)."""
+        self.tracking = TrackingMeter()
+        """Odometry against /cmd_vel, at 50 Hz."""
+        self._odom_count = 0
         self.counts = {k: [0, 0.0, 0.0] for k in ("imu", "odom", "contacts", "joint_command")}
         """Other topics: [messages, first arrival, last arrival] (each topic is discovered on its own)."""
         self.first_position: np.ndarray | None = None
@@ -123,6 +168,7 @@ class StackProbe(Node):
             self.create_subscription(Imu, C.TOPIC_IMU, self._on_imu, qos)
             self.create_subscription(Float32MultiArray, C.TOPIC_CONTACTS, self._on_contacts, qos)
             self.create_subscription(JointState, C.TOPIC_JOINT_COMMAND, self._on_command, qos)
+            self.create_subscription(Twist, C.TOPIC_CMD_VEL, self._on_cmd_vel, 10)
 
     def _count(self, topic: str) -> None:
         c = self.counts[topic]
@@ -148,6 +194,10 @@ class StackProbe(Node):
             self.path_length += step
             self._crumb[:] = (x, y)
         self.position[:] = (x, y, z)
+        self._odom_count += 1
+        if self._odom_count % C.DECIMATION == 0:  # 400 Hz odometry scored at the 50 Hz policy rate
+            tw = msg.twist.twist
+            self.tracking.add(time.monotonic(), np.array([tw.linear.x, tw.linear.y]), tw.angular.z)
         self.height_range[0] = min(self.height_range[0], z)
         self.height_range[1] = max(self.height_range[1], z)
 
@@ -161,6 +211,10 @@ class StackProbe(Node):
 
     def _on_command(self, msg: JointState) -> None:
         self._count("joint_command")
+        self.joint_commands.add(stamp_to_ns(msg.header.stamp))
+
+    def _on_cmd_vel(self, msg: Twist) -> None:
+        self.tracking.set_command(np.array([msg.linear.x, msg.linear.y, msg.angular.z]), time.monotonic())
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -187,6 +241,14 @@ class StackProbe(Node):
                 "foot_contacts": self.foot_contacts.astype(int).tolist(),
                 "imu_acc_z": round(float(self.gravity_z), 3),
             }
+        if self.joint_commands.count > 1:
+            arrival, wall, stamps = self.joint_commands.arrays()
+            timing = timing_summary(arrival, stamps, wall)
+            keys = ("rate_hz", "latency_p50_ms", "latency_p99_ms", "latency_max_ms", "arrival_jitter_p99_ms")
+            out["joint_command"] = {k: round(timing[k], 4) for k in keys if k in timing}
+        tracking = self.tracking.summary()
+        if tracking:
+            out["tracking"] = tracking
         if self.sim_diagnostics:
             out["sim"] = self.sim_diagnostics
         return out

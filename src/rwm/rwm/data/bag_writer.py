@@ -179,6 +179,19 @@ class BagWriter:
         self._writer.write(conn, int(stamp_ns), self.typestore.serialize_cdr(msg, TOPIC_TYPES[topic]))
         self.counts[topic] = self.counts.get(topic, 0) + 1
 
+    def write_raw(self, topic: str, msgtype: str, cdr: bytes, log_time_ns: int) -> None:
+        """Store an already serialized message (CDR bytes as DDS delivered them) of type `msgtype`."""
+        if not self._open:
+            raise RuntimeError(f"bag {self.path} is not open; use BagWriter as a context manager")
+        conn = self._connections.get(topic)
+        if conn is None:
+            conn = self._writer.add_connection(
+                topic, msgtype, typestore=self.typestore, offered_qos_profiles=[OFFERED_QOS]
+            )
+            self._connections[topic] = conn
+        self._writer.write(conn, int(log_time_ns), cdr)
+        self.counts[topic] = self.counts.get(topic, 0) + 1
+
     def _header(self, stamp_ns: int, frame_id: str) -> Any:
         sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
         return self._Header(stamp=self._Time(sec=sec, nanosec=nanosec), frame_id=frame_id)

@@ -88,17 +88,22 @@ def train_world_model(
     heldout: ArrayDataset | None,
     out_dir: str | Path,
     heldout_length: int = 400,
+    init_model: WorldModel | None = None,
 ) -> dict:
     """Train a world model; checkpoints `model_<it>.pt`, `train_log.jsonl` go to out_dir.
 
-    Returns the last log entry plus the training wall time and time per iteration.
+    `init_model` refines an existing model (its architecture and normalization are kept) instead of
+    building a fresh one. Returns the last log entry, with the training time and time per iteration.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    model = build_world_model(cfg.arch, cfg.model)
-    model.normalizer.fit(train.state, train.action)
+    if init_model is None:
+        model = build_world_model(cfg.arch, cfg.model)
+        model.normalizer.fit(train.state, train.action)
+    else:
+        model = init_model
     model.train()
     window = cfg.history + max(cfg.horizon, 1)
     sampler = WindowSampler(train, window, cfg.seed)

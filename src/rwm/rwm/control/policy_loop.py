@@ -1,0 +1,160 @@
+"""The 50 Hz control path, top to bottom: robot state in, observation, policy, safety filter, joint
+targets out. The policy node only wires ROS topics to this class; tests drive it directly.
+
+Modes, in order of precedence:
+  ESTOP      e-stop engaged: hold the posture measured when it engaged; no policy action is sent.
+  WATCHDOG   no fresh robot state for `watchdog_periods` periods: hold the last measured posture.
+  WAITING    no complete robot state yet: send nothing.
+  SOFT_START ramp from the measured pose to the standing pose, then hand over to the policy.
+  POLICY     the policy's targets through the safety filter.
+After an e-stop is released or the state comes back, the loop soft-starts again from the measured pose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+
+import numpy as np
+
+from rwm.control.safety import SafetyConfig, SafetyFilter, soft_start_targets
+from rwm.rl.observation import policy_observation
+from rwm.rl.vec_env import RAW_ACTION_LIMIT
+from rwm.robot import contract as C
+
+Policy = Callable[[np.ndarray], np.ndarray]
+"""(1, obs_dim) observation -> (1, 12) raw action, e.g. rwm.export.policy_onnx.OnnxPolicy."""
+
+COMMAND_LIMITS = np.array([1.0, 0.5, 1.0])
+"""|vx|, |vy| (m/s) and |yaw rate| (rad/s): the range the policies are trained on."""
+
+
+class Mode(Enum):
+    WAITING = "waiting"
+    SOFT_START = "soft_start"
+    POLICY = "policy"
+    WATCHDOG = "watchdog"
+    ESTOP = "estop"
+
+
+class PolicyLoop:
+    """One robot's control loop. Times are seconds on one clock (the node's)."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        obs_dim: int,
+        joint_lower: np.ndarray,
+        joint_upper: np.ndarray,
+        cfg: SafetyConfig = SafetyConfig(),
+        period_s: float = C.POLICY_DT,
+    ) -> None:
+        if obs_dim not in (36, 48):
+            raise ValueError(f"policy observation must be 36 or 48 wide, got {obs_dim}")
+        self.policy, self.cfg, self.period_s = policy, cfg, period_s
+        self.safety = SafetyFilter(joint_lower, joint_upper, cfg)
+        self.include_last_action = obs_dim == 48
+        self.state = np.zeros(C.STATE_DIM)
+        """Latest robot state in the world-model layout (torques included)."""
+        self.command = np.zeros(C.COMMAND_DIM)
+        self.targets = C.DEFAULT_JOINT_POS.copy()
+        """The last joint command sent (finite by construction)."""
+        self.mode = Mode.WAITING
+        self.estop = False
+        self.rejected: dict[str, int] = {}
+        """Rejected inputs by reason (for diagnostics)."""
+        self.last_raw_action = np.zeros(C.ACTION_DIM)
+        self._obs = np.zeros((1, obs_dim), dtype=np.float32)
+        self._raw = np.zeros(C.ACTION_DIM)
+        self._hold = C.DEFAULT_JOINT_POS.copy()
+        self._start_pose = C.DEFAULT_JOINT_POS.copy()
+        self._soft_start_t0 = 0.0
+        self._seen = {"joints": -np.inf, "imu": -np.inf, "odom": -np.inf}
+
+    # -- inputs (already parsed and mapped by name by the caller) ---------------------------------
+    def _accept(self, name: str, t: float, *arrays: np.ndarray) -> bool:
+        for a in arrays:
+            if not np.isfinite(a).all():
+                self.rejected[f"{name}_nan"] = self.rejected.get(f"{name}_nan", 0) + 1
+                return False
+        self._seen[name] = t
+        return True
+
+    def update_joints(self, q: np.ndarray, dq: np.ndarray, tau: np.ndarray, t: float) -> bool:
+        if self._accept("joints", t, q, dq, tau):
+            self.state[C.JOINT_POS], self.state[C.JOINT_VEL], self.state[C.JOINT_TORQUE] = q, dq, tau
+            return True
+        return False
+
+    def update_imu(self, gravity: np.ndarray, angular_velocity: np.ndarray, t: float) -> bool:
+        if self._accept("imu", t, gravity, angular_velocity):
+            self.state[C.GRAVITY], self.state[C.ANG_VEL] = gravity, angular_velocity
+            return True
+        return False
+
+    def update_odom(self, linear_velocity: np.ndarray, t: float) -> bool:
+        if self._accept("odom", t, linear_velocity):
+            self.state[C.LIN_VEL] = linear_velocity
+            return True
+        return False
+
+    def set_command(self, vx: float, vy: float, yaw_rate: float) -> bool:
+        """Clamp the velocity command to the trained range; non-finite commands are rejected."""
+        cmd = np.array([vx, vy, yaw_rate])
+        if not np.isfinite(cmd).all():
+            self.rejected["cmd_vel_nan"] = self.rejected.get("cmd_vel_nan", 0) + 1
+            return False
+        np.clip(cmd, -COMMAND_LIMITS, COMMAND_LIMITS, out=self.command)
+        return True
+
+    def set_estop(self, engaged: bool) -> None:
+        if engaged and not self.estop:
+            self._hold[:] = self.safety.clamp(self.state[C.JOINT_POS]) if self._has_state() else self.targets
+        self.estop = engaged
+
+    # -- the tick ---------------------------------------------------------------------------------------
+    def _has_state(self) -> bool:
+        return all(np.isfinite(v) for v in self._seen.values())
+
+    def _fresh(self, now: float) -> bool:
+        limit = self.cfg.watchdog_periods * self.period_s + 1e-6  # float slack on exact multiples
+        return all(now - v <= limit for v in self._seen.values())
+
+    def tick(self, now: float) -> np.ndarray | None:
+        """Joint targets to send now (a view reused next tick), or None while waiting for the robot."""
+        if self.estop:
+            self.mode = Mode.ESTOP
+            self.targets[:] = self._hold
+            return self.targets
+        if not self._has_state():
+            self.mode = Mode.WAITING
+            return None
+        if not self._fresh(now):
+            if self.mode is not Mode.WATCHDOG:
+                self._hold[:] = self.safety.clamp(self.state[C.JOINT_POS])
+                self.mode = Mode.WATCHDOG
+            self.targets[:] = self._hold
+            return self.targets
+        if self.mode in (Mode.WAITING, Mode.WATCHDOG, Mode.ESTOP):
+            self._start_pose[:] = self.safety.clamp(self.state[C.JOINT_POS])
+            self._soft_start_t0 = now
+            self.mode = Mode.SOFT_START
+        if self.mode is Mode.SOFT_START:
+            progress = (now - self._soft_start_t0) / max(self.cfg.soft_start_s, 1e-9)
+            soft_start_targets(self._start_pose, progress, self.targets)
+            if progress >= 1.0:
+                self.mode = Mode.POLICY
+            return self.targets
+        return self._policy_step()
+
+    def _policy_step(self) -> np.ndarray:
+        last = self.targets[None] if self.include_last_action else None
+        policy_observation(self.state[None], self.command[None], last, out=self._obs)
+        raw = self.policy(self._obs)[0]
+        if not np.isfinite(raw).all():  # a broken model must not move the robot: hold instead
+            self.rejected["policy_nan"] = self.rejected.get("policy_nan", 0) + 1
+            return self.targets
+        np.clip(raw, -RAW_ACTION_LIMIT, RAW_ACTION_LIMIT, out=self._raw)
+        self.last_raw_action[:] = self._raw
+        desired = C.DEFAULT_JOINT_POS + C.ACTION_SCALE * self._raw
+        return self.safety.apply(desired, self.targets.copy(), self.targets)

@@ -1,0 +1,68 @@
+"""Safety layer between a policy and the drives: soft start, joint-limit clamp, a bound on the target
+change per step, and the hold posture used by the watchdog and the e-stop.
+
+The drives of the contract take position targets under a fixed PD (kp 80, kd 2), so the "damping
+posture" is a position hold: the joint positions measured when the stop began, held still, which
+the drives' PD turns into a damped stop around that pose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rwm.robot import contract as C
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    soft_start_s: float = 2.0
+    """Ramp from the measured pose to the standing pose before the policy takes over, s."""
+    max_target_step: float = 0.5
+    """Largest change of any joint target between two 50 Hz commands, rad."""
+    watchdog_periods: int = 3
+    """Hold the posture when no fresh robot state arrived for this many control periods."""
+    joint_margin: float = 0.0
+    """Targets stay this far inside the URDF limits, rad."""
+
+
+class SafetyFilter:
+    """Clamps targets to the joint limits and bounds their change per step; never outputs non-finite."""
+
+    def __init__(self, lower: np.ndarray, upper: np.ndarray, cfg: SafetyConfig = SafetyConfig()) -> None:
+        self.lower = np.asarray(lower, dtype=np.float64) + cfg.joint_margin
+        self.upper = np.asarray(upper, dtype=np.float64) - cfg.joint_margin
+        if self.lower.shape != (C.NUM_JOINTS,) or not (self.lower < self.upper).all():
+            raise ValueError("joint limits must be 12 intervals with lower < upper (after the margin)")
+        self.cfg = cfg
+        self.clamped_limit = 0
+        """Commands in which the joint-limit clamp changed a target (a counter for diagnostics)."""
+        self.clamped_rate = 0
+        """Commands in which the rate bound changed a target."""
+
+    def apply(self, targets: np.ndarray, previous: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Filtered targets into `out`; `previous` is the last command sent (finite)."""
+        if not np.isfinite(targets).all():
+            raise ValueError("non-finite joint targets")
+        step = self.cfg.max_target_step
+        np.clip(targets, previous - step, previous + step, out=out)
+        if not np.array_equal(out, targets):
+            self.clamped_rate += 1
+        if (out < self.lower).any() or (out > self.upper).any():
+            self.clamped_limit += 1
+            np.clip(out, self.lower, self.upper, out=out)
+        return out
+
+    def clamp(self, targets: np.ndarray) -> np.ndarray:
+        """Targets inside the joint limits only (for postures built from measurements)."""
+        return np.clip(targets, self.lower, self.upper)
+
+
+def soft_start_targets(start: np.ndarray, progress: float, out: np.ndarray) -> np.ndarray:
+    """Linear blend from `start` to the standing pose; progress in [0, 1] (smoothstep timing)."""
+    p = min(max(progress, 0.0), 1.0)
+    s = p * p * (3.0 - 2.0 * p)
+    np.multiply(start, 1.0 - s, out=out)
+    out += s * C.DEFAULT_JOINT_POS
+    return out

@@ -1,0 +1,96 @@
+"""A recorder of serialized messages into a series of rosbag2 (MCAP) files: the replay buffer's writer.
+
+Bags are written under `<dir>/.partial/` and renamed into `<dir>/` when closed, so a reader (the
+trainer) only ever sees complete bags. A new bag starts when the current one reaches `split_duration_s`
+or `split_size_mb`. Recording stops (the current bag is closed cleanly) when the free disk space
+falls below `min_free_mb`, instead of failing halfway through a write.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rwm.data.bag_writer import BagWriter
+
+PARTIAL = ".partial"
+
+
+@dataclass(frozen=True)
+class RecorderConfig:
+    directory: str = "replay_buffer"
+    prefix: str = "anymal"
+    split_duration_s: float = 60.0
+    split_size_mb: float = 512.0
+    min_free_mb: float = 1024.0
+    storage: str = "mcap"
+
+
+class SplitBagRecorder:
+    """Not thread-safe: one writer thread calls `write`/`close`."""
+
+    def __init__(self, cfg: RecorderConfig) -> None:
+        self.cfg = cfg
+        self.directory = Path(cfg.directory)
+        self.partial = self.directory / PARTIAL
+        self.partial.mkdir(parents=True, exist_ok=True)
+        self.bag: BagWriter | None = None
+        self.closed_bags: list[Path] = []
+        """Complete bags, in order."""
+        self.written = 0
+        """Messages written in all bags."""
+        self.stopped_reason: str | None = None
+        """Why recording stopped for good (disk space), else None."""
+        self._bag_start_ns = 0
+        self._bytes = 0
+        self._index = 0
+        self._last_disk_check = 0.0
+
+    def _open(self, t_ns: int) -> None:
+        stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(t_ns / 1e9))
+        name = f"{self.cfg.prefix}_{stamp}_{self._index:04d}"
+        self._index += 1
+        self.bag = BagWriter(self.partial / name, storage=self.cfg.storage)
+        self.bag.open()
+        self._bag_start_ns, self._bytes = t_ns, 0
+
+    def _disk_ok(self) -> bool:
+        now = time.monotonic()
+        if now - self._last_disk_check < 1.0:
+            return True
+        self._last_disk_check = now
+        return shutil.disk_usage(self.directory).free / 1e6 >= self.cfg.min_free_mb
+
+    def write(self, topic: str, msgtype: str, cdr: bytes, t_ns: int) -> bool:
+        """Store one message; False once recording has stopped (disk space)."""
+        if self.stopped_reason is not None:
+            return False
+        if not self._disk_ok():
+            free = shutil.disk_usage(self.directory).free / 1e6
+            self.stopped_reason = f"free disk space {free:.0f} MB below {self.cfg.min_free_mb:.0f} MB"
+            self.close()
+            return False
+        if self.bag is not None and (
+            (t_ns - self._bag_start_ns) / 1e9 >= self.cfg.split_duration_s
+            or self._bytes / 1e6 >= self.cfg.split_size_mb
+        ):
+            self.close()
+        if self.bag is None:
+            self._open(t_ns)
+        self.bag.write_raw(topic, msgtype, cdr, t_ns)
+        self._bytes += len(cdr)
+        self.written += 1
+        return True
+
+    def close(self) -> Path | None:
+        """Close the current bag and move it out of .partial; returns its final path."""
+        if self.bag is None:
+            return None
+        bag, self.bag = self.bag, None
+        bag.close()
+        final = self.directory / bag.path.name
+        bag.path.rename(final)
+        self.closed_bags.append(final)
+        return final

@@ -1,0 +1,121 @@
+"""Refine a world model from newly logged bags, validate it, and publish a new version atomically.
+
+The offline trainer's core (the trainer node only finds bags and announces versions). A version is
+accepted only if (1) the bags gave usable trajectories (corrupt or truncated ones are reported and
+skipped by the loader), (2) its relative autoregressive error on held-out data is no worse than the
+current model's (within `tolerance`), and (3) its ONNX export matches torch over a 100-step rollout.
+Only then do `rwm_v<N>.onnx` and `rwm_v<N>.pt` appear in the model directory (renamed into place).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rwm.data.array_dataset import ArrayDataset, ArrayDatasetWriter
+from rwm.data.bag_loader import load_bags
+from rwm.export.world_model_onnx import export_world_model
+from rwm.models.factory import load_checkpoint, save_checkpoint
+from rwm.training.trainer import WorldModelTrainConfig, evaluate_heldout, heldout_tensors, train_world_model
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    iterations: int = 200
+    batch_size: int = 256
+    learning_rate: float = 1e-4
+    history: int = 32
+    horizon: int = 8
+    heldout_length: int = 400
+    tolerance: float = 0.0
+    """Accept a held-out error up to (1 + tolerance) x the current model's."""
+    seed: int = 0
+    threads: int = 2
+
+
+@dataclass
+class RefineResult:
+    accepted: bool
+    reason: str
+    version: int | None = None
+    onnx: str | None = None
+    checkpoint: str | None = None
+    rows: int = 0
+    error_before: float | None = None
+    error_after: float | None = None
+    parity: float | None = None
+    load_report: str = ""
+
+
+def next_version(model_dir: Path) -> int:
+    versions = [
+        int(p.stem.split("_v")[-1]) for p in model_dir.glob("rwm_v*.onnx") if p.stem.split("_v")[-1].isdigit()
+    ]
+    return max(versions, default=0) + 1
+
+
+def refine_from_bags(
+    checkpoint: str | Path,
+    bags: list[str | Path],
+    heldout: str | Path,
+    model_dir: str | Path,
+    cfg: RefineConfig = RefineConfig(),
+) -> RefineResult:
+    """Refine `checkpoint` on the trajectories of `bags`; see the module docstring for the checks."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    trajectories, report = load_bags(bags)
+    window = cfg.history + cfg.horizon
+    usable = [t for t in trajectories if len(t) >= window]
+    rows = sum(len(t) for t in usable)
+    if not usable:
+        return RefineResult(False, f"no trajectory of {window} steps in the bags", load_report=str(report))
+    model, _ = load_checkpoint(checkpoint)
+    held = heldout_tensors(ArrayDataset(heldout), cfg.heldout_length)
+    before = evaluate_heldout(model, held, cfg.history)["mean"]
+    with tempfile.TemporaryDirectory(dir=model_dir, prefix=".refine-") as tmp:
+        with ArrayDatasetWriter(Path(tmp) / "data") as writer:
+            for t in usable:
+                writer.add_trajectory(t)
+        train_cfg = WorldModelTrainConfig(
+            history=cfg.history,
+            horizon=cfg.horizon,
+            learning_rate=cfg.learning_rate,
+            batch_size=cfg.batch_size,
+            iterations=cfg.iterations,
+            eval_interval=cfg.iterations,
+            seed=cfg.seed,
+            threads=cfg.threads,
+        )
+        train_world_model(
+            train_cfg, ArrayDataset(Path(tmp) / "data"), None, Path(tmp) / "run", init_model=model
+        )
+        after = evaluate_heldout(model, held, cfg.history)["mean"]
+        result = RefineResult(
+            False, "", rows=rows, error_before=before, error_after=after, load_report=str(report)
+        )
+        if not after <= before * (1.0 + cfg.tolerance):
+            result.reason = f"held-out AR error got worse: {after:.4f} > {before:.4f}; current model kept"
+            return result
+        version = next_version(model_dir)
+        onnx_tmp, ckpt_tmp = Path(tmp) / "model.onnx", Path(tmp) / "model.pt"
+        try:
+            result.parity = export_world_model(
+                model,
+                onnx_tmp,
+                {"source": "refine", "version": version, "parent": str(checkpoint), "rows": rows},
+            )
+        except RuntimeError as e:
+            result.reason = f"ONNX export failed validation: {e}"
+            return result
+        save_checkpoint(model, ckpt_tmp, refine_config=asdict(cfg), parent=str(checkpoint), version=version)
+        final_ckpt, final_onnx = model_dir / f"rwm_v{version}.pt", model_dir / f"rwm_v{version}.onnx"
+        os.replace(ckpt_tmp, final_ckpt)
+        os.replace(onnx_tmp, final_onnx)  # the ONNX last: its appearance announces a complete version
+    result.accepted, result.reason, result.version = True, "validated", version
+    result.onnx, result.checkpoint = str(final_onnx), str(final_ckpt)
+    (model_dir / f"rwm_v{version}.json").write_text(json.dumps(asdict(result), indent=1))
+    return result

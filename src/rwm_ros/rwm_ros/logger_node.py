@@ -1,0 +1,144 @@
+"""`data_logger`: records the contract topics and the policy's observations and actions into rosbag2
+(MCAP) files in the replay-buffer directory, for the offline trainer.
+
+Subscriptions are raw (serialized CDR, no deserialization at 400 Hz) with a deep reliable queue; a
+writer thread drains them into `rwm.data.bag_recorder.SplitBagRecorder`, which splits bags by duration
+or size, publishes complete bags only (renamed out of `.partial/`), and stops before the disk is full.
+SIGINT and SIGTERM close the current bag cleanly after everything received has been written.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Imu, JointState
+from std_msgs.msg import Bool, Float32MultiArray
+
+from rwm.data.bag_recorder import RecorderConfig, SplitBagRecorder
+from rwm.robot import contract as C
+from rwm_ros.spin import spin_node
+from rwm_ros.topics import TOPIC_ACTION, TOPIC_OBSERVATION
+
+RECORDED: dict[str, tuple[type, str]] = {
+    C.TOPIC_JOINT_STATES: (JointState, "sensor_msgs/msg/JointState"),
+    C.TOPIC_IMU: (Imu, "sensor_msgs/msg/Imu"),
+    C.TOPIC_ODOM: (Odometry, "nav_msgs/msg/Odometry"),
+    C.TOPIC_CONTACTS: (Float32MultiArray, "std_msgs/msg/Float32MultiArray"),
+    C.TOPIC_JOINT_COMMAND: (JointState, "sensor_msgs/msg/JointState"),
+    C.TOPIC_CMD_VEL: (Twist, "geometry_msgs/msg/Twist"),
+    C.TOPIC_ESTOP: (Bool, "std_msgs/msg/Bool"),
+    TOPIC_OBSERVATION: (Float32MultiArray, "std_msgs/msg/Float32MultiArray"),
+    TOPIC_ACTION: (Float32MultiArray, "std_msgs/msg/Float32MultiArray"),
+}
+"""Topic -> (message class, type name) of everything the logger records."""
+
+
+class LoggerNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("data_logger", **kwargs)
+
+        def declare(name, default, description):
+            return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+
+        self.cfg = RecorderConfig(
+            directory=declare("directory", "replay_buffer", "replay-buffer directory the bags go to"),
+            prefix=declare("prefix", "anymal", "bag name prefix"),
+            split_duration_s=declare("split_duration_s", 60.0, "start a new bag after this long, s"),
+            split_size_mb=declare("split_size_mb", 512.0, "start a new bag after this many MB"),
+            min_free_mb=declare("min_free_mb", 1024.0, "stop recording below this much free disk, MB"),
+        )
+        depth = declare("queue_depth", 2000, "subscription queue per topic (reliable)")
+        self.recorder = SplitBagRecorder(self.cfg)
+        self.received: dict[str, int] = dict.fromkeys(RECORDED, 0)
+        """Messages received per topic."""
+        self._queue: deque[tuple[str, str, bytes, int]] = deque()
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
+        for topic, (cls, typename) in RECORDED.items():
+            self.create_subscription(cls, topic, self._make_callback(topic, typename), qos, raw=True)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(1.0, self._publish_diagnostics)
+        self._thread = threading.Thread(target=self._drain_loop, name="bag_writer", daemon=True)
+        self._thread.start()
+        self.get_logger().info(f"recording {len(RECORDED)} topics into {self.recorder.directory}/")
+
+    def _make_callback(self, topic: str, typename: str):
+        clock = self.get_clock()
+        queue, received = self._queue, self.received
+
+        def on_message(data: bytes) -> None:
+            queue.append((topic, typename, data, clock.now().nanoseconds))
+            received[topic] += 1
+
+        return on_message
+
+    def _drain(self) -> None:
+        rec, queue = self.recorder, self._queue
+        while queue:
+            topic, typename, data, t_ns = queue.popleft()
+            if not rec.write(topic, typename, data, t_ns):
+                queue.clear()  # recording stopped (disk): drop, counted as not written
+                return
+
+    def _drain_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._drain()
+                time.sleep(0.01)
+        except BaseException as e:  # noqa: BLE001 - reported in diagnostics and at shutdown
+            self._error = e
+            self.get_logger().fatal(f"bag writer stopped: {type(e).__name__}: {e}")
+
+    def _publish_diagnostics(self) -> None:
+        rec = self.recorder
+        received = sum(self.received.values())
+        values = {
+            "received": received,
+            "written": rec.written,
+            "queued": len(self._queue),
+            "bags_closed": len(rec.closed_bags),
+            "current_bag": rec.bag.path.name if rec.bag is not None else "",
+            **{f"received_{t.strip('/').replace('/', '_')}": n for t, n in self.received.items()},
+        }
+        status = DiagnosticStatus(name=f"{self.get_name()}: recorder", hardware_id=str(rec.directory))
+        problem = rec.stopped_reason or (str(self._error) if self._error else None)
+        status.level = DiagnosticStatus.ERROR if problem else DiagnosticStatus.OK
+        status.message = f"recording stopped: {problem}" if problem else "recording"
+        if rec.stopped_reason:
+            self.get_logger().error(f"recording stopped: {rec.stopped_reason}", throttle_duration_sec=10.0)
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        arr = DiagnosticArray(status=[status])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(arr)
+
+    def destroy_node(self) -> None:
+        """Write everything received, close the bag (renamed out of .partial), then go."""
+        self._stop.set()
+        if getattr(self, "_thread", None) is not None:
+            self._thread.join(timeout=5.0)
+            self._drain()
+            path = self.recorder.close()
+            received = sum(self.received.values())
+            print(
+                f"[data_logger] closed {path}: {self.recorder.written} of {received} received messages "
+                f"written in {len(self.recorder.closed_bags)} bag(s)",
+                flush=True,
+            )
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    spin_node(LoggerNode, args)
+
+
+if __name__ == "__main__":
+    main()

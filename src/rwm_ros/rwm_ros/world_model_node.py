@@ -1,0 +1,166 @@
+"""`world_model`: RWM as a live health monitor of the robot (`rwm.control.world_model_monitor`).
+
+Each joint command (50 Hz) is one step: the state is assembled from the latest joint states, IMU and
+odometry, the previous prediction is scored against it (/rwm/world_model/error), and the model
+predicts the next state from (state, command) (/rwm/world_model/prediction). /rwm/world_model/anomaly
+turns true while the error stays above the threshold. A std_msgs/String on /rwm/world_model/reload
+names a new ONNX version: it is loaded and validated off the executor thread, then swapped in at
+once (the GRU state restarts); an unusable file is reported and the current model stays.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Imu, JointState
+from std_msgs.msg import Bool, Float32, Float32MultiArray, String
+
+from rwm.control.world_model_monitor import MonitorConfig, WorldModelMonitor
+from rwm.export.world_model_onnx import OnnxWorldModel
+from rwm.robot import contract as C
+from rwm_ros.conversions import JointMessageError, JointOrder, bind_array, projected_gravity
+from rwm_ros.model_files import resolve_model
+from rwm_ros.spin import spin_node
+from rwm_ros.topics import TOPIC_WM_ANOMALY, TOPIC_WM_ERROR, TOPIC_WM_PREDICTION, TOPIC_WM_RELOAD
+
+
+class WorldModelNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("world_model", **kwargs)
+
+        def declare(name, default, description):
+            return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+
+        path = resolve_model(
+            declare("model", "anymal_d_rwm.onnx", "world-model ONNX: path or name in models/")
+        )
+        cfg = MonitorConfig(
+            error_threshold=declare("error_threshold", 0.5, "one-step relative error counted as anomalous"),
+            anomaly_steps=declare("anomaly_steps", 25, "consecutive anomalous steps that raise the anomaly"),
+            warmup_steps=declare("warmup_steps", 32, "steps after a (re)start that are not scored"),
+        )
+        self.monitor = WorldModelMonitor(OnnxWorldModel(path), cfg)
+        self.model_path = str(path)
+        self.reloads = {"accepted": 0, "rejected": 0}
+        self._lock = threading.Lock()
+        self._order = JointOrder()
+        self._joints: JointState | None = None
+        self._imu: Imu | None = None
+        self._odom: Odometry | None = None
+        self._state = np.zeros(C.STATE_DIM)
+        self._action = np.zeros(C.ACTION_DIM)
+        self._quat = np.zeros(4)
+        self.msg_pred = Float32MultiArray()
+        self._pred_view = bind_array(self.msg_pred, "data", C.STATE_DIM, "f")
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub_pred = self.create_publisher(Float32MultiArray, TOPIC_WM_PREDICTION, qos)
+        self.pub_err = self.create_publisher(Float32, TOPIC_WM_ERROR, qos)
+        self.pub_anomaly = self.create_publisher(Bool, TOPIC_WM_ANOMALY, 10)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(JointState, C.TOPIC_JOINT_STATES, self._keep("_joints"), qos)
+        self.create_subscription(Imu, C.TOPIC_IMU, self._keep("_imu"), qos)
+        self.create_subscription(Odometry, C.TOPIC_ODOM, self._keep("_odom"), qos)
+        self.create_subscription(JointState, C.TOPIC_JOINT_COMMAND, self._on_command, qos)
+        self.create_subscription(String, TOPIC_WM_RELOAD, self._on_reload, 10)
+        self.create_timer(1.0, self._publish_diagnostics)
+        self._was_anomaly = False
+        self.get_logger().info(f"world model {path}")
+
+    def _keep(self, attr: str):
+        def cb(msg) -> None:
+            setattr(self, attr, msg)
+
+        return cb
+
+    def _assemble(self) -> bool:
+        j, imu, odom = self._joints, self._imu, self._odom
+        if j is None or imu is None or odom is None:
+            return False
+        s = self._state
+        try:
+            self._order.read(j, "position", s[C.JOINT_POS])
+            self._order.read(j, "velocity", s[C.JOINT_VEL])
+            self._order.read(j, "effort", s[C.JOINT_TORQUE])
+        except JointMessageError:
+            return False
+        o, w, v = imu.orientation, imu.angular_velocity, odom.twist.twist.linear
+        self._quat[:] = (o.w, o.x, o.y, o.z)
+        s[C.GRAVITY] = projected_gravity(self._quat)
+        s[C.ANG_VEL] = (w.x, w.y, w.z)
+        s[C.LIN_VEL] = (v.x, v.y, v.z)
+        return bool(np.isfinite(s).all())
+
+    def _on_command(self, msg: JointState) -> None:
+        try:
+            self._order.read(msg, "position", self._action)
+        except JointMessageError:
+            return
+        if not np.isfinite(self._action).all() or not self._assemble():
+            return
+        with self._lock:
+            pred = self.monitor.step(self._state, self._action)
+            error, anomaly = self.monitor.error, self.monitor.anomaly
+        self._pred_view[:] = pred
+        self.pub_pred.publish(self.msg_pred)
+        if np.isfinite(error):
+            self.pub_err.publish(Float32(data=error))
+        if anomaly != self._was_anomaly:
+            self._was_anomaly = anomaly
+            self.pub_anomaly.publish(Bool(data=anomaly))
+            if anomaly:
+                self.get_logger().warning(
+                    f"anomaly: one-step prediction error {error:.3f} stays above threshold"
+                )
+            else:
+                self.get_logger().info("anomaly cleared")
+
+    def _on_reload(self, msg: String) -> None:
+        threading.Thread(target=self._reload, args=(msg.data,), daemon=True).start()
+
+    def _reload(self, path: str) -> None:
+        try:
+            model = OnnxWorldModel(Path(path))
+            with self._lock:
+                self.monitor.swap(model)  # validates before replacing
+        except Exception as e:  # noqa: BLE001 - any unusable file: keep the current model
+            self.reloads["rejected"] += 1
+            self.get_logger().error(
+                f"reload of {path} rejected ({type(e).__name__}: {e}); keeping {self.model_path}"
+            )
+            return
+        self.model_path = path
+        self.reloads["accepted"] += 1
+        self.get_logger().info(f"world model reloaded: {path}")
+
+    def _publish_diagnostics(self) -> None:
+        m = self.monitor
+        values = {
+            "model": self.model_path,
+            "steps": m.steps,
+            "error": f"{m.error:.4f}",
+            "anomaly": m.anomaly,
+            "reloads_accepted": self.reloads["accepted"],
+            "reloads_rejected": self.reloads["rejected"],
+        }
+        status = DiagnosticStatus(name=f"{self.get_name()}: health monitor", hardware_id=self.model_path)
+        status.level = DiagnosticStatus.WARN if m.anomaly else DiagnosticStatus.OK
+        status.message = "prediction error above threshold" if m.anomaly else "predictions match"
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        arr = DiagnosticArray(status=[status])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(arr)
+
+
+def main(args: list[str] | None = None) -> None:
+    spin_node(WorldModelNode, args)
+
+
+if __name__ == "__main__":
+    main()

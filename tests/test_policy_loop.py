@@ -1,0 +1,145 @@
+"""The 50 Hz control path without ROS: modes, safety filter, watchdog, e-stop, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rwm.control.policy_loop import Mode, PolicyLoop
+from rwm.control.safety import SafetyConfig
+from rwm.robot import contract as C
+
+DT = C.POLICY_DT
+LOWER = np.full(12, -3.0)
+UPPER = np.full(12, 3.0)
+LOWER[0], UPPER[0] = -0.5, 0.5  # LF_HAA
+
+
+class FakePolicy:
+    def __init__(self, raw=None):
+        self.calls = 0
+        self.raw = np.zeros((1, 12)) if raw is None else np.asarray(raw, dtype=np.float64)[None]
+
+    def __call__(self, obs):
+        assert obs.shape == (1, 48) and np.isfinite(obs).all()
+        self.calls += 1
+        return self.raw
+
+
+def _loop(policy=None, **safety):
+    cfg = SafetyConfig(**{"soft_start_s": 0.1, **safety})
+    return PolicyLoop(policy or FakePolicy(), 48, LOWER, UPPER, cfg)
+
+
+def _feed(loop, t, q=None):
+    q = C.DEFAULT_JOINT_POS + 0.1 if q is None else q
+    assert loop.update_joints(q, np.zeros(12), np.zeros(12), t)
+    assert loop.update_imu(np.array([0.0, 0.0, -1.0]), np.zeros(3), t)
+    assert loop.update_odom(np.zeros(3), t)
+
+
+def _run(loop, t0, seconds, feed=True):
+    t, out = t0, None
+    for _ in range(round(seconds / DT)):
+        if feed:
+            _feed(loop, t)
+        out = loop.tick(t)
+        t += DT
+    return t, out
+
+
+def test_waits_for_a_complete_state_then_soft_starts_from_the_measured_pose():
+    loop = _loop()
+    assert loop.tick(0.0) is None and loop.mode is Mode.WAITING
+    loop.update_joints(C.DEFAULT_JOINT_POS + 0.1, np.zeros(12), np.zeros(12), 0.0)
+    assert loop.tick(0.0) is None, "IMU and odometry still missing"
+    _feed(loop, 0.0)
+    first = loop.tick(0.0).copy()
+    assert loop.mode is Mode.SOFT_START
+    assert np.allclose(first, np.clip(C.DEFAULT_JOINT_POS + 0.1, LOWER, UPPER))
+    t, out = _run(loop, DT, 0.12)
+    assert loop.mode is Mode.POLICY
+    assert np.allclose(out, C.DEFAULT_JOINT_POS), "zero raw action = the standing pose"
+
+
+def test_rate_bound_and_joint_limits_hold_whatever_the_policy_says():
+    policy = FakePolicy(np.full(12, 10.0))  # +5 rad on every joint
+    loop = _loop(policy, max_target_step=0.2)
+    t, _ = _run(loop, 0.0, 0.2)
+    prev = loop.targets.copy()
+    for _ in range(30):
+        _feed(loop, t)
+        out = loop.tick(t)
+        assert np.abs(out - prev).max() <= 0.2 + 1e-12
+        assert (out >= LOWER).all() and (out <= UPPER).all()
+        prev, t = out.copy(), t + DT
+    assert out[0] == pytest.approx(0.5) and loop.safety.clamped_limit > 0 and loop.safety.clamped_rate > 0
+
+
+def test_non_finite_policy_output_is_never_sent():
+    policy = FakePolicy(np.full(12, np.nan))
+    loop = _loop(policy)
+    t, out = _run(loop, 0.0, 0.3)
+    assert np.isfinite(out).all() and np.allclose(out, C.DEFAULT_JOINT_POS)
+    assert loop.rejected["policy_nan"] > 0
+
+
+def test_bad_inputs_are_rejected_and_change_nothing():
+    loop = _loop()
+    _run(loop, 0.0, 0.2)
+    q_before = loop.state[C.JOINT_POS].copy()
+    bad = C.DEFAULT_JOINT_POS.copy()
+    bad[3] = np.nan
+    assert not loop.update_joints(bad, np.zeros(12), np.zeros(12), 1.0)
+    assert not loop.update_imu(np.array([0.0, np.inf, -1.0]), np.zeros(3), 1.0)
+    assert not loop.set_command(np.nan, 0.0, 0.0)
+    assert np.array_equal(loop.state[C.JOINT_POS], q_before)
+    assert loop.rejected == {"joints_nan": 1, "imu_nan": 1, "cmd_vel_nan": 1}
+    assert loop.set_command(5.0, -5.0, 0.3) and np.allclose(loop.command, [1.0, -0.5, 0.3])
+
+
+def test_watchdog_holds_the_last_measured_posture_then_soft_starts_again():
+    policy = FakePolicy(np.full(12, 0.4))
+    loop = _loop(policy)
+    t, _ = _run(loop, 0.0, 0.3)
+    measured = loop.state[C.JOINT_POS].copy()
+    calls = policy.calls
+    t, out = _run(loop, t, 3 * DT, feed=False)  # third stale period: still within the limit
+    assert loop.mode is Mode.POLICY
+    t, out = _run(loop, t, 2 * DT, feed=False)
+    assert loop.mode is Mode.WATCHDOG and np.allclose(out, np.clip(measured, LOWER, UPPER))
+    assert policy.calls == calls + 3
+    _feed(loop, t)
+    loop.tick(t)
+    assert loop.mode is Mode.SOFT_START
+
+
+def test_estop_holds_sends_no_policy_action_and_rearms_through_soft_start():
+    policy = FakePolicy(np.full(12, 0.4))
+    loop = _loop(policy)
+    t, _ = _run(loop, 0.0, 0.3)
+    loop.set_estop(True)
+    hold = loop.state[C.JOINT_POS].copy()
+    calls = policy.calls
+    t, out = _run(loop, t, 0.5)
+    assert loop.mode is Mode.ESTOP and policy.calls == calls and np.allclose(out, np.clip(hold, LOWER, UPPER))
+    loop.set_estop(False)
+    _run(loop, t, DT)
+    assert loop.mode is Mode.SOFT_START
+
+
+def test_foot_kinematics_and_contact_estimate_against_the_simulator():
+    from rwm.robot.kinematics import AnymalKinematics
+    from rwm.sim.anymal_sim import AnymalSim
+
+    kin = AnymalKinematics()
+    feet = kin.foot_positions(C.DEFAULT_JOINT_POS)
+    assert np.allclose(feet[0, [0, 2]], feet[1, [0, 2]]) and feet[0, 1] == pytest.approx(-feet[1, 1])
+    assert (feet[:, 2] < -0.5).all(), "feet below the base when standing"
+    assert (kin.joint_lower[[0, 3]] < 0).all() and kin.joint_upper[0] == pytest.approx(0.6108655)
+    sim = AnymalSim()
+    sim.reset()
+    sim.step(400)  # settle standing
+    s = sim.state()
+    est = kin.estimate_foot_contacts(s[C.JOINT_POS], s[C.JOINT_VEL], s[C.GRAVITY])
+    assert np.array_equal(est, sim.contacts[C.FOOT_CONTACTS])

@@ -1,0 +1,154 @@
+"""The policy node over real DDS against the simulated robot: bad input is dropped and counted, the
+e-stop holds the posture, and the watchdog takes over within 100 ms when the robot stops talking."""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections import deque
+
+import numpy as np
+import pytest
+
+from ros_helpers import PYTHON, domain_id, node_process, ros_context, ros_env, wait_for
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+rclpy = pytest.importorskip("rclpy")
+
+from builtin_interfaces.msg import Time  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from geometry_msgs.msg import Twist  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import Bool  # noqa: E402
+
+from rwm.robot import contract as C  # noqa: E402
+from rwm.robot.kinematics import AnymalKinematics  # noqa: E402
+from rwm_ros.conversions import JointOrder  # noqa: E402
+
+BAD_STAMP_SEC = 2_000_000_000
+LIMITS = AnymalKinematics()
+
+
+class Operator:
+    """Test-side node: records commands and joint states, reads the policy's diagnostics, publishes."""
+
+    def __init__(self, ctx) -> None:
+        self.node = rclpy.create_node("policy_test", context=ctx)
+        self.executor = SingleThreadedExecutor(context=ctx)
+        self.executor.add_node(self.node)
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.commands: list[tuple[float, np.ndarray]] = []
+        self.last_state_at = 0.0
+        self.last_q = np.zeros(12)
+        self.recent_q: deque[np.ndarray] = deque(maxlen=200)
+        """The last 0.5 s of joint positions, clamped to the joint limits as the node clamps a hold."""
+        self.diag: dict[str, str] = {}
+        self._order = JointOrder()
+        self.node.create_subscription(JointState, C.TOPIC_JOINT_COMMAND, self._on_command, qos)
+        self.node.create_subscription(JointState, C.TOPIC_JOINT_STATES, self._on_state, qos)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.pub_states = self.node.create_publisher(JointState, C.TOPIC_JOINT_STATES, qos)
+        self.pub_cmd = self.node.create_publisher(Twist, C.TOPIC_CMD_VEL, 10)
+        self.pub_estop = self.node.create_publisher(Bool, C.TOPIC_ESTOP, 10)
+
+    def _on_command(self, msg: JointState) -> None:
+        self.commands.append((time.monotonic(), self._order.read(msg, "position").copy()))
+
+    def _on_state(self, msg: JointState) -> None:
+        if msg.header.stamp.sec == BAD_STAMP_SEC:
+            return  # our own injected messages
+        self.last_state_at = time.monotonic()
+        self.last_q = self._order.read(msg, "position").copy()
+        self.recent_q.append(np.clip(self.last_q, LIMITS.joint_lower, LIMITS.joint_upper))
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        for s in msg.status:
+            if s.name.endswith("control loop"):
+                self.diag = {kv.key: kv.value for kv in s.values}
+
+    def was_measured(self, targets: np.ndarray) -> bool:
+        """The targets equal one of the recently measured poses (exactly, up to float64 round-off)."""
+        return any(np.abs(targets - q).max() < 1e-9 for q in self.recent_q)
+
+    def spin(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.01)
+
+    def bad_state(self, kind: str) -> JointState:
+        msg = JointState()
+        msg.header.stamp = Time(sec=BAD_STAMP_SEC)  # "due" on any grid, so the node reads it
+        msg.name = list(C.JOINT_NAMES)
+        msg.position = list(C.DEFAULT_JOINT_POS)
+        msg.velocity = [0.0] * 12
+        msg.effort = [0.0] * 12
+        if kind == "nan":
+            msg.position[4] = math.nan
+        else:
+            msg.name[4] = "LF_WHEEL"
+        return msg
+
+
+@pytest.fixture()
+def stack():
+    domain = domain_id(3)
+    env = ros_env(domain)
+    sim = [PYTHON, "-m", "rwm_ros.sim_node", "--ros-args", "-r", "__node:=anymal_sim"]
+    policy = [PYTHON, "-m", "rwm_ros.policy_node", "--ros-args", "-r", "__node:=policy"]
+    policy += ["-p", "soft_start_s:=0.5"]
+    with (
+        ros_context(domain) as ctx,
+        node_process(sim, env) as sim_proc,
+        node_process(policy, env) as pol_proc,
+    ):
+        op = Operator(ctx)
+        try:
+            wait_for(op.executor.spin_once, lambda: op.diag.get("mode") == "policy", 30.0, "policy mode")
+            yield op, sim_proc, pol_proc
+        finally:
+            op.node.destroy_node()
+
+
+def test_bad_input_is_dropped_estop_holds_and_watchdog_takes_over(stack):
+    op, sim_proc, pol_proc = stack
+    # NaN and unknown joints on the robot's topic, NaN velocity command: counted, never passed on.
+    for kind in ("nan", "unknown") * 3:
+        op.pub_states.publish(op.bad_state(kind))
+        op.spin(0.05)
+    nan_cmd = Twist()
+    nan_cmd.linear.x = math.nan
+    op.pub_cmd.publish(nan_cmd)
+    op.spin(2.2)  # two diagnostics periods
+    assert int(op.diag.get("rejected_joints_nan", 0)) >= 1
+    assert int(op.diag.get("rejected_joint_states_unknown", 0)) >= 1
+    assert int(op.diag.get("rejected_cmd_vel_nan", 0)) == 1
+    assert op.diag["mode"] == "policy"
+    assert all(np.isfinite(c).all() for _, c in op.commands)
+
+    # E-stop: from the next command on the targets hold still, and the loop reports it.
+    op.pub_estop.publish(Bool(data=True))
+    op.spin(0.1)
+    assert op.was_measured(op.commands[-1][1]), "the hold is the pose measured when the e-stop engaged"
+    engaged = len(op.commands)
+    op.spin(1.2)
+    held = [c for _, c in op.commands[engaged - 1 :]]
+    assert len(held) > 40 and all(np.array_equal(c, held[0]) for c in held)
+    assert op.diag["mode"] == "estop"
+    op.pub_estop.publish(Bool(data=False))
+    wait_for(op.executor.spin_once, lambda: op.diag.get("mode") == "policy", 10.0, "re-armed policy mode")
+
+    # Watchdog: the robot stops publishing; within 100 ms the commands hold the last measured pose.
+    sim_proc.send_signal(signal.SIGKILL)
+    sim_proc.wait()
+    op.spin(1.0)
+    stopped_at = op.last_state_at
+    after = [(t, c) for t, c in op.commands if t > stopped_at]
+    final = after[-1][1]
+    first_hold = next(t for t, c in after if np.array_equal(c, final))
+    assert all(np.array_equal(c, final) for t, c in after if t >= first_hold), "the hold is steady"
+    assert first_hold - stopped_at < 0.1
+    assert op.was_measured(final), "the hold posture is the last measured pose"
+    assert pol_proc.poll() is None, "the policy node keeps running"

@@ -1,0 +1,156 @@
+"""Deployment of the world model: refinement from bags (validated, versioned, atomic), the live health
+monitor, and the trainer and world-model nodes over real DDS (a new version is announced and loaded)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ros_helpers import PYTHON, domain_id, node_process, ros_context, ros_env, wait_for
+from rwm.control.world_model_monitor import MonitorConfig, WorldModelMonitor, validate_world_model
+from rwm.data.collect import collect_bag, collect_dataset
+from rwm.export.world_model_onnx import OnnxWorldModel, export_world_model
+from rwm.models.factory import build_world_model, save_checkpoint
+from rwm.robot import contract as C
+from rwm.training.refine import RefineConfig, refine_from_bags
+
+TINY = {"hidden_size": 32, "head_hidden": 16}
+FAST = RefineConfig(iterations=3, batch_size=8, history=8, horizon=3, heldout_length=60, threads=1)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A tiny RWM (checkpoint + ONNX), two short bags, one corrupt bag, a small held-out set."""
+    root = tmp_path_factory.mktemp("wm")
+    held = root / "heldout"
+    collect_dataset(held, steps=70, num_envs=3, controller="perturb", seed=5, num_threads=1)
+    torch.manual_seed(0)
+    model = build_world_model("rwm", TINY)
+    from rwm.data.array_dataset import ArrayDataset
+
+    data = ArrayDataset(held)
+    model.normalizer.fit(data.state, data.action)
+    save_checkpoint(model, root / "tiny.pt")
+    export_world_model(model, root / "tiny.onnx", {"source": "test"})
+    replay = root / "replay"
+    replay.mkdir()
+    for i in range(2):
+        collect_bag(replay / f"bag_{i}", controller="perturb", duration_s=3.0, seed=i)
+    corrupt = replay / "bag_corrupt"
+    shutil.copytree(replay / "bag_0", corrupt)
+    mcap = next(corrupt.glob("*.mcap"))
+    mcap.write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 3])
+    return root
+
+
+def test_refine_accepts_a_validated_version_and_skips_the_corrupt_bag(world, tmp_path):
+    bags = sorted((world / "replay").iterdir())
+    cfg = RefineConfig(**{**FAST.__dict__, "tolerance": 100.0})
+    result = refine_from_bags(world / "tiny.pt", bags, world / "heldout", tmp_path, cfg)
+    assert result.accepted, result.reason
+    assert result.version == 1 and Path(result.onnx).is_file() and Path(result.checkpoint).is_file()
+    assert "bag_corrupt" in result.load_report and result.rows >= 2 * 140
+    assert result.parity <= 1e-4 and np.isfinite(result.error_after)
+    assert not any(p.name.startswith(".refine-") for p in tmp_path.iterdir()), "no temporary left"
+    again = refine_from_bags(result.checkpoint, bags[:1], world / "heldout", tmp_path, cfg)
+    assert again.version == 2
+
+
+def test_refine_rejects_a_version_that_is_worse_on_heldout_data(world, tmp_path):
+    cfg = RefineConfig(**{**FAST.__dict__, "tolerance": -1.0})  # nothing can be that good
+    result = refine_from_bags(
+        world / "tiny.pt", sorted((world / "replay").iterdir()), world / "heldout", tmp_path, cfg
+    )
+    assert not result.accepted and "worse" in result.reason
+    assert not list(tmp_path.glob("rwm_v*")), "a rejected version leaves no file"
+
+
+def test_monitor_tracks_the_robot_and_flags_a_persistent_error(world):
+    model = OnnxWorldModel(world / "tiny.onnx")
+    monitor = WorldModelMonitor(model, MonitorConfig(error_threshold=0.5, anomaly_steps=3, warmup_steps=2))
+    state = np.asarray(model.metadata["state_mean"]) + np.asarray(
+        model.metadata["state_std"]
+    )  # 1 in normalized units
+    for _ in range(5):
+        pred = monitor.step(state, C.DEFAULT_JOINT_POS)
+    assert pred.shape == (45,) and np.isfinite(monitor.error) and not monitor.anomaly
+    jump = 50 * np.asarray(model.metadata["state_std"])
+    for k in range(3):  # states that jump far from every prediction, step after step
+        monitor.step(state + (-1) ** k * jump, C.DEFAULT_JOINT_POS)
+        assert monitor.anomaly == (k == 2)
+    assert monitor.anomaly and monitor.error > 0.5
+
+
+def test_validation_refuses_a_model_without_normalization(world, tmp_path):
+    import onnx
+
+    graph = onnx.load(world / "tiny.onnx")
+    for p in graph.metadata_props:
+        if p.key == "rwm_world_model":
+            p.value = '{"hidden_layers": 2, "hidden_size": 32}'
+    onnx.save(graph, tmp_path / "old.onnx")
+    with pytest.raises(ValueError, match="state_mean"):
+        validate_world_model(OnnxWorldModel(tmp_path / "old.onnx"))
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_trainer_node_announces_a_version_that_the_world_model_node_loads(world, tmp_path):
+    rclpy = pytest.importorskip("rclpy")
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+    from std_msgs.msg import String
+
+    from rwm_ros.topics import TOPIC_WM_RELOAD
+
+    domain = domain_id(0)
+    env = ros_env(domain)
+    trainer = [PYTHON, "-m", "rwm_ros.trainer_node", "--ros-args", "-r", "__node:=world_model_trainer"]
+    for k, v in {
+        "replay_buffer": world / "replay",
+        "model_dir": tmp_path / "versions",
+        "checkpoint": world / "tiny.pt",
+        "heldout": world / "heldout",
+        "scan_interval_s": 1.0,
+        "iterations": 3,
+        "batch_size": 8,
+        "tolerance": 100.0,
+        "heldout_length": 60,
+    }.items():
+        trainer += ["-p", f"{k}:={v}"]
+    wm = [PYTHON, "-m", "rwm_ros.world_model_node", "--ros-args", "-r", "__node:=world_model"]
+    wm += ["-p", f"model:={world / 'tiny.onnx'}"]
+    announced: list[str] = []
+    diag: dict[str, str] = {}
+    with ros_context(domain) as ctx, node_process(wm, env), node_process(trainer, env) as trainer_proc:
+        node = rclpy.create_node("deploy_test", context=ctx)
+        node.create_subscription(String, TOPIC_WM_RELOAD, lambda m: announced.append(m.data), 10)
+
+        def on_diag(msg):
+            for s in msg.status:
+                if s.name.endswith("health monitor"):
+                    diag.update({kv.key: kv.value for kv in s.values})
+
+        node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+        executor = SingleThreadedExecutor(context=ctx)
+        executor.add_node(node)
+        spin = lambda t: executor.spin_once(timeout_sec=t)  # noqa: E731
+        wait_for(spin, lambda: announced, 90.0, "an announced model version")
+        assert Path(announced[0]).is_file() and announced[0].endswith("rwm_v1.onnx")
+        wait_for(spin, lambda: diag.get("reloads_accepted") == "1", 10.0, "the world model to load it")
+        assert diag["model"] == announced[0]
+        bogus = tmp_path / "bogus.onnx"
+        bogus.write_bytes(b"not a model")
+        pub = node.create_publisher(String, TOPIC_WM_RELOAD, 10)
+        time.sleep(0.5)
+        spin(0.5)
+        pub.publish(String(data=str(bogus)))
+        wait_for(spin, lambda: diag.get("reloads_rejected") == "1", 10.0, "the bogus file to be refused")
+        assert diag["model"] == announced[0], "the validated version stays in service"
+        assert trainer_proc.poll() is None
+        node.destroy_node()
