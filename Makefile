@@ -51,6 +51,7 @@ pretrain-data: setup
 		--steps 4000 --num-envs 512 --seed 100 --out data/pretrain
 	$(ROS_ENV) && rwm collect --dataset --policy models/anymal_d_ppo.onnx --action-noise 0.3 \
 		--steps 400 --num-envs 110 --episode-length 8 --seed 200 --out data/heldout
+	rm -rf tests/data/anymal_d_ppo_sample
 	$(ROS_ENV) && rwm collect --policy models/anymal_d_ppo.onnx --duration 5 --seed 300 \
 		--out tests/data/anymal_d_ppo_sample
 

@@ -216,6 +216,28 @@ def _wm_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_mbpo(args: argparse.Namespace) -> int:
+    from rwm.rl.imagination_env import ImaginationConfig
+    from rwm.rl.mbpo import MBPOConfig, train_mbpo
+
+    cfg = MBPOConfig(
+        iterations=args.iterations,
+        real_envs=args.real_envs,
+        real_steps=args.real_steps,
+        wm_iterations=args.wm_iterations,
+        ppo_iterations=args.ppo_iterations,
+        imagination=ImaginationConfig(
+            num_envs=args.imagined_envs, episode_steps=args.rollout_steps, seed=args.seed
+        ),
+        seed=args.seed,
+    )
+    summary = train_mbpo(
+        cfg, args.world_model, args.pretrain, args.out, args.export, command="rwm " + " ".join(sys.argv[1:])
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def _eval_policy(args: argparse.Namespace) -> int:
     from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy
     from rwm.export.policy_onnx import OnnxPolicy
@@ -313,6 +335,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default="rwm", choices=["rwm", "mlp", "rssm", "transformer"])
     p.add_argument("--jacobian-weight", type=float, default=0.0, help="lambda of the Jacobian penalty")
     p.set_defaults(func=_train_wm)
+
+    p = sub.add_parser("train-mbpo", help="MBPO-PPO: PPO in RWM imagination, real data collected online")
+    p.add_argument("--world-model", required=True, help="pretrained world-model checkpoint (.pt)")
+    p.add_argument("--pretrain", help="the array dataset it was pretrained on (replay buffer start)")
+    p.add_argument("--out", default="runs/mbpo")
+    p.add_argument("--export", help="write the final policy to this ONNX file")
+    p.add_argument("--iterations", type=int, default=40)
+    p.add_argument("--real-envs", type=int, default=32, help="robots collecting real data per iteration")
+    p.add_argument("--real-steps", type=int, default=100, help="steps each collects per iteration")
+    p.add_argument("--wm-iterations", type=int, default=50, help="world-model updates per iteration")
+    p.add_argument("--ppo-iterations", type=int, default=20, help="PPO updates in imagination per iteration")
+    p.add_argument("--imagined-envs", type=int, default=512)
+    p.add_argument("--rollout-steps", type=int, default=100, help="imagined episode length")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_train_mbpo)
 
     p = sub.add_parser("eval", help="world-model evaluation suite on held-out trajectories (JSON + PNG)")
     p.add_argument("--heldout", required=True)

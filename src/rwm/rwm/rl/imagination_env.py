@@ -1,0 +1,136 @@
+"""rsl-rl's VecEnv inside the world model: many imagined ANYmal robots for MBPO-PPO (paper Sec. IV).
+
+Each imagined robot starts from a history of M real steps drawn from the replay buffer (the GRU reads
+it: inner autoregression), gets a velocity command from the training distribution, and from then on
+lives on RWM's predictions: the policy acts on the predicted state, the next state and the contacts
+are sampled from the model, the reward is the simulator's reward function applied to the predicted
+transition, and an episode ends on a predicted tilt beyond 60 degrees, a non-finite prediction, or
+after `episode_steps` (the paper's rollouts of up to 100 steps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from rsl_rl.env import VecEnv
+from tensordict import TensorDict
+
+from rwm.models.base import WorldModel
+from rwm.rl.vec_env import RAW_ACTION_LIMIT
+from rwm.robot import contract as C
+from rwm.sim.commands import CommandConfig
+from rwm.sim.reward import RewardConfig, reward_terms, total_reward
+from rwm.storage.replay_buffer import ReplayBuffer
+
+
+@dataclass(frozen=True)
+class ImaginationConfig:
+    num_envs: int = 1024
+    history: int = 32
+    episode_steps: int = 100
+    max_tilt_gravity_z: float = -0.5
+    sample_states: bool = True
+    """Draw the next state from the predicted Gaussian (else take its mean)."""
+    online_fraction: float = 0.5
+    """Share of starting histories drawn from data collected online (the rest: pretraining data)."""
+    seed: int = 0
+    commands: CommandConfig = field(default_factory=CommandConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+
+
+class ImaginationEnv(VecEnv):
+    """Batched imagined robots on a (frozen, eval-mode) world model; torch on the CPU."""
+
+    def __init__(self, model: WorldModel, buffer: ReplayBuffer, cfg: ImaginationConfig) -> None:
+        self.model, self.buffer, self.cfg = model.eval(), buffer, cfg
+        self.num_envs = n = cfg.num_envs
+        self.num_actions = C.ACTION_DIM
+        self.max_episode_length = cfg.episode_steps
+        self.device = "cpu"
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self._cmd_low = torch.tensor(
+            [cfg.commands.lin_vel_x[0], cfg.commands.lin_vel_y[0], cfg.commands.yaw_rate[0]]
+        )
+        self._cmd_high = torch.tensor(
+            [cfg.commands.lin_vel_x[1], cfg.commands.lin_vel_y[1], cfg.commands.yaw_rate[1]]
+        )
+        self.state = torch.zeros(n, C.STATE_DIM)
+        self.action = torch.zeros(n, C.ACTION_DIM)
+        self.command = torch.zeros(n, C.COMMAND_DIM)
+        self.air_time = torch.zeros(n, 4)
+        self.hidden = model.initial_hidden(n)
+        self.episode_length_buf = torch.zeros(n, dtype=torch.long)
+        self._default = torch.from_numpy(C.DEFAULT_JOINT_POS).float()
+        self._obs = torch.zeros(n, 48)
+        self._reset(torch.arange(n))
+
+    # -- resets from real histories ------------------------------------------------------------
+    @torch.no_grad()
+    def _reset(self, ids: torch.Tensor) -> None:
+        if len(ids) == 0:
+            return
+        m = self.cfg.history
+        window = self.buffer.sample(len(ids), m, self.cfg.online_fraction)
+        states, actions = window["state"], window["action"]
+        norm = self.model.normalizer
+        _, hidden = self.model.recurrent(norm.state(states[:, :-1]), norm.action(actions[:, :-1]))
+        self._set_hidden(ids, hidden)
+        self.state[ids] = states[:, -1]
+        self.action[ids] = actions[:, -2] if m > 1 else self._default
+        u = torch.rand(len(ids), 3, generator=self.gen)
+        self.command[ids] = self._cmd_low + u * (self._cmd_high - self._cmd_low)
+        self.air_time[ids] = 0.0
+        self.episode_length_buf[ids] = 0
+
+    def _set_hidden(self, ids: torch.Tensor, hidden: torch.Tensor) -> None:
+        if self.hidden.dim() == 3 and self.hidden.shape[1] == self.num_envs:  # GRU: (layers, B, H)
+            self.hidden[:, ids] = hidden
+        else:
+            raise NotImplementedError("imagination needs a recurrent world model (RWM or RSSM)")
+
+    # -- VecEnv ---------------------------------------------------------------------------------
+    def _observation(self) -> torch.Tensor:
+        o = self._obs
+        o[:, 0:9] = self.state[:, 0:9]
+        o[:, 9:12] = self.command
+        o[:, 12:24] = self.state[:, C.JOINT_POS] - self._default
+        o[:, 24:36] = self.state[:, C.JOINT_VEL]
+        o[:, 36:48] = (self.action - self._default) / C.ACTION_SCALE
+        return o
+
+    def get_observations(self) -> TensorDict:
+        return TensorDict({"policy": self._observation().clone()}, batch_size=[self.num_envs])
+
+    @torch.no_grad()
+    def step(self, actions: torch.Tensor) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict]:
+        targets = self._default + C.ACTION_SCALE * actions.clamp(-RAW_ACTION_LIMIT, RAW_ACTION_LIMIT)
+        norm = self.model.normalizer
+        mean, std, logits, self.hidden = self.model.step(
+            norm.state(self.state), norm.action(targets), self.hidden
+        )
+        if self.cfg.sample_states:
+            mean = mean + std * torch.randn(mean.shape, generator=self.gen)
+        nxt = norm.state_inverse(mean)
+        contacts = (torch.sigmoid(logits) > torch.rand(logits.shape, generator=self.gen)).float()
+        terms, self.air_time = reward_terms(
+            self.state, nxt, targets, self.action, self.command, contacts, self.air_time, self.cfg.reward
+        )
+        reward = total_reward(terms, self.cfg.reward)
+        finite = torch.isfinite(nxt).all(-1)
+        reward = torch.where(finite, reward, torch.zeros_like(reward))
+        self.episode_length_buf += 1
+        terminated = ~finite | (nxt[:, 8] > self.cfg.max_tilt_gravity_z)
+        truncated = (self.episode_length_buf >= self.cfg.episode_steps) & ~terminated
+        self.state = torch.where(finite[:, None], nxt, self.state)
+        self.action = targets
+        done = terminated | truncated
+        self._reset(torch.nonzero(done).flatten())
+        log = {f"/imagined_reward/{k}": float(v.mean()) for k, v in terms.items()}
+        log["/imagined/terminations_per_step"] = float(terminated.float().mean())
+        extras = {"time_outs": truncated.clone(), "log": log}
+        obs = TensorDict({"policy": self._observation().clone()}, batch_size=[self.num_envs])
+        return obs, reward.float(), done.long(), extras
+
+    def close(self) -> None:
+        pass

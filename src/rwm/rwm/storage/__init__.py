@@ -1,0 +1,1 @@
+"""Replay buffer of real transitions for world-model training and imagination starts."""
