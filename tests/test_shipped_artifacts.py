@@ -34,3 +34,20 @@ def test_sample_bag_replays_the_shipped_policy():
     for t in trajectories:
         obs = policy_observation(t.state[1:], t.command[1:], t.action[:-1])
         assert np.allclose(t.action[1:], raw_to_targets(policy(obs)), atol=1e-4)
+
+
+WORLD_MODEL = ROOT / "models" / "anymal_d_rwm.onnx"
+
+
+@pytest.mark.skipif(not WORLD_MODEL.is_file(), reason="no shipped world model yet")
+def test_shipped_world_model_matches_its_checkpoint():
+    from rwm.control.world_model_monitor import validate_world_model
+    from rwm.export.runtime import OnnxWorldModel
+    from rwm.export.world_model_onnx import _Step, rollout_parity
+    from rwm.models.factory import load_checkpoint
+
+    onnx_model = OnnxWorldModel(WORLD_MODEL)
+    validate_world_model(onnx_model)
+    model, extra = load_checkpoint(WORLD_MODEL.with_suffix(".pt"))
+    assert rollout_parity(_Step(model).eval(), WORLD_MODEL, steps=100) <= 1e-4
+    assert extra["train_config"]["horizon"] == 8 and extra["train_config"]["jacobian_weight"] > 0

@@ -198,6 +198,17 @@ def _eval_wm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_wm(args: argparse.Namespace) -> int:
+    from rwm.export.world_model_onnx import export_world_model
+    from rwm.models.factory import load_checkpoint
+
+    model, extra = load_checkpoint(args.checkpoint)
+    meta = {"source": args.source, "checkpoint": str(args.checkpoint), "iteration": extra.get("iteration")}
+    err = export_world_model(model, args.out, meta)
+    print(json.dumps({"onnx": args.out, "rollout_parity_max_abs_err": err}))
+    return 0
+
+
 def _wm_table(args: argparse.Namespace) -> int:
     from rwm.experiments.world_model_table import markdown_table, run_table
 
@@ -359,6 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length", type=int, default=400, help="trajectory length used")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_eval_wm)
+
+    p = sub.add_parser("export-wm", help="export one RWM step to ONNX (checked over a 100-step rollout)")
+    p.add_argument("checkpoint", help="world-model checkpoint (.pt) of rwm train-wm / wm-table")
+    p.add_argument("--out", required=True)
+    p.add_argument("--source", default="rwm")
+    p.set_defaults(func=_export_wm)
 
     p = sub.add_parser("wm-table", help="train and compare RWM and the baselines (results table + PNG)")
     wm_training_args(p, 1000, 1e-3, 256)

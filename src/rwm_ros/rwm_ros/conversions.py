@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import array
 import math
+import struct
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -196,3 +197,16 @@ def projected_gravity(quat_wxyz: np.ndarray) -> np.ndarray:
     w, x, y, z = quat_wxyz.tolist()
     # third row of R^T (R: base to world) times -1
     return -np.array([2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y)])
+
+
+_STAMP_LE, _STAMP_BE = struct.Struct("<iI"), struct.Struct(">iI")
+
+
+def raw_stamp_ns(cdr: bytes) -> int:
+    """Header stamp of a serialized stamped message (CDR), read without deserializing it.
+
+    A stamped message's CDR starts with the 4-byte encapsulation header (byte 1: 1 little-endian,
+    0 big-endian), then std_msgs/Header, whose first fields are stamp.sec (int32), stamp.nanosec.
+    """
+    sec, nanosec = (_STAMP_LE if cdr[1] & 1 else _STAMP_BE).unpack_from(cdr, 4)
+    return sec * _NS + nanosec

@@ -6,12 +6,16 @@ timer phase. IMU and odometry are the latest received (at 400 Hz at most 2.5 ms 
 backup timer ticks when joint states stop, so the watchdog can take over. Inputs are read by joint
 name; NaN or malformed messages are counted and dropped, never passed on.
 
+The 400 Hz topics are taken raw (serialized): a joint state's stamp is read from its bytes, and only
+the messages the loop uses (1 in 8) are deserialized, which keeps the node's CPU share small.
+
 Publishes /anymal/joint_command, /diagnostics (1 Hz) and, for the data logger, the policy's
 observation and raw action (/rwm/policy/observation, /rwm/policy/action).
 """
 
 from __future__ import annotations
 
+import struct
 import sys
 import time
 
@@ -22,15 +26,23 @@ from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Bool, Float32MultiArray
 
 from rwm.control.policy_loop import Mode, PolicyLoop
 from rwm.control.safety import SafetyConfig
-from rwm.export.policy_onnx import OnnxPolicy
+from rwm.export.runtime import OnnxPolicy
 from rwm.robot import contract as C
 from rwm.robot.kinematics import AnymalKinematics
-from rwm_ros.conversions import JointMessageError, JointOrder, bind_array, make_joint_state, projected_gravity
+from rwm_ros.conversions import (
+    JointMessageError,
+    JointOrder,
+    bind_array,
+    make_joint_state,
+    projected_gravity,
+    raw_stamp_ns,
+)
 from rwm_ros.model_files import resolve_model
 from rwm_ros.spin import spin_node
 from rwm_ros.topics import TOPIC_ACTION, TOPIC_OBSERVATION
@@ -67,8 +79,8 @@ class PolicyNode(Node):
 
         self._order = JointOrder()
         self._q, self._dq, self._tau = np.zeros(12), np.zeros(12), np.zeros(12)
-        self._imu: Imu | None = None
-        self._odom: Odometry | None = None
+        self._imu: bytes | None = None
+        self._odom: bytes | None = None
         self._imu_t = self._odom_t = -np.inf
         self._quat, self._vec = np.zeros(4), np.zeros(3)
         self._next_stamp_ns: int | None = None
@@ -92,9 +104,9 @@ class PolicyNode(Node):
         self.pub_obs = self.create_publisher(Float32MultiArray, TOPIC_OBSERVATION, qos)
         self.pub_act = self.create_publisher(Float32MultiArray, TOPIC_ACTION, qos)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(JointState, C.TOPIC_JOINT_STATES, self._on_joint_states, qos)
-        self.create_subscription(Imu, C.TOPIC_IMU, self._on_imu, qos)
-        self.create_subscription(Odometry, C.TOPIC_ODOM, self._on_odom, qos)
+        self.create_subscription(JointState, C.TOPIC_JOINT_STATES, self._on_joint_states, qos, raw=True)
+        self.create_subscription(Imu, C.TOPIC_IMU, self._on_imu, qos, raw=True)
+        self.create_subscription(Odometry, C.TOPIC_ODOM, self._on_odom, qos, raw=True)
         self.create_subscription(Twist, C.TOPIC_CMD_VEL, self._on_cmd_vel, 10)
         self.create_subscription(Bool, C.TOPIC_ESTOP, self._on_estop, 10)
         self.create_timer(self.period_s, self._on_backup_timer)
@@ -102,11 +114,11 @@ class PolicyNode(Node):
         self.get_logger().info(f"policy {self.policy_file} at {rate_hz:.0f} Hz; waiting for the robot")
 
     # -- inputs -------------------------------------------------------------------------------------------
-    def _on_imu(self, msg: Imu) -> None:
-        self._imu, self._imu_t = msg, time.monotonic()
+    def _on_imu(self, cdr: bytes) -> None:
+        self._imu, self._imu_t = cdr, time.monotonic()
 
-    def _on_odom(self, msg: Odometry) -> None:
-        self._odom, self._odom_t = msg, time.monotonic()
+    def _on_odom(self, cdr: bytes) -> None:
+        self._odom, self._odom_t = cdr, time.monotonic()
 
     def _on_cmd_vel(self, msg: Twist) -> None:
         if not self.loop.set_command(msg.linear.x, msg.linear.y, msg.angular.z):
@@ -119,11 +131,16 @@ class PolicyNode(Node):
         if msg.data:
             self._tick(time.monotonic(), None)  # hold now, not at the next state
 
-    def _on_joint_states(self, msg: JointState) -> None:
+    def _on_joint_states(self, cdr: bytes) -> None:
         now = time.monotonic()
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        try:
+            stamp_ns = raw_stamp_ns(cdr)
+        except (struct.error, IndexError):
+            self._reject("joint_states_malformed", "joint state too short to hold a header")
+            return
         if self._next_stamp_ns is not None and stamp_ns < self._next_stamp_ns - self._tolerance_ns:
             return  # not due on the 50 Hz grid: the 400 Hz stream is read 1 in 8
+        msg = deserialize_message(cdr, JointState)
         try:
             self._order.read(msg, "position", self._q)
             self._order.read(msg, "velocity", self._dq)
@@ -141,7 +158,8 @@ class PolicyNode(Node):
     def _read_imu_odom(self) -> None:
         loop = self.loop
         if self._imu is not None:
-            o, w = self._imu.orientation, self._imu.angular_velocity
+            imu = deserialize_message(self._imu, Imu)
+            o, w = imu.orientation, imu.angular_velocity
             self._quat[:] = (o.w, o.x, o.y, o.z)
             self._vec[:] = (w.x, w.y, w.z)
             if np.isfinite(self._quat).all() and abs(np.dot(self._quat, self._quat) - 1.0) < 1e-2:
@@ -150,7 +168,7 @@ class PolicyNode(Node):
                 self._reject("imu_invalid", "IMU orientation is not a finite unit quaternion")
             self._imu = None
         if self._odom is not None:
-            v = self._odom.twist.twist.linear
+            v = deserialize_message(self._odom, Odometry).twist.twist.linear
             self._vec[:] = (v.x, v.y, v.z)
             if not loop.update_odom(self._vec, self._odom_t):
                 self._reject("odom_nan", "non-finite odometry twist")

@@ -21,6 +21,11 @@ def spin_node(factory: Callable[[], N], args: list[str] | None = None) -> N | No
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        # rclpy can fail to take a message while a signal shuts the context down under load; that is a
+        # shutdown, not a failure. Anything else while the context is still up is re-raised.
+        if rclpy.ok(context=node.context if node is not None else None):
+            raise
     finally:
         if node is not None:
             node.destroy_node()

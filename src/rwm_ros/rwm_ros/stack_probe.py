@@ -16,11 +16,12 @@ from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float32MultiArray
 
 from rwm.robot import contract as C
-from rwm_ros.conversions import stamp_to_ns
+from rwm_ros.conversions import raw_stamp_ns, stamp_to_ns
 
 
 class TopicTimes:
@@ -159,14 +160,17 @@ class StackProbe(Node):
         """Latest IMU specific force, z (9.81 when level and still)."""
         self.sim_diagnostics: dict[str, str] = {}
         """Latest key-values of the simulator's diagnostics."""
-        self.last_joint_state: JointState | None = None
-        """Latest joint state message."""
-        self.create_subscription(JointState, C.TOPIC_JOINT_STATES, self._on_joints, qos)
+        self._imu: bytes | None = None
+        self._contacts: bytes | None = None
+        # The 400 Hz topics are taken raw: stamps are read from the bytes, and messages are
+        # deserialized only where a figure needs their content (odometry at 50 Hz, the last IMU and
+        # contacts), so that measuring the stack does not load the machine it measures.
+        self.create_subscription(JointState, C.TOPIC_JOINT_STATES, self._on_joints, qos, raw=True)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         if full:
-            self.create_subscription(Odometry, C.TOPIC_ODOM, self._on_odom, qos)
-            self.create_subscription(Imu, C.TOPIC_IMU, self._on_imu, qos)
-            self.create_subscription(Float32MultiArray, C.TOPIC_CONTACTS, self._on_contacts, qos)
+            self.create_subscription(Odometry, C.TOPIC_ODOM, self._on_odom, qos, raw=True)
+            self.create_subscription(Imu, C.TOPIC_IMU, self._on_imu, qos, raw=True)
+            self.create_subscription(Float32MultiArray, C.TOPIC_CONTACTS, self._on_contacts, qos, raw=True)
             self.create_subscription(JointState, C.TOPIC_JOINT_COMMAND, self._on_command, qos)
             self.create_subscription(Twist, C.TOPIC_CMD_VEL, self._on_cmd_vel, 10)
 
@@ -178,12 +182,15 @@ class StackProbe(Node):
         c[0] += 1
         c[2] = now
 
-    def _on_joints(self, msg: JointState) -> None:
-        self.joint_states.add(stamp_to_ns(msg.header.stamp))
-        self.last_joint_state = msg
+    def _on_joints(self, cdr: bytes) -> None:
+        self.joint_states.add(raw_stamp_ns(cdr))
 
-    def _on_odom(self, msg: Odometry) -> None:
+    def _on_odom(self, cdr: bytes) -> None:
         self._count("odom")
+        self._odom_count += 1
+        if self._odom_count % C.DECIMATION:
+            return  # 400 Hz odometry read at the 50 Hz policy rate
+        msg = deserialize_message(cdr, Odometry)
         p = msg.pose.pose.position
         x, y, z = p.x, p.y, p.z
         if self.first_position is None:
@@ -194,20 +201,18 @@ class StackProbe(Node):
             self.path_length += step
             self._crumb[:] = (x, y)
         self.position[:] = (x, y, z)
-        self._odom_count += 1
-        if self._odom_count % C.DECIMATION == 0:  # 400 Hz odometry scored at the 50 Hz policy rate
-            tw = msg.twist.twist
-            self.tracking.add(time.monotonic(), np.array([tw.linear.x, tw.linear.y]), tw.angular.z)
+        tw = msg.twist.twist
+        self.tracking.add(time.monotonic(), np.array([tw.linear.x, tw.linear.y]), tw.angular.z)
         self.height_range[0] = min(self.height_range[0], z)
         self.height_range[1] = max(self.height_range[1], z)
 
-    def _on_imu(self, msg: Imu) -> None:
+    def _on_imu(self, cdr: bytes) -> None:
         self._count("imu")
-        self.gravity_z = msg.linear_acceleration.z
+        self._imu = cdr
 
-    def _on_contacts(self, msg: Float32MultiArray) -> None:
+    def _on_contacts(self, cdr: bytes) -> None:
         self._count("contacts")
-        self.foot_contacts[:] = msg.data[C.FOOT_CONTACTS]
+        self._contacts = cdr
 
     def _on_command(self, msg: JointState) -> None:
         self._count("joint_command")
@@ -230,6 +235,12 @@ class StackProbe(Node):
             k: round((n - 1) / (last - first), 1) if n > 1 and last > first else 0.0
             for k, (n, first, last) in self.counts.items()
         }
+        if self._imu is not None:
+            self.gravity_z = deserialize_message(self._imu, Imu).linear_acceleration.z
+        if self._contacts is not None:
+            self.foot_contacts[:] = deserialize_message(self._contacts, Float32MultiArray).data[
+                C.FOOT_CONTACTS
+            ]
         if self.first_position is not None:
             moved = self.position[:2] - self.first_position[:2]
             out["base"] = {

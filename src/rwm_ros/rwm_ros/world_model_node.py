@@ -1,8 +1,9 @@
 """`world_model`: RWM as a live health monitor of the robot (`rwm.control.world_model_monitor`).
 
 Each joint command (50 Hz) is one step: the state is assembled from the latest joint states, IMU and
-odometry, the previous prediction is scored against it (/rwm/world_model/error), and the model
-predicts the next state from (state, command) (/rwm/world_model/prediction). /rwm/world_model/anomaly
+odometry (taken raw at 400 Hz, deserialized only at the step), the previous prediction is scored
+against it (/rwm/world_model/error), and the model predicts the next state from (state, command)
+(/rwm/world_model/prediction). /rwm/world_model/anomaly
 turns true while the error stays above the threshold. A std_msgs/String on /rwm/world_model/reload
 names a new ONNX version: it is loaded and validated off the executor thread, then swapped in at
 once (the GRU state restarts); an unusable file is reported and the current model stays.
@@ -19,11 +20,12 @@ from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Bool, Float32, Float32MultiArray, String
 
 from rwm.control.world_model_monitor import MonitorConfig, WorldModelMonitor
-from rwm.export.world_model_onnx import OnnxWorldModel
+from rwm.export.runtime import OnnxWorldModel
 from rwm.robot import contract as C
 from rwm_ros.conversions import JointMessageError, JointOrder, bind_array, projected_gravity
 from rwm_ros.model_files import resolve_model
@@ -51,9 +53,9 @@ class WorldModelNode(Node):
         self.reloads = {"accepted": 0, "rejected": 0}
         self._lock = threading.Lock()
         self._order = JointOrder()
-        self._joints: JointState | None = None
-        self._imu: Imu | None = None
-        self._odom: Odometry | None = None
+        self._joints: bytes | None = None  # latest raw (serialized) messages; read at 50 Hz only
+        self._imu: bytes | None = None
+        self._odom: bytes | None = None
         self._state = np.zeros(C.STATE_DIM)
         self._action = np.zeros(C.ACTION_DIM)
         self._quat = np.zeros(4)
@@ -64,9 +66,9 @@ class WorldModelNode(Node):
         self.pub_err = self.create_publisher(Float32, TOPIC_WM_ERROR, qos)
         self.pub_anomaly = self.create_publisher(Bool, TOPIC_WM_ANOMALY, 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(JointState, C.TOPIC_JOINT_STATES, self._keep("_joints"), qos)
-        self.create_subscription(Imu, C.TOPIC_IMU, self._keep("_imu"), qos)
-        self.create_subscription(Odometry, C.TOPIC_ODOM, self._keep("_odom"), qos)
+        self.create_subscription(JointState, C.TOPIC_JOINT_STATES, self._keep("_joints"), qos, raw=True)
+        self.create_subscription(Imu, C.TOPIC_IMU, self._keep("_imu"), qos, raw=True)
+        self.create_subscription(Odometry, C.TOPIC_ODOM, self._keep("_odom"), qos, raw=True)
         self.create_subscription(JointState, C.TOPIC_JOINT_COMMAND, self._on_command, qos)
         self.create_subscription(String, TOPIC_WM_RELOAD, self._on_reload, 10)
         self.create_timer(1.0, self._publish_diagnostics)
@@ -80,9 +82,11 @@ class WorldModelNode(Node):
         return cb
 
     def _assemble(self) -> bool:
-        j, imu, odom = self._joints, self._imu, self._odom
-        if j is None or imu is None or odom is None:
+        if self._joints is None or self._imu is None or self._odom is None:
             return False
+        j = deserialize_message(self._joints, JointState)
+        imu = deserialize_message(self._imu, Imu)
+        odom = deserialize_message(self._odom, Odometry)
         s = self._state
         try:
             self._order.read(j, "position", s[C.JOINT_POS])

@@ -18,8 +18,8 @@ from enum import Enum
 import numpy as np
 
 from rwm.control.safety import SafetyConfig, SafetyFilter, soft_start_targets
+from rwm.rl.actions import RAW_ACTION_LIMIT
 from rwm.rl.observation import policy_observation
-from rwm.rl.vec_env import RAW_ACTION_LIMIT
 from rwm.robot import contract as C
 
 Policy = Callable[[np.ndarray], np.ndarray]

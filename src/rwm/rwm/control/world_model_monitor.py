@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rwm.export.world_model_onnx import OnnxWorldModel
+from rwm.export.runtime import OnnxWorldModel
 from rwm.robot import contract as C
 
 

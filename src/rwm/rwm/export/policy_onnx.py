@@ -1,4 +1,4 @@
-"""Export a PPO actor to ONNX (observation normalization inside the graph) and run it with onnxruntime.
+"""Export a PPO actor to ONNX (observation normalization inside the graph); `OnnxPolicy` runs it.
 
 The file carries its contract in metadata: observation layout, action scale, default pose and the
 real transitions its training used, so that the ROS policy node and `rwm eval-policy` need nothing
@@ -13,17 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from rsl_rl.models import MLPModel
 from tensordict import TensorDict
 
 from rwm.export.onnx_files import strip_debug_metadata
+from rwm.export.runtime import POLICY_INPUT, POLICY_METADATA_KEY, POLICY_OUTPUT, OnnxPolicy
 from rwm.robot import contract as C
 
-INPUT_NAME = "obs"
-OUTPUT_NAME = "actions"
-METADATA_KEY = "rwm_policy"
+INPUT_NAME, OUTPUT_NAME, METADATA_KEY = POLICY_INPUT, POLICY_OUTPUT, POLICY_METADATA_KEY
 
 
 def actor_from_checkpoint(path: str | Path, runner_cfg: dict, obs_dim: int) -> MLPModel:
@@ -89,23 +87,4 @@ def policy_parity(
     return float(np.abs(ref - got).max())
 
 
-class OnnxPolicy:
-    """An exported policy under onnxruntime: raw actions from observations (batched)."""
-
-    def __init__(self, path: str | Path, threads: int = 1) -> None:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        props = self.session.get_modelmeta().custom_metadata_map
-        if METADATA_KEY not in props:
-            raise ValueError(f"{path} is not an RWM policy export (no '{METADATA_KEY}' metadata)")
-        self.metadata = json.loads(props[METADATA_KEY])
-        self.obs_dim = int(self.metadata["obs_dim"])
-
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        obs = np.asarray(obs, dtype=np.float32)
-        if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
-            raise ValueError(f"observation must have shape (N, {self.obs_dim}), got {obs.shape}")
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: obs})[0]
+__all__ = ["OnnxPolicy", "actor_from_checkpoint", "export_policy", "policy_parity"]

@@ -13,17 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from torch import nn
 
 from rwm.export.onnx_files import strip_debug_metadata
+from rwm.export.runtime import WM_INPUTS, WM_METADATA_KEY, WM_OUTPUTS, OnnxWorldModel
 from rwm.models.rwm import RobotWorldModel
 from rwm.robot import contract as C
 
-INPUTS = ("state", "action", "hidden")
-OUTPUTS = ("mean", "std", "contact_logits", "next_hidden")
-METADATA_KEY = "rwm_world_model"
+INPUTS, OUTPUTS, METADATA_KEY = WM_INPUTS, WM_OUTPUTS, WM_METADATA_KEY
 
 
 class _Step(nn.Module):
@@ -135,28 +133,4 @@ def rollout_parity(
     return err
 
 
-class OnnxWorldModel:
-    """An exported world-model step under onnxruntime."""
-
-    def __init__(self, path: str | Path, threads: int = 1) -> None:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        props = self.session.get_modelmeta().custom_metadata_map
-        if METADATA_KEY not in props:
-            raise ValueError(f"{path} is not an RWM world-model export (no '{METADATA_KEY}' metadata)")
-        self.metadata = json.loads(props[METADATA_KEY])
-
-    def initial_hidden(self, batch: int = 1) -> np.ndarray:
-        return np.zeros(
-            (batch, self.metadata["hidden_layers"], self.metadata["hidden_size"]), dtype=np.float32
-        )
-
-    def __call__(self, state: np.ndarray, action: np.ndarray, hidden: np.ndarray):
-        feeds = {
-            "state": np.asarray(state, np.float32),
-            "action": np.asarray(action, np.float32),
-            "hidden": np.asarray(hidden, np.float32),
-        }
-        return self.session.run(list(OUTPUTS), feeds)
+__all__ = ["OnnxWorldModel", "export_world_model", "rollout_parity"]

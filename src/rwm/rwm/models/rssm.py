@@ -52,8 +52,9 @@ class RSSMWorldModel(WorldModel):
 
     def _sample(self, logits: torch.Tensor) -> torch.Tensor:
         probs = logits.softmax(-1)
-        if self.training:
-            idx = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).reshape(probs.shape[:-1])
+        if self.training:  # Gumbel-max: a categorical sample without torch.multinomial's overhead
+            gumbel = -torch.empty_like(logits).exponential_().log()
+            idx = (logits + gumbel).argmax(-1)
         else:
             idx = probs.argmax(-1)
         onehot = F.one_hot(idx, probs.shape[-1]).to(probs)
@@ -78,16 +79,20 @@ class RSSMWorldModel(WorldModel):
         if hidden is None:
             hidden = self.initial_hidden(state_n.shape[0]).to(state_n)
         h = list(hidden.unbind(0))
-        features = []
+        features, posts, priors_from = [], [], []
         for t in range(state_n.shape[1]):
             post = self.posterior(torch.cat([h[-1], state_n[:, t]], -1)).reshape(shape)
-            if torch.is_grad_enabled() and self.training:
-                self._kl.append(self._kl_loss(post, self.prior(h[-1]).reshape(shape)))
+            posts.append(post)
+            priors_from.append(h[-1])
             z = self._sample(post)
             x = torch.cat([z, action_n[:, t]], -1)
             for i, cell in enumerate(self.cells):
                 h[i] = x = cell(x, h[i])
             features.append(torch.cat([h[-1], z], -1))
+        if torch.is_grad_enabled() and self.training:  # the prior of every step in one batch
+            post = torch.stack(posts, 1)
+            prior = self.prior(torch.stack(priors_from, 1)).reshape(post.shape)
+            self._kl.append(self._kl_loss(post, prior))
         return torch.stack(features, 1), torch.stack(h, 0)
 
     def auxiliary_loss(self) -> torch.Tensor:

@@ -1,1 +1,1 @@
-"""Reinforcement learning: rsl-rl adapters for the simulated robot (and later the imagination env)."""
+"""Reinforcement learning: rsl-rl adapters (simulation, imagination), PPO and MBPO-PPO."""

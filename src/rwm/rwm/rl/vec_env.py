@@ -11,16 +11,9 @@ import torch
 from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
+from rwm.rl.actions import RAW_ACTION_LIMIT, raw_to_targets
 from rwm.robot import contract as C
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig
-
-RAW_ACTION_LIMIT = 10.0
-"""Raw actions are clipped to +-this before scaling (a is then within +-5 rad of the standing pose)."""
-
-
-def raw_to_targets(u: np.ndarray) -> np.ndarray:
-    """Joint targets from raw policy output."""
-    return C.DEFAULT_JOINT_POS + C.ACTION_SCALE * np.clip(u, -RAW_ACTION_LIMIT, RAW_ACTION_LIMIT)
 
 
 class AnymalVecEnv(VecEnv):
@@ -59,3 +52,6 @@ class AnymalVecEnv(VecEnv):
 
     def close(self) -> None:
         self.env.close()
+
+
+__all__ = ["RAW_ACTION_LIMIT", "AnymalVecEnv", "raw_to_targets"]
