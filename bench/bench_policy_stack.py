@@ -28,11 +28,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--domain", type=int, default=90 + os.getpid() % 10)
+    ap.add_argument("--record", action="store_true", help="also run the data logger (record:=true)")
     args = ap.parse_args()
     env = child_env()
     env.update(ROS_DOMAIN_ID=str(args.domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     cmd = [sys.executable, "-m", "rwm_ros.runner", "--config", str(ROOT / "config" / "anymal.yaml")]
     cmd += ["--duration", str(args.duration), "--report", "--set", "command_sequence.loop=true"]
+    cmd += [
+        "--set",
+        f"record={'true' if args.record else 'false'}",
+        "--set",
+        "data_logger.directory=/tmp/bench_rb",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.duration + 60)
     if proc.returncode != 0 or "[runner] report: " not in proc.stdout:
         print(proc.stdout + proc.stderr, file=sys.stderr)

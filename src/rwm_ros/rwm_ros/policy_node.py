@@ -140,7 +140,9 @@ class PolicyNode(Node):
             return
         if self._next_stamp_ns is not None and stamp_ns < self._next_stamp_ns - self._tolerance_ns:
             return  # not due on the 50 Hz grid: the 400 Hz stream is read 1 in 8
-        msg = deserialize_message(cdr, JointState)
+        msg = self._deserialize(cdr, JointState, "joint_states")
+        if msg is None:
+            return
         try:
             self._order.read(msg, "position", self._q)
             self._order.read(msg, "velocity", self._dq)
@@ -157,8 +159,9 @@ class PolicyNode(Node):
 
     def _read_imu_odom(self) -> None:
         loop = self.loop
-        if self._imu is not None:
-            imu = deserialize_message(self._imu, Imu)
+        imu = self._deserialize(self._imu, Imu, "imu") if self._imu is not None else None
+        self._imu = None
+        if imu is not None:
             o, w = imu.orientation, imu.angular_velocity
             self._quat[:] = (o.w, o.x, o.y, o.z)
             self._vec[:] = (w.x, w.y, w.z)
@@ -166,13 +169,21 @@ class PolicyNode(Node):
                 loop.update_imu(projected_gravity(self._quat), self._vec, self._imu_t)
             else:
                 self._reject("imu_invalid", "IMU orientation is not a finite unit quaternion")
-            self._imu = None
-        if self._odom is not None:
-            v = deserialize_message(self._odom, Odometry).twist.twist.linear
+        odom = self._deserialize(self._odom, Odometry, "odom") if self._odom is not None else None
+        self._odom = None
+        if odom is not None:
+            v = odom.twist.twist.linear
             self._vec[:] = (v.x, v.y, v.z)
             if not loop.update_odom(self._vec, self._odom_t):
                 self._reject("odom_nan", "non-finite odometry twist")
-            self._odom = None
+
+    def _deserialize(self, cdr: bytes, msg_type: type, what: str):
+        """The message in `cdr`, or None (counted) when rclpy cannot convert it: skip, never crash."""
+        try:
+            return deserialize_message(cdr, msg_type)
+        except (TypeError, RuntimeError, ValueError) as e:
+            self._reject(f"{what}_undecodable", f"{what} could not be deserialized ({e})")
+            return None
 
     def _reject(self, reason: str, text: str) -> None:
         self.loop.rejected[reason] = self.loop.rejected.get(reason, 0) + 1

@@ -17,6 +17,7 @@ all stop when one exits, when --duration has passed, or on a signal; a summary f
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -50,6 +51,8 @@ class NodeSpec:
     """Parameter overrides passed as -p name:=value."""
     args: list[str] = field(default_factory=list)
     """Extra command-line arguments before --ros-args."""
+    nice: int = 0
+    """Scheduling niceness added to the process (e.g. 10 for the logger, so the control loop wins the CPU)."""
 
 
 @dataclass
@@ -153,6 +156,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
                 params_files=files,
                 parameters=params,
                 args=[str(_substitute(a, arguments, where)) for a in entry.get("args") or []],
+                nice=int(entry.get("nice", 0)),
             )
         )
     if node_overrides:
@@ -236,7 +240,12 @@ class Runner:
                 continue
             cmd = command_line(spec)
             # Own process group: a terminal's Ctrl-C reaches the runner only, which forwards it once.
-            proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                env=env,
+                start_new_session=True,
+                preexec_fn=functools.partial(os.nice, spec.nice) if spec.nice else None,
+            )
             self.children.append(Child(spec, proc, time.monotonic()))
             print(f"[runner] {spec.name}: pid {proc.pid}: {' '.join(cmd[1:])}", flush=True)
 
@@ -379,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     try:
         runner.start()
+        if probe is not None:
+            os.nice(10)  # after the nodes started (they inherit niceness): measuring yields to the stack
         while runner.poll():
             if got:
                 runner.stop_reason = f"signal {signal.Signals(got[0]).name}"
