@@ -207,7 +207,7 @@ class PolicyNode(Node):
         self.msg.header.stamp = stamp if stamp is not None else self.get_clock().now().to_msg()
         self.pub.publish(self.msg)
         if self.loop.mode is Mode.POLICY:
-            self._obs_view[:] = self.loop._obs[0]
+            self._obs_view[:] = self.loop.observation[0]
             self._act_view[:] = self.loop.last_raw_action
             self.pub_obs.publish(self.msg_obs)
             self.pub_act.publish(self.msg_act)

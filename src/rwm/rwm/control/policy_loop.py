@@ -66,6 +66,8 @@ class PolicyLoop:
         self.last_raw_action = np.zeros(C.ACTION_DIM)
         self._obs = np.zeros((1, obs_dim), dtype=np.float32)
         self._raw = np.zeros(C.ACTION_DIM)
+        self._desired = np.zeros(C.ACTION_DIM)
+        self._previous = np.zeros(C.ACTION_DIM)
         self._hold = C.DEFAULT_JOINT_POS.copy()
         self._start_pose = C.DEFAULT_JOINT_POS.copy()
         self._soft_start_t0 = 0.0
@@ -156,5 +158,12 @@ class PolicyLoop:
             return self.targets
         np.clip(raw, -RAW_ACTION_LIMIT, RAW_ACTION_LIMIT, out=self._raw)
         self.last_raw_action[:] = self._raw
-        desired = C.DEFAULT_JOINT_POS + C.ACTION_SCALE * self._raw
-        return self.safety.apply(desired, self.targets.copy(), self.targets)
+        np.multiply(self._raw, C.ACTION_SCALE, out=self._desired)
+        self._desired += C.DEFAULT_JOINT_POS
+        self._previous[:] = self.targets
+        return self.safety.apply(self._desired, self._previous, self.targets)
+
+    @property
+    def observation(self) -> np.ndarray:
+        """The last policy observation (1, obs_dim), a view reused next tick."""
+        return self._obs

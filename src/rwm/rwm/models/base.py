@@ -86,10 +86,7 @@ class WorldModel(nn.Module):
         return torch.zeros(())
 
 
-class ContextBuffer:
-    """Helpers for models whose `hidden` is the last `context` inputs, (B, L <= context, 57)."""
-
-    @staticmethod
-    def extend(hidden: torch.Tensor | None, inputs: torch.Tensor, context: int) -> torch.Tensor:
-        full = inputs if hidden is None or hidden.shape[1] == 0 else torch.cat([hidden, inputs], 1)
-        return full[:, -context:]
+def extend_context(hidden: torch.Tensor | None, inputs: torch.Tensor, context: int) -> torch.Tensor:
+    """For models whose `hidden` is the last `context` inputs (B, L <= context, 57): append, keep the last."""
+    full = inputs if hidden is None or hidden.shape[1] == 0 else torch.cat([hidden, inputs], 1)
+    return full[:, -context:]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rwm.models.base import INPUT_DIM, ContextBuffer, GaussianHeads, WorldModel
+from rwm.models.base import INPUT_DIM, GaussianHeads, WorldModel, extend_context
 
 
 @dataclass(frozen=True)
@@ -45,4 +45,4 @@ class MLPWorldModel(WorldModel):
         pad = x.new_zeros(b, k - 1 - min(past.shape[1], k - 1), INPUT_DIM)
         full = torch.cat([pad, past[:, -(k - 1) :] if k > 1 else past[:, :0], x], 1)  # (B, k-1+T, 57)
         windows = full.unfold(1, k, 1).transpose(2, 3).reshape(b, t, k * INPUT_DIM)
-        return self.body(windows), ContextBuffer.extend(past, x, k)
+        return self.body(windows), extend_context(past, x, k)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rwm.models.base import INPUT_DIM, ContextBuffer, GaussianHeads, WorldModel
+from rwm.models.base import INPUT_DIM, GaussianHeads, WorldModel, extend_context
 
 
 @dataclass(frozen=True)
@@ -72,5 +72,5 @@ class TransformerWorldModel(WorldModel):
             return features, x[:, -k:]
         if x.shape[1] != 1:
             raise ValueError("with a non-empty context buffer the Transformer advances one step at a time")
-        window = ContextBuffer.extend(past, x, k)
+        window = extend_context(past, x, k)
         return self._decode(window)[:, -1:], window

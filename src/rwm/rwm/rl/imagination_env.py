@@ -63,6 +63,9 @@ class ImaginationEnv(VecEnv):
         self.episode_length_buf = torch.zeros(n, dtype=torch.long)
         self._default = torch.from_numpy(C.DEFAULT_JOINT_POS).float()
         self._obs = torch.zeros(n, 48)
+        self.reward_sum = 0.0
+        """Sum of the mean imagined reward per step since the last `pop_reward_mean` (for logs)."""
+        self.reward_steps = 0
         self._reset(torch.arange(n))
 
     # -- resets from real histories ------------------------------------------------------------
@@ -119,6 +122,8 @@ class ImaginationEnv(VecEnv):
         reward = total_reward(terms, self.cfg.reward)
         finite = torch.isfinite(nxt).all(-1)
         reward = torch.where(finite, reward, torch.zeros_like(reward))
+        self.reward_sum += float(reward.mean())
+        self.reward_steps += 1
         self.episode_length_buf += 1
         terminated = ~finite | (nxt[:, 8] > self.cfg.max_tilt_gravity_z)
         truncated = (self.episode_length_buf >= self.cfg.episode_steps) & ~terminated
@@ -131,6 +136,12 @@ class ImaginationEnv(VecEnv):
         extras = {"time_outs": truncated.clone(), "log": log}
         obs = TensorDict({"policy": self._observation().clone()}, batch_size=[self.num_envs])
         return obs, reward.float(), done.long(), extras
+
+    def pop_reward_mean(self) -> float:
+        """Mean imagined reward per step since the last call (nan if no step ran)."""
+        mean = self.reward_sum / self.reward_steps if self.reward_steps else float("nan")
+        self.reward_sum, self.reward_steps = 0.0, 0
+        return mean
 
     def close(self) -> None:
         pass

@@ -160,17 +160,9 @@ def train_mbpo(
             loss.backward()
             opt.step()
         model.eval()
-        imagined = []
-        orig_step = imagination.step
-
-        def counting_step(actions, _orig=orig_step, _acc=imagined):
-            result = _orig(actions)
-            _acc.append(float(result[1].mean()))
-            return result
-
-        imagination.step = counting_step
+        imagination.pop_reward_mean()
         runner.learn(num_learning_iterations=cfg.ppo_iterations, init_at_random_ep_len=(it == 0))
-        imagination.step = orig_step
+        imagined_reward = imagination.pop_reward_mean()
         true = evaluate_policy(
             deterministic_policy(runner),
             48,
@@ -180,7 +172,7 @@ def train_mbpo(
             "iteration": it,
             "real_transitions": buffer.rows,
             "collected_transitions": buffer.collected_rows,
-            "imagined_reward_per_step": float(np.mean(imagined)) if imagined else float("nan"),
+            "imagined_reward_per_step": imagined_reward,
             "true_tracking_reward": true["tracking_reward_normalized"],
             "true_falls": true["falls"],
             "model_error_new_data": error_new,

@@ -36,10 +36,6 @@ class ReplayBuffer:
     def rows(self) -> int:
         return (len(self.base) if self.base is not None else 0) + self.collected_rows
 
-    def recent(self, count: int) -> list[dict[str, np.ndarray]]:
-        """The last `count` collected trajectories."""
-        return self._parts[-count:] if count else []
-
     def sample(self, batch: int, length: int, online_fraction: float = 0.5) -> dict[str, torch.Tensor]:
         """(batch, length, .) windows; `online_fraction` of them from collected data when there is some."""
         online = [p for p in self._parts if len(p["state"]) >= length]
