@@ -55,7 +55,7 @@ def generate_launch_description() -> LaunchDescription:
             ),
             DeclareLaunchArgument(
                 "record",
-                default_value="false",
+                default_value="true",
                 choices=["true", "false"],
                 description="record the topics into replay_buffer/ (rosbag2 MCAP) with the data logger",
             ),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -74,3 +76,64 @@ def test_command_mailbox_hands_over_each_command_once() -> None:
     assert box.take(out) and (out == 0.5).all()
     assert not box.take(out)  # held: nothing new
     assert box.accepted == 2 and box.reject("nan") == 1 and box.rejected == {"nan": 1}
+
+
+def test_arrival_window_keeps_the_last_arrivals_in_order() -> None:
+    from rwm_ros.realtime import ArrivalWindow
+
+    w = ArrivalWindow(capacity=4)
+    for i in range(3):
+        w.add(100 + i, float(i), 10.0 + i)
+    mono, wall, stamps = w.arrays()
+    assert mono.tolist() == [0.0, 1.0, 2.0] and stamps.tolist() == [100, 101, 102]
+    for i in range(3, 7):  # wraps: only the last 4 remain, oldest first
+        w.add(100 + i, float(i), 10.0 + i)
+    mono, wall, stamps = w.arrays()
+    assert w.count == 7 and stamps.tolist() == [103, 104, 105, 106]
+    assert wall.tolist() == [13.0, 14.0, 15.0, 16.0]
+    with pytest.raises(ValueError):
+        ArrivalWindow(capacity=1)
+
+
+def test_slack_collector_turns_automatic_collection_off_and_collects_on_schedule() -> None:
+    import gc
+
+    from rwm_ros.realtime import SlackCollector
+
+    with pytest.raises(ValueError):
+        SlackCollector(young_every=0)
+    try:
+        c = SlackCollector(young_every=2, full_every=4)
+        assert not gc.isenabled()
+        collected = []
+        gc.callbacks.append(lambda phase, info: phase == "stop" and collected.append(info["generation"]))
+        for _ in range(4):
+            c.after_tick()
+        assert collected == [1, 2], "a young pass on tick 2, a full pass on tick 4"
+    finally:
+        gc.callbacks.pop()
+        gc.unfreeze()
+        gc.enable()
+
+
+def test_realtime_priority_is_validated_and_applied_to_every_thread() -> None:
+    import subprocess
+    import sys
+
+    from rwm_ros.realtime import set_realtime_priority
+
+    assert set_realtime_priority(0).startswith("normal scheduling")
+    with pytest.raises(ValueError):
+        set_realtime_priority(100)
+    # In a child process, so that the test runner itself never runs real-time.
+    code = (
+        "import os, threading, time; from rwm_ros.realtime import set_realtime_priority as s; "
+        "t = threading.Thread(target=time.sleep, args=(1,)); t.start(); print(s(5)); "
+        "print(os.sched_getscheduler(t.native_id), os.sched_getscheduler(0))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    text, policies = out.splitlines()
+    if "not permitted" in text:
+        pytest.skip("SCHED_FIFO is not permitted on this machine (needs CAP_SYS_NICE)")
+    fifo = str(os.SCHED_FIFO | os.SCHED_RESET_ON_FORK)
+    assert text.startswith("SCHED_FIFO priority 5 on ") and policies.split() == [fifo, fifo]

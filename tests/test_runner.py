@@ -19,10 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "anymal.yaml"
 
 
-def test_default_config_starts_sim_policy_and_sequence() -> None:
+def test_default_config_starts_sim_policy_sequence_and_logger() -> None:
     cfg = load_config(CONFIG)
     enabled = {n.name: n for n in cfg.nodes if n.enabled}
-    assert set(enabled) == {"anymal_sim", "policy", "command_sequence"}
+    assert set(enabled) == {"anymal_sim", "policy", "command_sequence", "data_logger"}
     assert enabled["policy"].parameters == {"robot": "anymal_d", "policy": "anymal_d_ppo.onnx"}
     sim = enabled["anymal_sim"]
     assert sim.module == "sim_node" and sim.parameters == {"robot": "anymal_d"}
@@ -46,7 +46,7 @@ def test_overrides_conditions_and_namespace() -> None:
     sim = cfg.nodes[0]
     assert sim.parameters == {"robot": "anymal_c", "real_time_factor": 0.5, "urdf_path": ""}
     enabled = {n.name for n in cfg.nodes if n.enabled}
-    assert enabled == {"anymal_sim", "exploration_controller"}  # no policy: the exploration controller drives
+    assert enabled == {"anymal_sim", "exploration_controller", "data_logger"}  # no policy: exploration drives
     cmd = command_line(sim, python="py")
     assert "__ns:=/r1" in cmd and "real_time_factor:=0.5" in cmd and "urdf_path:=''" in cmd
 
@@ -113,11 +113,13 @@ def test_stack_runs_and_reports() -> None:
 
 @pytest.mark.ros
 @pytest.mark.slow
-def test_policy_stack_walks_the_command_sequence() -> None:
-    """The main job: sim, policy and command sequence for 21 s; the robot follows /cmd_vel, never falls."""
+def test_policy_stack_walks_the_command_sequence(tmp_path: Path) -> None:
+    """The main job: sim, policy, command sequence and logger for 21 s; the robot follows /cmd_vel,
+    never falls, and the run is recorded."""
     env = ros_env(domain_id(2))
     proc = subprocess.run(
-        [PYTHON, "-m", "rwm_ros.runner", "--config", str(CONFIG), "--duration", "21", "--report"],
+        [PYTHON, "-m", "rwm_ros.runner", "--config", str(CONFIG), "--duration", "21", "--report"]
+        + ["--set", f"data_logger.directory={tmp_path}"],
         env=env,
         capture_output=True,
         text=True,
@@ -125,7 +127,8 @@ def test_policy_stack_walks_the_command_sequence() -> None:
     )
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
-    assert out.count(" stopped ") == 3
+    assert out.count(" stopped ") == 4
+    assert len(list(tmp_path.glob("*/*.mcap"))) == 1, "one complete bag"
     report = json.loads(out.split("[runner] report: ", 1)[1])
     assert report["rates_hz"]["joint_command"] == pytest.approx(50, abs=5)
     assert report["sim"]["resets"] == "0", "the robot fell"

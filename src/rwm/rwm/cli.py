@@ -230,6 +230,7 @@ def _wm_sweep(args: argparse.Namespace) -> int:
 def _train_mbpo(args: argparse.Namespace) -> int:
     from rwm.rl.imagination_env import ImaginationConfig
     from rwm.rl.mbpo import MBPOConfig, train_mbpo
+    from rwm.rl.ppo_training import PPOConfig
 
     cfg = MBPOConfig(
         iterations=args.iterations,
@@ -240,6 +241,7 @@ def _train_mbpo(args: argparse.Namespace) -> int:
         imagination=ImaginationConfig(
             num_envs=args.imagined_envs, episode_steps=args.rollout_steps, seed=args.seed
         ),
+        ppo=PPOConfig(init_std=args.init_std),
         seed=args.seed,
     )
     summary = train_mbpo(
@@ -359,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ppo-iterations", type=int, default=20, help="PPO updates in imagination per iteration")
     p.add_argument("--imagined-envs", type=int, default=512)
     p.add_argument("--rollout-steps", type=int, default=100, help="imagined episode length")
+    p.add_argument(
+        "--init-std", type=float, default=1.0, help="initial action noise of the policy (raw action units)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_train_mbpo)
 

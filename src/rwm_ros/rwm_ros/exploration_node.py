@@ -19,6 +19,7 @@ from rwm.robot import contract as C
 from rwm.sim.controllers import CONTROLLERS, make_controller
 from rwm_ros.conversions import JointMessageError, JointOrder, make_joint_state
 from rwm_ros.spin import spin_node
+from rwm_ros.topics import STREAM_WRITER_QOS
 
 
 class ExplorationNode(Node):
@@ -46,7 +47,7 @@ class ExplorationNode(Node):
         self.msg, self._targets, _, _ = make_joint_state()
         self.msg.velocity, self.msg.effort = [], []
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.pub = self.create_publisher(JointState, C.TOPIC_JOINT_COMMAND, qos)
+        self.pub = self.create_publisher(JointState, C.TOPIC_JOINT_COMMAND, STREAM_WRITER_QOS)
         self.create_subscription(JointState, C.TOPIC_JOINT_STATES, self._on_joint_states, qos)
         self.create_timer(1.0 / rate_hz, self._on_timer)
         self.get_logger().info(f"controller '{name}' at {rate_hz:.0f} Hz, waiting for {C.TOPIC_JOINT_STATES}")

@@ -1,13 +1,16 @@
 """`policy`: the 50 Hz control loop of ANYmal D around an ONNX policy (`rwm.control.policy_loop`).
 
-Ticks are driven by /anymal/joint_states: when a joint state is due on the 50 Hz grid (by its stamp),
-the loop runs at once and the command carries that state's stamp, so latency is one inference, not a
-timer phase. IMU and odometry are the latest received (at 400 Hz at most 2.5 ms older). A 50 Hz
-backup timer ticks when joint states stop, so the watchdog can take over. Inputs are read by joint
-name; NaN or malformed messages are counted and dropped, never passed on.
-
-The 400 Hz topics are taken raw (serialized): a joint state's stamp is read from its bytes, and only
-the messages the loop uses (1 in 8) are deserialized, which keeps the node's CPU share small.
+A control thread of the node's own (SCHED_FIFO with `realtime_priority`) runs the loop. It sleeps on
+/anymal/joint_states alone: when a joint state is due on the 50 Hz grid (by its stamp), the loop runs
+at once and the command carries that state's stamp, so latency is one inference, not a timer phase.
+IMU and odometry are taken at that moment, the newest sample of each (at 400 Hz at most 2.5 ms old);
+they never wake anything. When joint states stop for 1.5 periods the thread ticks anyway, so that the
+watchdog takes over. The 400 Hz streams stay out of the rclpy executor (`PolledSubscriptions`), which
+serves /cmd_vel and /anymal/estop; the control thread also publishes the 1 Hz diagnostics, after a
+tick, so that no executor timer holds the GIL inside the loop. Inputs are read by joint name; NaN or
+malformed messages are counted and dropped, never passed on. Only the messages the loop uses (1 joint
+state in 8, one IMU and one odometry sample per tick) are deserialized. Automatic garbage collection
+is replaced by collections after each command (`SlackCollector`).
 
 Publishes /anymal/joint_command, /diagnostics (1 Hz) and, for the data logger, the policy's
 observation and raw action (/rwm/policy/observation, /rwm/policy/action).
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import struct
 import sys
+import threading
 import time
 
 import numpy as np
@@ -42,10 +46,14 @@ from rwm_ros.conversions import (
     make_joint_state,
     projected_gravity,
     raw_stamp_ns,
+    stamp_to_ns,
 )
 from rwm_ros.model_files import resolve_model
+from rwm_ros.polled_subscriptions import PolledSubscriptions
+from rwm_ros.realtime import ArrivalWindow, SlackCollector, set_realtime_priority
 from rwm_ros.spin import spin_node
-from rwm_ros.topics import TOPIC_ACTION, TOPIC_OBSERVATION
+from rwm_ros.stack_probe import timing_summary
+from rwm_ros.topics import STREAM_WRITER_QOS, TOPIC_ACTION, TOPIC_OBSERVATION
 
 
 class PolicyNode(Node):
@@ -67,6 +75,7 @@ class PolicyNode(Node):
             ),
             joint_margin=declare("joint_margin", 0.0, "targets stay this far inside the URDF limits, rad"),
         )
+        priority = declare("realtime_priority", 0, "SCHED_FIFO priority of every thread (1-99; 0: normal)")
         if not rate_hz > 0.0:
             raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
         self.period_s = 1.0 / rate_hz
@@ -79,9 +88,6 @@ class PolicyNode(Node):
 
         self._order = JointOrder()
         self._q, self._dq, self._tau = np.zeros(12), np.zeros(12), np.zeros(12)
-        self._imu: bytes | None = None
-        self._odom: bytes | None = None
-        self._imu_t = self._odom_t = -np.inf
         self._quat, self._vec = np.zeros(4), np.zeros(3)
         self._next_stamp_ns: int | None = None
         self._last_tick = -np.inf
@@ -100,36 +106,89 @@ class PolicyNode(Node):
         self._act_view = bind_array(self.msg_act, "data", C.ACTION_DIM, "f")
 
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.pub = self.create_publisher(JointState, C.TOPIC_JOINT_COMMAND, qos)
-        self.pub_obs = self.create_publisher(Float32MultiArray, TOPIC_OBSERVATION, qos)
-        self.pub_act = self.create_publisher(Float32MultiArray, TOPIC_ACTION, qos)
+        self.pub = self.create_publisher(JointState, C.TOPIC_JOINT_COMMAND, STREAM_WRITER_QOS)
+        self.pub_obs = self.create_publisher(Float32MultiArray, TOPIC_OBSERVATION, STREAM_WRITER_QOS)
+        self.pub_act = self.create_publisher(Float32MultiArray, TOPIC_ACTION, STREAM_WRITER_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(JointState, C.TOPIC_JOINT_STATES, self._on_joint_states, qos, raw=True)
-        self.create_subscription(Imu, C.TOPIC_IMU, self._on_imu, qos, raw=True)
-        self.create_subscription(Odometry, C.TOPIC_ODOM, self._on_odom, qos, raw=True)
+        self.inputs = PolledSubscriptions(self)
+        self.sub_joints = self.inputs.subscribe(JointState, C.TOPIC_JOINT_STATES, qos, wakes=True)
+        latest = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)  # one take gets the newest
+        self.sub_imu = self.inputs.subscribe(Imu, C.TOPIC_IMU, latest, wakes=False)
+        self.sub_odom = self.inputs.subscribe(Odometry, C.TOPIC_ODOM, latest, wakes=False)
         self.create_subscription(Twist, C.TOPIC_CMD_VEL, self._on_cmd_vel, 10)
         self.create_subscription(Bool, C.TOPIC_ESTOP, self._on_estop, 10)
-        self.create_timer(self.period_s, self._on_backup_timer)
-        self.create_timer(1.0, self._publish_diagnostics)
-        self.get_logger().info(f"policy {self.policy_file} at {rate_hz:.0f} Hz; waiting for the robot")
+        self.create_timer(1.0, self._check_control_thread)
+        self._lock = threading.Lock()  # one tick at a time: the control thread's or an e-stop's
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self.scheduling = set_realtime_priority(priority)
+        """How the process is scheduled (reported in the diagnostics)."""
+        self._gc = SlackCollector(young_every=1, full_every=round(600 * rate_hz))
+        self._next_diagnostics = time.monotonic() + 1.0
+        self.tick_times = ArrivalWindow(capacity=round(60 * rate_hz))
+        """The last minute of state-driven ticks: the state's stamp, when the tick began, when its
+        command was out (period jitter of the loop, and stamp-to-command latency)."""
+        self._thread = threading.Thread(target=self._control_loop, name="policy_control", daemon=True)
+        self._thread.start()  # inherits the schedule
+        self.get_logger().info(
+            f"policy {self.policy_file} at {rate_hz:.0f} Hz, {self.scheduling}; waiting for the robot"
+        )
+
+    # -- the control thread -----------------------------------------------------------------------------
+    def _control_loop(self) -> None:
+        """Joint states pace the loop; without them, tick every period so that the watchdog acts.
+
+        A failure is kept for the executor to raise (the process then exits with an error); a failure
+        because the context went down (Ctrl-C) is a shutdown.
+        """
+        try:
+            self._control_steps()
+        except Exception as e:  # noqa: BLE001 - handed to the executor thread
+            if self.context.ok() and not self._stop.is_set():
+                self._error = e
+
+    def _control_steps(self) -> None:
+        backup_s = 1.5 * self.period_s
+        while not self._stop.is_set():
+            self.inputs.wait(max(self._last_tick + backup_s - time.monotonic(), 0.001))
+            if self._stop.is_set():
+                return
+            got, ticks = False, self.ticks
+            while (cdr := self.inputs.take(self.sub_joints)) is not None:
+                got = True
+                self._on_joint_states(cdr)
+            now = time.monotonic()
+            if not got and now - self._last_tick > backup_s:
+                with self._lock:
+                    self._read_imu_odom(now)
+                    self._tick(now, None)
+            if self.ticks != ticks:
+                self._gc.after_tick()  # the command is out: collect in the slack
+            if now >= self._next_diagnostics:  # here, not in an executor timer holding the GIL
+                self._next_diagnostics = now + 1.0
+                self._publish_diagnostics()
+
+    def destroy_node(self) -> None:
+        """Stop the control thread before the subscriptions and publishers go away."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=1.0)
+        super().destroy_node()
 
     # -- inputs -------------------------------------------------------------------------------------------
-    def _on_imu(self, cdr: bytes) -> None:
-        self._imu, self._imu_t = cdr, time.monotonic()
-
-    def _on_odom(self, cdr: bytes) -> None:
-        self._odom, self._odom_t = cdr, time.monotonic()
-
     def _on_cmd_vel(self, msg: Twist) -> None:
-        if not self.loop.set_command(msg.linear.x, msg.linear.y, msg.angular.z):
+        with self._lock:
+            ok = self.loop.set_command(msg.linear.x, msg.linear.y, msg.angular.z)
+        if not ok:
             self.get_logger().warning("non-finite /cmd_vel dropped", throttle_duration_sec=2.0)
 
     def _on_estop(self, msg: Bool) -> None:
         if msg.data != self.loop.estop:
             self.get_logger().warning(f"e-stop {'ENGAGED' if msg.data else 'released'}")
-        self.loop.set_estop(bool(msg.data))
-        if msg.data:
-            self._tick(time.monotonic(), None)  # hold now, not at the next state
+        with self._lock:
+            self.loop.set_estop(bool(msg.data))
+            if msg.data:
+                self._tick(time.monotonic(), None)  # hold now, not at the next state
 
     def _on_joint_states(self, cdr: bytes) -> None:
         now = time.monotonic()
@@ -150,31 +209,33 @@ class PolicyNode(Node):
         except JointMessageError as e:
             self._reject(f"joint_states_{e.reason}", str(e))
             return
-        if not self.loop.update_joints(self._q, self._dq, self._tau, now):  # counted as joints_nan
-            self.get_logger().warning("dropped input: non-finite joint state", throttle_duration_sec=2.0)
-            return
-        self._read_imu_odom()
-        self._next_stamp_ns = stamp_ns + self._period_ns
-        self._tick(now, msg.header.stamp)
+        with self._lock:
+            if not self.loop.update_joints(self._q, self._dq, self._tau, now):  # counted as joints_nan
+                self.get_logger().warning("dropped input: non-finite joint state", throttle_duration_sec=2.0)
+                return
+            self._read_imu_odom(now)
+            self._next_stamp_ns = stamp_ns + self._period_ns
+            self._tick(now, msg.header.stamp)
 
-    def _read_imu_odom(self) -> None:
+    def _read_imu_odom(self, now: float) -> None:
+        """The newest IMU and odometry samples, if any arrived since the last tick (else they go stale)."""
         loop = self.loop
-        imu = self._deserialize(self._imu, Imu, "imu") if self._imu is not None else None
-        self._imu = None
+        imu_cdr = self.inputs.take_latest(self.sub_imu)
+        imu = self._deserialize(imu_cdr, Imu, "imu") if imu_cdr is not None else None
         if imu is not None:
             o, w = imu.orientation, imu.angular_velocity
             self._quat[:] = (o.w, o.x, o.y, o.z)
             self._vec[:] = (w.x, w.y, w.z)
             if np.isfinite(self._quat).all() and abs(np.dot(self._quat, self._quat) - 1.0) < 1e-2:
-                loop.update_imu(projected_gravity(self._quat), self._vec, self._imu_t)
+                loop.update_imu(projected_gravity(self._quat), self._vec, now)
             else:
                 self._reject("imu_invalid", "IMU orientation is not a finite unit quaternion")
-        odom = self._deserialize(self._odom, Odometry, "odom") if self._odom is not None else None
-        self._odom = None
+        odom_cdr = self.inputs.take_latest(self.sub_odom)
+        odom = self._deserialize(odom_cdr, Odometry, "odom") if odom_cdr is not None else None
         if odom is not None:
             v = odom.twist.twist.linear
             self._vec[:] = (v.x, v.y, v.z)
-            if not loop.update_odom(self._vec, self._odom_t):
+            if not loop.update_odom(self._vec, now):
                 self._reject("odom_nan", "non-finite odometry twist")
 
     def _deserialize(self, cdr: bytes, msg_type: type, what: str):
@@ -189,12 +250,6 @@ class PolicyNode(Node):
         self.loop.rejected[reason] = self.loop.rejected.get(reason, 0) + 1
         self.get_logger().warning(f"dropped input: {text}", throttle_duration_sec=2.0)
 
-    def _on_backup_timer(self) -> None:
-        now = time.monotonic()
-        if now - self._last_tick > 1.5 * self.period_s:
-            self._read_imu_odom()
-            self._tick(now, None)
-
     # -- the tick -------------------------------------------------------------------------------------------
     def _tick(self, now: float, stamp) -> None:
         start = time.perf_counter()
@@ -206,6 +261,8 @@ class PolicyNode(Node):
         self._targets_view[:] = targets
         self.msg.header.stamp = stamp if stamp is not None else self.get_clock().now().to_msg()
         self.pub.publish(self.msg)
+        if stamp is not None:
+            self.tick_times.add(stamp_to_ns(stamp), now, time.time())
         if self.loop.mode is Mode.POLICY:
             self._obs_view[:] = self.loop.observation[0]
             self._act_view[:] = self.loop.last_raw_action
@@ -224,6 +281,22 @@ class PolicyNode(Node):
             else:
                 self.get_logger().info(text)
 
+    def _check_control_thread(self) -> None:
+        if self._error is not None:
+            raise RuntimeError("the control thread failed") from self._error
+
+    def _loop_timing(self) -> dict[str, str]:
+        """Over the last minute: jitter of the loop's period (when state-driven ticks began) and the
+        latency from a state's stamp to its command being published."""
+        if self.tick_times.count < 10:
+            return {}
+        began, published, stamps = self.tick_times.arrays()
+        t = timing_summary(began, stamps, published)
+        return {
+            "period_jitter_p99_ms": f"{t['arrival_jitter_p99_ms']:.3f}",
+            **{f"state_to_command_{k}": f"{t[k]:.3f}" for k in ("latency_p50_ms", "latency_p99_ms")},
+        }
+
     def _publish_diagnostics(self) -> None:
         loop = self.loop
         values = {
@@ -232,6 +305,8 @@ class PolicyNode(Node):
             "tick_ms_mean": f"{1e3 * self.tick_s_sum / max(self.ticks, 1):.3f}",
             "tick_ms_max": f"{1e3 * self.tick_s_max:.3f}",
             "command": " ".join(f"{c:.3f}" for c in loop.command),
+            "scheduling": self.scheduling,
+            **self._loop_timing(),
             "rate_clamped": loop.safety.clamped_rate,
             "limit_clamped": loop.safety.clamped_limit,
             **{f"ticks_{k}": v for k, v in sorted(self._modes.items())},

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from rwm_ros.realtime import set_realtime_priority
+
 _SUBST = re.compile(r"\$\((\w+)\)")
 
 
@@ -363,6 +365,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--report", action="store_true", help="listen to the robot topics and print figures at the end"
     )
+    ap.add_argument(
+        "--probe-priority",
+        type=int,
+        default=0,
+        help="with --report: SCHED_FIFO priority of the probe, which stands in for the robot's command "
+        "receiver (0: niceness 10, yielding to the stack)",
+    )
     ap.add_argument("--dry-run", action="store_true", help="print the commands and exit")
     a = ap.parse_args(argv)
     try:
@@ -388,8 +397,11 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     try:
         runner.start()
-        if probe is not None:
-            os.nice(10)  # after the nodes started (they inherit niceness): measuring yields to the stack
+        if probe is not None:  # after the nodes started, which must not inherit the probe's schedule
+            if a.probe_priority:
+                print(f"[runner] probe: {set_realtime_priority(a.probe_priority)}", flush=True)
+            else:
+                os.nice(10)  # measuring yields to the stack
         while runner.poll():
             if got:
                 runner.stop_reason = f"signal {signal.Signals(got[0]).name}"

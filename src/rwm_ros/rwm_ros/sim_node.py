@@ -1,9 +1,13 @@
 """The simulated ANYmal as a ROS 2 driver: the robot side of the contract (shared/CONTRACT.md), in real time.
 
-Physics and publishing run in their own thread on an absolute wall-clock grid (`RealTimeSchedule`),
-not in an rclpy timer: a 400 Hz timer drifts and jitters with the executor's load. The executor
-(main thread) only receives joint commands, validates them by name and hands the latest targets to
-the physics thread, where the drive PD holds them until the next command, as on the robot.
+Physics, publishing and command intake run in one thread (SCHED_FIFO with `realtime_priority`) on an
+absolute wall-clock grid (`RealTimeSchedule`), not in rclpy timers and callbacks: a 400 Hz timer
+drifts and jitters with the executor's load, and a command handed over from the executor thread waits
+for the GIL while the physics thread publishes. Between deadlines the thread sleeps on
+/anymal/joint_command itself (`PolledSubscriptions`): a command is validated by joint name and timed
+the moment it arrives, and the drive PD holds it until the next one, as on the robot. The same thread
+publishes the 1 Hz diagnostics in the slack after a tick; the executor serves only the parameter
+services, so that no second Python thread competes for the GIL inside the loop.
 
 Every physics tick publishes joint_states, imu, odom and contacts with one shared stamp, the ROS
 time the state stands for: its deadline on the wall-clock schedule (so stamps are 2.5 ms apart and
@@ -13,6 +17,7 @@ published and consumers run with use_sim_time). Messages are built once and fill
 
 from __future__ import annotations
 
+import struct
 import sys
 import threading
 import time
@@ -25,6 +30,7 @@ from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float32MultiArray
@@ -37,18 +43,25 @@ from rwm_ros.conversions import (
     bind_array,
     joint_targets_from_command,
     make_joint_state,
+    raw_stamp_ns,
     set_stamp_ns,
 )
-from rwm_ros.realtime import RealTimeSchedule
+from rwm_ros.polled_subscriptions import PolledSubscriptions
+from rwm_ros.realtime import ArrivalWindow, RealTimeSchedule, SlackCollector, set_realtime_priority
 from rwm_ros.spin import spin_node
+from rwm_ros.stack_probe import timing_summary
+from rwm_ros.topics import STREAM_WRITER_QOS
 
 _NS = 1_000_000_000
+DIAGNOSTICS_SLACK_S = 0.0015
+"""The physics thread publishes its 1 Hz diagnostics after a tick with at least this long to spare; on
+the executor thread they held the GIL for ~0.5 ms at random moments of the physics loop."""
 MAX_LAG_S = 0.25
 """Backlog the physics thread still catches up (a burst of up to 100 ticks); beyond, it drops it."""
 
 
 class CommandMailbox:
-    """Latest accepted joint targets, handed from the executor thread to the physics thread.
+    """Latest accepted joint targets, handed to the physics thread (from any thread).
 
     The callback validates and writes under a lock; the physics thread takes the targets at most once
     (a sequence number tells it whether they are new), so a command is never applied half-written.
@@ -109,27 +122,38 @@ class SimNode(Node):
         """Resets after falls."""
 
         self.commands = CommandMailbox()
+        self.command_arrivals = ArrivalWindow(capacity=round(60 / C.POLICY_DT))
+        """The last minute of joint commands: the stamp of the state each answers, and its arrival."""
         self._order = JointOrder()
         self._targets = np.empty(C.NUM_JOINTS)
         self._cmd_buf = np.empty(C.NUM_JOINTS)
         self._make_messages()
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        qos = STREAM_WRITER_QOS
         self.pub_joints = self.create_publisher(JointState, C.TOPIC_JOINT_STATES, qos)
         self.pub_imu = self.create_publisher(Imu, C.TOPIC_IMU, qos)
         self.pub_odom = self.create_publisher(Odometry, C.TOPIC_ODOM, qos)
         self.pub_contacts = self.create_publisher(Float32MultiArray, C.TOPIC_CONTACTS, qos)
         self.pub_clock = self.create_publisher(Clock, "/clock", qos) if self.publish_clock else None
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(JointState, C.TOPIC_JOINT_COMMAND, self._on_command, qos)
-        self.create_timer(1.0, self._publish_diagnostics)
+        self.inputs = PolledSubscriptions(self)
+        self.sub_command = self.inputs.subscribe(
+            JointState,
+            C.TOPIC_JOINT_COMMAND,
+            QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
+            True,
+        )
 
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="anymal_sim_physics", daemon=True)
-        self._thread.start()
+        self.scheduling = set_realtime_priority(p["realtime_priority"])
+        """How the process is scheduled (reported in the diagnostics)."""
+        self._gc = SlackCollector(young_every=C.DECIMATION, full_every=600 * 400)
+        self._thread.start()  # inherits the schedule
         self.get_logger().info(
             f"{self.robot_name} from {self.sim.robot.urdf}: {1.0 / (self.decimation * C.PHYSICS_DT):.0f} Hz, "
-            f"real-time factor {rtf}, clock {'published' if self.publish_clock else 'wall'}"
+            f"real-time factor {rtf}, clock {'published' if self.publish_clock else 'wall'}, "
+            f"{self.scheduling}"
         )
 
     # --- setup ---------------------------------------------------------------------------------------
@@ -153,6 +177,9 @@ class SimNode(Node):
                 "initial_height", 0.0, "base height at reset, m; 0: the robot's default"
             ),
             "real_time_factor": declare("real_time_factor", 1.0, "simulated seconds per wall-clock second"),
+            "realtime_priority": declare(
+                "realtime_priority", 0, "SCHED_FIFO priority of every thread (1-99; 0: normal scheduling)"
+            ),
         }
 
     @staticmethod
@@ -185,7 +212,24 @@ class SimNode(Node):
         self._lin_vel = np.empty(3)
 
     # --- executor thread -----------------------------------------------------------------------------
-    def _on_command(self, msg: JointState) -> None:
+    def _receive_commands(self, timeout_s: float) -> None:
+        """Sleep until the next deadline or a joint command, and take every command that arrived."""
+        self.inputs.wait(timeout_s)
+        while (cdr := self.inputs.take(self.sub_command)) is not None:
+            self._on_command(cdr)
+
+    def _on_command(self, cdr: bytes) -> None:
+        try:
+            stamp_ns = raw_stamp_ns(cdr)
+            msg = deserialize_message(cdr, JointState)
+        except (struct.error, IndexError, TypeError, RuntimeError, ValueError) as e:
+            n = self.commands.reject("undecodable")
+            self.get_logger().warning(
+                f"dropped joint command ({n} undecodable so far): {e}", throttle_duration_sec=2.0
+            )
+            return
+        if not self.publish_clock:  # stamps are wall-clock ROS time: the state's stamp to here
+            self.command_arrivals.add(stamp_ns, time.monotonic(), time.time())
         try:
             self.commands.put(joint_targets_from_command(msg, self._order, self._cmd_buf))
         except JointMessageError as e:
@@ -209,6 +253,7 @@ class SimNode(Node):
             "slipped_s": f"{s.slipped_s:.4f}",
             "resets": self.resets,
             "commands_accepted": self.commands.accepted,
+            **self._command_timing(),
             **{f"commands_rejected_{k}": v for k, v in sorted(self.commands.rejected.items())},
         }
         status = DiagnosticStatus(name=f"{self.get_name()}: real-time loop", hardware_id=self.robot_name)
@@ -228,12 +273,13 @@ class SimNode(Node):
             ros_start_ns = 0 if self.publish_clock else self.get_clock().now().nanoseconds
             sched.start(clock())
             mono_start = sched.t0
+            next_diagnostics = mono_start + 1.0
             while not self._stop.is_set():
                 now = clock()
                 slips = sched.stats.slips
                 n = sched.due(now)
                 if n == 0:
-                    time.sleep(sched.time_to_next(now))
+                    self._receive_commands(sched.time_to_next(now))
                     continue
                 if sched.stats.slips != slips:
                     self.get_logger().warning(
@@ -249,6 +295,11 @@ class SimNode(Node):
                         stamp_ns = ros_start_ns + round((sched.deadline() - mono_start) * _NS)
                     self._tick(stamp_ns)
                     sched.advance(now)
+                    self._gc.after_tick()
+                now = clock()
+                if now >= next_diagnostics and sched.time_to_next(now) > DIAGNOSTICS_SLACK_S:
+                    next_diagnostics = now + 1.0
+                    self._publish_diagnostics()
         except BaseException as e:  # noqa: BLE001 - surfaced in the executor thread
             if not self._stop.is_set() and rclpy.ok(context=self.context):
                 self._error = e
@@ -306,6 +357,16 @@ class SimNode(Node):
         v.x, v.y, v.z = self._lin_vel.tolist()
         a = tw.angular
         a.x, a.y, a.z = wx, wy, wz
+
+    def _command_timing(self) -> dict[str, str]:
+        """End-to-end figures at the robot over the last minute: a state's stamp to the arrival of the
+        command that answers it, and the jitter of the command period."""
+        if self.command_arrivals.count < 10:
+            return {}
+        mono, wall, stamps = self.command_arrivals.arrays()
+        t = timing_summary(mono, stamps, wall)
+        keys = ("latency_p50_ms", "latency_p99_ms", "latency_max_ms", "arrival_jitter_p99_ms")
+        return {f"command_{k}": f"{t[k]:.3f}" for k in keys}
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def raise_if_failed(self) -> None:

@@ -4,10 +4,15 @@ Used by the runner (`--report`), the benchmark and the integration tests, so tha
 the same way: message rate over 1 s windows, stamp intervals, the real-time factor (simulated time
 carried by the stamps over wall time), base height and distance travelled from odometry. The timing
 statistics are plain functions on arrays (`timing_summary`), testable without ROS.
+
+The robot streams are read by a thread of the probe's own (`PolledSubscriptions`), not the executor:
+a joint command is timed the moment it arrives instead of after the 400 Hz messages queued before
+it, and measuring the stack costs the machine little.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -21,7 +26,8 @@ from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float32MultiArray
 
 from rwm.robot import contract as C
-from rwm_ros.conversions import raw_stamp_ns, stamp_to_ns
+from rwm_ros.conversions import raw_stamp_ns
+from rwm_ros.polled_subscriptions import PolledSubscriptions
 
 
 class TopicTimes:
@@ -160,19 +166,48 @@ class StackProbe(Node):
         """Latest IMU specific force, z (9.81 when level and still)."""
         self.sim_diagnostics: dict[str, str] = {}
         """Latest key-values of the simulator's diagnostics."""
+        self.policy_diagnostics: dict[str, str] = {}
+        """Latest key-values of the policy node's diagnostics."""
         self._imu: bytes | None = None
         self._contacts: bytes | None = None
-        # The 400 Hz topics are taken raw: stamps are read from the bytes, and messages are
-        # deserialized only where a figure needs their content (odometry at 50 Hz, the last IMU and
-        # contacts), so that measuring the stack does not load the machine it measures.
-        self.create_subscription(JointState, C.TOPIC_JOINT_STATES, self._on_joints, qos, raw=True)
-        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
-        if full:
-            self.create_subscription(Odometry, C.TOPIC_ODOM, self._on_odom, qos, raw=True)
-            self.create_subscription(Imu, C.TOPIC_IMU, self._on_imu, qos, raw=True)
-            self.create_subscription(Float32MultiArray, C.TOPIC_CONTACTS, self._on_contacts, qos, raw=True)
-            self.create_subscription(JointState, C.TOPIC_JOINT_COMMAND, self._on_command, qos)
+        # The streams are taken raw: stamps are read from the bytes, and messages are deserialized
+        # only where a figure needs their content (odometry at 50 Hz, the last IMU and contacts).
+        self.inputs = PolledSubscriptions(self)
+        sub = self.inputs.subscribe
+        self._polled = [(sub(JointState, C.TOPIC_JOINT_STATES, qos, wakes=True), self._on_joints)]
+        if full:  # the command first: it is timed on arrival
+            self._polled.insert(
+                0, (sub(JointState, C.TOPIC_JOINT_COMMAND, qos, wakes=True), self._on_command)
+            )
+            self._polled += [
+                (sub(Odometry, C.TOPIC_ODOM, qos, wakes=False), self._on_odom),
+                (sub(Imu, C.TOPIC_IMU, qos, wakes=False), self._on_imu),
+                (sub(Float32MultiArray, C.TOPIC_CONTACTS, qos, wakes=False), self._on_contacts),
+            ]
             self.create_subscription(Twist, C.TOPIC_CMD_VEL, self._on_cmd_vel, 10)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="stack_probe", daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        take = self.inputs.take
+        while not self._stop.is_set():
+            try:
+                self.inputs.wait(0.1)
+                for sub, handle in self._polled:
+                    while (cdr := take(sub)) is not None:
+                        handle(cdr)
+            except Exception:  # noqa: BLE001 - the context went down under the thread: stop measuring
+                if self.context.ok() and not self._stop.is_set():
+                    raise
+                return
+
+    def destroy_node(self) -> None:
+        """Stop the polling thread before the subscriptions go away."""
+        self._stop.set()
+        self._thread.join(timeout=1.0)
+        super().destroy_node()
 
     def _count(self, topic: str) -> None:
         c = self.counts[topic]
@@ -214,9 +249,9 @@ class StackProbe(Node):
         self._count("contacts")
         self._contacts = cdr
 
-    def _on_command(self, msg: JointState) -> None:
+    def _on_command(self, cdr: bytes) -> None:
         self._count("joint_command")
-        self.joint_commands.add(stamp_to_ns(msg.header.stamp))
+        self.joint_commands.add(raw_stamp_ns(cdr))
 
     def _on_cmd_vel(self, msg: Twist) -> None:
         self.tracking.set_command(np.array([msg.linear.x, msg.linear.y, msg.angular.z]), time.monotonic())
@@ -225,6 +260,8 @@ class StackProbe(Node):
         for status in msg.status:
             if "real-time loop" in status.name:
                 self.sim_diagnostics = {kv.key: kv.value for kv in status.values}
+            elif "control loop" in status.name:
+                self.policy_diagnostics = {kv.key: kv.value for kv in status.values}
 
     def summary(self) -> dict:
         """Figures of the stack so far, JSON-ready."""
@@ -262,4 +299,6 @@ class StackProbe(Node):
             out["tracking"] = tracking
         if self.sim_diagnostics:
             out["sim"] = self.sim_diagnostics
+        if self.policy_diagnostics:
+            out["policy"] = self.policy_diagnostics
         return out

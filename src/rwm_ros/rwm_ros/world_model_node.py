@@ -30,7 +30,13 @@ from rwm.robot import contract as C
 from rwm_ros.conversions import JointMessageError, JointOrder, bind_array, projected_gravity
 from rwm_ros.model_files import resolve_model
 from rwm_ros.spin import spin_node
-from rwm_ros.topics import TOPIC_WM_ANOMALY, TOPIC_WM_ERROR, TOPIC_WM_PREDICTION, TOPIC_WM_RELOAD
+from rwm_ros.topics import (
+    STREAM_WRITER_QOS,
+    TOPIC_WM_ANOMALY,
+    TOPIC_WM_ERROR,
+    TOPIC_WM_PREDICTION,
+    TOPIC_WM_RELOAD,
+)
 
 
 class WorldModelNode(Node):
@@ -62,8 +68,8 @@ class WorldModelNode(Node):
         self.msg_pred = Float32MultiArray()
         self._pred_view = bind_array(self.msg_pred, "data", C.STATE_DIM, "f")
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.pub_pred = self.create_publisher(Float32MultiArray, TOPIC_WM_PREDICTION, qos)
-        self.pub_err = self.create_publisher(Float32, TOPIC_WM_ERROR, qos)
+        self.pub_pred = self.create_publisher(Float32MultiArray, TOPIC_WM_PREDICTION, STREAM_WRITER_QOS)
+        self.pub_err = self.create_publisher(Float32, TOPIC_WM_ERROR, STREAM_WRITER_QOS)
         self.pub_anomaly = self.create_publisher(Bool, TOPIC_WM_ANOMALY, 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(JointState, C.TOPIC_JOINT_STATES, self._keep("_joints"), qos, raw=True)
