@@ -75,7 +75,7 @@ wm-sweep: setup
 # what the loop collects (60 x 40 robots x 100 steps), 4.2 % of PPO's 17.8 M. RWM-AR+JR is pretrained
 # on that set, then refined online. About 1.5 h on 2 cores.
 MBPO_ARGS := --iterations 60 --ppo-iterations 25 --real-envs 40 --real-steps 100 --imagined-envs 1024 \
-	--init-std 0.5 --seed 0
+	--init-std 0.5 --termination-penalty 2 --seed 0
 mbpo-model: setup
 	rm -rf data/mbpo_pretrain runs/mbpo_wm runs/mbpo
 	$(ROS_ENV) && rwm collect --dataset --policy models/anymal_d_ppo.onnx --action-noise 0.5 \

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from rwm.models.factory import build_world_model
@@ -40,7 +41,8 @@ def test_shapes_resets_and_timeouts():
     assert buffer.rows == buffer.collected_rows == 240
     model = build_world_model("rwm", {"hidden_size": 32, "head_hidden": 16})
     model.normalizer.fit(flat_s, flat_a)
-    cfg = ImaginationConfig(num_envs=6, history=8, episode_steps=5)
+    # An untrained model predicts knee contacts at random: no falls here, this checks the time-outs.
+    cfg = ImaginationConfig(num_envs=6, history=8, episode_steps=5, knee_contact_terminates=False)
     env = ImaginationEnv(model, buffer, cfg)
     obs = env.get_observations()["policy"]
     assert obs.shape == (6, 48)
@@ -74,3 +76,38 @@ def test_reward_on_real_transitions_matches_the_simulator():
             air = air_next
     r = total_reward(terms)
     assert np.isclose(float(r[0]), rewards[i, t], rtol=1e-6, atol=1e-9)
+
+
+def test_a_predicted_knee_contact_ends_the_episode_with_the_penalty() -> None:
+    """Falls the state cannot show (no base height) are read off predicted knee contacts."""
+    states, actions, _, contacts, _, _ = _replay()
+    model = build_world_model("rwm", {"hidden_size": 32, "head_hidden": 16})
+    model.normalizer.fit(states.reshape(-1, 45), actions.reshape(-1, 12))
+    step = model.step
+
+    def knee_down(state, action, hidden):
+        mean, std, logits, hidden = step(state, action, hidden)
+        logits = logits.clone()
+        logits[:, C.KNEE_CONTACTS] = -30.0
+        logits[0, 0] = 30.0  # robot 0: left-front knee on the ground
+        return mean, std * 0.0, logits, hidden
+
+    model.step = knee_down
+
+    def first_step(penalty: float):
+        buffer = ReplayBuffer(seed=0)  # the same start windows for both runs
+        for i in range(4):
+            buffer.add(states[i], actions[i], contacts[i])
+        cfg = ImaginationConfig(num_envs=3, history=8, episode_steps=50, termination_penalty=penalty)
+        env = ImaginationEnv(model, buffer, cfg)
+        start = env.state.clone()
+        _, r, done, extras = env.step(torch.zeros(3, 12))
+        return start, r, done, extras
+
+    start, r, done, extras = first_step(2.0)
+    start_ref, r_ref, done_ref, _ = first_step(0.0)
+    assert torch.equal(start, start_ref)
+    assert done[0] == 1 and not extras["time_outs"][0], "robot 0 fell: terminated, not timed out"
+    assert torch.equal(done, done_ref)
+    assert float(r[0]) == pytest.approx(float(r_ref[0]) - 2.0, abs=1e-5), "the penalty on the fall"
+    assert torch.allclose(r[1:][done[1:] == 0], r_ref[1:][done[1:] == 0]), "no penalty without a fall"

@@ -154,3 +154,37 @@ def test_trainer_node_announces_a_version_that_the_world_model_node_loads(world,
         assert diag["model"] == announced[0], "the validated version stays in service"
         assert trainer_proc.poll() is None
         node.destroy_node()
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_world_model_node_monitors_the_running_stack() -> None:
+    """world_model:=true: the monitor steps on every command of the live robot with the shipped RWM,
+    its 400 Hz inputs taken at the step, and its one-step error stays below the anomaly threshold."""
+    rclpy = pytest.importorskip("rclpy")
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+
+    domain = domain_id(3)
+    env = ros_env(domain)
+    config = Path(__file__).resolve().parents[1] / "config" / "anymal.yaml"
+    cmd = [PYTHON, "-m", "rwm_ros.runner", "--config", str(config), "--duration", "20"]
+    cmd += ["--set", "world_model=true", "--set", "record=false", "--set", "sequence=false"]
+    diag: dict[str, str] = {}
+    with ros_context(domain) as ctx, node_process(cmd, env) as proc:
+        node = rclpy.create_node("monitor_test", context=ctx)
+
+        def on_diag(msg):
+            for s in msg.status:
+                if s.name.endswith("health monitor"):
+                    diag.update({kv.key: kv.value for kv in s.values})
+
+        node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+        executor = SingleThreadedExecutor(context=ctx)
+        executor.add_node(node)
+        spin = lambda t: executor.spin_once(timeout_sec=t)  # noqa: E731
+        wait_for(spin, lambda: int(diag.get("steps", 0)) >= 250, 18.0, "250 monitored steps (5 s at 50 Hz)")
+        assert proc.poll() is None
+        error = float(diag["error"])
+        assert np.isfinite(error) and error < 0.5 and diag["anomaly"] == "False", diag
+        node.destroy_node()

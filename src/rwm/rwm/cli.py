@@ -239,7 +239,10 @@ def _train_mbpo(args: argparse.Namespace) -> int:
         wm_iterations=args.wm_iterations,
         ppo_iterations=args.ppo_iterations,
         imagination=ImaginationConfig(
-            num_envs=args.imagined_envs, episode_steps=args.rollout_steps, seed=args.seed
+            num_envs=args.imagined_envs,
+            episode_steps=args.rollout_steps,
+            termination_penalty=args.termination_penalty,
+            seed=args.seed,
         ),
         ppo=PPOConfig(init_std=args.init_std),
         seed=args.seed,
@@ -363,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rollout-steps", type=int, default=100, help="imagined episode length")
     p.add_argument(
         "--init-std", type=float, default=1.0, help="initial action noise of the policy (raw action units)"
+    )
+    p.add_argument(
+        "--termination-penalty", type=float, default=0.0, help="reward subtracted on an imagined fall"
     )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_train_mbpo)

@@ -1,7 +1,8 @@
 """`world_model`: RWM as a live health monitor of the robot (`rwm.control.world_model_monitor`).
 
-Each joint command (50 Hz) is one step: the state is assembled from the latest joint states, IMU and
-odometry (taken raw at 400 Hz, deserialized only at the step), the previous prediction is scored
+Each joint command (50 Hz) is one step: the state is assembled from the newest joint state, IMU and
+odometry samples, taken at the step (`PolledSubscriptions`: the 400 Hz streams never wake the
+executor, and only the samples used are deserialized), the previous prediction is scored
 against it (/rwm/world_model/error), and the model predicts the next state from (state, command)
 (/rwm/world_model/prediction). /rwm/world_model/anomaly
 turns true while the error stays above the threshold. A std_msgs/String on /rwm/world_model/reload
@@ -29,6 +30,7 @@ from rwm.export.runtime import OnnxWorldModel
 from rwm.robot import contract as C
 from rwm_ros.conversions import JointMessageError, JointOrder, bind_array, projected_gravity
 from rwm_ros.model_files import resolve_model
+from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.spin import spin_node
 from rwm_ros.topics import (
     STREAM_WRITER_QOS,
@@ -72,22 +74,25 @@ class WorldModelNode(Node):
         self.pub_err = self.create_publisher(Float32, TOPIC_WM_ERROR, STREAM_WRITER_QOS)
         self.pub_anomaly = self.create_publisher(Bool, TOPIC_WM_ANOMALY, 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(JointState, C.TOPIC_JOINT_STATES, self._keep("_joints"), qos, raw=True)
-        self.create_subscription(Imu, C.TOPIC_IMU, self._keep("_imu"), qos, raw=True)
-        self.create_subscription(Odometry, C.TOPIC_ODOM, self._keep("_odom"), qos, raw=True)
+        # The 400 Hz streams never wake the executor: at each command the newest sample of each is taken.
+        self.inputs = PolledSubscriptions(self)
+        latest = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        self._streams = [
+            ("_joints", self.inputs.subscribe(JointState, C.TOPIC_JOINT_STATES, latest, wakes=False)),
+            ("_imu", self.inputs.subscribe(Imu, C.TOPIC_IMU, latest, wakes=False)),
+            ("_odom", self.inputs.subscribe(Odometry, C.TOPIC_ODOM, latest, wakes=False)),
+        ]
         self.create_subscription(JointState, C.TOPIC_JOINT_COMMAND, self._on_command, qos)
         self.create_subscription(String, TOPIC_WM_RELOAD, self._on_reload, 10)
         self.create_timer(1.0, self._publish_diagnostics)
         self._was_anomaly = False
         self.get_logger().info(f"world model {path}")
 
-    def _keep(self, attr: str):
-        def cb(msg) -> None:
-            setattr(self, attr, msg)
-
-        return cb
-
     def _assemble(self) -> bool:
+        for attr, sub in self._streams:  # the newest of each; keep the last one if none is new
+            cdr = self.inputs.take_latest(sub)
+            if cdr is not None:
+                setattr(self, attr, cdr)
         if self._joints is None or self._imu is None or self._odom is None:
             return False
         j = deserialize_message(self._joints, JointState)

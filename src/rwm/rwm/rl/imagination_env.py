@@ -30,6 +30,10 @@ class ImaginationConfig:
     history: int = 32
     episode_steps: int = 100
     max_tilt_gravity_z: float = -0.5
+    knee_contact_terminates: bool = True
+    """A predicted knee contact ends the imagined episode as a fall."""
+    termination_penalty: float = 0.0
+    """Subtracted from the reward on a predicted fall (as `EnvConfig.termination_penalty` in simulation)."""
     sample_states: bool = True
     """Draw the next state from the predicted Gaussian (else take its mean)."""
     online_fraction: float = 0.5
@@ -126,6 +130,10 @@ class ImaginationEnv(VecEnv):
         self.reward_steps += 1
         self.episode_length_buf += 1
         terminated = ~finite | (nxt[:, 8] > self.cfg.max_tilt_gravity_z)
+        if self.cfg.knee_contact_terminates:
+            terminated |= (contacts[:, C.KNEE_CONTACTS] > 0.5).any(-1)
+        if self.cfg.termination_penalty:
+            reward = reward - self.cfg.termination_penalty * terminated
         truncated = (self.episode_length_buf >= self.cfg.episode_steps) & ~terminated
         self.state = torch.where(finite[:, None], nxt, self.state)
         self.action = targets
