@@ -27,8 +27,9 @@ sys.path[:0] = [str(ROOT / "src" / "rwm"), str(ROOT / "src" / "rwm_ros")]
 import rclpy  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
+from rwm_ros.realtime import ArrivalWindow  # noqa: E402
 from rwm_ros.runner import child_env  # noqa: E402
-from rwm_ros.stack_probe import StackProbe, TopicTimes  # noqa: E402
+from rwm_ros.stack_probe import StackProbe  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:
@@ -76,7 +77,7 @@ def main() -> int:
             print("no /anymal/joint_states within 60 s: the node did not start", file=sys.stderr)
             return 1
         spin_for(executor, a.warmup)
-        probe.joint_states = TopicTimes(capacity=int(a.rate_hz * (a.duration + 5)))
+        probe.joint_states = ArrivalWindow(capacity=int(a.rate_hz * (a.duration + 5)))
         cpu0, own0, t0 = cpu_seconds(node.pid), time.process_time(), time.monotonic()
         spin_for(executor, a.duration)
         cpu1, own1, t1 = cpu_seconds(node.pid), time.process_time(), time.monotonic()

@@ -152,3 +152,17 @@ def test_bad_input_is_dropped_estop_holds_and_watchdog_takes_over(stack):
     assert first_hold - stopped_at < 0.1
     assert op.was_measured(final), "the hold posture is the last measured pose"
     assert pol_proc.poll() is None, "the policy node keeps running"
+
+    # States keep coming but all are rejected (NaN at 400 Hz): the watchdog still ticks, holding.
+    flood_from = time.monotonic()
+    bad = op.bad_state("nan")
+    while (now := time.monotonic()) - flood_from < 0.6:
+        op.pub_states.publish(bad)
+        while time.monotonic() - now < 0.0025:  # serve the callbacks (our own flood comes back too)
+            op.executor.spin_once(timeout_sec=0.0005)
+    flood_to = time.monotonic()
+    op.spin(0.3)
+    during = [c for t, c in op.commands if flood_from + 0.05 < t < flood_to]
+    # the backup tick comes every 1.5 periods (30 ms): ~18 in 0.55 s
+    assert len(during) >= 14, f"{len(during)} commands in 0.55 s of rejected states: the loop starved"
+    assert all(np.array_equal(c, final) for c in during), "still the watchdog's hold"

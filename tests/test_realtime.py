@@ -102,18 +102,31 @@ def test_slack_collector_turns_automatic_collection_off_and_collects_on_schedule
 
     with pytest.raises(ValueError):
         SlackCollector(young_every=0)
+    collected: list[int] = []
+
+    def record(phase: str, info: dict) -> None:
+        if phase == "stop":
+            collected.append(info["generation"])
+
+    gc.callbacks.append(record)
+    c = SlackCollector(young_every=2, full_every=6)
     try:
-        c = SlackCollector(young_every=2, full_every=4)
         assert not gc.isenabled()
-        collected = []
-        gc.callbacks.append(lambda phase, info: phase == "stop" and collected.append(info["generation"]))
-        for _ in range(4):
-            c.after_tick()
-        assert collected == [1, 2], "a young pass on tick 2, a full pass on tick 4"
+        c.tick()
+        c.collect()
+        assert collected == [], "nothing due after 1 tick"
+        c.tick(3)  # a catch-up burst: the young pass it made due waits for the call
+        assert collected == []
+        c.collect()
+        c.collect()
+        assert collected == [1], "one young pass, however many calls"
+        c.tick(2)
+        c.collect()
+        assert collected == [1, 2], "a full pass on tick 6"
     finally:
-        gc.callbacks.pop()
-        gc.unfreeze()
-        gc.enable()
+        gc.callbacks.remove(record)
+        c.close()
+    assert gc.isenabled(), "close() gives the process its automatic collection back"
 
 
 def test_realtime_priority_is_validated_and_applied_to_every_thread() -> None:
@@ -128,12 +141,14 @@ def test_realtime_priority_is_validated_and_applied_to_every_thread() -> None:
     # In a child process, so that the test runner itself never runs real-time.
     code = (
         "import os, threading, time; from rwm_ros.realtime import set_realtime_priority as s; "
-        "t = threading.Thread(target=time.sleep, args=(1,)); t.start(); print(s(5)); "
-        "print(os.sched_getscheduler(t.native_id), os.sched_getscheduler(0))"
+        "before = threading.Thread(target=time.sleep, args=(1,)); before.start(); print(s(5)); "
+        "after = threading.Thread(target=time.sleep, args=(1,)); after.start(); "
+        "print(*(os.sched_getscheduler(t) for t in (before.native_id, 0, after.native_id)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     text, policies = out.splitlines()
     if "not permitted" in text:
         pytest.skip("SCHED_FIFO is not permitted on this machine (needs CAP_SYS_NICE)")
-    fifo = str(os.SCHED_FIFO | os.SCHED_RESET_ON_FORK)
-    assert text.startswith("SCHED_FIFO priority 5 on ") and policies.split() == [fifo, fifo]
+    fifo = str(os.SCHED_FIFO)
+    assert text.startswith("SCHED_FIFO priority 5 on ")
+    assert policies.split() == [fifo, fifo, fifo], "threads before and after the call, and the caller"

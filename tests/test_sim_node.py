@@ -29,7 +29,7 @@ from std_msgs.msg import Float32MultiArray  # noqa: E402
 from rwm.robot import contract as C  # noqa: E402
 from rwm.sim.anymal_sim import AnymalSim  # noqa: E402
 from rwm_ros.conversions import JointOrder, joint_command, stamp_to_ns  # noqa: E402
-from rwm_ros.stack_probe import timing_summary  # noqa: E402
+from rwm_ros.realtime import timing_summary  # noqa: E402
 
 LF_KFE = C.JOINT_NAMES.index("LF_KFE")
 RH_HFE = C.JOINT_NAMES.index("RH_HFE")

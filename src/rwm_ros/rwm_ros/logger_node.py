@@ -156,11 +156,15 @@ class LoggerNode(Node):
         if getattr(self, "_thread", None) is not None:
             self._receiver.join(timeout=1.0)
             self._thread.join(timeout=5.0)
-            try:
-                self._receive()  # what arrived after the receiver's last pass
-            except Exception as e:  # noqa: BLE001 - subscriptions already torn down by the shutdown
-                self.get_logger().warning(f"final take skipped: {e}")
-            self._drain()
+            if self._receiver.is_alive() or self._thread.is_alive():  # never two writers on one bag
+                self.get_logger().error("logger threads did not stop: the bag is closed as it is")
+            else:
+                try:
+                    self._receive()  # what arrived after the receiver's last pass
+                except Exception as e:  # noqa: BLE001 - subscriptions already torn down by the shutdown
+                    self.get_logger().warning(f"final take skipped: {e}")
+                self._drain()
+                self.inputs.close()
             path = self.recorder.close()
             received = sum(self.received.values())
             print(

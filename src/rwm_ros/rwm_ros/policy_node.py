@@ -50,9 +50,8 @@ from rwm_ros.conversions import (
 )
 from rwm_ros.model_files import resolve_model
 from rwm_ros.polled_subscriptions import PolledSubscriptions
-from rwm_ros.realtime import ArrivalWindow, SlackCollector, set_realtime_priority
+from rwm_ros.realtime import ArrivalWindow, SlackCollector, set_realtime_priority, timing_summary
 from rwm_ros.spin import spin_node
-from rwm_ros.stack_probe import timing_summary
 from rwm_ros.topics import STREAM_WRITER_QOS, TOPIC_ACTION, TOPIC_OBSERVATION
 
 
@@ -125,6 +124,7 @@ class PolicyNode(Node):
         """How the process is scheduled (reported in the diagnostics)."""
         self._gc = SlackCollector(young_every=1, full_every=round(600 * rate_hz))
         self._next_diagnostics = time.monotonic() + 1.0
+        self._wall_stamps = not self.get_parameter("use_sim_time").value  # latency needs wall stamps
         self.tick_times = ArrivalWindow(capacity=round(60 * rate_hz))
         """The last minute of state-driven ticks: the state's stamp, when the tick began, when its
         command was out (period jitter of the loop, and stamp-to-command latency)."""
@@ -153,26 +153,28 @@ class PolicyNode(Node):
             self.inputs.wait(max(self._last_tick + backup_s - time.monotonic(), 0.001))
             if self._stop.is_set():
                 return
-            got, ticks = False, self.ticks
+            last = self._last_tick
             while (cdr := self.inputs.take(self.sub_joints)) is not None:
-                got = True
                 self._on_joint_states(cdr)
             now = time.monotonic()
-            if not got and now - self._last_tick > backup_s:
+            if now - self._last_tick > backup_s:  # no state accepted (none, or all rejected): watchdog
                 with self._lock:
                     self._read_imu_odom(now)
                     self._tick(now, None)
-            if self.ticks != ticks:
-                self._gc.after_tick()  # the command is out: collect in the slack
-            if now >= self._next_diagnostics:  # here, not in an executor timer holding the GIL
-                self._next_diagnostics = now + 1.0
-                self._publish_diagnostics()
+            if self._last_tick != last:  # the command is out: collect and report in the slack
+                self._gc.tick()
+                self._gc.collect()
+                if now >= self._next_diagnostics:  # here, not in an executor timer holding the GIL
+                    self._next_diagnostics = now + 1.0
+                    self._publish_diagnostics()
 
     def destroy_node(self) -> None:
         """Stop the control thread before the subscriptions and publishers go away."""
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=1.0)
+        self._thread.join(timeout=2.0)
+        if not self._thread.is_alive():
+            self.inputs.close()
+        self._gc.close()
         super().destroy_node()
 
     # -- inputs -------------------------------------------------------------------------------------------
@@ -261,7 +263,7 @@ class PolicyNode(Node):
         self._targets_view[:] = targets
         self.msg.header.stamp = stamp if stamp is not None else self.get_clock().now().to_msg()
         self.pub.publish(self.msg)
-        if stamp is not None:
+        if stamp is not None and self._wall_stamps:
             self.tick_times.add(stamp_to_ns(stamp), now, time.time())
         if self.loop.mode is Mode.POLICY:
             self._obs_view[:] = self.loop.observation[0]
@@ -299,7 +301,26 @@ class PolicyNode(Node):
 
     def _publish_diagnostics(self) -> None:
         loop = self.loop
-        values = {
+        with self._lock:  # the executor thread counts rejections and changes modes too
+            values = self._diagnostic_values()
+            mode = loop.mode
+        status = DiagnosticStatus(name=f"{self.get_name()}: control loop", hardware_id=str(self.policy_file))
+        status.level = DiagnosticStatus.WARN if mode in (Mode.WATCHDOG, Mode.ESTOP) else DiagnosticStatus.OK
+        status.message = {
+            Mode.WATCHDOG: "robot state stale: holding posture",
+            Mode.ESTOP: "e-stop engaged: holding posture",
+            Mode.WAITING: "waiting for the robot state",
+            Mode.SOFT_START: "soft start to the standing pose",
+            Mode.POLICY: "policy in control",
+        }[mode]
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        arr = DiagnosticArray(status=[status])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(arr)
+
+    def _diagnostic_values(self) -> dict:
+        loop = self.loop
+        return {
             "mode": loop.mode.value,
             "ticks": self.ticks,
             "tick_ms_mean": f"{1e3 * self.tick_s_sum / max(self.ticks, 1):.3f}",
@@ -312,20 +333,6 @@ class PolicyNode(Node):
             **{f"ticks_{k}": v for k, v in sorted(self._modes.items())},
             **{f"rejected_{k}": v for k, v in sorted(loop.rejected.items())},
         }
-        status = DiagnosticStatus(name=f"{self.get_name()}: control loop", hardware_id=str(self.policy_file))
-        bad = loop.mode in (Mode.WATCHDOG, Mode.ESTOP)
-        status.level = DiagnosticStatus.WARN if bad else DiagnosticStatus.OK
-        status.message = {
-            Mode.WATCHDOG: "robot state stale: holding posture",
-            Mode.ESTOP: "e-stop engaged: holding posture",
-            Mode.WAITING: "waiting for the robot state",
-            Mode.SOFT_START: "soft start to the standing pose",
-            Mode.POLICY: "policy in control",
-        }[loop.mode]
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-        arr = DiagnosticArray(status=[status])
-        arr.header.stamp = self.get_clock().now().to_msg()
-        self.pub_diag.publish(arr)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -10,6 +10,7 @@ never runs, so the node's executor keeps serving its low-rate topics, timers and
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any
 
 from rclpy.callback_groups import CallbackGroup
@@ -48,16 +49,26 @@ class PolledSubscriptions:
 
     def wait(self, timeout_s: float) -> None:
         """Block until a waking subscription has a message or `timeout_s` passes (then take to see)."""
+        if not self._wake:
+            raise RuntimeError("nothing to wait on: subscribe at least one topic with wakes=True")
         context = self.node.context
-        with context.handle:
+        with ExitStack() as held:  # the handles stay valid for the whole wait, as in rclpy's executor
+            held.enter_context(context.handle)
+            for sub in self._wake:
+                held.enter_context(sub.handle)
             if self._wait_set is None:
                 self._wait_set = _rclpy.WaitSet(len(self._wake), 0, 0, 0, 0, 0, context.handle)
             ws = self._wait_set
             ws.clear_entities()
             for sub in self._wake:
-                with sub.handle:
-                    ws.add_subscription(sub.handle)
+                ws.add_subscription(sub.handle)
             ws.wait(max(int(timeout_s * 1e9), 0))
+
+    def close(self) -> None:
+        """Release the wait set, once the thread that waits has stopped."""
+        if self._wait_set is not None:
+            self._wait_set.destroy_when_not_in_use()
+            self._wait_set = None
 
     @staticmethod
     def take(sub: Subscription) -> bytes | None:

@@ -111,22 +111,16 @@ class RealTimeSchedule:
         return self.k * self.period_s / elapsed if elapsed > 0.0 else 0.0
 
 
-def sleep_until(deadline: float, clock: Callable[[], float] = time.monotonic) -> None:
-    """Sleep until `deadline` on `clock`; CPython sleeps with clock_nanosleep, ~0.1 ms late at worst here."""
-    remaining = deadline - clock()
-    if remaining > 0.0:
-        time.sleep(remaining)
-
-
 def set_realtime_priority(priority: int) -> str:
     """Put every thread of this process under SCHED_FIFO at `priority` (1-99; 0 leaves it as it is).
 
     Why: on 2 cores a data logger or a training job at normal priority otherwise delays the 50 Hz path
     by tens of milliseconds. The DDS middleware's receive threads exist once rclpy is initialized, so
     all threads of the process are moved (from /proc/self/task), and threads started later inherit the
-    policy. Needs CAP_SYS_NICE (root, or `ulimit -r`); without it the process keeps its normal
-    schedule and the returned text says so, so that a node can report it instead of failing.
-    Processes it starts later (fork) return to normal scheduling: only this process is real-time.
+    policy (no SCHED_RESET_ON_FORK: it applies to every clone, threads included). Processes forked
+    later inherit it too: a real-time node must not start subprocesses. Needs CAP_SYS_NICE (root, or
+    `ulimit -r`); without it the process keeps its normal schedule and the returned text says so, so
+    that a node can report it instead of failing.
     """
     if priority == 0:
         return "normal scheduling (realtime_priority 0)"
@@ -141,7 +135,7 @@ def set_realtime_priority(priority: int) -> str:
     moved = 0
     for tid in tids:
         try:
-            os.sched_setscheduler(tid, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, param)
+            os.sched_setscheduler(tid, os.SCHED_FIFO, param)
             moved += 1
         except ProcessLookupError:  # the thread ended meanwhile
             continue
@@ -155,10 +149,12 @@ class SlackCollector:
     happens to cross the threshold.
 
     Measured in the policy node: automatic generation-1 passes of up to 1 ms, several per 20 s, landing
-    between a joint state and its command. With this, automatic collection is off in the process and
-    the loop calls `after_tick()` once its output is out, in the slack before the next period: the young
-    generations every `young_every` ticks, a full pass every `full_every` (cycles are still freed).
-    Start-up objects are frozen first, so that a full pass scans only what the node made since.
+    between a joint state and its command. With this, automatic collection is off in the process; the
+    loop counts its ticks with `tick()` and calls `collect()` once its output is out, in the slack
+    before the next period: the young generations every `young_every` ticks, a full pass every
+    `full_every` (cycles are still freed); a collection that falls due while the loop has no slack
+    waits for the next call. Start-up objects are frozen first, so that a full pass scans only what the
+    node made since. `close()` gives the process its automatic collection back.
     """
 
     def __init__(self, young_every: int = 1, full_every: int = 3000) -> None:
@@ -169,23 +165,40 @@ class SlackCollector:
         self.full_every = full_every
         """Ticks between full collections."""
         self.ticks = 0
-        """Calls of `after_tick` so far."""
+        """Ticks counted so far."""
+        self._young_due = self._full_due = 0
+        self._was_enabled = gc.isenabled()
         gc.disable()
         gc.freeze()
 
-    def after_tick(self) -> None:
-        self.ticks += 1
-        if self.ticks % self.full_every == 0:
+    def tick(self, n: int = 1) -> None:
+        """Count `n` ticks of the loop."""
+        self.ticks += n
+
+    def collect(self) -> None:
+        """Run the collection that has fallen due, if any (cheap when none has)."""
+        full = self.ticks // self.full_every
+        if full != self._full_due:
+            self._full_due, self._young_due = full, self.ticks // self.young_every
             gc.collect(2)
-        elif self.ticks % self.young_every == 0:
+            return
+        young = self.ticks // self.young_every
+        if young != self._young_due:
+            self._young_due = young
             gc.collect(1)
+
+    def close(self) -> None:
+        """Automatic collection as before (e.g. when a node is destroyed inside a longer process)."""
+        gc.unfreeze()
+        if self._was_enabled:
+            gc.enable()
 
 
 class ArrivalWindow:
     """The last `capacity` arrivals of a stream: (monotonic s, wall s, stamp ns), preallocated.
 
     A receiver records each message's stamp on arrival at no allocation; `arrays()` gives the window in
-    order for latency and jitter figures (`stack_probe.timing_summary`) over a bounded, recent span.
+    order for latency and jitter figures (`timing_summary`) over a bounded, recent span.
     """
 
     def __init__(self, capacity: int = 3000) -> None:
@@ -210,3 +223,47 @@ class ArrivalWindow:
         else:
             order = (np.arange(cap) + self.count) % cap
         return self._mono[order], self._wall[order], self._stamp[order]
+
+
+def timing_summary(
+    arrival_s: np.ndarray, stamp_ns: np.ndarray, wall_s: np.ndarray | None = None, window_s: float = 1.0
+) -> dict[str, float]:
+    """Rate, stamp regularity and real-time factor of one topic.
+
+    rate_hz: messages per second of arrival time; rate_min_hz/rate_max_hz: over whole `window_s` windows.
+    stamp_interval_*: between consecutive stamps (the simulated step, if the publisher keeps up).
+    real_time_factor: stamp span over arrival span (sim time over wall time when stamps carry it).
+    latency_*: arrival wall time minus stamp (only meaningful when stamps are wall-clock ROS time).
+    """
+    n = len(arrival_s)
+    out: dict[str, float] = {"count": float(n)}
+    if n < 2:
+        return out
+    span = float(arrival_s[-1] - arrival_s[0])
+    stamps = (stamp_ns - stamp_ns[0]).astype(np.float64) * 1e-9
+    out["duration_s"] = span
+    out["rate_hz"] = (n - 1) / span if span > 0 else float("nan")
+    n_win = int(span // window_s)
+    if n_win >= 1:
+        edges = arrival_s[0] + window_s * np.arange(n_win + 1)
+        counts = np.diff(np.searchsorted(arrival_s, edges))
+        out["rate_min_hz"] = float(counts.min() / window_s)
+        out["rate_max_hz"] = float(counts.max() / window_s)
+        out["windows"] = float(n_win)
+    d_stamp = np.diff(stamps)
+    out["stamp_interval_mean_ms"] = float(d_stamp.mean() * 1e3)
+    out["stamp_interval_std_ms"] = float(d_stamp.std() * 1e3)
+    out["stamp_interval_max_ms"] = float(d_stamp.max() * 1e3)
+    d_arr = np.diff(arrival_s)
+    out["arrival_interval_std_ms"] = float(d_arr.std() * 1e3)
+    out["arrival_interval_p99_ms"] = float(np.percentile(d_arr, 99) * 1e3)
+    out["arrival_interval_max_ms"] = float(d_arr.max() * 1e3)
+    out["arrival_jitter_p99_ms"] = float(np.percentile(np.abs(d_arr - np.median(d_arr)), 99) * 1e3)
+    out["real_time_factor"] = float(stamps[-1] / span) if span > 0 else float("nan")
+    if wall_s is not None:
+        lat = wall_s - stamp_ns.astype(np.float64) * 1e-9
+        out["latency_mean_ms"] = float(lat.mean() * 1e3)
+        out["latency_p50_ms"] = float(np.percentile(lat, 50) * 1e3)
+        out["latency_p99_ms"] = float(np.percentile(lat, 99) * 1e3)
+        out["latency_max_ms"] = float(lat.max() * 1e3)
+    return out

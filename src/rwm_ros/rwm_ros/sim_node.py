@@ -47,15 +47,21 @@ from rwm_ros.conversions import (
     set_stamp_ns,
 )
 from rwm_ros.polled_subscriptions import PolledSubscriptions
-from rwm_ros.realtime import ArrivalWindow, RealTimeSchedule, SlackCollector, set_realtime_priority
+from rwm_ros.realtime import (
+    ArrivalWindow,
+    RealTimeSchedule,
+    SlackCollector,
+    set_realtime_priority,
+    timing_summary,
+)
 from rwm_ros.spin import spin_node
-from rwm_ros.stack_probe import timing_summary
 from rwm_ros.topics import STREAM_WRITER_QOS
 
 _NS = 1_000_000_000
-DIAGNOSTICS_SLACK_S = 0.0015
-"""The physics thread publishes its 1 Hz diagnostics after a tick with at least this long to spare; on
-the executor thread they held the GIL for ~0.5 ms at random moments of the physics loop."""
+SLACK_S = 0.0015
+"""The physics thread collects garbage and publishes its 1 Hz diagnostics after a tick only with at
+least this long to spare (on the executor thread, diagnostics held the GIL for ~0.5 ms at random
+moments of the physics loop)."""
 MAX_LAG_S = 0.25
 """Backlog the physics thread still catches up (a burst of up to 100 ticks); beyond, it drops it."""
 
@@ -211,7 +217,7 @@ class SimNode(Node):
         self._quat_inv = np.empty(4)
         self._lin_vel = np.empty(3)
 
-    # --- executor thread -----------------------------------------------------------------------------
+    # --- commands and diagnostics (physics thread) ----------------------------------------------------
     def _receive_commands(self, timeout_s: float) -> None:
         """Sleep until the next deadline or a joint command, and take every command that arrived."""
         self.inputs.wait(timeout_s)
@@ -295,11 +301,13 @@ class SimNode(Node):
                         stamp_ns = ros_start_ns + round((sched.deadline() - mono_start) * _NS)
                     self._tick(stamp_ns)
                     sched.advance(now)
-                    self._gc.after_tick()
+                self._gc.tick(n)
                 now = clock()
-                if now >= next_diagnostics and sched.time_to_next(now) > DIAGNOSTICS_SLACK_S:
-                    next_diagnostics = now + 1.0
-                    self._publish_diagnostics()
+                if sched.time_to_next(now) > SLACK_S:  # housekeeping only where it cannot delay a tick
+                    self._gc.collect()
+                    if now >= next_diagnostics:
+                        next_diagnostics = now + 1.0
+                        self._publish_diagnostics()
         except BaseException as e:  # noqa: BLE001 - surfaced in the executor thread
             if not self._stop.is_set() and rclpy.ok(context=self.context):
                 self._error = e
@@ -380,6 +388,9 @@ class SimNode(Node):
         if thread is not None:
             self._stop.set()
             thread.join(timeout=2.0)
+            if not thread.is_alive():
+                self.inputs.close()
+            self._gc.close()
         super().destroy_node()
 
 

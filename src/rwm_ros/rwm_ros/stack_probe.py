@@ -3,7 +3,7 @@
 Used by the runner (`--report`), the benchmark and the integration tests, so that they all measure
 the same way: message rate over 1 s windows, stamp intervals, the real-time factor (simulated time
 carried by the stamps over wall time), base height and distance travelled from odometry. The timing
-statistics are plain functions on arrays (`timing_summary`), testable without ROS.
+statistics are `rwm_ros.realtime.timing_summary`, plain functions on arrays, testable without ROS.
 
 The robot streams are read by a thread of the probe's own (`PolledSubscriptions`), not the executor:
 a joint command is timed the moment it arrives instead of after the 400 Hz messages queued before
@@ -28,75 +28,10 @@ from std_msgs.msg import Float32MultiArray
 from rwm.robot import contract as C
 from rwm_ros.conversions import raw_stamp_ns
 from rwm_ros.polled_subscriptions import PolledSubscriptions
+from rwm_ros.realtime import ArrivalWindow, timing_summary
 
-
-class TopicTimes:
-    """Arrival times (monotonic and wall, s) and stamps (ns) of one topic, in arrays that grow by doubling."""
-
-    def __init__(self, capacity: int = 8192) -> None:
-        self._data = np.empty((capacity, 3), dtype=np.float64)
-        self._stamps = np.empty(capacity, dtype=np.int64)
-        self.count = 0
-        """Messages recorded."""
-
-    def add(self, stamp_ns: int) -> None:
-        if self.count == len(self._stamps):
-            self._data = np.concatenate([self._data, np.empty_like(self._data)])
-            self._stamps = np.concatenate([self._stamps, np.empty_like(self._stamps)])
-        i = self.count
-        self._data[i, 0] = time.monotonic()
-        self._data[i, 1] = time.time()
-        self._stamps[i] = stamp_ns
-        self.count = i + 1
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(arrival monotonic s, arrival wall s, stamp ns) of the messages so far (copies)."""
-        n = self.count
-        return self._data[:n, 0].copy(), self._data[:n, 1].copy(), self._stamps[:n].copy()
-
-
-def timing_summary(
-    arrival_s: np.ndarray, stamp_ns: np.ndarray, wall_s: np.ndarray | None = None, window_s: float = 1.0
-) -> dict[str, float]:
-    """Rate, stamp regularity and real-time factor of one topic.
-
-    rate_hz: messages per second of arrival time; rate_min_hz/rate_max_hz: over whole `window_s` windows.
-    stamp_interval_*: between consecutive stamps (the simulated step, if the publisher keeps up).
-    real_time_factor: stamp span over arrival span (sim time over wall time when stamps carry it).
-    latency_*: arrival wall time minus stamp (only meaningful when stamps are wall-clock ROS time).
-    """
-    n = len(arrival_s)
-    out: dict[str, float] = {"count": float(n)}
-    if n < 2:
-        return out
-    span = float(arrival_s[-1] - arrival_s[0])
-    stamps = (stamp_ns - stamp_ns[0]).astype(np.float64) * 1e-9
-    out["duration_s"] = span
-    out["rate_hz"] = (n - 1) / span if span > 0 else float("nan")
-    n_win = int(span // window_s)
-    if n_win >= 1:
-        edges = arrival_s[0] + window_s * np.arange(n_win + 1)
-        counts = np.diff(np.searchsorted(arrival_s, edges))
-        out["rate_min_hz"] = float(counts.min() / window_s)
-        out["rate_max_hz"] = float(counts.max() / window_s)
-        out["windows"] = float(n_win)
-    d_stamp = np.diff(stamps)
-    out["stamp_interval_mean_ms"] = float(d_stamp.mean() * 1e3)
-    out["stamp_interval_std_ms"] = float(d_stamp.std() * 1e3)
-    out["stamp_interval_max_ms"] = float(d_stamp.max() * 1e3)
-    d_arr = np.diff(arrival_s)
-    out["arrival_interval_std_ms"] = float(d_arr.std() * 1e3)
-    out["arrival_interval_p99_ms"] = float(np.percentile(d_arr, 99) * 1e3)
-    out["arrival_interval_max_ms"] = float(d_arr.max() * 1e3)
-    out["arrival_jitter_p99_ms"] = float(np.percentile(np.abs(d_arr - np.median(d_arr)), 99) * 1e3)
-    out["real_time_factor"] = float(stamps[-1] / span) if span > 0 else float("nan")
-    if wall_s is not None:
-        lat = wall_s - stamp_ns.astype(np.float64) * 1e-9
-        out["latency_mean_ms"] = float(lat.mean() * 1e3)
-        out["latency_p50_ms"] = float(np.percentile(lat, 50) * 1e3)
-        out["latency_p99_ms"] = float(np.percentile(lat, 99) * 1e3)
-        out["latency_max_ms"] = float(lat.max() * 1e3)
-    return out
+PROBE_WINDOW = 400 * 600
+"""Arrivals kept per timed topic: 10 minutes at 400 Hz (figures cover the last 10 minutes)."""
 
 
 class TrackingMeter:
@@ -142,9 +77,9 @@ class StackProbe(Node):
     def __init__(self, full: bool = True, **kwargs) -> None:
         super().__init__("stack_probe", **kwargs)
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        self.joint_states = TopicTimes()
+        self.joint_states = ArrivalWindow(capacity=PROBE_WINDOW)
         """Timing of /anymal/joint_states."""
-        self.joint_commands = TopicTimes()
+        self.joint_commands = ArrivalWindow(capacity=PROBE_WINDOW)
         """Timing of /anymal/joint_command (its stamp is the stamp of the state it answers)."""
         self.tracking = TrackingMeter()
         """Odometry against /cmd_vel, at 50 Hz."""
@@ -186,6 +121,8 @@ class StackProbe(Node):
             ]
             self.create_subscription(Twist, C.TOPIC_CMD_VEL, self._on_cmd_vel, 10)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.error: str | None = None
+        """Why the polling thread stopped early, if it did (then the figures end there)."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="stack_probe", daemon=True)
         self._thread.start()
@@ -198,15 +135,17 @@ class StackProbe(Node):
                 for sub, handle in self._polled:
                     while (cdr := take(sub)) is not None:
                         handle(cdr)
-            except Exception:  # noqa: BLE001 - the context went down under the thread: stop measuring
+            except Exception as e:  # noqa: BLE001 - kept for the report; a shutdown is no error
                 if self.context.ok() and not self._stop.is_set():
-                    raise
+                    self.error = f"{type(e).__name__}: {e}"
                 return
 
     def destroy_node(self) -> None:
         """Stop the polling thread before the subscriptions go away."""
         self._stop.set()
         self._thread.join(timeout=1.0)
+        if not self._thread.is_alive():
+            self.inputs.close()
         super().destroy_node()
 
     def _count(self, topic: str) -> None:
@@ -218,7 +157,7 @@ class StackProbe(Node):
         c[2] = now
 
     def _on_joints(self, cdr: bytes) -> None:
-        self.joint_states.add(raw_stamp_ns(cdr))
+        self.joint_states.add(raw_stamp_ns(cdr), time.monotonic(), time.time())
 
     def _on_odom(self, cdr: bytes) -> None:
         self._count("odom")
@@ -251,7 +190,7 @@ class StackProbe(Node):
 
     def _on_command(self, cdr: bytes) -> None:
         self._count("joint_command")
-        self.joint_commands.add(raw_stamp_ns(cdr))
+        self.joint_commands.add(raw_stamp_ns(cdr), time.monotonic(), time.time())
 
     def _on_cmd_vel(self, msg: Twist) -> None:
         self.tracking.set_command(np.array([msg.linear.x, msg.linear.y, msg.angular.z]), time.monotonic())
@@ -301,4 +240,6 @@ class StackProbe(Node):
             out["sim"] = self.sim_diagnostics
         if self.policy_diagnostics:
             out["policy"] = self.policy_diagnostics
+        if self.error is not None:
+            out["probe_error"] = self.error
         return out
