@@ -31,7 +31,9 @@ class ImaginationConfig:
     episode_steps: int = 100
     max_tilt_gravity_z: float = -0.5
     knee_contact_terminates: bool = True
-    """A predicted knee contact ends the imagined episode as a fall."""
+    """A knee contact the model is sure of ends the imagined episode as a fall."""
+    knee_contact_probability: float = 0.5
+    """Predicted knee-contact probability above which it counts as a fall."""
     termination_penalty: float = 0.0
     """Subtracted from the reward on a predicted fall (as `EnvConfig.termination_penalty` in simulation)."""
     sample_states: bool = True
@@ -131,7 +133,8 @@ class ImaginationEnv(VecEnv):
         self.episode_length_buf += 1
         terminated = ~finite | (nxt[:, 8] > self.cfg.max_tilt_gravity_z)
         if self.cfg.knee_contact_terminates:
-            terminated |= (contacts[:, C.KNEE_CONTACTS] > 0.5).any(-1)
+            knee = torch.sigmoid(logits[:, C.KNEE_CONTACTS])
+            terminated |= (knee > self.cfg.knee_contact_probability).any(-1)
         if self.cfg.termination_penalty:
             reward = reward - self.cfg.termination_penalty * terminated
         truncated = (self.episode_length_buf >= self.cfg.episode_steps) & ~terminated
