@@ -98,12 +98,30 @@ def test_validation_refuses_a_model_without_normalization(world, tmp_path):
         validate_world_model(OnnxWorldModel(tmp_path / "old.onnx"))
 
 
+def _monitor_listener(ctx, name: str):
+    """A node on `ctx` that keeps the world-model node's latest diagnostics: (node, values, spin)."""
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+
+    node = rclpy.create_node(name, context=ctx)
+    diag: dict[str, str] = {}
+
+    def on_diag(msg) -> None:
+        for s in msg.status:
+            if s.name.endswith("health monitor"):
+                diag.update({kv.key: kv.value for kv in s.values})
+
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    return node, diag, lambda t: executor.spin_once(timeout_sec=t)
+
+
 @pytest.mark.ros
 @pytest.mark.slow
 def test_trainer_node_announces_a_version_that_the_world_model_node_loads(world, tmp_path):
-    rclpy = pytest.importorskip("rclpy")
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
+    pytest.importorskip("rclpy")
     from std_msgs.msg import String
 
     from rwm_ros.topics import TOPIC_WM_RELOAD
@@ -126,20 +144,9 @@ def test_trainer_node_announces_a_version_that_the_world_model_node_loads(world,
     wm = [PYTHON, "-m", "rwm_ros.world_model_node", "--ros-args", "-r", "__node:=world_model"]
     wm += ["-p", f"model:={world / 'tiny.onnx'}"]
     announced: list[str] = []
-    diag: dict[str, str] = {}
     with ros_context(domain) as ctx, node_process(wm, env), node_process(trainer, env) as trainer_proc:
-        node = rclpy.create_node("deploy_test", context=ctx)
+        node, diag, spin = _monitor_listener(ctx, "deploy_test")
         node.create_subscription(String, TOPIC_WM_RELOAD, lambda m: announced.append(m.data), 10)
-
-        def on_diag(msg):
-            for s in msg.status:
-                if s.name.endswith("health monitor"):
-                    diag.update({kv.key: kv.value for kv in s.values})
-
-        node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
-        executor = SingleThreadedExecutor(context=ctx)
-        executor.add_node(node)
-        spin = lambda t: executor.spin_once(timeout_sec=t)  # noqa: E731
         wait_for(spin, lambda: announced, 90.0, "an announced model version")
         assert Path(announced[0]).is_file() and announced[0].endswith("rwm_v1.onnx")
         wait_for(spin, lambda: diag.get("reloads_accepted") == "1", 10.0, "the world model to load it")
@@ -161,28 +168,14 @@ def test_trainer_node_announces_a_version_that_the_world_model_node_loads(world,
 def test_world_model_node_monitors_the_running_stack() -> None:
     """world_model:=true: the monitor steps on every command of the live robot with the shipped RWM,
     its 400 Hz inputs taken at the step, and its one-step error stays below the anomaly threshold."""
-    rclpy = pytest.importorskip("rclpy")
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
-
+    pytest.importorskip("rclpy")
     domain = domain_id(3)
     env = ros_env(domain)
     config = Path(__file__).resolve().parents[1] / "config" / "anymal.yaml"
     cmd = [PYTHON, "-m", "rwm_ros.runner", "--config", str(config), "--duration", "20"]
     cmd += ["--set", "world_model=true", "--set", "record=false", "--set", "sequence=false"]
-    diag: dict[str, str] = {}
     with ros_context(domain) as ctx, node_process(cmd, env) as proc:
-        node = rclpy.create_node("monitor_test", context=ctx)
-
-        def on_diag(msg):
-            for s in msg.status:
-                if s.name.endswith("health monitor"):
-                    diag.update({kv.key: kv.value for kv in s.values})
-
-        node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
-        executor = SingleThreadedExecutor(context=ctx)
-        executor.add_node(node)
-        spin = lambda t: executor.spin_once(timeout_sec=t)  # noqa: E731
+        node, diag, spin = _monitor_listener(ctx, "monitor_test")
         wait_for(spin, lambda: int(diag.get("steps", 0)) >= 250, 18.0, "250 monitored steps (5 s at 50 Hz)")
         assert proc.poll() is None
         error = float(diag["error"])
