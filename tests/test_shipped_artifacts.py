@@ -51,3 +51,18 @@ def test_shipped_world_model_matches_its_checkpoint():
     model, extra = load_checkpoint(WORLD_MODEL.with_suffix(".pt"))
     assert rollout_parity(_Step(model).eval(), WORLD_MODEL, steps=100) <= 1e-4
     assert extra["train_config"]["horizon"] == 8 and extra["train_config"]["jacobian_weight"] > 0
+
+
+MBPO_POLICY = ROOT / "models" / "anymal_d_mbpo.onnx"
+
+
+@pytest.mark.skipif(not MBPO_POLICY.is_file(), reason="no shipped MBPO-PPO policy yet")
+def test_shipped_mbpo_policy_used_at_most_5_percent_of_the_real_data_and_matches_its_evaluation():
+    import json
+
+    mbpo, ppo = OnnxPolicy(MBPO_POLICY), OnnxPolicy(POLICY)
+    assert mbpo.metadata["source"] == "mbpo" and mbpo.obs_dim == 48
+    assert mbpo.metadata["real_transitions"] <= 0.05 * ppo.metadata["real_transitions"]
+    evaluation = json.loads((ROOT / "models" / "anymal_d_mbpo_eval.json").read_text())
+    assert evaluation["policy"].endswith("anymal_d_mbpo.onnx")
+    assert evaluation["real_transitions_used"] == mbpo.metadata["real_transitions"]

@@ -242,7 +242,7 @@ def _train_mbpo(args: argparse.Namespace) -> int:
             num_envs=args.imagined_envs,
             episode_steps=args.rollout_steps,
             termination_penalty=args.termination_penalty,
-            sample_states=args.sample_states,
+            sample_temperature=args.sample_temperature,
             seed=args.seed,
         ),
         ppo=PPOConfig(init_std=args.init_std),
@@ -372,9 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--termination-penalty", type=float, default=0.0, help="reward subtracted on an imagined fall"
     )
     p.add_argument(
-        "--sample-states",
-        action="store_true",
-        help="draw imagined states and contacts from the model's distributions (default: most likely)",
+        "--sample-temperature",
+        type=float,
+        default=0.5,
+        help="scale of the model's std when imagined states are drawn (0: its mean, 1: its distribution)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_train_mbpo)
