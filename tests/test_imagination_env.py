@@ -115,3 +115,27 @@ def test_a_predicted_knee_contact_ends_the_episode_with_the_penalty() -> None:
     assert torch.equal(done, done_ref)
     assert float(r[0]) == pytest.approx(float(r_ref[0]) - 2.0, abs=1e-5), "the penalty on the fall"
     assert torch.allclose(r[1:], r_ref[1:]), "no penalty without a fall"
+
+
+def test_imagined_policy_is_compared_with_standing_from_the_same_starts() -> None:
+    from rwm.evaluation.imagined_policy import compare_with_standing, imagined_rollout
+
+    states, actions, _, contacts, _, _ = _replay()
+    model = build_world_model("rwm", {"hidden_size": 32, "head_hidden": 16})
+    model.normalizer.fit(states.reshape(-1, 45), actions.reshape(-1, 12))
+
+    def buffer() -> ReplayBuffer:
+        b = ReplayBuffer(seed=0)
+        for i in range(4):
+            b.add(states[i], actions[i], contacts[i])
+        return b
+
+    cfg = ImaginationConfig(num_envs=5, history=8, knee_contact_terminates=False, max_tilt_gravity_z=2.0)
+    stand = lambda o: np.zeros((len(o), 12), np.float32)  # noqa: E731
+    kick = lambda o: np.full((len(o), 12), 2.0, np.float32)  # noqa: E731
+    out = compare_with_standing(model, buffer, stand, cfg, steps=6)
+    assert out["policy"] == out["standing"], "standing as the policy: identical starts and draws"
+    assert out["policy"]["falls"] == 0 and out["policy"]["robots"] == 5
+    torch.manual_seed(cfg.seed)
+    kicked = imagined_rollout(model, buffer(), kick, cfg, steps=6)
+    assert kicked["reward_per_step"] != out["standing"]["reward_per_step"]

@@ -255,6 +255,29 @@ def _train_mbpo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _imagine_policy(args: argparse.Namespace) -> int:
+    import torch
+
+    from rwm.data.array_dataset import ArrayDataset
+    from rwm.evaluation.imagined_policy import compare_with_standing
+    from rwm.export.policy_onnx import OnnxPolicy
+    from rwm.models.factory import load_checkpoint
+    from rwm.rl.imagination_env import ImaginationConfig
+    from rwm.storage.replay_buffer import ReplayBuffer
+
+    torch.set_num_threads(args.threads)
+    model, _ = load_checkpoint(args.world_model)
+    data = ArrayDataset(args.data)
+    cfg = ImaginationConfig(
+        num_envs=args.robots, online_fraction=0.0, sample_temperature=args.temperature, seed=args.seed
+    )
+    results = compare_with_standing(
+        model, lambda: ReplayBuffer(data, seed=args.seed), OnnxPolicy(args.policy), cfg, args.steps
+    )
+    print(json.dumps({"temperature": args.temperature, "steps": args.steps, **results}, indent=2))
+    return 0
+
+
 def _eval_policy(args: argparse.Namespace) -> int:
     from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy
     from rwm.export.policy_onnx import OnnxPolicy
@@ -406,6 +429,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--histories", type=int, nargs="+", default=[8, 16, 32])
     p.add_argument("--horizons", type=int, nargs="+", default=[1, 4, 8])
     p.set_defaults(func=_wm_sweep)
+
+    p = sub.add_parser(
+        "imagine-policy", help="a policy vs standing still in a world model's imagination (fit for MBPO?)"
+    )
+    p.add_argument("policy", help="ONNX policy exported by rwm")
+    p.add_argument("--world-model", required=True, help="world-model checkpoint (.pt)")
+    p.add_argument("--data", required=True, help="array dataset the imagined robots start from")
+    p.add_argument("--temperature", type=float, default=0.5, help="sampling temperature of the states")
+    p.add_argument("--robots", type=int, default=256)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=_imagine_policy)
 
     p = sub.add_parser("eval-policy", help="evaluate an ONNX policy: 100 episodes of 20 s, fixed seed")
     p.add_argument("policy", help="ONNX policy exported by rwm")

@@ -48,12 +48,13 @@ class ImaginationConfig:
     sample_temperature: float = 0.5
     """Scale of the predicted std when the next state is drawn (contacts are drawn from their
     probabilities); 0: the most likely prediction (mean state, contacts above 0.5), 1: the model's own
-    distribution. Measured with the PPO expert and with standing still, 100-step rollouts in the
-    MBPO world model (reward per step, tracking term, falls of 256):
-    1.0: expert -0.007, 0.38, 161 vs standing +0.0007 (per-step noise compounds: walking looks worse
-    than standing); 0.5: +0.017, 0.70, 8 vs +0.003; 0: +0.022, 0.81, 1 vs +0.0035. At 0 the policy
-    exploited the model (imagined tracking 0.85, 14 of 16 real episodes fell); 0.5 keeps the ranking
-    and makes the policy cope with perturbed predictions."""
+    distribution. `rwm imagine-policy models/anymal_d_ppo.onnx --world-model <MBPO's pretrained RWM>
+    --data data/mbpo_pretrain --temperature T` (256 robots, 100 steps; reward per step, tracking
+    term, falls; PPO expert vs standing still): T 1: -0.0066, 0.38, 171 vs +0.0013, 0.21, 1 (the
+    per-step noise compounds until walking looks worse than standing); T 0.5: +0.0174, 0.70, 5 vs
+    +0.0032; T 0: +0.0218, 0.80, 3 vs +0.0045. At 0 MBPO-PPO exploited the model (imagined tracking
+    0.85 while 14 of 16 real episodes fell); 0.5 keeps the ranking and makes the policy cope with
+    perturbed predictions."""
     online_fraction: float = 0.5
     """Share of starting histories drawn from data collected online (the rest: pretraining data)."""
     seed: int = 0
