@@ -187,7 +187,7 @@ def train_mbpo(
             w = csv.DictWriter(f, fieldnames=list(row))
             w.writeheader()
             w.writerows(log_rows)
-        runner.save(str(out / "ppo" / f"model_{it}.pt"))
+        runner.save(str(out / f"policy_{it}.pt"))  # not in ppo/: rsl-rl saves model_<PPO iteration> there
         save_checkpoint(model, out / "world_model.pt", iteration=it)
     writer.close()
     real_env.close()
