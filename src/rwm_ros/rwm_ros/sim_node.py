@@ -142,19 +142,15 @@ class SimNode(Node):
         self.pub_clock = self.create_publisher(Clock, "/clock", qos) if self.publish_clock else None
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.inputs = PolledSubscriptions(self)
-        self.sub_command = self.inputs.subscribe(
-            JointState,
-            C.TOPIC_JOINT_COMMAND,
-            QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
-            True,
-        )
+        command_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.sub_command = self.inputs.subscribe(JointState, C.TOPIC_JOINT_COMMAND, command_qos, wakes=True)
 
         self._stop = threading.Event()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="anymal_sim_physics", daemon=True)
         self.scheduling = set_realtime_priority(p["realtime_priority"])
         """How the process is scheduled (reported in the diagnostics)."""
         self._gc = SlackCollector(young_every=C.DECIMATION, full_every=600 * 400)
+        self._thread = threading.Thread(target=self._run, name="anymal_sim_physics", daemon=True)
         self._thread.start()  # inherits the schedule
         self.get_logger().info(
             f"{self.robot_name} from {self.sim.robot.urdf}: {1.0 / (self.decimation * C.PHYSICS_DT):.0f} Hz, "
