@@ -69,7 +69,7 @@ MAX_LAG_S = 0.25
 class CommandMailbox:
     """Latest accepted joint targets, handed to the physics thread (from any thread).
 
-    The callback validates and writes under a lock; the physics thread takes the targets at most once
+    The receiver validates and writes under a lock; the physics thread takes the targets at most once
     (a sequence number tells it whether they are new), so a command is never applied half-written.
     """
 
