@@ -139,3 +139,29 @@ def test_imagined_policy_is_compared_with_standing_from_the_same_starts() -> Non
     torch.manual_seed(cfg.seed)
     kicked = imagined_rollout(model, buffer(), kick, cfg, steps=6)
     assert kicked["reward_per_step"] != out["standing"]["reward_per_step"]
+
+
+def test_commands_change_within_a_rollout_every_resample_steps() -> None:
+    """Mid-rollout switches meet the robot in the policy's own imagined gait, as deployment does."""
+    states, actions, _, contacts, _, _ = _replay()
+    buffer = ReplayBuffer(seed=0)
+    for i in range(4):
+        buffer.add(states[i], actions[i], contacts[i])
+    model = build_world_model("rwm", {"hidden_size": 32, "head_hidden": 16})
+    model.normalizer.fit(states.reshape(-1, 45), actions.reshape(-1, 12))
+    cfg = ImaginationConfig(
+        num_envs=8,
+        history=8,
+        episode_steps=50,
+        command_resample_steps=3,
+        knee_contact_terminates=False,
+        max_tilt_gravity_z=2.0,  # no falls: only the schedule changes commands here
+    )
+    env = ImaginationEnv(model, buffer, cfg)
+    first = env.command.clone()
+    for step in range(1, 7):
+        env.step(torch.zeros(8, 12))
+        changed = (env.command != first).any(-1)
+        assert changed.all() if step % 3 == 0 else not changed.any(), f"step {step}"
+        first = env.command.clone()
+    assert (env.episode_length_buf == 6).all(), "a new command is not a new episode"

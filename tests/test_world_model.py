@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -134,6 +137,16 @@ def test_trainer_runs_on_collected_data(tmp_path):
     assert summary["iteration"] == 4 and np.isfinite(summary["heldout_ar_error"])
     assert (tmp_path / "out" / "model_4.pt").is_file()
     assert len((tmp_path / "out" / "train_log.jsonl").read_text().splitlines()) == 2
+    assert summary["lr"] == cfg.learning_rate, "constant by default"
+
+    cosine = replace(cfg, lr_schedule="cosine")
+    train_world_model(cosine, ArrayDataset(tmp_path / "train"), None, tmp_path / "cos")
+    lrs = [json.loads(x)["lr"] for x in (tmp_path / "cos" / "train_log.jsonl").read_text().splitlines()]
+    assert lrs[0] == pytest.approx(cfg.learning_rate / 2) and lrs[1] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        train_world_model(
+            replace(cfg, lr_schedule="step"), ArrayDataset(tmp_path / "train"), None, tmp_path / "x"
+        )
 
 
 def test_world_model_onnx_parity_over_100_steps(tmp_path):

@@ -152,6 +152,7 @@ def _wm_config(args: argparse.Namespace):
         horizon=args.horizon,
         decay=args.decay,
         learning_rate=args.lr,
+        lr_schedule=args.lr_schedule,
         batch_size=args.batch_size,
         iterations=args.iterations,
         eval_interval=args.eval_interval,
@@ -236,6 +237,7 @@ def _train_mbpo(args: argparse.Namespace) -> int:
         iterations=args.iterations,
         real_envs=args.real_envs,
         real_steps=args.real_steps,
+        real_command_resample_s=args.real_resample_time,
         wm_iterations=args.wm_iterations,
         ppo_iterations=args.ppo_iterations,
         imagination=ImaginationConfig(
@@ -243,6 +245,7 @@ def _train_mbpo(args: argparse.Namespace) -> int:
             episode_steps=args.rollout_steps,
             termination_penalty=args.termination_penalty,
             sample_temperature=args.sample_temperature,
+            command_resample_steps=args.command_resample_steps,
             seed=args.seed,
         ),
         ppo=PPOConfig(init_std=args.init_std),
@@ -363,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--horizon", type=int, default=8, help="N (1 = teacher forcing)")
         p.add_argument("--decay", type=float, default=1.0, help="forecast decay alpha")
         p.add_argument("--lr", type=float, default=lr)
+        p.add_argument(
+            "--lr-schedule", default="constant", choices=["constant", "cosine"], help="cosine: annealed to 0"
+        )
         p.add_argument("--batch-size", type=int, default=batch)
         p.add_argument("--iterations", type=int, default=iterations)
         p.add_argument("--eval-interval", type=int, default=200)
@@ -384,10 +390,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=40)
     p.add_argument("--real-envs", type=int, default=32, help="robots collecting real data per iteration")
     p.add_argument("--real-steps", type=int, default=100, help="steps each collects per iteration")
+    p.add_argument(
+        "--real-resample-time",
+        type=float,
+        default=10.0,
+        help="the collecting robots' new command every this many s",
+    )
     p.add_argument("--wm-iterations", type=int, default=50, help="world-model updates per iteration")
     p.add_argument("--ppo-iterations", type=int, default=20, help="PPO updates in imagination per iteration")
     p.add_argument("--imagined-envs", type=int, default=512)
     p.add_argument("--rollout-steps", type=int, default=100, help="imagined episode length")
+    p.add_argument(
+        "--command-resample-steps",
+        type=int,
+        default=0,
+        help="new command every this many imagined steps within a rollout (0: one per rollout)",
+    )
     p.add_argument(
         "--init-std", type=float, default=1.0, help="initial action noise of the policy (raw action units)"
     )

@@ -1,7 +1,8 @@
 """rsl-rl's VecEnv inside the world model: many imagined ANYmal robots for MBPO-PPO (paper Sec. IV).
 
 Each imagined robot starts from a history of M real steps drawn from the replay buffer (the GRU reads
-it: inner autoregression), gets a velocity command from the training distribution, and from then on
+it: inner autoregression), gets a velocity command from the training distribution (optionally a new one every
+`command_resample_steps`), and from then on
 lives on RWM's predictions: the policy acts on the predicted state, the next state and the contacts
 come from the model (drawn with its std scaled by `sample_temperature`; 0: the most likely ones),
 the reward is the simulator's reward function applied to the predicted transition, and an episode
@@ -55,6 +56,11 @@ class ImaginationConfig:
     +0.0032; T 0: +0.0218, 0.80, 3 vs +0.0045. At 0 MBPO-PPO exploited the model (imagined tracking
     0.85 while 14 of 16 real episodes fell); 0.5 keeps the ranking and makes the policy cope with
     perturbed predictions."""
+    command_resample_steps: int = 0
+    """A new command every this many imagined steps within a rollout (0: one command per rollout).
+    A switch in mid-rollout finds the robot in the policy's own gait for the old command, which is
+    where the deployed policy meets command changes; a reset only switches from the gait of whoever
+    collected the history."""
     online_fraction: float = 0.5
     """Share of starting histories drawn from data collected online (the rest: pretraining data)."""
     seed: int = 0
@@ -104,10 +110,13 @@ class ImaginationEnv(VecEnv):
         self._set_hidden(ids, hidden)
         self.state[ids] = states[:, -1]
         self.action[ids] = actions[:, -2] if m > 1 else self._default
-        u = torch.rand(len(ids), 3, generator=self.gen)
-        self.command[ids] = self._cmd_low + u * (self._cmd_high - self._cmd_low)
+        self._new_commands(ids)
         self.air_time[ids] = 0.0
         self.episode_length_buf[ids] = 0
+
+    def _new_commands(self, ids: torch.Tensor) -> None:
+        u = torch.rand(len(ids), 3, generator=self.gen)
+        self.command[ids] = self._cmd_low + u * (self._cmd_high - self._cmd_low)
 
     def _set_hidden(self, ids: torch.Tensor, hidden: torch.Tensor) -> None:
         if self.hidden.dim() == 3 and self.hidden.shape[1] == self.num_envs:  # GRU: (layers, B, H)
@@ -162,6 +171,9 @@ class ImaginationEnv(VecEnv):
         self.action = targets
         done = terminated | truncated
         self._reset(torch.nonzero(done).flatten())
+        if self.cfg.command_resample_steps > 0:
+            due = (self.episode_length_buf % self.cfg.command_resample_steps == 0) & ~done
+            self._new_commands(torch.nonzero(due).flatten())
         log = {f"/imagined_reward/{k}": float(v.mean()) for k, v in terms.items()}
         log["/imagined/terminations_per_step"] = float(terminated.float().mean())
         extras = {"time_outs": truncated.clone(), "log": log}

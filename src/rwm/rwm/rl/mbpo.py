@@ -28,6 +28,7 @@ from rwm.rl.imagination_env import ImaginationConfig, ImaginationEnv
 from rwm.rl.ppo_training import PPOConfig, TrainConfig, runner_config
 from rwm.rl.vec_env import raw_to_targets
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig, PushConfig
+from rwm.sim.commands import CommandConfig
 from rwm.storage.replay_buffer import ReplayBuffer
 from rwm.training.losses import world_model_loss
 
@@ -41,6 +42,9 @@ class MBPOConfig:
     """Simulated robots that collect real transitions each iteration."""
     real_steps: int = 100
     """Steps each of them runs per iteration (real transitions = real_envs x real_steps)."""
+    real_command_resample_s: float = 10.0
+    """How often the collecting robots get a new command: command changes are where a policy falls,
+    so the model needs real transitions through them."""
     wm_iterations: int = 50
     wm_batch: int = 256
     wm_learning_rate: float = 1e-4
@@ -131,7 +135,12 @@ def train_mbpo(
     model, _ = load_checkpoint(world_model)
     buffer = ReplayBuffer(ArrayDataset(pretrain) if pretrain else None, seed=cfg.seed)
     real_env = BatchedAnymalEnv(
-        EnvConfig(num_envs=cfg.real_envs, seed=cfg.seed, pushes=PushConfig(enabled=True))
+        EnvConfig(
+            num_envs=cfg.real_envs,
+            seed=cfg.seed,
+            pushes=PushConfig(enabled=True),
+            commands=CommandConfig(resample_time_s=cfg.real_command_resample_s),
+        )
     )
     # Seed the online part of the buffer before the first imagination (the paper starts from real data too).
     runner_cfg = runner_config(TrainConfig(ppo=cfg.ppo, seed=cfg.seed))

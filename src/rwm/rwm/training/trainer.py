@@ -34,6 +34,9 @@ class WorldModelTrainConfig:
     decay: float = 1.0
     """Forecast decay alpha: weight alpha^k on forecast step k."""
     learning_rate: float = 1e-4
+    lr_schedule: str = "constant"
+    """constant, or cosine: annealed to zero over `iterations`, so the final model is not a snapshot
+    of an optimizer still bouncing at full step size."""
     weight_decay: float = 1e-5
     batch_size: int = 1024
     iterations: int = 2000
@@ -109,6 +112,13 @@ def train_world_model(
     sampler = WindowSampler(train, window, cfg.seed)
     held = heldout_tensors(heldout, heldout_length) if heldout is not None else None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    if cfg.lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule {cfg.lr_schedule!r}: constant or cosine")
+    schedule = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.iterations)
+        if cfg.lr_schedule == "cosine"
+        else None
+    )
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     log = (out / "train_log.jsonl").open("w")
     train_s = 0.0
@@ -131,12 +141,15 @@ def train_world_model(
         opt.zero_grad()
         losses["total"].backward()
         opt.step()
+        if schedule is not None:
+            schedule.step()
         train_s += time.perf_counter() - tick
         if it % cfg.eval_interval == 0 or it == cfg.iterations:
             entry = {
                 "iteration": it,
                 "train_s": round(train_s, 1),
                 "s_per_iteration": round(train_s / it, 4),
+                "lr": opt.param_groups[0]["lr"],
                 **{k: round(v.item(), 5) for k, v in losses.items()},
             }
             if held is not None:
