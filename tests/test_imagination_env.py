@@ -165,3 +165,36 @@ def test_commands_change_within_a_rollout_every_resample_steps() -> None:
         assert changed.all() if step % 3 == 0 else not changed.any(), f"step {step}"
         first = env.command.clone()
     assert (env.episode_length_buf == 6).all(), "a new command is not a new episode"
+
+
+def test_fall_tilt_statistics_separate_falls_from_walking(tmp_path) -> None:
+    """A trajectory that stops before its time limit and the collection's end is a fall."""
+    from rwm.data.array_dataset import ArrayDataset, ArrayDatasetWriter, DatasetMeta
+    from rwm.data.trajectory import Trajectory
+    from rwm.evaluation.fall_tilt import fall_tilt_statistics
+
+    def traj(start_s: float, tilts_deg: list[float]) -> Trajectory:
+        n = len(tilts_deg)
+        state = np.zeros((n, C.STATE_DIM), np.float32)
+        state[:, 8] = -np.cos(np.radians(tilts_deg))
+        return Trajectory(
+            time=start_s + 0.02 * np.arange(n),
+            state=state,
+            action=np.zeros((n, 12), np.float32),
+            contacts=np.zeros((n, 8), np.float32),
+            command=np.zeros((n, 3), np.float32),
+        )
+
+    meta = DatasetMeta(extra={"steps": 10, "episode_length_s": 0.1})
+    with ArrayDatasetWriter(tmp_path / "d", meta) as w:
+        w.add_trajectory(traj(0.0, [2, 3, 2, 4, 3]))  # time limit (5 rows = 0.1 s): walking
+        w.add_trajectory(traj(0.1, [2, 5, 12, 24]))  # stopped at 0.18 s, before both limits: a fall
+        w.add_trajectory(traj(0.14, [3, 2, 30]))  # cut by the collection's end (0.2 s): no fall
+    stats = fall_tilt_statistics(ArrayDataset(tmp_path / "d"), thresholds_deg=(20.0, 25.0))
+    assert stats["falls"] == 1 and stats["walking_steps"] == 8
+    assert stats["thresholds"]["20"] == {
+        "falls_caught": 1.0,
+        "walking_steps_flagged": 0.125,
+        "gravity_z": -0.9397,
+    }
+    assert stats["thresholds"]["25"]["falls_caught"] == 0.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 
@@ -246,6 +247,7 @@ def _train_mbpo(args: argparse.Namespace) -> int:
             termination_penalty=args.termination_penalty,
             sample_temperature=args.sample_temperature,
             command_resample_steps=args.command_resample_steps,
+            max_tilt_gravity_z=-math.cos(math.radians(args.fall_tilt_deg)),
             seed=args.seed,
         ),
         ppo=PPOConfig(init_std=args.init_std),
@@ -255,6 +257,14 @@ def _train_mbpo(args: argparse.Namespace) -> int:
         cfg, args.world_model, args.pretrain, args.out, args.export, command="rwm " + " ".join(sys.argv[1:])
     )
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _fall_tilt(args: argparse.Namespace) -> int:
+    from rwm.data.array_dataset import ArrayDataset
+    from rwm.evaluation.fall_tilt import fall_tilt_statistics
+
+    print(json.dumps(fall_tilt_statistics(ArrayDataset(args.data), args.thresholds), indent=1))
     return 0
 
 
@@ -413,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--termination-penalty", type=float, default=0.0, help="reward subtracted on an imagined fall"
     )
     p.add_argument(
+        "--fall-tilt-deg", type=float, default=60.0, help="an imagined base tilt beyond this is a fall"
+    )
+    p.add_argument(
         "--sample-temperature",
         type=float,
         default=0.5,
@@ -460,6 +473,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=_imagine_policy)
+
+    p = sub.add_parser(
+        "fall-tilt", help="base tilt of walking vs before falls (MBPO's imagined fall threshold)"
+    )
+    p.add_argument("data", help="array dataset from rwm collect --dataset")
+    p.add_argument("--thresholds", type=float, nargs="+", default=[15.0, 20.0, 25.0, 30.0, 60.0], help="deg")
+    p.set_defaults(func=_fall_tilt)
 
     p = sub.add_parser("eval-policy", help="evaluate an ONNX policy: 100 episodes of 20 s, fixed seed")
     p.add_argument("policy", help="ONNX policy exported by rwm")
