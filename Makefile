@@ -73,9 +73,10 @@ wm-sweep: setup
 # The shipped MBPO-PPO policy (models/README.md): a policy trained only in RWM imagination, from one
 # command. Real data: 512 k pretraining transitions recorded with the PPO policy (action noise 0.5) plus
 # what the loop collects (60 x 40 robots x 100 steps), 4.2 % of PPO's 17.8 M. RWM-AR+JR is pretrained
-# on that set, then refined online. About 1.5 h on 2 cores.
+# on that set, then refined online. An imagined tilt beyond 20 degrees is a fall (`rwm fall-tilt`);
+# the collecting robots get a new command every 4 s. About 1 h on 2 cores.
 MBPO_ARGS := --iterations 60 --ppo-iterations 25 --real-envs 40 --real-steps 100 --imagined-envs 1024 \
-	--init-std 0.5 --termination-penalty 2 --seed 0
+	--init-std 0.5 --termination-penalty 2 --fall-tilt-deg 20 --real-resample-time 4 --seed 0
 mbpo-model: setup
 	rm -rf data/mbpo_pretrain runs/mbpo_wm runs/mbpo
 	$(ROS_ENV) && rwm collect --dataset --policy models/anymal_d_ppo.onnx --action-noise 0.5 \

@@ -66,3 +66,14 @@ def test_shipped_mbpo_policy_used_at_most_5_percent_of_the_real_data_and_matches
     evaluation = json.loads((ROOT / "models" / "anymal_d_mbpo_eval.json").read_text())
     assert evaluation["policy"].endswith("anymal_d_mbpo.onnx")
     assert evaluation["real_transitions_used"] == mbpo.metadata["real_transitions"]
+    assert evaluation["episodes"] == 100 and evaluation["falls"] == len(evaluation["fall_events"])
+
+
+@pytest.mark.skipif(not MBPO_POLICY.is_file(), reason="no shipped MBPO-PPO policy yet")
+def test_shipped_mbpo_policy_walks_through_a_command_change_in_simulation():
+    """Trained only in imagination, it must carry over: 10 episodes of 20 s with a switch at 10 s."""
+    from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy
+
+    result = evaluate_policy(OnnxPolicy(MBPO_POLICY), 48, PolicyEvalConfig(episodes=10, seed=2024))
+    assert result["falls"] == 0, result["fall_events"]
+    assert result["tracking_reward_normalized"] > 0.85
