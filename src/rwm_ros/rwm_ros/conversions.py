@@ -14,6 +14,7 @@ import struct
 
 import numpy as np
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from sensor_msgs.msg import JointState
 
 from rwm.robot import contract as C
@@ -31,6 +32,14 @@ class JointMessageError(ValueError):
         super().__init__(message)
         self.reason = reason
         """One of: length, nan, unknown, duplicate, missing."""
+
+
+def diagnostic_array(status: DiagnosticStatus, values: dict, stamp: Time) -> DiagnosticArray:
+    """One node's status with its values as strings, stamped: what every node puts on /diagnostics."""
+    status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+    arr = DiagnosticArray(status=[status])
+    arr.header.stamp = stamp
+    return arr
 
 
 def stamp_to_sec(stamp: Time) -> float:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
@@ -27,6 +27,7 @@ from std_msgs.msg import Bool, Float32MultiArray
 
 from rwm.data.bag_recorder import RecorderConfig, SplitBagRecorder
 from rwm.robot import contract as C
+from rwm_ros.conversions import diagnostic_array
 from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.realtime import set_realtime_priority
 from rwm_ros.spin import spin_node
@@ -145,10 +146,7 @@ class LoggerNode(Node):
         status.message = f"recording stopped: {problem}" if problem else "recording"
         if rec.stopped_reason:
             self.get_logger().error(f"recording stopped: {rec.stopped_reason}", throttle_duration_sec=10.0)
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-        arr = DiagnosticArray(status=[status])
-        arr.header.stamp = self.get_clock().now().to_msg()
-        self.pub_diag.publish(arr)
+        self.pub_diag.publish(diagnostic_array(status, values, self.get_clock().now().to_msg()))
 
     def destroy_node(self) -> None:
         """Write everything received, close the bag (renamed out of .partial), then go."""

@@ -24,7 +24,7 @@ import threading
 import time
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
@@ -43,6 +43,7 @@ from rwm_ros.conversions import (
     JointMessageError,
     JointOrder,
     bind_array,
+    diagnostic_array,
     make_joint_state,
     projected_gravity,
     raw_stamp_ns,
@@ -313,10 +314,7 @@ class PolicyNode(Node):
             Mode.SOFT_START: "soft start to the standing pose",
             Mode.POLICY: "policy in control",
         }[mode]
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-        arr = DiagnosticArray(status=[status])
-        arr.header.stamp = self.get_clock().now().to_msg()
-        self.pub_diag.publish(arr)
+        self.pub_diag.publish(diagnostic_array(status, values, self.get_clock().now().to_msg()))
 
     def _diagnostic_values(self) -> dict:
         loop = self.loop

@@ -25,7 +25,7 @@ import time
 import mujoco
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
@@ -41,6 +41,7 @@ from rwm_ros.conversions import (
     JointMessageError,
     JointOrder,
     bind_array,
+    diagnostic_array,
     joint_targets_from_command,
     make_joint_state,
     raw_stamp_ns,
@@ -261,10 +262,7 @@ class SimNode(Node):
         status = DiagnosticStatus(name=f"{self.get_name()}: real-time loop", hardware_id=self.robot_name)
         status.level = DiagnosticStatus.OK if s.slips == 0 else DiagnosticStatus.WARN
         status.message = "keeping up" if s.slips == 0 else f"fell behind {s.slips} times"
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-        arr = DiagnosticArray(status=[status])
-        arr.header.stamp = self.get_clock().now().to_msg()
-        self.pub_diag.publish(arr)
+        self.pub_diag.publish(diagnostic_array(status, values, self.get_clock().now().to_msg()))
 
     # --- physics thread ------------------------------------------------------------------------------
     def _run(self) -> None:

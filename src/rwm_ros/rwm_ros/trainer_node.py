@@ -15,13 +15,14 @@ import threading
 from dataclasses import asdict
 from pathlib import Path
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from std_msgs.msg import String
 
 from rwm.data.bag_recorder import PARTIAL
 from rwm.training.refine import RefineConfig, refine_from_bags
+from rwm_ros.conversions import diagnostic_array
 from rwm_ros.model_files import resolve_model
 from rwm_ros.spin import spin_node
 from rwm_ros.topics import TOPIC_WM_RELOAD
@@ -118,10 +119,7 @@ class TrainerNode(Node):
         status = DiagnosticStatus(name=f"{self.get_name()}: trainer", hardware_id=str(self.model_dir))
         status.level = DiagnosticStatus.OK
         status.message = "refining" if values["busy"] else "idle"
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-        arr = DiagnosticArray(status=[status])
-        arr.header.stamp = self.get_clock().now().to_msg()
-        self.pub_diag.publish(arr)
+        self.pub_diag.publish(diagnostic_array(status, values, self.get_clock().now().to_msg()))
 
 
 def main(args: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
@@ -28,7 +28,7 @@ from std_msgs.msg import Bool, Float32, Float32MultiArray, String
 from rwm.control.world_model_monitor import MonitorConfig, WorldModelMonitor
 from rwm.export.runtime import OnnxWorldModel
 from rwm.robot import contract as C
-from rwm_ros.conversions import JointMessageError, JointOrder, bind_array, projected_gravity
+from rwm_ros.conversions import JointMessageError, JointOrder, bind_array, diagnostic_array, projected_gravity
 from rwm_ros.model_files import resolve_model
 from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.spin import spin_node
@@ -167,10 +167,7 @@ class WorldModelNode(Node):
         status = DiagnosticStatus(name=f"{self.get_name()}: health monitor", hardware_id=self.model_path)
         status.level = DiagnosticStatus.WARN if m.anomaly else DiagnosticStatus.OK
         status.message = "prediction error above threshold" if m.anomaly else "predictions match"
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-        arr = DiagnosticArray(status=[status])
-        arr.header.stamp = self.get_clock().now().to_msg()
-        self.pub_diag.publish(arr)
+        self.pub_diag.publish(diagnostic_array(status, values, self.get_clock().now().to_msg()))
 
 
 def main(args: list[str] | None = None) -> None:
