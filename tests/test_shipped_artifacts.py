@@ -50,7 +50,9 @@ def test_shipped_world_model_matches_its_checkpoint():
     validate_world_model(onnx_model)
     model, extra = load_checkpoint(WORLD_MODEL.with_suffix(".pt"))
     assert rollout_parity(_Step(model).eval(), WORLD_MODEL, steps=100) <= 1e-4
-    assert extra["train_config"]["horizon"] == 8 and extra["train_config"]["jacobian_weight"] > 0
+    # The RWM-AR row of the table in models/README.md: dual autoregression, M = 32, N = 8, 2000 iterations.
+    cfg = extra["train_config"]
+    assert (cfg["arch"], cfg["history"], cfg["horizon"], cfg["iterations"]) == ("rwm", 32, 8, 2000)
 
 
 MBPO_POLICY = ROOT / "models" / "anymal_d_mbpo.onnx"
