@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rwm.evaluation.autoregressive_error import rollout_trajectories
-from rwm.models.factory import build_world_model, load_checkpoint, save_checkpoint
+from rwm.models.factory import average_checkpoints, build_world_model, load_checkpoint, save_checkpoint
 from rwm.training.latent_regularization import LatentNoise, jacobian_frobenius_sq
 from rwm.training.losses import world_model_loss
 from rwm.training.rollout import forecast
@@ -99,6 +99,29 @@ def test_checkpoint_round_trip(arch, tmp_path):
     with torch.no_grad():
         assert torch.equal(model.sequence(s, a)[0], loaded.sequence(s, a)[0])
     assert extra["iteration"] == 7 and type(loaded) is type(model)
+
+
+def test_averaged_checkpoints_hold_the_mean_weights_and_refuse_other_runs(tmp_path):
+    torch.manual_seed(0)
+    a, b = build_world_model("rwm", SMALL["rwm"]), build_world_model("rwm", SMALL["rwm"])
+    for m in (a, b):
+        m.normalizer.state_mean.fill_(0.5)
+    save_checkpoint(a, tmp_path / "a.pt", iteration=1)
+    save_checkpoint(b, tmp_path / "b.pt", iteration=2)
+    avg, extra = average_checkpoints([tmp_path / "a.pt", tmp_path / "b.pt"])
+    w = "gru.weight_hh_l0"
+    assert torch.allclose(avg.state_dict()[w], (a.state_dict()[w] + b.state_dict()[w]) / 2)
+    assert not torch.equal(avg.state_dict()[w], b.state_dict()[w])
+    assert torch.equal(avg.normalizer.state_mean, a.normalizer.state_mean)
+    assert extra["iteration"] == 2 and len(extra["averaged_from"]) == 2
+
+    b.normalizer.state_mean.fill_(0.7)  # another dataset's statistics: not the same run
+    save_checkpoint(b, tmp_path / "c.pt")
+    with pytest.raises(ValueError, match="normalization differs"):
+        average_checkpoints([tmp_path / "a.pt", tmp_path / "c.pt"])
+    save_checkpoint(build_world_model("mlp", SMALL["mlp"]), tmp_path / "d.pt")
+    with pytest.raises(ValueError, match="architecture differs"):
+        average_checkpoints([tmp_path / "a.pt", tmp_path / "d.pt"])
 
 
 def test_unknown_architecture_is_a_clear_error():

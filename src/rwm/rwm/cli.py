@@ -211,6 +211,18 @@ def _export_wm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _average_wm(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rwm.models.factory import average_checkpoints, save_checkpoint
+
+    model, extra = average_checkpoints(args.checkpoints)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model, args.out, **extra)
+    print(json.dumps({"checkpoint": args.out, "averaged_from": extra["averaged_from"]}))
+    return 0
+
+
 def _wm_table(args: argparse.Namespace) -> int:
     from rwm.experiments.world_model_table import markdown_table, run_table
 
@@ -448,6 +460,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--source", default="rwm")
     p.set_defaults(func=_export_wm)
+
+    p = sub.add_parser("average-wm", help="average the weights of checkpoints of one world-model run")
+    p.add_argument("checkpoints", nargs="+", help="checkpoints (.pt) of the same run, e.g. its last three")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_average_wm)
 
     p = sub.add_parser("wm-table", help="train and compare RWM and the baselines (results table + PNG)")
     wm_training_args(p, 1000, 1e-3, 256)

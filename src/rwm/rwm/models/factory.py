@@ -55,3 +55,30 @@ def load_checkpoint(path: str | Path) -> tuple[WorldModel, dict[str, Any]]:
     model.load_state_dict(ckpt["model"])
     model.eval()
     return model, {k: v for k, v in ckpt.items() if k not in ("model", "config", "arch")}
+
+
+def average_checkpoints(paths: list[str | Path]) -> tuple[WorldModel, dict[str, Any]]:
+    """One model whose weights are the mean of several checkpoints of the same run.
+
+    Averaging the last checkpoints of a constant-learning-rate run smooths out the iterate noise that
+    makes a single final checkpoint a poor basis for comparing models. The checkpoints must share
+    architecture and normalization (same run, same data); returns the model and the last one's entries.
+    """
+    if not paths:
+        raise ValueError("no checkpoints to average")
+    loaded = [load_checkpoint(p) for p in paths]
+    first = loaded[0][0]
+    states = [m.state_dict() for m, _ in loaded]
+    for path, (model, _), state in zip(paths, loaded, states):
+        if model_config(model) != model_config(first):
+            raise ValueError(f"{path}: architecture differs from {paths[0]}")
+        for key, value in state.items():
+            if key.startswith("normalizer.") and not torch.equal(value, states[0][key]):
+                raise ValueError(f"{path}: normalization differs from {paths[0]} (not the same run)")
+    mean = {
+        key: torch.stack([s[key] for s in states]).mean(0) if value.is_floating_point() else value
+        for key, value in states[-1].items()
+    }
+    model, extra = loaded[-1]
+    model.load_state_dict(mean)
+    return model, {**extra, "averaged_from": [str(p) for p in paths]}
