@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 RUN_ARGS ?= --duration 25 --report --probe-priority 40
 ROS_ENV := source install/setup.bash && export PATH=$(CURDIR)/$(VENV)/bin:$$PATH
 
-.PHONY: setup build test run bench lint clean ppo-model pretrain-data wm-model wm-sweep mbpo-model
+.PHONY: setup build test run bench lint clean ppo-model pretrain-data wm-model wm-seeds wm-sweep mbpo-model
 
 setup: build
 
@@ -64,6 +64,23 @@ wm-model: setup
 		--source "rwm wm-table: RWM-AR"
 	cp runs/wm_table/rwm-ar/model.pt models/anymal_d_rwm.pt
 	mkdir -p docs/world_model && cp runs/wm_table/table.md runs/wm_table/results.json runs/wm_table/*.png docs/world_model/
+
+# How firm the table's ranking is (models/README.md): a second seed of the autoregressive rows, then
+# each run's last three checkpoints averaged (`rwm average-wm`) and scored. After wm-model; ~45 min.
+WM_RUNS := rwm-ar rwm-ar-jr transformer-ar mlp-ar
+wm-seeds: setup
+	$(ROS_ENV) && rwm wm-table $(WM_ARGS) --out runs/wm_table_seed1 --iterations 2000 --eval-interval 400 \
+		--seed 1 --variants MLP-AR Transformer-AR RWM-AR
+	$(ROS_ENV) && for s in wm_table wm_table_seed1; do for v in $(WM_RUNS); do [ ! -d runs/$$s/$$v ] || \
+		rwm average-wm runs/$$s/$$v/model_1200.pt runs/$$s/$$v/model_1600.pt runs/$$s/$$v/model_2000.pt \
+		--out runs/wm_avg/$$s/$$v.pt || exit 1; done; done
+	$(ROS_ENV) && rwm eval --heldout data/heldout --out runs/wm_avg/eval_seed0 \
+		--model RWM-AR=runs/wm_avg/wm_table/rwm-ar.pt --model RWM-AR+JR=runs/wm_avg/wm_table/rwm-ar-jr.pt \
+		--model Transformer-AR=runs/wm_avg/wm_table/transformer-ar.pt --model MLP-AR=runs/wm_avg/wm_table/mlp-ar.pt
+	$(ROS_ENV) && rwm eval --heldout data/heldout --out runs/wm_avg/eval_seed1 \
+		--model RWM-AR=runs/wm_avg/wm_table_seed1/rwm-ar.pt \
+		--model Transformer-AR=runs/wm_avg/wm_table_seed1/transformer-ar.pt \
+		--model MLP-AR=runs/wm_avg/wm_table_seed1/mlp-ar.pt
 
 # History x forecast sweep of RWM (paper Fig. 5): error and training time per cell, heatmaps.
 wm-sweep: setup
