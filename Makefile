@@ -56,7 +56,7 @@ pretrain-data: setup
 		--out tests/data/anymal_d_ppo_sample
 
 # The world-model comparison (models/README.md, docs/world_model/) and the shipped RWM (the RWM-AR
-# row of that table), from the data of pretrain-data. About 100 min on 2 cores.
+# row of that table), from the data of pretrain-data. About 80 min on 2 cores.
 WM_ARGS := --data data/pretrain --heldout data/heldout --batch-size 256 --lr 1e-3
 wm-model: setup
 	$(ROS_ENV) && rwm wm-table $(WM_ARGS) --out runs/wm_table --iterations 2000 --eval-interval 400
@@ -66,7 +66,7 @@ wm-model: setup
 	mkdir -p docs/world_model && cp runs/wm_table/table.md runs/wm_table/results.json runs/wm_table/*.png docs/world_model/
 
 # How firm the table's ranking is (models/README.md): a second seed of the autoregressive rows, then
-# each run's last three checkpoints averaged (`rwm average-wm`) and scored. After wm-model; ~45 min.
+# each run's last three checkpoints averaged (`rwm average-wm`) and scored. After wm-model; about 40 min.
 WM_RUNS := rwm-ar rwm-ar-jr transformer-ar mlp-ar
 wm-seeds: setup
 	$(ROS_ENV) && rwm wm-table $(WM_ARGS) --out runs/wm_table_seed1 --iterations 2000 --eval-interval 400 \
