@@ -136,8 +136,10 @@ def test_policy_stack_walks_the_command_sequence(tmp_path: Path) -> None:
     assert tracking["duration_s"] > 15
     # Typical steady RMSE is 0.05-0.06 m/s. A state stall of ~0.2 s, seen now and then on 2 cores, trips
     # the policy's watchdog; the loop then holds and soft-starts again for 2 s by design, standing while
-    # /cmd_vel asks to walk: 0.23-0.27 measured. Standing still all along scores about 0.42.
-    assert tracking["lin_vel_rmse_steady"] < 0.35 and tracking["yaw_rate_rmse_steady"] < 0.3
+    # /cmd_vel asks for 0.3-0.6 m/s: 0.23-0.27 measured. Only such a run gets the wider bound.
+    stalled = "ticks_watchdog" in report["policy"]
+    assert tracking["lin_vel_rmse_steady"] < (0.35 if stalled else 0.25), report["policy"]
+    assert tracking["yaw_rate_rmse_steady"] < 0.3
     assert report["base"]["path_length_m"] > 3.0, "it walked"
 
 
