@@ -40,8 +40,10 @@ class Operator:
         self.executor = SingleThreadedExecutor(context=ctx)
         self.executor.add_node(self.node)
         qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        self.commands: list[tuple[float, np.ndarray]] = []
-        self.last_state_at = 0.0
+        self.commands: list[tuple[float, np.ndarray, float]] = []
+        """(received, monotonic s; joint targets; header stamp, s): a command answering a state carries
+        that state's stamp, one from a backup or watchdog tick the node's clock at the tick."""
+        self.last_state_stamp = 0.0
         self.last_q = np.zeros(12)
         self.recent_q: deque[np.ndarray] = deque(maxlen=200)
         """The last 0.5 s of joint positions, clamped to the joint limits as the node clamps a hold."""
@@ -55,12 +57,13 @@ class Operator:
         self.pub_estop = self.node.create_publisher(Bool, C.TOPIC_ESTOP, 10)
 
     def _on_command(self, msg: JointState) -> None:
-        self.commands.append((time.monotonic(), self._order.read(msg, "position").copy()))
+        stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+        self.commands.append((time.monotonic(), self._order.read(msg, "position").copy(), stamp))
 
     def _on_state(self, msg: JointState) -> None:
         if msg.header.stamp.sec == BAD_STAMP_SEC:
             return  # our own injected messages
-        self.last_state_at = time.monotonic()
+        self.last_state_stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
         self.last_q = self._order.read(msg, "position").copy()
         self.recent_q.append(np.clip(self.last_q, LIMITS.joint_lower, LIMITS.joint_upper))
 
@@ -126,7 +129,7 @@ def test_bad_input_is_dropped_estop_holds_and_watchdog_takes_over(stack):
     assert int(op.diag.get("rejected_joint_states_unknown", 0)) >= 1
     assert int(op.diag.get("rejected_cmd_vel_nan", 0)) == 1
     assert op.diag["mode"] == "policy"
-    assert all(np.isfinite(c).all() for _, c in op.commands)
+    assert all(np.isfinite(c).all() for _, c, _ in op.commands)
 
     # E-stop: from the next command on the targets hold still, and the loop reports it.
     op.pub_estop.publish(Bool(data=True))
@@ -134,22 +137,23 @@ def test_bad_input_is_dropped_estop_holds_and_watchdog_takes_over(stack):
     assert op.was_measured(op.commands[-1][1]), "the hold is the pose measured when the e-stop engaged"
     engaged = len(op.commands)
     op.spin(1.2)
-    held = [c for _, c in op.commands[engaged - 1 :]]
+    held = [c for _, c, _ in op.commands[engaged - 1 :]]
     assert len(held) > 40 and all(np.array_equal(c, held[0]) for c in held)
     assert op.diag["mode"] == "estop"
     op.pub_estop.publish(Bool(data=False))
     wait_for(op.executor.spin_once, lambda: op.diag.get("mode") == "policy", 10.0, "re-armed policy mode")
 
     # Watchdog: the robot stops publishing; within 100 ms the commands hold the last measured pose.
+    # Timed by the stamps (sim and node share the wall clock), so a slow test process cannot skew it.
     sim_proc.send_signal(signal.SIGKILL)
     sim_proc.wait()
     op.spin(1.0)
-    stopped_at = op.last_state_at
-    after = [(t, c) for t, c in op.commands if t > stopped_at]
+    stopped_at = op.last_state_stamp
+    after = [(stamp, c) for _, c, stamp in op.commands if stamp > stopped_at]
     final = after[-1][1]
-    first_hold = next(t for t, c in after if np.array_equal(c, final))
-    assert all(np.array_equal(c, final) for t, c in after if t >= first_hold), "the hold is steady"
-    assert first_hold - stopped_at < 0.1
+    first_hold = next(stamp for stamp, c in after if np.array_equal(c, final))
+    assert all(np.array_equal(c, final) for stamp, c in after if stamp >= first_hold), "the hold is steady"
+    assert first_hold - stopped_at < 0.1, [(round(s - stopped_at, 3), np.array_equal(c, final)) for s, c in after]
     assert op.was_measured(final), "the hold posture is the last measured pose"
     assert pol_proc.poll() is None, "the policy node keeps running"
 
@@ -162,7 +166,7 @@ def test_bad_input_is_dropped_estop_holds_and_watchdog_takes_over(stack):
             op.executor.spin_once(timeout_sec=0.0005)
     flood_to = time.monotonic()
     op.spin(0.3)
-    during = [c for t, c in op.commands if flood_from + 0.05 < t < flood_to]
+    during = [c for t, c, _ in op.commands if flood_from + 0.05 < t < flood_to]
     # the backup tick comes every 1.5 periods (30 ms): ~18 in 0.55 s
     assert len(during) >= 14, f"{len(during)} commands in 0.55 s of rejected states: the loop starved"
     assert all(np.array_equal(c, final) for c in during), "still the watchdog's hold"
