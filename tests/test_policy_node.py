@@ -153,7 +153,9 @@ def test_bad_input_is_dropped_estop_holds_and_watchdog_takes_over(stack):
     final = after[-1][1]
     first_hold = next(stamp for stamp, c in after if np.array_equal(c, final))
     assert all(np.array_equal(c, final) for stamp, c in after if stamp >= first_hold), "the hold is steady"
-    assert first_hold - stopped_at < 0.1, [(round(s - stopped_at, 3), np.array_equal(c, final)) for s, c in after]
+    assert first_hold - stopped_at < 0.1, [
+        (round(s - stopped_at, 3), np.array_equal(c, final)) for s, c in after
+    ]
     assert op.was_measured(final), "the hold posture is the last measured pose"
     assert pol_proc.poll() is None, "the policy node keeps running"
 

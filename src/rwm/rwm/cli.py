@@ -227,9 +227,25 @@ def _wm_table(args: argparse.Namespace) -> int:
     from rwm.experiments.world_model_table import markdown_table, run_table
 
     results = run_table(
-        args.data, args.heldout, args.out, _wm_config(args), args.jacobian_weight, args.variants or None
+        args.data,
+        args.heldout,
+        args.out,
+        _wm_config(args),
+        args.jacobian_weight,
+        args.variants or None,
+        average_last=args.average_last,
     )
     print(markdown_table(results))
+    return 0
+
+
+def _wm_seeds(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rwm.experiments.world_model_table import summarize_seeds
+
+    summarize_seeds(args.tables, args.out)
+    print((Path(args.out) / "seeds.md").read_text())
     return 0
 
 
@@ -470,7 +486,18 @@ def build_parser() -> argparse.ArgumentParser:
     wm_training_args(p, 1000, 1e-3, 256)
     p.add_argument("--jacobian-weight", type=float, default=1e-3, help="lambda for the +JR variant")
     p.add_argument("--variants", nargs="*", help="subset of the table's rows")
+    p.add_argument(
+        "--average-last",
+        type=int,
+        default=1,
+        help="score each run with the mean weights of its last K checkpoints",
+    )
     p.set_defaults(func=_wm_table)
+
+    p = sub.add_parser("wm-seeds", help="mean and spread over seeds of wm-table results (goals on the means)")
+    p.add_argument("tables", nargs="+", help="wm-table output directories, one per seed")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_wm_seeds)
 
     p = sub.add_parser("wm-sweep", help="history x horizon sweep of RWM: error and training time")
     wm_training_args(p, 300, 1e-3, 256)

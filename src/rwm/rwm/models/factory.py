@@ -69,7 +69,7 @@ def average_checkpoints(paths: list[str | Path]) -> tuple[WorldModel, dict[str, 
     loaded = [load_checkpoint(p) for p in paths]
     first = loaded[0][0]
     states = [m.state_dict() for m, _ in loaded]
-    for path, (model, _), state in zip(paths, loaded, states):
+    for path, (model, _), state in zip(paths, loaded, states, strict=True):
         if model_config(model) != model_config(first):
             raise ValueError(f"{path}: architecture differs from {paths[0]}")
         for key, value in state.items():
