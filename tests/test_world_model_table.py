@@ -64,12 +64,13 @@ def test_each_run_is_scored_with_its_last_checkpoints_averaged(tables):
     for key, value in scored.state_dict().items():
         assert torch.allclose(value, (a[key] + b[key]) / 2, atol=1e-7), key
     assert [p.rsplit("/", 1)[-1] for p in extra["averaged_from"]] == ["model_4.pt", "model_6.pt"]
-    assert "model_4.pt, model_6.pt" in (out[0] / "table.md").read_text()
+    assert "| 4 / 6 |" in (out[0] / "table.md").read_text()
     assert results["goals"]["rwm_ar_over_rwm_tf"] == pytest.approx(
         results["models"]["RWM-AR"]["mean"] / results["models"]["RWM-TF"]["mean"], abs=1e-3
     )
-    with pytest.raises(ValueError, match="cannot average the last 4"):
-        scored_checkpoints(run, 4)
+    assert [p.name for p in scored_checkpoints(run, 5)] == ["model_2.pt", "model_4.pt", "model_6.pt"]
+    with pytest.raises(ValueError, match="at least 1"):
+        scored_checkpoints(run, 0)
 
 
 def test_seed_summary_is_the_mean_of_the_tables_and_judges_goals_on_it(tables):
