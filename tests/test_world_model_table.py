@@ -90,3 +90,19 @@ def test_seed_summary_is_the_mean_of_the_tables_and_judges_goals_on_it(tables):
         summarize_seeds([out[0], out[0]], root / "again")
     with pytest.raises(ValueError, match="at least two"):
         summarize_seeds([out[0]], root / "again")
+
+
+def test_train_wm_init_continues_a_checkpoint_with_its_architecture_and_normalization(tables):
+    from rwm.cli import main
+
+    root, out = tables
+    init = out[0] / "rwm-ar" / "model.pt"
+    args = ["train-wm", "--data", str(root / "train"), "--init", str(init), "--out", str(root / "cont")]
+    args += ["--history", "8", "--horizon", "3", "--batch-size", "8", "--iterations", "2", "--threads", "1"]
+    assert main(args) == 0
+    before, _ = load_checkpoint(init)
+    after, extra = load_checkpoint(root / "cont" / "model.pt")
+    assert extra["train_config"]["model"] == {"hidden_size": 32, "head_hidden": 16}
+    old, new = before.state_dict(), after.state_dict()
+    assert all(torch.equal(old[k], new[k]) for k in old if k.startswith("normalizer."))
+    assert any(not torch.equal(old[k], new[k]) for k in old if not k.startswith("normalizer."))

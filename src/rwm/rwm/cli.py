@@ -158,17 +158,26 @@ def _wm_config(args: argparse.Namespace):
         iterations=args.iterations,
         eval_interval=args.eval_interval,
         seed=args.seed,
+        threads=args.threads,
         latent_noise=LatentNoise(sigma=args.latent_sigma, mu=args.latent_mu),
         jacobian_weight=getattr(args, "jacobian_weight", 0.0),
     )
 
 
 def _train_wm(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from rwm.data.array_dataset import ArrayDataset
+    from rwm.models.factory import load_checkpoint
     from rwm.training.trainer import train_world_model
 
+    cfg, init = _wm_config(args), None
+    if args.init:  # the checkpoint's architecture and normalization, fresh optimizer state
+        init, extra = load_checkpoint(args.init)
+        trained = extra.get("train_config", {})
+        cfg = replace(cfg, arch=trained.get("arch", cfg.arch), model=trained.get("model", cfg.model))
     heldout = ArrayDataset(args.heldout) if args.heldout else None
-    summary = train_world_model(_wm_config(args), ArrayDataset(args.data), heldout, args.out)
+    summary = train_world_model(cfg, ArrayDataset(args.data), heldout, args.out, init_model=init)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -411,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--iterations", type=int, default=iterations)
         p.add_argument("--eval-interval", type=int, default=200)
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--threads", type=int, default=2, help="torch threads")
         p.add_argument("--latent-sigma", type=float, default=0.0, help="latent noise std during training")
         p.add_argument("--latent-mu", type=float, default=0.0, help="latent noise drift during training")
 
@@ -418,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     wm_training_args(p, 2000, 1e-4, 1024)
     p.add_argument("--arch", default="rwm", choices=["rwm", "mlp", "rssm", "transformer"])
     p.add_argument("--jacobian-weight", type=float, default=0.0, help="lambda of the Jacobian penalty")
+    p.add_argument("--init", help="continue training this checkpoint (its architecture replaces --arch)")
     p.set_defaults(func=_train_wm)
 
     p = sub.add_parser("train-mbpo", help="MBPO-PPO: PPO in RWM imagination, real data collected online")
