@@ -4,8 +4,13 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-RUN_ARGS ?= --duration 25 --report --probe-priority 40
+RUN_ARGS ?= duration:=25 report:=true
 ROS_ENV := source install/setup.bash && export PATH=$(CURDIR)/$(VENV)/bin:$$PATH
+# Upstream launch, launch_ros, ros2cli and composition_interfaces for pip-only machines (their SOURCE.md);
+# without the folder, a ROS 2 install provides them.
+VENDOR ?= $(abspath ../shared/vendor/ros2)
+LAUNCH_STAMP := $(VENV)/.launch-installed
+COMPOSITION := $(wildcard $(VENDOR)/rcl_interfaces/composition_interfaces)
 
 .PHONY: setup build test run bench lint clean ppo-model pretrain-data wm-model wm-seeds wm-sweep mbpo-model
 
@@ -16,8 +21,16 @@ $(STAMP): requirements.txt constraints.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
 	touch $(STAMP)
 
-install/.built: $(STAMP) $(shell find src -name '*.py' -o -name '*.xml' -o -name '*.cfg' | sort) $(wildcard launch/*.py config/*.yaml)
-	$(VENV)/bin/colcon --log-base log build --base-paths src --build-base build --install-base install --event-handlers console_cohesion- summary-
+$(LAUNCH_STAMP): $(STAMP) requirements-launch.txt tools/setup_ros2_launch.sh
+	bash tools/setup_ros2_launch.sh $(VENV) $(VENDOR)
+	touch $(LAUNCH_STAMP)
+
+# composition_interfaces is generated with the venv's rosidl wheels (AMENT_PREFIX_PATH finds them).
+install/.built: $(LAUNCH_STAMP) $(shell find src -name '*.py' -o -name '*.xml' -o -name '*.cfg' | sort) $(wildcard launch/*.py config/*.yaml)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH AMENT_PREFIX_PATH=$(CURDIR)/$(VENV)$${AMENT_PREFIX_PATH:+:$$AMENT_PREFIX_PATH} \
+		$(VENV)/bin/colcon --log-base log build --base-paths src $(COMPOSITION) --build-base build \
+		--install-base install --event-handlers console_cohesion- summary- \
+		--cmake-args -DCMAKE_PREFIX_PATH=$(CURDIR)/$(VENV) -DPython3_EXECUTABLE=$(CURDIR)/$(PY) -DBUILD_TESTING=OFF
 	touch install/.built
 
 build: install/.built
@@ -25,8 +38,9 @@ build: install/.built
 test: setup lint
 	$(ROS_ENV) && $(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The main job: the stack as users start it, plus the stack probe's report (tracking, latency, rates, CPU).
 run: setup
-	$(ROS_ENV) && $(PY) -m rwm_ros.runner --config config/anymal.yaml $(RUN_ARGS)
+	$(ROS_ENV) && ros2 launch rwm_bringup anymal.launch.py $(RUN_ARGS)
 
 bench: setup
 	$(ROS_ENV) && for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
@@ -98,8 +112,8 @@ mbpo-model: setup
 	$(ROS_ENV) && rwm eval-policy models/anymal_d_mbpo.onnx --json models/anymal_d_mbpo_eval.json
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench launch
+	$(VENV)/bin/ruff format --check src tests bench launch
 
 clean:
 	rm -rf build install log

@@ -25,13 +25,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src" / "rwm"), str(ROOT / "src" / "rwm_ros")]
 
+import psutil  # noqa: E402
 import rclpy  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from rosbags.highlevel import AnyReader  # noqa: E402
 from sensor_msgs.msg import Imu, JointState  # noqa: E402
 
 from rwm.robot import contract as C  # noqa: E402
-from rwm_ros.runner import child_env, cpu_seconds  # noqa: E402
+from rwm_ros.launch_stack import source_env  # noqa: E402
 
 
 def main() -> int:
@@ -41,7 +42,7 @@ def main() -> int:
     ap.add_argument("--domain", type=int, default=80 + os.getpid() % 10)
     args = ap.parse_args()
     out_dir = Path(tempfile.mkdtemp(prefix="bench_logger_"))
-    env = child_env()
+    env = source_env()
     env.update(ROS_DOMAIN_ID=str(args.domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     os.environ.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     cmd = [sys.executable, "-m", "rwm_ros.logger_node", "--ros-args", "-r", "__node:=data_logger"]
@@ -66,7 +67,7 @@ def main() -> int:
     n = int(args.duration * args.rate_hz)
     period = 1.0 / args.rate_hz
     start = time.monotonic()
-    cpu0 = cpu_seconds(logger.pid)
+    cpu0 = sum(psutil.Process(logger.pid).cpu_times()[:2])
     for i in range(n):
         js.header.stamp = node.get_clock().now().to_msg()
         js.position[0] = float(i)
@@ -78,7 +79,7 @@ def main() -> int:
         if delay > 0:
             time.sleep(delay)
     sent_s = time.monotonic() - start
-    cpu = cpu_seconds(logger.pid) - cpu0
+    cpu = sum(psutil.Process(logger.pid).cpu_times()[:2]) - cpu0
     time.sleep(1.0)
     logger.send_signal(signal.SIGINT)
     log_out, _ = logger.communicate(timeout=60)

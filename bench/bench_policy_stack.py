@@ -1,6 +1,6 @@
 """Benchmark of the control stack: the simulated ANYmal D, the policy node, the command sequence and
-the data logger, started by the runner exactly as `make run` does, measured by the runner's probe
-(real-time priority 40, standing in for the robot's command receiver).
+the data logger, started by `ros2 launch rwm_bringup anymal.launch.py` exactly as `make run` does,
+measured by the stack probe (real-time priority 40, standing in for the robot's command receiver).
 
 Prints JSON, timing in three places (jitter: p99 of |interval - median|):
 - at_robot: where the command is consumed (the simulated robot's driver, last 60 s of the run):
@@ -8,7 +8,7 @@ Prints JSON, timing in three places (jitter: p99 of |interval - median|):
   that state's stamp), and the jitter of the command arrivals;
 - control_loop: the policy node's own figures (last 60 s): the jitter of its 50 Hz period (when each
   state-driven tick began) and the latency from the state's stamp to its command being published;
-- at_probe: the runner's probe (whole run, start-up included);
+- at_probe: the stack probe (whole run, start-up included);
 then the CPU share of every node (% of one core) and the tracking figures.
 
     python bench/bench_policy_stack.py [--duration 30] [--no-record]
@@ -22,12 +22,13 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src" / "rwm"), str(ROOT / "src" / "rwm_ros")]
 
-from rwm_ros.runner import child_env  # noqa: E402
+from rwm_ros.launch_stack import launch_command, source_env, stack_report  # noqa: E402
 
 
 def main() -> int:
@@ -36,22 +37,26 @@ def main() -> int:
     ap.add_argument("--domain", type=int, default=90 + os.getpid() % 10)
     ap.add_argument("--no-record", action="store_true", help="without the data logger (record:=false)")
     args = ap.parse_args()
-    env = child_env()
-    env.update(ROS_DOMAIN_ID=str(args.domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    cmd = [sys.executable, "-m", "rwm_ros.runner", "--config", str(ROOT / "config" / "anymal.yaml")]
-    cmd += ["--duration", str(args.duration), "--report", "--probe-priority", "40"]
-    cmd += ["--set", "command_sequence.loop=true"]
-    cmd += [
-        "--set",
-        f"record={'false' if args.no_record else 'true'}",
-        "--set",
-        "data_logger.directory=/tmp/bench_rb",
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.duration + 60)
-    if proc.returncode != 0 or "[runner] report: " not in proc.stdout:
+    params = Path(tempfile.mkdtemp()) / "bench.yaml"
+    params.write_text("/**/command_sequence:\n  ros__parameters:\n    loop: true\n")
+    cmd = launch_command(
+        duration=args.duration,
+        report=True,
+        record=not args.no_record,
+        bag_dir="/tmp/bench_rb",
+        params_file=params,
+    )
+    proc = subprocess.run(
+        cmd, env=source_env(args.domain), capture_output=True, text=True, timeout=args.duration + 60
+    )
+    try:
+        report = stack_report(proc.stdout)
+    except ValueError:
         print(proc.stdout + proc.stderr, file=sys.stderr)
         return 1
-    report = json.loads(proc.stdout.split("[runner] report: ", 1)[1])
+    if proc.returncode != 0:
+        print(proc.stdout + proc.stderr, file=sys.stderr)
+        return 1
     cmd_timing, sim, loop = report["joint_command"], report.get("sim", {}), report.get("policy", {})
     robot = {k: float(sim[f"command_{k}"]) for k in ("latency_p50_ms", "latency_p99_ms", "latency_max_ms")}
     robot["period_jitter_p99_ms"] = float(sim["command_arrival_jitter_p99_ms"])
@@ -72,7 +77,7 @@ def main() -> int:
             "period_jitter_p99_ms": cmd_timing["arrival_jitter_p99_ms"],
         },
         "joint_states_rate_hz": report["joint_states"]["rate_hz"],
-        "cpu_percent_of_a_core": report["cpu_percent_of_a_core"],
+        "cpu_percent_of_a_core": {k: v["cpu_percent_of_a_core"] for k, v in report["nodes"].items()},
         "tracking": report.get("tracking"),
         "sim_resets": sim.get("resets"),
         "goal_latency_p99_le_2ms": robot["latency_p99_ms"] <= 2.0,

@@ -1,7 +1,7 @@
 """Benchmark of the simulated robot driver: does it hold 400 Hz at real-time factor 1.00 for a minute?
 
 Starts `python -m rwm_ros.sim_node` as its own process (private ROS domain, loopback only), listens
-to /anymal/joint_states and the node's diagnostics with the same probe as the runner, and prints
+to /anymal/joint_states and the node's diagnostics with the same probe as the launch file's report, and prints
 JSON: real-time factor (simulated time carried by the stamps over wall time, and the node's own
 count), publish rate (mean and the lowest/highest 1 s window), stamp and arrival jitter, latency
 from stamp to arrival, and the CPU share of the node process (from /proc, 100 = one core).
@@ -24,18 +24,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src" / "rwm"), str(ROOT / "src" / "rwm_ros")]
 
+import psutil  # noqa: E402
 import rclpy  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
+from rwm_ros.launch_stack import source_env  # noqa: E402
 from rwm_ros.realtime import ArrivalWindow  # noqa: E402
-from rwm_ros.runner import child_env  # noqa: E402
 from rwm_ros.stack_probe import StackProbe  # noqa: E402
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all threads), s."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def spin_for(executor: SingleThreadedExecutor, seconds: float, until=lambda: False) -> None:
@@ -66,7 +61,7 @@ def main() -> int:
         "--log-level",
         "warn",
     ]
-    node = subprocess.Popen(cmd, env=child_env(), start_new_session=True)
+    node = subprocess.Popen(cmd, env=source_env(), start_new_session=True)
     rclpy.init()
     probe = StackProbe(full=False)
     executor = SingleThreadedExecutor()
@@ -78,9 +73,9 @@ def main() -> int:
             return 1
         spin_for(executor, a.warmup)
         probe.joint_states = ArrivalWindow(capacity=int(a.rate_hz * (a.duration + 5)))
-        cpu0, own0, t0 = cpu_seconds(node.pid), time.process_time(), time.monotonic()
+        cpu0, own0, t0 = sum(psutil.Process(node.pid).cpu_times()[:2]), time.process_time(), time.monotonic()
         spin_for(executor, a.duration)
-        cpu1, own1, t1 = cpu_seconds(node.pid), time.process_time(), time.monotonic()
+        cpu1, own1, t1 = sum(psutil.Process(node.pid).cpu_times()[:2]), time.process_time(), time.monotonic()
         spin_for(executor, 1.5)  # one more diagnostics message, covering the whole window
         report = probe.summary()
         js = report["joint_states"]

@@ -1,162 +1,133 @@
-"""The RWM stack on ANYmal D for ROS 2 installs: `ros2 launch rwm_bringup anymal.launch.py [robot:=anymal_c]`.
+"""The RWM stack on ANYmal D: `ros2 launch rwm_bringup anymal.launch.py [name:=value ...]`.
 
-Machines with rclpy from PyPI only (no launch_ros) run the same stack with
-`python -m rwm_ros.runner --config config/anymal.yaml`; keep the two in step.
-Arguments: robot (anymal_d|anymal_c), sim (start the simulated robot), policy (the policy node drives
-the robot; else the exploration controller does), policy_file (ONNX path or name in models/), sequence
-(play the scripted /cmd_vel sequence), record (data logger into replay_buffer/), world_model (RWM
-health monitor), trainer (offline refinement from replay_buffer/), namespace (node namespace;
-the contract's topics are absolute), controller (exploration: stand|perturb|gait).
+The one definition of the stack: `make run`, the tests and the benches start it through this file.
+`ros2 launch rwm_bringup anymal.launch.py --show-args` lists the arguments. Every node is required:
+when one exits, the stack shuts down (a node that fails makes `ros2 launch` exit non-zero). Ctrl-C
+stops every node cleanly; the data logger closes its bag first-class (see rwm_ros.spin).
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PythonExpression
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    OpaqueFunction,
+    RegisterEventHandler,
+    Shutdown,
+    TimerAction,
+)
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown as ShutdownEvent
+from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from rwm_ros.model_files import models_for_robot
+
+BOOL = ["true", "false"]
+ARGUMENTS = [
+    (
+        "robot",
+        "anymal_d",
+        "robot model; its models are <robot>_ppo.onnx, <robot>_rwm.onnx",
+        ["anymal_d", "anymal_c"],
+    ),
+    ("sim", "true", "start the simulated robot (false: a robot driver provides the topics)", BOOL),
+    ("policy", "true", "the policy node drives the robot (false: the exploration controller does)", BOOL),
+    ("policy_file", "", "ONNX policy: a path or a name in models/ (empty: <robot>_ppo.onnx)", None),
+    ("sequence", "true", "play the scripted /cmd_vel sequence (config/command_sequence.yaml)", BOOL),
+    ("record", "true", "record the topics (rosbag2 MCAP) into bag_dir with the data logger", BOOL),
+    ("bag_dir", "replay_buffer", "the replay buffer: where the data logger's bags go", None),
+    ("world_model", "false", "RWM health monitor on the live robot (<robot>_rwm.onnx)", BOOL),
+    ("trainer", "false", "offline refinement of RWM from bag_dir (its own process, nice 19; heavy)", BOOL),
+    ("controller", "stand", "exploration controller when policy:=false", ["stand", "perturb", "gait"]),
+    ("namespace", "", "node namespace (the contract's topics are absolute and do not move)", None),
+    ("params_file", "", "extra ROS parameter file for every node (sections by node name)", None),
+    ("duration", "0", "stop the stack after this many seconds (0: run until Ctrl-C)", None),
+    ("report", "false", "the stack probe prints tracking, latency, rates and CPU at the end", BOOL),
+]
+"""(name, default, description, choices) of every launch argument."""
+
+
+def _stack(context):
+    """The nodes for the given arguments; a bad combination fails here with what to do instead."""
+    names = [name for name, *_ in ARGUMENTS]
+    unknown = sorted(set(context.launch_configurations) - set(names))
+    if unknown:  # launch itself ignores them: a misspelt argument would silently do nothing
+        raise ValueError(f"unknown argument(s) {unknown}; the arguments are {names} (--show-args)")
+    arg = {name: LaunchConfiguration(name).perform(context) for name in names}
+    on = {name: arg[name] == "true" for name, _, _, choices in ARGUMENTS if choices == BOOL}
+    try:
+        duration = float(arg["duration"])
+    except ValueError:
+        duration = -1.0
+    if not duration >= 0.0:
+        raise ValueError(f"duration:={arg['duration']} is not a number of seconds >= 0 (0: until Ctrl-C)")
+    models = models_for_robot(
+        arg["robot"],
+        policy=(arg["policy_file"] or None) if on["policy"] else False,
+        world_model=on["world_model"] or on["trainer"],
+    )
+    config = os.path.join(get_package_share_directory("rwm_bringup"), "config")
+
+    robot = {"robot": arg["robot"]}
+    # (executable, node name, parameter file in config/, runs, parameters from the arguments, extras)
+    nodes = [
+        ("sim_node", "anymal_sim", "sim.yaml", on["sim"], robot, {}),
+        ("policy_node", "policy", "policy.yaml", on["policy"],
+         {**robot, "policy": str(models.get("policy"))}, {}),
+        ("command_sequence_node", "command_sequence", "command_sequence.yaml",
+         on["policy"] and on["sequence"], {}, {}),
+        ("logger_node", "data_logger", "logger.yaml", on["record"], {"directory": arg["bag_dir"]}, {}),
+        ("world_model_node", "world_model", "world_model.yaml", on["world_model"],
+         {**robot, "model": str(models.get("world_model"))}, {}),
+        ("trainer_node", "world_model_trainer", "trainer.yaml", on["trainer"],
+         {"replay_buffer": arg["bag_dir"], "checkpoint": str(models.get("checkpoint"))},
+         {"prefix": "nice -n 19"}),  # training never takes the CPU from the control path
+        ("exploration_node", "exploration_controller", "exploration.yaml", not on["policy"],
+         {"controller": arg["controller"]}, {}),
+        # with report:=true the probe ends the run itself, after its figures are taken from the running stack
+        ("stack_probe", "stack_probe", "stack_probe.yaml", on["report"], {"duration_s": duration}, {}),
+    ]  # fmt: skip
+    extra = [arg["params_file"]] if arg["params_file"] else []
+    actions = [
+        Node(
+            package="rwm_ros",
+            executable=executable,
+            name=name,
+            namespace=arg["namespace"],
+            parameters=[os.path.join(config, config_file), parameters, *extra],
+            output="screen",
+            emulate_tty=True,
+            **extras,
+        )
+        for executable, name, config_file, runs, parameters, extras in nodes
+        if runs
+    ]
+    if duration > 0.0 and not on["report"]:
+        actions.append(
+            TimerAction(period=duration, actions=[EmitEvent(event=ShutdownEvent(reason="duration"))])
+        )
+    return actions
+
+
+def _any_exit_ends_the_stack(event, context):
+    """A node that ends takes the stack down; one that failed makes launch's exit code non-zero."""
+    if event.returncode != 0:
+        raise RuntimeError(f"{event.action.name} exited with code {event.returncode}: the stack stops")
+    return None if context.is_shutdown else [Shutdown(reason=f"{event.action.name} exited")]
 
 
 def generate_launch_description() -> LaunchDescription:
-    config = os.path.join(get_package_share_directory("rwm_bringup"), "config")
-    robot = LaunchConfiguration("robot")
-    sim = LaunchConfiguration("sim")
-    policy = LaunchConfiguration("policy")
-    namespace = LaunchConfiguration("namespace")
+    declared = [
+        DeclareLaunchArgument(name, default_value=default, description=description, choices=choices)
+        for name, default, description, choices in ARGUMENTS
+    ]
     return LaunchDescription(
         [
-            DeclareLaunchArgument(
-                "robot", default_value="anymal_d", choices=["anymal_d", "anymal_c"], description="robot model"
-            ),
-            DeclareLaunchArgument(
-                "sim",
-                default_value="true",
-                choices=["true", "false"],
-                description="start the simulated robot (false: a robot driver provides the topics)",
-            ),
-            DeclareLaunchArgument(
-                "policy",
-                default_value="true",
-                choices=["true", "false"],
-                description="the policy node drives the robot (false: the exploration controller does)",
-            ),
-            DeclareLaunchArgument(
-                "policy_file",
-                default_value="anymal_d_ppo.onnx",
-                description="ONNX policy: path or name in models/",
-            ),
-            DeclareLaunchArgument(
-                "sequence",
-                default_value="true",
-                choices=["true", "false"],
-                description="play the scripted /cmd_vel sequence (command_sequence parameters)",
-            ),
-            DeclareLaunchArgument(
-                "record",
-                default_value="true",
-                choices=["true", "false"],
-                description="record the topics into replay_buffer/ (rosbag2 MCAP) with the data logger",
-            ),
-            DeclareLaunchArgument(
-                "world_model",
-                default_value="false",
-                choices=["true", "false"],
-                description="RWM health monitor on the live robot (needs models/anymal_d_rwm.onnx)",
-            ),
-            DeclareLaunchArgument(
-                "trainer",
-                default_value="false",
-                choices=["true", "false"],
-                description="offline refinement of RWM from replay_buffer/ (its own process; heavy)",
-            ),
-            DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
-            DeclareLaunchArgument(
-                "controller",
-                default_value="stand",
-                choices=["stand", "perturb", "gait"],
-                description="exploration controller",
-            ),
-            Node(
-                package="rwm_ros",
-                executable="sim_node",
-                name="anymal_sim",
-                namespace=namespace,
-                parameters=[os.path.join(config, "sim.yaml"), {"robot": robot}],
-                condition=IfCondition(sim),
-                output="screen",
-                emulate_tty=True,
-            ),
-            Node(
-                package="rwm_ros",
-                executable="policy_node",
-                name="policy",
-                namespace=namespace,
-                parameters=[
-                    os.path.join(config, "policy.yaml"),
-                    {"robot": robot, "policy": LaunchConfiguration("policy_file")},
-                ],
-                condition=IfCondition(policy),
-                output="screen",
-                emulate_tty=True,
-            ),
-            Node(
-                package="rwm_ros",
-                executable="command_sequence_node",
-                name="command_sequence",
-                namespace=namespace,
-                parameters=[os.path.join(config, "command_sequence.yaml")],
-                condition=IfCondition(
-                    PythonExpression(
-                        ["'", policy, "' == 'true' and '", LaunchConfiguration("sequence"), "' == 'true'"]
-                    )
-                ),
-                output="screen",
-                emulate_tty=True,
-            ),
-            Node(
-                package="rwm_ros",
-                executable="logger_node",
-                name="data_logger",
-                namespace=namespace,
-                parameters=[os.path.join(config, "logger.yaml")],
-                condition=IfCondition(LaunchConfiguration("record")),
-                output="screen",
-                emulate_tty=True,
-            ),
-            Node(
-                package="rwm_ros",
-                executable="world_model_node",
-                name="world_model",
-                namespace=namespace,
-                parameters=[os.path.join(config, "world_model.yaml")],
-                condition=IfCondition(LaunchConfiguration("world_model")),
-                output="screen",
-                emulate_tty=True,
-            ),
-            Node(
-                package="rwm_ros",
-                executable="trainer_node",
-                name="world_model_trainer",
-                namespace=namespace,
-                parameters=[os.path.join(config, "trainer.yaml")],
-                condition=IfCondition(LaunchConfiguration("trainer")),
-                output="screen",
-                emulate_tty=True,
-            ),
-            Node(
-                package="rwm_ros",
-                executable="exploration_node",
-                name="exploration_controller",
-                namespace=namespace,
-                parameters=[
-                    os.path.join(config, "exploration.yaml"),
-                    {"controller": LaunchConfiguration("controller")},
-                ],
-                condition=IfCondition(PythonExpression(["'", policy, "' != 'true'"])),
-                output="screen",
-                emulate_tty=True,
-            ),
+            *declared,
+            RegisterEventHandler(OnProcessExit(on_exit=_any_exit_ends_the_stack)),
+            OpaqueFunction(function=_stack),
         ]
     )

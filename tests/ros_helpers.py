@@ -22,12 +22,9 @@ def domain_id(slot: int) -> int:
 
 def ros_env(domain: int) -> dict[str, str]:
     """Environment for a node process: this source tree importable, private domain, loopback discovery."""
-    from rwm_ros.runner import child_env
+    from rwm_ros.launch_stack import source_env
 
-    env = child_env()
-    env.pop("ROS_LOCALHOST_ONLY", None)
-    env.update(DISCOVERY_ENV, ROS_DOMAIN_ID=str(domain))
-    return env
+    return source_env(domain)
 
 
 @contextmanager

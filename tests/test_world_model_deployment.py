@@ -18,6 +18,7 @@ from rwm.export.world_model_onnx import OnnxWorldModel, export_world_model
 from rwm.models.factory import build_world_model, save_checkpoint
 from rwm.robot import contract as C
 from rwm.training.refine import RefineConfig, refine_from_bags
+from rwm_ros.launch_stack import launch_command
 
 TINY = {"hidden_size": 32, "head_hidden": 16}
 FAST = RefineConfig(iterations=3, batch_size=8, history=8, horizon=3, heldout_length=60, threads=1)
@@ -142,7 +143,7 @@ def test_trainer_node_announces_a_version_that_the_world_model_node_loads(world,
     }.items():
         trainer += ["-p", f"{k}:={v}"]
     wm = [PYTHON, "-m", "rwm_ros.world_model_node", "--ros-args", "-r", "__node:=world_model"]
-    wm += ["-p", f"model:={world / 'tiny.onnx'}"]
+    wm += ["-p", f"model:={world / 'tiny.onnx'}", "-p", f"versions_dir:={tmp_path / 'versions'}"]
     announced: list[str] = []
     with ros_context(domain) as ctx, node_process(wm, env), node_process(trainer, env) as trainer_proc:
         node, diag, spin = _monitor_listener(ctx, "deploy_test")
@@ -151,13 +152,18 @@ def test_trainer_node_announces_a_version_that_the_world_model_node_loads(world,
         assert Path(announced[0]).is_file() and announced[0].endswith("rwm_v1.onnx")
         wait_for(spin, lambda: diag.get("reloads_accepted") == "1", 10.0, "the world model to load it")
         assert diag["model"] == announced[0]
-        bogus = tmp_path / "bogus.onnx"
+        bogus = tmp_path / "versions" / "bogus.onnx"
         bogus.write_bytes(b"not a model")
         pub = node.create_publisher(String, TOPIC_WM_RELOAD, 10)
         time.sleep(0.5)
         spin(0.5)
         pub.publish(String(data=str(bogus)))
         wait_for(spin, lambda: diag.get("reloads_rejected") == "1", 10.0, "the bogus file to be refused")
+        # A valid model from outside the versions directory is refused too: the topic names no file it likes.
+        pub.publish(String(data=str(world / "tiny.onnx")))
+        wait_for(spin, lambda: diag.get("reloads_rejected") == "2", 10.0, "a file outside versions_dir")
+        pub.publish(String(data=str(tmp_path / "versions" / ".." / "versions" / ".." / "bogus.onnx")))
+        wait_for(spin, lambda: diag.get("reloads_rejected") == "3", 10.0, "a path escaping versions_dir")
         assert diag["model"] == announced[0], "the validated version stays in service"
         assert trainer_proc.poll() is None
         node.destroy_node()
@@ -171,9 +177,7 @@ def test_world_model_node_monitors_the_running_stack() -> None:
     pytest.importorskip("rclpy")
     domain = domain_id(3)
     env = ros_env(domain)
-    config = Path(__file__).resolve().parents[1] / "config" / "anymal.yaml"
-    cmd = [PYTHON, "-m", "rwm_ros.runner", "--config", str(config), "--duration", "20"]
-    cmd += ["--set", "world_model=true", "--set", "record=false", "--set", "sequence=false"]
+    cmd = launch_command(world_model=True, record=False, sequence=False, duration=20)
     with ros_context(domain) as ctx, node_process(cmd, env) as proc:
         node, diag, spin = _monitor_listener(ctx, "monitor_test")
         wait_for(spin, lambda: int(diag.get("steps", 0)) >= 250, 18.0, "250 monitored steps (5 s at 50 Hz)")

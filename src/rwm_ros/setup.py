@@ -21,7 +21,7 @@ setup(
         "console_scripts": [
             "sim_node = rwm_ros.sim_node:main",
             "exploration_node = rwm_ros.exploration_node:main",
-            "runner = rwm_ros.runner:main",
+            "stack_probe = rwm_ros.stack_probe:main",
             "policy_node = rwm_ros.policy_node:main",
             "logger_node = rwm_ros.logger_node:main",
             "trainer_node = rwm_ros.trainer_node:main",

@@ -49,6 +49,25 @@ def _collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bag_recover(args: argparse.Namespace) -> int:
+    from rwm.data.bag_recovery import recover_bag
+
+    failed = 0
+    for path in args.bags:
+        try:
+            recovery = recover_bag(path, args.out if len(args.bags) == 1 else None)
+        except (OSError, ValueError) as e:
+            print(f"{path}: cannot recover: {e}")
+            failed += 1
+            continue
+        if recovery.kept is None:
+            print(f"{path}: complete (it has metadata.yaml): nothing to recover")
+        else:
+            print(recovery)
+        failed += recovery.bag is None
+    return 1 if failed else 0
+
+
 def _load_bag(args: argparse.Namespace) -> int:
     from rwm.data.bag_loader import load_bags
 
@@ -548,6 +567,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("load-bag", help="load rosbag2 files on the contract topics and report what was found")
     p.add_argument("bags", nargs="+")
     p.set_defaults(func=_load_bag)
+    p = sub.add_parser(
+        "bag-recover",
+        help="salvage bags whose recorder died (truncated MCAP, uncommitted sqlite3): every complete chunk "
+        "into a valid bag with metadata.yaml; the original is kept as <name>.truncated",
+    )
+    p.add_argument("bags", nargs="+", help="bag directories without metadata.yaml, or bare .mcap/.db3 files")
+    p.add_argument("--out", help="where the recovered bag goes (one bag only; default: in its place)")
+    p.set_defaults(func=_bag_recover)
     return parser
 
 

@@ -15,8 +15,6 @@ def test_parameter_files_are_ros2_params_files():
     assert files
     for f in files:
         data = yaml.safe_load(f.read_text())
-        if "nodes" in data:  # the runner's node list
-            continue
         for node, body in data.items():
             assert set(body) == {"ros__parameters"}, f"{f.name}: {node} must hold only ros__parameters"
 

@@ -6,8 +6,9 @@ receiver thread takes them as they come (`PolledSubscriptions`: ~1 800 messages/
 executor cost 45 % of a core, and a logger that falls behind holds up the reliable writers of the
 simulator and the policy); a writer thread drains them into `rwm.data.bag_recorder.SplitBagRecorder`,
 which splits bags by duration or size, publishes complete bags only (renamed out of `.partial/`), and
-stops before the disk is full. SIGINT and SIGTERM close the current bag cleanly after everything
-received has been written.
+stops before the disk is full, and syncs the open bag every `flush_interval_s` (a killed logger loses
+about that much: `rwm bag-recover`). SIGINT and SIGTERM, once or twice, close the current bag cleanly
+after everything received has been written.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ class LoggerNode(Node):
             split_duration_s=declare("split_duration_s", 60.0, "start a new bag after this long, s"),
             split_size_mb=declare("split_size_mb", 512.0, "start a new bag after this many MB"),
             min_free_mb=declare("min_free_mb", 1024.0, "stop recording below this much free disk, MB"),
+            flush_interval_s=declare(
+                "flush_interval_s", 1.0, "close the open chunk and sync the file this often, s (crash loss)"
+            ),
         )
         depth = declare("queue_depth", 2000, "subscription queue per topic (reliable)")
         priority = declare("realtime_priority", 0, "SCHED_FIFO priority of every thread (1-99; 0: normal)")
@@ -124,6 +128,7 @@ class LoggerNode(Node):
         try:
             while not self._stop.is_set():
                 self._drain()
+                self.recorder.flush_due()  # on the disk every second, even when the topics go quiet
                 time.sleep(0.01)
         except BaseException as e:  # noqa: BLE001 - reported in diagnostics and at shutdown
             self._error = e

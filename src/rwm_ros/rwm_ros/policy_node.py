@@ -49,7 +49,7 @@ from rwm_ros.conversions import (
     raw_stamp_ns,
     stamp_to_ns,
 )
-from rwm_ros.model_files import resolve_model
+from rwm_ros.model_files import check_model_robot, resolve_model
 from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.realtime import ArrivalWindow, SlackCollector, set_realtime_priority, timing_summary
 from rwm_ros.spin import spin_node
@@ -80,6 +80,7 @@ class PolicyNode(Node):
             raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
         self.period_s = 1.0 / rate_hz
         self.policy_file = resolve_model(policy_path)
+        check_model_robot(self.policy_file, robot)
         policy = OnnxPolicy(self.policy_file)
         kin = AnymalKinematics(robot, urdf or None)
         self.loop = PolicyLoop(

@@ -1,7 +1,16 @@
-"""The body of every node's `main()`: init, construct, spin until Ctrl-C or shutdown, clean up."""
+"""The body of every node's `main()`: init, construct, spin until a signal or shutdown, clean up, exit 0.
+
+Signals: rclpy's own handler shuts the context down on SIGINT or SIGTERM, which ends the spin. Under
+`ros2 launch` a terminal's Ctrl-C arrives twice (the terminal signals the whole process group, then
+launch forwards SIGINT to each node), often while the node is closing its files. Python's default
+SIGINT handler would raise KeyboardInterrupt wherever that second signal lands (a thread join, the
+bag's final write) and lose the recording; the handlers installed here only count signals, so the
+cleanup always runs to its end. Launch escalates to SIGTERM and SIGKILL if a node hangs.
+"""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -11,9 +20,23 @@ from rclpy.node import Node
 
 N = TypeVar("N", bound=Node)
 
+signals_received: list[int] = []
+"""Signals this process got (the shutdown itself is rclpy's), for the node's final report."""
+
+
+def _count_signal(signum: int, _frame) -> None:
+    signals_received.append(signum)
+
+
+def install_shutdown_signal_handlers() -> None:
+    """SIGINT and SIGTERM never raise in Python code: the spin ends through rclpy's context shutdown."""
+    signal.signal(signal.SIGINT, _count_signal)
+    signal.signal(signal.SIGTERM, _count_signal)
+
 
 def spin_node(factory: Callable[[], N], args: list[str] | None = None) -> N | None:
     """Run the node that `factory` builds; returns it (destroyed) so callers can read its final state."""
+    install_shutdown_signal_handlers()  # before rclpy.init, whose handlers chain to these
     rclpy.init(args=args)
     node = None
     try:
@@ -30,4 +53,8 @@ def spin_node(factory: Callable[[], N], args: list[str] | None = None) -> N | No
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        # Python restores the default (fatal) SIGINT action while the interpreter finalizes, unless the
+        # signal is ignored: a late forwarded Ctrl-C would otherwise end a clean exit with code -2.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return node

@@ -1,8 +1,11 @@
 """`stack_probe`: listens to the contract topics and reports what the running stack did.
 
-Used by the runner (`--report`), the benchmark and the integration tests, so that they all measure
-the same way: message rate over 1 s windows, stamp intervals, the real-time factor (simulated time
-carried by the stamps over wall time), base height and distance travelled from odometry. The timing
+Started by the launch file with `report:=true` (`make run`, the benches and the integration tests, so
+that they all measure the same way): after `duration_s` it prints the report (one JSON line after
+"[stack_probe] report: ") while the stack still runs, then exits, which shuts the stack down. It
+reports: message rate over 1 s windows, stamp intervals, the real-time factor (simulated time
+carried by the stamps over wall time), base height and distance travelled from odometry, velocity
+tracking against /cmd_vel, the nodes' own diagnostics, and each node's CPU share and memory. The timing
 statistics are `rwm_ros.realtime.timing_summary`, plain functions on arrays, testable without ROS.
 
 The robot streams are read by a thread of the probe's own (`PolledSubscriptions`), not the executor:
@@ -12,13 +15,19 @@ it, and measuring the stack costs the machine little.
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
+import psutil
+import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
@@ -28,7 +37,8 @@ from std_msgs.msg import Float32MultiArray
 from rwm.robot import contract as C
 from rwm_ros.conversions import raw_stamp_ns
 from rwm_ros.polled_subscriptions import PolledSubscriptions
-from rwm_ros.realtime import ArrivalWindow, timing_summary
+from rwm_ros.realtime import ArrivalWindow, set_realtime_priority, timing_summary
+from rwm_ros.spin import spin_node
 
 PROBE_WINDOW = 400 * 600
 """Arrivals kept per timed topic: 10 minutes at 400 Hz (figures cover the last 10 minutes)."""
@@ -243,3 +253,112 @@ class StackProbe(Node):
         if self.error is not None:
             out["probe_error"] = self.error
         return out
+
+
+class SiblingUsage:
+    """CPU share and memory of the other nodes of the launch (the probe's siblings), by node name."""
+
+    def __init__(self) -> None:
+        self._procs: dict[str, psutil.Process] = {}
+        self._start: dict[str, tuple[float, float]] = {}
+
+    @staticmethod
+    def _node_name(proc: psutil.Process) -> str:
+        for word in proc.cmdline():
+            if word.startswith("__node:="):
+                return word.split(":=", 1)[1]
+        return f"{proc.name()}-{proc.pid}"
+
+    def start(self) -> None:
+        """Take the baseline (once the stack is up)."""
+        me = os.getpid()
+        for proc in psutil.Process(os.getppid()).children():
+            if proc.pid == me:
+                continue
+            try:
+                name = self._node_name(proc)
+                cpu = proc.cpu_times()
+                self._start[name] = (time.monotonic(), cpu.user + cpu.system)
+                self._procs[name] = proc
+            except psutil.Error:
+                continue
+
+    def summary(self) -> dict:
+        """{node: {cpu_percent_of_a_core, rss_mb}} since `start()`, for the nodes still running."""
+        out = {}
+        for name, proc in self._procs.items():
+            try:
+                cpu, rss = proc.cpu_times(), proc.memory_info().rss
+            except psutil.Error:
+                continue
+            t0, c0 = self._start[name]
+            out[name] = {
+                "cpu_percent_of_a_core": round(
+                    100.0 * (cpu.user + cpu.system - c0) / (time.monotonic() - t0), 1
+                ),
+                "rss_mb": round(rss / 2**20, 1),
+            }
+        return out
+
+
+class ReportingProbe(StackProbe):
+    """The probe as a node of the launch: reports after `duration_s` (or at shutdown) and ends the run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+        def declare(name, default, description):
+            return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+
+        duration = declare("duration_s", 0.0, "report and exit after this long, s (0: at shutdown)")
+        priority = declare(
+            "realtime_priority",
+            0,
+            "SCHED_FIFO priority (1-99; 0: normal): it stands in for the robot's receiver",
+        )
+        self.report_file = declare(
+            "report_file", "", "also write the report here as JSON (empty: print only)"
+        )
+        self.scheduling = set_realtime_priority(priority)
+        self.usage = SiblingUsage()
+        self._usage_timer = self.create_timer(min(2.0, duration / 2 or 2.0), self._start_usage)
+        self.reported = False
+        if duration > 0.0:
+            self.create_timer(duration, self._finish)
+
+    def _start_usage(self) -> None:
+        self._usage_timer.cancel()
+        self.usage.start()
+
+    def report(self) -> None:
+        """Print (and write) the figures once."""
+        if self.reported:
+            return
+        self.reported = True
+        out = self.summary()
+        out["nodes"] = self.usage.summary()
+        out["probe_scheduling"] = self.scheduling
+        text = json.dumps(out)
+        print(f"[stack_probe] report: {text}", flush=True)
+        if self.report_file:
+            path = Path(self.report_file)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(out, indent=1))
+            tmp.replace(path)
+
+    def _finish(self) -> None:
+        self.report()
+        rclpy.try_shutdown(context=self.context)  # ends the spin; launch then stops the stack
+
+    def destroy_node(self) -> None:
+        self.report()  # stopped before its duration (Ctrl-C): the figures so far
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    spin_node(ReportingProbe, args)
+
+
+if __name__ == "__main__":
+    main()

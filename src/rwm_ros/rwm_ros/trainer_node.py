@@ -20,7 +20,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from rwm.data.bag_recorder import PARTIAL
+from rwm.data.bag_recovery import TRUNCATED_SUFFIX, recover_orphans
 from rwm.training.refine import RefineConfig, refine_from_bags
 from rwm_ros.conversions import diagnostic_array
 from rwm_ros.model_files import resolve_model
@@ -65,16 +65,28 @@ class TrainerNode(Node):
         self.get_logger().info(f"watching {self.replay_buffer}/ ; current model {self.state['checkpoint']}")
 
     def new_bags(self) -> list[Path]:
+        """Complete bags not used yet (not .partial/, not an original kept by a recovery)."""
         if not self.replay_buffer.is_dir():
             return []
         used = set(self.state["used_bags"])
         return sorted(
-            p for p in self.replay_buffer.iterdir() if p.is_dir() and p.name != PARTIAL and str(p) not in used
+            p
+            for p in self.replay_buffer.iterdir()
+            if p.is_dir()
+            and not p.name.startswith(".")
+            and not p.name.endswith(TRUNCATED_SUFFIX)
+            and str(p) not in used
         )
+
+    def _recover_orphans(self) -> None:
+        """Bags a dead logger left in .partial/ join the replay buffer, salvaged up to their last second."""
+        for recovery in recover_orphans(self.replay_buffer):
+            self.get_logger().warning(f"recovered a bag its recorder never closed: {recovery}")
 
     def _scan(self) -> None:
         if self._worker is not None and self._worker.is_alive():
             return
+        self._recover_orphans()
         bags = self.new_bags()
         if len(bags) >= self.min_new_bags:
             self._worker = threading.Thread(target=self._refine, args=(bags,), daemon=True)

@@ -4,10 +4,11 @@ Each joint command (50 Hz) is one step: the state is assembled from the newest j
 odometry samples, taken at the step (`PolledSubscriptions`: the 400 Hz streams never wake the
 executor, and only the samples used are deserialized), the previous prediction is scored
 against it (/rwm/world_model/error), and the model predicts the next state from (state, command)
-(/rwm/world_model/prediction). /rwm/world_model/anomaly
-turns true while the error stays above the threshold. A std_msgs/String on /rwm/world_model/reload
-names a new ONNX version: it is loaded and validated off the executor thread, then swapped in at
-once (the GRU state restarts); an unusable file is reported and the current model stays.
+(/rwm/world_model/prediction). /rwm/world_model/anomaly turns true while the error stays above the
+threshold. A std_msgs/String on /rwm/world_model/reload names a new ONNX version, loaded only from
+inside `versions_dir` (the trainer's output; any other path is refused): it is validated off the
+executor thread, then swapped in at once (the GRU state restarts); an unusable file is reported and
+the current model stays. A model made for another robot is refused at start.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from rwm.control.world_model_monitor import MonitorConfig, WorldModelMonitor
 from rwm.export.runtime import OnnxWorldModel
 from rwm.robot import contract as C
 from rwm_ros.conversions import JointMessageError, JointOrder, bind_array, diagnostic_array, projected_gravity
-from rwm_ros.model_files import resolve_model
+from rwm_ros.model_files import check_model_robot, inside_directory, resolve_model
 from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.spin import spin_node
 from rwm_ros.topics import (
@@ -50,6 +51,10 @@ class WorldModelNode(Node):
 
         path = resolve_model(
             declare("model", "anymal_d_rwm.onnx", "world-model ONNX: path or name in models/")
+        )
+        check_model_robot(path, declare("robot", "anymal_d", "the robot monitored (anymal_d|anymal_c)"))
+        self.versions_dir = Path(
+            declare("versions_dir", "model_versions", "reloads are accepted only from this directory")
         )
         cfg = MonitorConfig(
             error_threshold=declare("error_threshold", 0.5, "one-step relative error counted as anomalous"),
@@ -141,7 +146,7 @@ class WorldModelNode(Node):
 
     def _reload(self, path: str) -> None:
         try:
-            model = OnnxWorldModel(Path(path))
+            model = OnnxWorldModel(inside_directory(path, self.versions_dir))
             with self._lock:
                 self.monitor.swap(model)  # validates before replacing
         except Exception as e:  # noqa: BLE001 - any unusable file: keep the current model

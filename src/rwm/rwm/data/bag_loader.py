@@ -2,10 +2,10 @@
 
 Any bag that `ros2 bag record` writes on the contract topics loads here, from the real robot or the
 simulation alike: MCAP or sqlite3, with message definitions from the bag (or the Kilted typestore
-where an old bag has none), a bag directory without metadata.yaml (recorder stopped before writing
-it; its storage file must still be complete) and a bare .mcap/.db3 file. Each
-/anymal/joint_command message becomes one row; the state is the
-latest sample of each robot topic at or before the command's header stamp. Bad data never stops a
+where an old bag has none), a bag directory without metadata.yaml and a bare .mcap/.db3 file: what a
+recorder that died left, read as far as it is complete (`rwm.data.bag_recovery`). Each
+/anymal/joint_command message becomes one row; the state is the latest sample of each robot topic at
+or before the command's header stamp. Bad data never stops a
 load: it is dropped, reported with the file it came from, and the trajectory is split there.
 """
 
@@ -19,11 +19,10 @@ from typing import Any
 
 import numpy as np
 from rosbags.highlevel import AnyReader
-from rosbags.interfaces import Connection, MessageDefinitionFormat
-from rosbags.rosbag2.storage_mcap import McapReader
-from rosbags.rosbag2.storage_sqlite3 import Sqlite3Reader
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from rosbags.interfaces import Connection
+from rosbags.typesys import get_typestore
 
+from rwm.data.bag_recovery import Salvage, SalvagedTopic, salvage_messages, typestore_for
 from rwm.data.bag_writer import TOPIC_TYPES, TYPESTORE
 from rwm.data.trajectory import Trajectory
 from rwm.robot import contract as C
@@ -286,51 +285,55 @@ def _bag_files(path: Path, report: LoadReport) -> list[Path] | None:
     return files
 
 
-def _wanted(
-    connections: Iterable[Connection], data: _BagData, path: Path, report: LoadReport
-) -> list[Connection]:
-    """The connections on contract topics with a type the loader reads; others are reported."""
-    keep = []
-    for conn in connections:
-        expected = TOPIC_TYPES.get(conn.topic)
-        if expected is None:
-            continue
-        accepted = (expected, TWIST_STAMPED) if conn.topic == C.TOPIC_CMD_VEL else (expected,)
-        if conn.msgtype not in accepted:
-            report.add(path, f"{conn.topic} has type {conn.msgtype}, expected {expected}: topic ignored")
-            continue
-        keep.append(conn)
-    return keep
+def _wanted_type(topic: str, msgtype: str, path: Path, report: LoadReport) -> bool:
+    """Whether a connection is on a contract topic with a type the loader reads; others are reported."""
+    expected = TOPIC_TYPES.get(topic)
+    if expected is None:
+        return False
+    accepted = (expected, TWIST_STAMPED) if topic == C.TOPIC_CMD_VEL else (expected,)
+    if msgtype not in accepted:
+        report.add(path, f"{topic} has type {msgtype}, expected {expected}: topic ignored")
+        return False
+    return True
+
+
+def _wanted(connections: Iterable[Connection], path: Path, report: LoadReport) -> list[Connection]:
+    return [c for c in connections if _wanted_type(c.topic, c.msgtype, path, report)]
 
 
 @contextmanager
-def _storage_messages(file: Path, data: _BagData, report: LoadReport) -> Iterator[Iterator[_Message]]:
-    """(topic, message, log time) from one storage file read without metadata.yaml."""
-    storage = McapReader(file) if file.suffix == ".mcap" else Sqlite3Reader(file)
-    storage.open()
-    try:
-        conns = _wanted(storage.connections, data, file, report)
-        typs: dict[str, Any] = {}
-        for conn in conns:
-            if conn.msgdef.format == MessageDefinitionFormat.MSG:
-                typs.update(get_types_from_msg(conn.msgdef.data, conn.msgtype))
-        if lacking := sorted({c.topic for c in conns if c.msgdef.format != MessageDefinitionFormat.MSG}):
+def _storage_messages(file: Path, report: LoadReport) -> Iterator[Iterator[_Message]]:
+    """(topic, message, log time) from one storage file read without metadata.yaml: as much as can be
+    salvaged when its recorder died before closing it (`rwm.data.bag_recovery`)."""
+    salvage = Salvage(file)
+    wanted: dict[SalvagedTopic, bool] = {}
+    stores: dict[SalvagedTopic, Any] = {}
+
+    def messages() -> Iterator[_Message]:
+        for conn, t_ns, raw in salvage_messages(file, salvage):
+            if conn not in wanted:
+                wanted[conn] = _wanted_type(conn.topic, conn.msgtype, file, report)
+                if wanted[conn]:
+                    if not conn.msgdef:
+                        why = f"no .msg definition for {conn.topic}: using {TYPESTORE.value}'s"
+                        report.add(file, why, "info")
+                    stores[conn] = typestore_for(conn)
+            if wanted[conn]:
+                yield conn.topic, stores[conn].deserialize_cdr(raw, conn.msgtype), t_ns
+        if not salvage.complete:
             report.add(
-                file, f"no .msg definitions for {lacking} in the file: using {TYPESTORE.value}'s", "info"
+                file,
+                f"truncated (its recorder was killed?): {salvage}; `rwm bag-recover` makes it a complete bag",
             )
-            typs = {**get_typestore(TYPESTORE).fielddefs, **typs}
-        store = get_typestore(Stores.EMPTY)
-        store.register(typs)
-        yield ((c.topic, store.deserialize_cdr(raw, c.msgtype), t) for c, t, raw in storage.messages(conns))
-    finally:
-        storage.close()
+
+    yield messages()
 
 
 @contextmanager
-def _bag_messages(path: Path, data: _BagData, report: LoadReport) -> Iterator[Iterator[_Message]]:
+def _bag_messages(path: Path, report: LoadReport) -> Iterator[Iterator[_Message]]:
     """(topic, message, log time) from a bag directory with metadata.yaml."""
     with AnyReader([path], default_typestore=get_typestore(TYPESTORE)) as reader:
-        conns = _wanted(reader.connections, data, path, report)
+        conns = _wanted(reader.connections, path, report)
         yield ((c.topic, reader.deserialize(raw, c.msgtype), t) for c, t, raw in reader.messages(conns))
 
 
@@ -339,9 +342,7 @@ def _read(path: Path, cfg: LoaderConfig, report: LoadReport) -> _BagData:
     data = _BagData()
     files = _bag_files(path, report)
     sources = (
-        [_bag_messages(path, data, report)]
-        if files is None
-        else [_storage_messages(f, data, report) for f in files]
+        [_bag_messages(path, report)] if files is None else [_storage_messages(f, report) for f in files]
     )
     for source in sources:
         with source as messages:
@@ -505,15 +506,7 @@ def load_bag(path: str | Path, cfg: LoaderConfig = LoaderConfig()) -> tuple[list
     try:
         data = _read(path, cfg, report)
     except Exception as err:  # noqa: BLE001 - any failure of a corrupt file skips that file, never the load
-        hint = (
-            (
-                " (truncated or corrupt; a recorder killed before closing leaves such files: `mcap recover` "
-                "salvages their complete chunks)"
-            )
-            if "magic" in str(err).lower()
-            else ""
-        )
-        report.add(path, f"cannot read: {type(err).__name__}: {err}{hint}", "error")
+        report.add(path, f"cannot read: {type(err).__name__}: {err}", "error")
         report.skipped.append(str(path))
         return [], report
     _check_streams(data, path, report)

@@ -1,7 +1,10 @@
 """A recorder of serialized messages into a series of rosbag2 (MCAP) files: the replay buffer's writer.
 
 Bags are written under `<dir>/.partial/` and renamed into `<dir>/` when closed, so a reader (the
-trainer) only ever sees complete bags. A new bag starts when the current one reaches `split_duration_s`
+trainer) only ever sees complete bags. Every `flush_interval_s` the open chunk is closed and the file
+synced, and the bag is locked while it is written: a recorder that dies (SIGKILL, power cut) leaves an
+orphan in `.partial/` that loses only the last second once recovered (`rwm.data.bag_recovery`).
+A new bag starts when the current one reaches `split_duration_s`
 or `split_size_mb`. Recording stops (the current bag is closed cleanly) when the free disk space
 falls below `min_free_mb`, instead of failing halfway through a write.
 """
@@ -10,12 +13,12 @@ from __future__ import annotations
 
 import shutil
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from rwm.data.bag_recovery import PARTIAL, bag_lock
 from rwm.data.bag_writer import BagWriter
-
-PARTIAL = ".partial"
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class RecorderConfig:
     split_size_mb: float = 512.0
     min_free_mb: float = 1024.0
     storage: str = "mcap"
+    flush_interval_s: float = 1.0
 
 
 class SplitBagRecorder:
@@ -47,14 +51,24 @@ class SplitBagRecorder:
         self._bytes = 0
         self._index = 0
         self._last_disk_check = 0.0
+        self._last_flush = 0.0
+        self._lock = ExitStack()
 
     def _open(self, t_ns: int) -> None:
         stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(t_ns / 1e9))
         name = f"{self.cfg.prefix}_{stamp}_{self._index:04d}"
         self._index += 1
         self.bag = BagWriter(self.partial / name, storage=self.cfg.storage)
+        self._lock.enter_context(bag_lock(self.bag.path))
         self.bag.open()
         self._bag_start_ns, self._bytes = t_ns, 0
+        self._last_flush = time.monotonic()
+
+    def flush_due(self) -> None:
+        """Sync the open bag if `flush_interval_s` has passed (the writer thread calls this often)."""
+        if self.bag is not None and time.monotonic() - self._last_flush >= self.cfg.flush_interval_s:
+            self.bag.flush()
+            self._last_flush = time.monotonic()
 
     def _disk_ok(self) -> bool:
         now = time.monotonic()
@@ -82,6 +96,7 @@ class SplitBagRecorder:
         self.bag.write_raw(topic, msgtype, cdr, t_ns)
         self._bytes += len(cdr)
         self.written += 1
+        self.flush_due()
         return True
 
     def close(self) -> Path | None:
@@ -92,5 +107,6 @@ class SplitBagRecorder:
         bag.close()
         final = self.directory / bag.path.name
         bag.path.rename(final)
+        self._lock.close()
         self.closed_bags.append(final)
         return final

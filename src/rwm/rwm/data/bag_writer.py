@@ -8,6 +8,7 @@ discovers publishers, so a topic that is never written is absent from the bag.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,19 +16,13 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-from rosbags.interfaces import (
-    Connection,
-    Qos,
-    QosDurability,
-    QosHistory,
-    QosLiveliness,
-    QosReliability,
-    QosTime,
-)
+from rosbags.interfaces import Connection
 from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2.storage_mcap import McapWriter
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
+from rwm.data.bag_recovery import OFFERED_QOS
 from rwm.robot import contract as C
 from rwm.sim.anymal_sim import AnymalSim
 
@@ -43,20 +38,6 @@ TOPIC_TYPES: dict[str, str] = {
     C.TOPIC_CMD_VEL: "geometry_msgs/msg/Twist",
 }
 """Message type of each contract topic that bags record."""
-
-_INFINITE = QosTime(sec=9223372036, nsec=854775807)
-OFFERED_QOS = Qos(
-    history=QosHistory.UNKNOWN,
-    depth=0,
-    reliability=QosReliability.RELIABLE,
-    durability=QosDurability.VOLATILE,
-    deadline=_INFINITE,
-    lifespan=_INFINITE,
-    liveliness=QosLiveliness.AUTOMATIC,
-    liveliness_lease_duration=_INFINITE,
-    avoid_ros_namespace_conventions=False,
-)
-"""The publisher QoS that `ros2 bag record` stores for a default reliable publisher."""
 
 STORAGES = ("mcap", "sqlite3")
 
@@ -158,6 +139,18 @@ class BagWriter:
             raise FileExistsError(f"bag {self.path} already exists; choose a new path or delete it first")
         self._writer.open()
         self._open = True
+
+    def flush(self) -> None:
+        """Put everything written so far on the disk: the open MCAP chunk is closed (sqlite3 commits) and
+        the file synced. A writer killed after this loses only what came later (`rwm bag-recover`)."""
+        storage = self._writer.storage
+        if isinstance(storage, McapWriter):
+            if storage.chunk.msgs:
+                storage.close_chunk()
+            storage.bio.flush()
+            os.fsync(storage.bio.fileno())
+        elif storage is not None:
+            storage.conn.commit()
 
     def close(self) -> None:
         """Finish the storage file and write metadata.yaml."""

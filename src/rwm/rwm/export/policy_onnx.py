@@ -29,7 +29,7 @@ def actor_from_checkpoint(path: str | Path, runner_cfg: dict, obs_dim: int) -> M
     obs = TensorDict({"policy": torch.zeros(1, obs_dim)}, batch_size=[1])
     actor_cfg = {k: v for k, v in runner_cfg["actor"].items() if k != "class_name"}
     actor = MLPModel(obs, runner_cfg["obs_groups"], "actor", C.ACTION_DIM, **actor_cfg)
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)
     actor.load_state_dict(state["actor_state_dict"])
     return actor.eval()
 
@@ -61,6 +61,7 @@ def export_policy(
         "default_joint_pos": C.DEFAULT_JOINT_POS.tolist(),
         "joint_names": list(C.JOINT_NAMES),
         "include_last_action": obs_dim == 48,
+        "robot": "anymal_d",  # the robot rwm.sim trains on; the caller's metadata may name another
         **metadata,
     }
     entry = model.metadata_props.add()

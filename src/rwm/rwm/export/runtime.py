@@ -28,6 +28,15 @@ def _session(path: str | Path, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+def model_robot(path: str | Path) -> str | None:
+    """The robot an exported policy or world model was trained on (None: the file does not say)."""
+    meta = _session(path, 1).get_modelmeta().custom_metadata_map
+    for key in (POLICY_METADATA_KEY, WM_METADATA_KEY):
+        if key in meta:
+            return json.loads(meta[key]).get("robot")
+    return None
+
+
 class OnnxPolicy:
     """An exported policy under onnxruntime: raw actions from observations (batched)."""
 

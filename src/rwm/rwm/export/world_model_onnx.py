@@ -90,6 +90,7 @@ def export_world_model(
             "joint_names": list(C.JOINT_NAMES),
             "state_mean": model.normalizer.state_mean.tolist(),
             "state_std": model.normalizer.state_std.tolist(),
+            "robot": "anymal_d",  # the robot rwm.sim trains on; the caller's metadata may name another
             **metadata,
         }
     )

@@ -50,7 +50,7 @@ def save_checkpoint(model: WorldModel, path: str | Path, **extra: Any) -> None:
 
 def load_checkpoint(path: str | Path) -> tuple[WorldModel, dict[str, Any]]:
     """The model of a checkpoint (eval mode) and the checkpoint's other entries."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     model = build_world_model(ckpt.get("arch", "rwm"), ckpt.get("config") if "arch" in ckpt else None)
     model.load_state_dict(ckpt["model"])
     model.eval()

@@ -121,8 +121,10 @@ def train_ppo(
     ckpt = latest_checkpoint(log_dir) if resume else None
     if ckpt is None and init_from is not None:
         ckpt = Path(init_from)
-    if ckpt is not None:
-        runner.load(str(ckpt))
+    if ckpt is not None:  # what runner.load does, without unpickling code (weights_only)
+        loaded = torch.load(ckpt, map_location="cpu", weights_only=True)
+        runner.alg.load(loaded, None, True)
+        runner.current_learning_iteration = loaded["iter"]
         done_iterations = runner.current_learning_iteration + 1
         runner.current_learning_iteration = done_iterations
         print(f"resumed from {ckpt} at iteration {done_iterations}")

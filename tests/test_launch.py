@@ -1,0 +1,209 @@
+"""`ros2 launch rwm_bringup anymal.launch.py` for real, over DDS on a private domain: the arguments, clear
+refusals, the main job (walks, records, reports), a terminal's Ctrl-C that loses nothing, and a killed
+logger whose bag is recovered up to its last second."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from mcap.reader import make_reader
+
+from ros_helpers import PYTHON, domain_id
+from rwm.data.bag_loader import load_bags
+from rwm.data.bag_recovery import PARTIAL
+from rwm_ros.launch_stack import launch_command, node_exits, source_env, stack_report
+
+pytestmark = pytest.mark.ros
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _launch_arguments() -> list[str]:
+    spec = importlib.util.spec_from_file_location("anymal_launch", ROOT / "launch" / "anymal.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [name for name, *_ in module.ARGUMENTS]
+
+
+def _run(timeout: float, **arguments) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        launch_command(**arguments),
+        env=source_env(domain_id(2)),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _bags(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _assert_one_complete_bag(directory: Path, min_rows: int) -> Path:
+    """One bag with its metadata, nothing partial, readable by rosbags (the loader) and by mcap."""
+    (bag,) = _bags(directory)
+    assert (bag / "metadata.yaml").is_file()
+    assert not [p for p in (directory / PARTIAL).iterdir() if p.is_dir()], "nothing left partial"
+    trajectories, report = load_bags([bag])
+    assert sum(len(t) for t in trajectories) > min_rows, report
+    with next(bag.glob("*.mcap")).open("rb") as f:
+        reader = make_reader(f)
+        topics = {c.topic for c in reader.get_summary().channels.values()}
+        assert sum(1 for _ in reader.iter_messages(topics=["/anymal/joint_command"])) > min_rows
+    assert {"/anymal/joint_states", "/anymal/imu", "/anymal/odom", "/anymal/joint_command"} <= topics
+    return bag
+
+
+def test_show_args_lists_every_argument() -> None:
+    proc = subprocess.run(
+        [*launch_command(), "--show-args"], env=source_env(), capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    shown = re.findall(r"^\s+'(\w+)':", proc.stdout, re.MULTILINE)
+    assert shown == _launch_arguments() and "robot" in shown and "duration" in shown
+
+
+@pytest.mark.parametrize(
+    ("argument", "message"),
+    [
+        ("robot:=anymal_x", "Valid options are: ['anymal_d', 'anymal_c']"),
+        ("worldmodel:=true", "unknown argument(s) ['worldmodel']"),
+        ("duration:=soon", "duration:=soon is not a number of seconds"),
+        ("robot:=anymal_c", "robot:=anymal_c has no policy 'anymal_c_ppo.onnx'"),
+        ("policy_file:=" + str(ROOT / "models" / "anymal_d_rwm.onnx"), "not an RWM policy export"),
+    ],
+)
+def test_bad_arguments_fail_before_anything_starts(argument: str, message: str) -> None:
+    name, _, value = argument.partition(":=")
+    proc = _run(60, **{name: value})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and message in out, out
+    assert "process started" not in out or "not an RWM policy" in message
+
+
+def test_a_model_for_another_robot_is_refused(tmp_path: Path) -> None:
+    """A policy made for ANYmal D on ANYmal C: the policy node refuses it; the stack stops with an error."""
+    proc = _run(60, robot="anymal_c", policy_file=ROOT / "models" / "anymal_d_ppo.onnx", record=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "was trained for anymal_d, not anymal_c" in out, out
+
+
+@pytest.mark.slow
+def test_exploration_stack_stands_and_reports() -> None:
+    """policy:=false: sim and the exploration controller; the robot stands; the report ends the run."""
+    proc = _run(60, policy=False, record=False, duration=8, report=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    exits = node_exits(out)
+    assert set(exits) == {"sim_node-1", "exploration_node-2", "stack_probe-3"} and not any(exits.values()), (
+        exits
+    )
+    report = stack_report(out)
+    assert report["joint_states"]["rate_hz"] > 380
+    assert report["rates_hz"]["joint_command"] == pytest.approx(50, abs=5)
+    assert report["base"]["height_m"] == pytest.approx(0.544, abs=0.03)
+    assert report["base"]["foot_contacts"] == [1, 1, 1, 1]
+    assert int(report["sim"]["commands_accepted"]) > 150
+    assert set(report["nodes"]) == {"anymal_sim", "exploration_controller"}
+
+
+@pytest.mark.slow
+def test_main_job_walks_the_command_sequence_and_records(tmp_path: Path) -> None:
+    """The default stack (sim, policy, command sequence, logger) for 21 s: the robot follows /cmd_vel,
+    never falls, every node exits 0 and the run is one complete bag."""
+    proc = _run(90, duration=21, report=True, bag_dir=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    exits = node_exits(out)
+    assert len(exits) == 5 and not any(exits.values()), exits
+    _assert_one_complete_bag(tmp_path, 50 * 15)
+    report = stack_report(out)
+    assert report["rates_hz"]["joint_command"] == pytest.approx(50, abs=5)
+    assert report["sim"]["resets"] == "0", "the robot fell"
+    tracking = report["tracking"]
+    assert tracking["duration_s"] > 15
+    assert tracking["lin_vel_rmse_steady"] < 0.25, report["policy"]
+    assert tracking["yaw_rate_rmse_steady"] < 0.3
+    assert report["base"]["path_length_m"] > 3.0, "it walked"
+    assert set(report["nodes"]) == {"anymal_sim", "policy", "command_sequence", "data_logger"}
+
+
+def _start(tmp_path: Path, **arguments) -> subprocess.Popen:
+    """The stack in a session of its own (a terminal's process group), output into a file."""
+    log = open(tmp_path / "launch.log", "w")  # noqa: SIM115 - closed by the child's end
+    return subprocess.Popen(
+        launch_command(bag_dir=tmp_path / "bags", **arguments),
+        env=source_env(domain_id(2)),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _wait_for_line(tmp_path: Path, pattern: str, timeout: float) -> re.Match:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        m = re.search(pattern, (tmp_path / "launch.log").read_text())
+        if m:
+            return m
+        time.sleep(0.1)
+    pytest.fail(
+        f"no {pattern!r} in the launch output after {timeout} s:\n" + (tmp_path / "launch.log").read_text()
+    )
+
+
+@pytest.mark.slow
+def test_terminal_ctrl_c_ends_every_node_cleanly_and_keeps_the_recording(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal: SIGINT to the whole process group, and launch forwards a second one to each
+    node. Every node exits 0 within 5 s and the bag is complete."""
+    launch = _start(tmp_path)
+    _wait_for_line(tmp_path, r"\[data_logger\]: recording", 60)
+    time.sleep(6.0)
+    os.killpg(launch.pid, signal.SIGINT)
+    start = time.monotonic()
+    assert launch.wait(timeout=20) == 0
+    assert time.monotonic() - start < 5.0
+    out = (tmp_path / "launch.log").read_text()
+    exits = node_exits(out)
+    assert len(exits) == 4 and not any(exits.values()), out[-3000:]
+    _assert_one_complete_bag(tmp_path / "bags", 50 * 4)
+
+
+@pytest.mark.slow
+def test_sigkilled_logger_loses_at_most_1_5_s_after_recovery(tmp_path: Path) -> None:
+    """SIGKILL of the logger after 10 s of recording: the stack stops with an error, and
+    `rwm bag-recover` gets back the bag up to at most 1.5 s before the kill."""
+    launch = _start(tmp_path)
+    pid = int(
+        _wait_for_line(tmp_path, r"\[logger_node-\d+\]: process started with pid \[(\d+)\]", 60).group(1)
+    )
+    _wait_for_line(tmp_path, r"\[data_logger\]: recording", 60)
+    time.sleep(10.0)
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.time()
+    assert launch.wait(timeout=20) != 0, "a node that dies is an error"
+    (partial,) = [p for p in (tmp_path / "bags" / PARTIAL).iterdir() if p.is_dir()]
+    recovered = tmp_path / "bags" / partial.name
+    proc = subprocess.run(
+        [PYTHON, "-m", "rwm.cli", "bag-recover", str(partial), "--out", str(recovered)],
+        env=source_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with next(recovered.glob("*.mcap")).open("rb") as f:
+        stats = make_reader(f).get_summary().statistics
+    first, last = stats.message_start_time / 1e9, stats.message_end_time / 1e9
+    assert killed_at - last <= 1.5, f"lost {killed_at - last:.2f} s"
+    assert last - first >= 8.5, f"recovered {last - first:.2f} s of about 10"
+    trajectories, report = load_bags([recovered])
+    assert sum(len(t) for t in trajectories) > 50 * 8, report
+    print(json.dumps({"recovered_s": last - first, "lost_s": killed_at - last}))
