@@ -12,14 +12,13 @@ from builtin_interfaces.msg import Time  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 
 from rwm.robot import contract as C  # noqa: E402
-from rwm.sim.state import quat_rotate_inverse  # noqa: E402
+from rwm.robot.frames import projected_gravity, quat_rotate_inverse  # noqa: E402
 from rwm_ros.conversions import (  # noqa: E402
     JointMessageError,
     JointOrder,
     joint_command,
     joint_targets_from_command,
     make_joint_state,
-    projected_gravity,
     quat_wxyz_to_xyzw,
     set_stamp_ns,
     stamp_to_ns,

@@ -70,6 +70,13 @@ def test_show_args_lists_every_argument() -> None:
     assert shown == _launch_arguments() and "robot" in shown and "duration" in shown
 
 
+def test_ros2_pkg_finds_the_stack_and_what_launch_ros_needs() -> None:
+    cmd = [launch_command()[0], "pkg", "list"]
+    proc = subprocess.run(cmd, env=source_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert {"rwm", "rwm_ros", "rwm_bringup", "composition_interfaces"} <= set(proc.stdout.split())
+
+
 @pytest.mark.parametrize(
     ("argument", "message"),
     [

@@ -12,8 +12,8 @@ from rwm.data.array_dataset import ArrayDataset
 from rwm.data.collect import collect_dataset
 from rwm.models.factory import build_world_model, save_checkpoint
 from rwm.rl.imagination_env import ImaginationConfig
-from rwm.rl.mbpo import MBPOConfig, train_mbpo
-from rwm.rl.ppo_training import PPOConfig
+from rwm.runners.mbpo import MBPOConfig, train_mbpo
+from rwm.runners.ppo import PPOConfig
 
 
 def test_one_loop_iteration_end_to_end(tmp_path):

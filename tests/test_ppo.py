@@ -9,9 +9,10 @@ from tensordict import TensorDict
 
 from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy
 from rwm.export.policy_onnx import OnnxPolicy, export_policy
-from rwm.rl.ppo_training import PPOConfig, TrainConfig, runner_config
-from rwm.rl.vec_env import AnymalVecEnv, raw_to_targets
+from rwm.rl.vec_env import AnymalVecEnv
 from rwm.robot import contract as C
+from rwm.robot.policy_io import raw_to_targets
+from rwm.runners.ppo import PPOConfig, TrainConfig, runner_config
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig
 from rwm.sim.reward import tracking_reward
 
@@ -126,7 +127,7 @@ def _random_policy_onnx(path):
 def test_collect_with_policy_records_its_actions(tmp_path):
     from rwm.cli import main
     from rwm.data.array_dataset import ArrayDataset
-    from rwm.rl.observation import policy_observation
+    from rwm.robot.policy_io import policy_observation
 
     policy = _random_policy_onnx(tmp_path / "p.onnx")
     out = tmp_path / "ds"
@@ -159,8 +160,8 @@ def test_collect_with_policy_records_its_actions(tmp_path):
 def test_bag_with_policy_records_its_actions(tmp_path):
     from rwm.data.bag_loader import load_bag
     from rwm.data.collect import collect_bag
-    from rwm.rl.observation import policy_observation
     from rwm.rl.policy_controller import PolicyController
+    from rwm.robot.policy_io import policy_observation
 
     policy = _random_policy_onnx(tmp_path / "p.onnx")
     collect_bag(tmp_path / "bag", controller=PolicyController(policy, policy.obs_dim), duration_s=1.0)
@@ -201,3 +202,10 @@ def test_train_then_select_best_checkpoint(tmp_path, capsys):
     assert policy.metadata["real_transitions"] == (int(policy.metadata["checkpoint"][6]) + 1) * 8 * 24
     selected = json.loads(lines[lines.index('{\n  "selected"') :])
     assert selected["selected"] == policy.metadata["checkpoint"]
+    # A later stage starts from a checkpoint, read without unpickling code (weights_only).
+    main(
+        ["train-ppo", "--log-dir", str(tmp_path / "stage2"), "--iterations", "3", "--num-envs", "8"]
+        + ["--init-from", str(log_dir / "model_1.pt")]
+    )
+    assert "resumed from" in capsys.readouterr().out
+    assert {p.name for p in (tmp_path / "stage2").glob("model_*.pt")} == {"model_2.pt"}

@@ -9,8 +9,7 @@ import pytest
 
 from rwm.data.bag_loader import load_bag
 from rwm.export.policy_onnx import OnnxPolicy
-from rwm.rl.observation import policy_observation
-from rwm.rl.vec_env import raw_to_targets
+from rwm.robot.policy_io import policy_observation, raw_to_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "models" / "anymal_d_ppo.onnx"

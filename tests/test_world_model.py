@@ -120,7 +120,7 @@ def test_rollout_matches_forecast_without_sampling():
 def test_trainer_runs_on_collected_data(tmp_path):
     from rwm.data.array_dataset import ArrayDataset
     from rwm.data.collect import collect_dataset
-    from rwm.training.trainer import WorldModelTrainConfig, train_world_model
+    from rwm.runners.world_model import WorldModelTrainConfig, train_world_model
 
     collect_dataset(tmp_path / "train", steps=60, num_envs=4, controller="perturb", seed=1, num_threads=1)
     collect_dataset(tmp_path / "held", steps=40, num_envs=2, controller="perturb", seed=2, num_threads=1)

@@ -17,7 +17,7 @@ from rwm.data.collect import collect_bag, collect_dataset
 from rwm.export.world_model_onnx import OnnxWorldModel, export_world_model
 from rwm.models.factory import build_world_model, save_checkpoint
 from rwm.robot import contract as C
-from rwm.training.refine import RefineConfig, refine_from_bags
+from rwm.runners.refinement import RefineConfig, refine_from_bags
 from rwm_ros.launch_stack import launch_command
 
 TINY = {"hidden_size": 32, "head_hidden": 16}

@@ -13,7 +13,7 @@ import torch
 from rwm.evaluation.world_model_suite import SuiteConfig
 from rwm.experiments.world_model_table import run_table, scored_checkpoints, summarize_seeds
 from rwm.models.factory import load_checkpoint
-from rwm.training.trainer import WorldModelTrainConfig
+from rwm.runners.world_model import WorldModelTrainConfig
 
 VARIANTS = ["RWM-TF", "RWM-AR"]
 

@@ -78,7 +78,7 @@ def _load_bag(args: argparse.Namespace) -> int:
 
 
 def _train_ppo(args: argparse.Namespace) -> int:
-    from rwm.rl.ppo_training import TrainConfig, train_ppo
+    from rwm.runners.ppo import TrainConfig, train_ppo
     from rwm.sim.batched_env import EnvConfig, PushConfig
     from rwm.sim.commands import CommandConfig
 
@@ -163,8 +163,8 @@ def _select_policy(args: argparse.Namespace) -> int:
 
 
 def _wm_config(args: argparse.Namespace):
+    from rwm.runners.world_model import WorldModelTrainConfig
     from rwm.training.latent_regularization import LatentNoise
-    from rwm.training.trainer import WorldModelTrainConfig
 
     return WorldModelTrainConfig(
         arch=getattr(args, "arch", "rwm"),
@@ -188,7 +188,7 @@ def _train_wm(args: argparse.Namespace) -> int:
 
     from rwm.data.array_dataset import ArrayDataset
     from rwm.models.factory import load_checkpoint
-    from rwm.training.trainer import train_world_model
+    from rwm.runners.world_model import train_world_model
 
     cfg, init = _wm_config(args), None
     if args.init:  # the checkpoint's architecture and normalization, fresh optimizer state
@@ -205,10 +205,10 @@ def _eval_wm(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rwm.data.array_dataset import ArrayDataset
+    from rwm.evaluation.heldout import heldout_tensors
     from rwm.evaluation.plots import plot_error_vs_step, plot_latent_drift, plot_noise
     from rwm.evaluation.world_model_suite import SuiteConfig, evaluate_world_models
     from rwm.models.factory import load_checkpoint
-    from rwm.training.trainer import heldout_tensors
 
     models = {}
     for item in args.model:
@@ -287,8 +287,8 @@ def _wm_sweep(args: argparse.Namespace) -> int:
 
 def _train_mbpo(args: argparse.Namespace) -> int:
     from rwm.rl.imagination_env import ImaginationConfig
-    from rwm.rl.mbpo import MBPOConfig, train_mbpo
-    from rwm.rl.ppo_training import PPOConfig
+    from rwm.runners.mbpo import MBPOConfig, train_mbpo
+    from rwm.runners.ppo import PPOConfig
 
     cfg = MBPOConfig(
         iterations=args.iterations,

@@ -201,13 +201,6 @@ def imu_to_arrays(msg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
 
 
-def projected_gravity(quat_wxyz: np.ndarray) -> np.ndarray:
-    """The world's down direction (0, 0, -1) in the base frame: the state's gravity slice."""
-    w, x, y, z = quat_wxyz.tolist()
-    # third row of R^T (R: base to world) times -1
-    return -np.array([2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y)])
-
-
 _STAMP_LE, _STAMP_BE = struct.Struct("<iI"), struct.Struct(">iI")
 
 

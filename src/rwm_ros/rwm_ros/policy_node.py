@@ -38,6 +38,7 @@ from rwm.control.policy_loop import Mode, PolicyLoop
 from rwm.control.safety import SafetyConfig
 from rwm.export.runtime import OnnxPolicy
 from rwm.robot import contract as C
+from rwm.robot.frames import projected_gravity
 from rwm.robot.kinematics import AnymalKinematics
 from rwm_ros.conversions import (
     JointMessageError,
@@ -45,7 +46,6 @@ from rwm_ros.conversions import (
     bind_array,
     diagnostic_array,
     make_joint_state,
-    projected_gravity,
     raw_stamp_ns,
     stamp_to_ns,
 )

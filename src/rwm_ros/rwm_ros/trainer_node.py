@@ -2,7 +2,7 @@
 
 Every `scan_interval_s` it looks for complete bags in the replay buffer that it has not used yet; when
 there are at least `min_new_bags`, a worker thread refines the current checkpoint on them
-(`rwm.training.refine.refine_from_bags`: load, train, validate on held-out data, ONNX parity, atomic
+(`rwm.runners.refinement.refine_from_bags`: load, train, validate on held-out data, ONNX parity, atomic
 versioned files). An accepted version is announced on /rwm/world_model/reload for the world-model
 node; a rejected one is reported and the current model stays. Used bags are remembered in
 `<model_dir>/trainer_state.json`, so a restart does not train on them twice.
@@ -21,7 +21,7 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from rwm.data.bag_recovery import TRUNCATED_SUFFIX, recover_orphans
-from rwm.training.refine import RefineConfig, refine_from_bags
+from rwm.runners.refinement import RefineConfig, refine_from_bags
 from rwm_ros.conversions import diagnostic_array
 from rwm_ros.model_files import resolve_model
 from rwm_ros.spin import spin_node

@@ -29,7 +29,8 @@ from std_msgs.msg import Bool, Float32, Float32MultiArray, String
 from rwm.control.world_model_monitor import MonitorConfig, WorldModelMonitor
 from rwm.export.runtime import OnnxWorldModel
 from rwm.robot import contract as C
-from rwm_ros.conversions import JointMessageError, JointOrder, bind_array, diagnostic_array, projected_gravity
+from rwm.robot.frames import projected_gravity
+from rwm_ros.conversions import JointMessageError, JointOrder, bind_array, diagnostic_array
 from rwm_ros.model_files import check_model_robot, inside_directory, resolve_model
 from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.spin import spin_node

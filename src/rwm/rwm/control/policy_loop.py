@@ -18,9 +18,8 @@ from enum import Enum
 import numpy as np
 
 from rwm.control.safety import SafetyConfig, SafetyFilter, soft_start_targets
-from rwm.rl.actions import RAW_ACTION_LIMIT
-from rwm.rl.observation import policy_observation
 from rwm.robot import contract as C
+from rwm.robot.policy_io import RAW_ACTION_LIMIT, includes_last_action, policy_observation, raw_to_targets
 
 Policy = Callable[[np.ndarray], np.ndarray]
 """(1, obs_dim) observation -> (1, 12) raw action, e.g. rwm.export.policy_onnx.OnnxPolicy."""
@@ -49,11 +48,9 @@ class PolicyLoop:
         cfg: SafetyConfig = SafetyConfig(),
         period_s: float = C.POLICY_DT,
     ) -> None:
-        if obs_dim not in (36, 48):
-            raise ValueError(f"policy observation must be 36 or 48 wide, got {obs_dim}")
+        self.include_last_action = includes_last_action(obs_dim)
         self.policy, self.cfg, self.period_s = policy, cfg, period_s
         self.safety = SafetyFilter(joint_lower, joint_upper, cfg)
-        self.include_last_action = obs_dim == 48
         self.state = np.zeros(C.STATE_DIM)
         """Latest robot state in the world-model layout (torques included)."""
         self.command = np.zeros(C.COMMAND_DIM)
@@ -65,7 +62,6 @@ class PolicyLoop:
         """Rejected inputs by reason (for diagnostics)."""
         self.last_raw_action = np.zeros(C.ACTION_DIM)
         self._obs = np.zeros((1, obs_dim), dtype=np.float32)
-        self._raw = np.zeros(C.ACTION_DIM)
         self._desired = np.zeros(C.ACTION_DIM)
         self._previous = np.zeros(C.ACTION_DIM)
         self._hold = C.DEFAULT_JOINT_POS.copy()
@@ -156,10 +152,8 @@ class PolicyLoop:
         if not np.isfinite(raw).all():  # a broken model must not move the robot: hold instead
             self.rejected["policy_nan"] = self.rejected.get("policy_nan", 0) + 1
             return self.targets
-        np.clip(raw, -RAW_ACTION_LIMIT, RAW_ACTION_LIMIT, out=self._raw)
-        self.last_raw_action[:] = self._raw
-        np.multiply(self._raw, C.ACTION_SCALE, out=self._desired)
-        self._desired += C.DEFAULT_JOINT_POS
+        np.clip(raw, -RAW_ACTION_LIMIT, RAW_ACTION_LIMIT, out=self.last_raw_action)
+        raw_to_targets(self.last_raw_action, out=self._desired)
         self._previous[:] = self.targets
         return self.safety.apply(self._desired, self._previous, self.targets)
 

@@ -21,13 +21,15 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from rwm.data.trajectory import Trajectory
 from rwm.robot import contract as C
-from rwm.sim.batched_env import BatchedAnymalEnv, StepOutput
+
+if TYPE_CHECKING:  # reading datasets imports no MuJoCo
+    from rwm.sim.batched_env import BatchedAnymalEnv, StepOutput
 
 FORMAT = "rwm-array-dataset"
 VERSION = 1

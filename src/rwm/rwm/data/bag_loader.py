@@ -26,7 +26,7 @@ from rwm.data.bag_recovery import Salvage, SalvagedTopic, salvage_messages, type
 from rwm.data.bag_writer import TOPIC_TYPES, TYPESTORE
 from rwm.data.trajectory import Trajectory
 from rwm.robot import contract as C
-from rwm.sim.state import quat_rotate_inverse
+from rwm.robot.frames import quat_rotate_inverse
 
 REQUIRED_TOPICS = (C.TOPIC_JOINT_STATES, C.TOPIC_IMU, C.TOPIC_ODOM, C.TOPIC_JOINT_COMMAND)
 """Without these a bag holds no state or no action."""

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rosbags.interfaces import Connection
@@ -24,7 +24,9 @@ from rosbags.typesys.store import Typestore
 
 from rwm.data.bag_recovery import OFFERED_QOS
 from rwm.robot import contract as C
-from rwm.sim.anymal_sim import AnymalSim
+
+if TYPE_CHECKING:  # writing bags imports no MuJoCo
+    from rwm.sim.anymal_sim import AnymalSim
 
 TYPESTORE: Stores = Stores.ROS2_KILTED
 """The ROS 2 distribution whose message definitions the bags carry (the project's distribution)."""
@@ -261,7 +263,7 @@ class BagWriter:
 
     def write_robot_sample(self, stamp_ns: int, sample: RobotSample | AnymalSim) -> None:
         """Everything the robot publishes at one physics step (contacts only where the sample has them)."""
-        s = RobotSample.from_sim(sample) if isinstance(sample, AnymalSim) else sample
+        s = sample if isinstance(sample, RobotSample) else RobotSample.from_sim(sample)
         o = self._to_order
         self.write_joint_states(stamp_ns, s.joint_pos[o], s.joint_vel[o], s.joint_effort[o], self.joint_order)
         self.write_imu(stamp_ns, s.base_orientation, s.base_ang_vel, s.imu_lin_acc)

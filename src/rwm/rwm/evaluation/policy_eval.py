@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rwm.rl.vec_env import raw_to_targets
+from rwm.robot.policy_io import includes_last_action, raw_to_targets
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig
 from rwm.sim.reward import tracking_reward
 
@@ -47,10 +47,8 @@ def evaluate_policy(
         episode_length_s=cfg.episode_length_s,
         seed=cfg.seed,
         num_threads=cfg.num_threads,
-        include_last_action=(obs_dim == 48),
+        include_last_action=includes_last_action(obs_dim),
     )
-    if obs_dim not in (36, 48):
-        raise ValueError(f"policy observation size {obs_dim} is neither 36 (Table S4) nor 48 (+ last action)")
     env = BatchedAnymalEnv(env_cfg)
     n, steps = cfg.episodes, env.max_episode_steps
     alive = np.ones(n, dtype=bool)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rwm.data.array_dataset import ArrayDataset
 from rwm.evaluation.plots import plot_heatmaps
-from rwm.training.trainer import WorldModelTrainConfig, train_world_model
+from rwm.runners.world_model import WorldModelTrainConfig, train_world_model
 
 
 def run_sweep(

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from rwm.data.array_dataset import ArrayDataset
+from rwm.evaluation.heldout import heldout_tensors
 from rwm.evaluation.plots import plot_error_vs_step, plot_latent_drift, plot_noise
 from rwm.evaluation.world_model_suite import SuiteConfig, evaluate_world_models
 from rwm.models.factory import average_checkpoints, save_checkpoint
-from rwm.training.trainer import WorldModelTrainConfig, heldout_tensors, train_world_model
+from rwm.runners.world_model import WorldModelTrainConfig, train_world_model
 
 VARIANTS: dict[str, dict] = {
     "MLP-TF": {"arch": "mlp", "horizon": 1},

@@ -20,6 +20,7 @@ from tensordict import TensorDict
 from rwm.export.onnx_files import strip_debug_metadata
 from rwm.export.runtime import POLICY_INPUT, POLICY_METADATA_KEY, POLICY_OUTPUT, OnnxPolicy
 from rwm.robot import contract as C
+from rwm.robot.policy_io import includes_last_action
 
 INPUT_NAME, OUTPUT_NAME, METADATA_KEY = POLICY_INPUT, POLICY_OUTPUT, POLICY_METADATA_KEY
 
@@ -60,7 +61,7 @@ def export_policy(
         "action_scale": C.ACTION_SCALE,
         "default_joint_pos": C.DEFAULT_JOINT_POS.tolist(),
         "joint_names": list(C.JOINT_NAMES),
-        "include_last_action": obs_dim == 48,
+        "include_last_action": includes_last_action(obs_dim),
         "robot": "anymal_d",  # the robot rwm.sim trains on; the caller's metadata may name another
         **metadata,
     }

@@ -29,8 +29,8 @@ from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
 from rwm.models.base import WorldModel
-from rwm.rl.vec_env import RAW_ACTION_LIMIT
 from rwm.robot import contract as C
+from rwm.robot.policy_io import OBS_DIM_WITH_LAST_ACTION, policy_observation, raw_to_targets
 from rwm.sim.commands import CommandConfig
 from rwm.sim.reward import RewardConfig, reward_terms, total_reward
 from rwm.storage.replay_buffer import ReplayBuffer
@@ -95,7 +95,7 @@ class ImaginationEnv(VecEnv):
         self.hidden = model.initial_hidden(n)
         self.episode_length_buf = torch.zeros(n, dtype=torch.long)
         self._default = torch.from_numpy(C.DEFAULT_JOINT_POS).float()
-        self._obs = torch.zeros(n, 48)
+        self._obs = torch.zeros(n, OBS_DIM_WITH_LAST_ACTION)
         self.reward_sum = 0.0
         """Sum of the mean imagined reward per step since the last `pop_reward_mean` (for logs)."""
         self.reward_steps = 0
@@ -130,20 +130,14 @@ class ImaginationEnv(VecEnv):
 
     # -- VecEnv ---------------------------------------------------------------------------------
     def _observation(self) -> torch.Tensor:
-        o = self._obs
-        o[:, 0:9] = self.state[:, 0:9]
-        o[:, 9:12] = self.command
-        o[:, 12:24] = self.state[:, C.JOINT_POS] - self._default
-        o[:, 24:36] = self.state[:, C.JOINT_VEL]
-        o[:, 36:48] = (self.action - self._default) / C.ACTION_SCALE
-        return o
+        return policy_observation(self.state, self.command, self.action, out=self._obs)
 
     def get_observations(self) -> TensorDict:
         return TensorDict({"policy": self._observation().clone()}, batch_size=[self.num_envs])
 
     @torch.no_grad()
     def step(self, actions: torch.Tensor) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict]:
-        targets = self._default + C.ACTION_SCALE * actions.clamp(-RAW_ACTION_LIMIT, RAW_ACTION_LIMIT)
+        targets = raw_to_targets(actions)
         norm = self.model.normalizer
         mean, std, logits, self.hidden = self.model.step(
             norm.state(self.state), norm.action(targets), self.hidden

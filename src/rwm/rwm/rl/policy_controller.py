@@ -10,9 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rwm.rl.observation import policy_observation
-from rwm.rl.vec_env import raw_to_targets
 from rwm.robot import contract as C
+from rwm.robot.policy_io import includes_last_action, policy_observation, raw_to_targets
 
 Policy = Callable[[np.ndarray], np.ndarray]
 """Observations (N, obs_dim) -> raw actions (N, 12), e.g. rwm.export.policy_onnx.OnnxPolicy."""
@@ -37,7 +36,7 @@ class PolicyController:
 
     def __init__(self, policy: Policy, obs_dim: int, action_noise: float = 0.0) -> None:
         self.policy, self.action_noise = policy, action_noise
-        self.include_last_action = obs_dim == 48
+        self.include_last_action = includes_last_action(obs_dim)
         self.command = np.zeros(C.COMMAND_DIM)
         self.last_targets = C.DEFAULT_JOINT_POS.copy()
         self.rng = np.random.default_rng(0)

@@ -11,8 +11,8 @@ import torch
 from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
-from rwm.rl.actions import RAW_ACTION_LIMIT, raw_to_targets
 from rwm.robot import contract as C
+from rwm.robot.policy_io import raw_to_targets
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig
 
 
@@ -52,6 +52,3 @@ class AnymalVecEnv(VecEnv):
 
     def close(self) -> None:
         self.env.close()
-
-
-__all__ = ["RAW_ACTION_LIMIT", "AnymalVecEnv", "raw_to_targets"]

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import mujoco
 import numpy as np
 
-from rwm.rl.observation import policy_observation
 from rwm.robot import contract as C
 from rwm.robot.mjcf import RobotModel, build_robot
+from rwm.robot.policy_io import obs_dim, policy_observation
 from rwm.sim.commands import CommandConfig, CommandSampler
 from rwm.sim.reward import RewardConfig, reward_terms, total_reward
 from rwm.sim.state import read_contacts, read_state, states_from_raw
@@ -114,7 +114,7 @@ class BatchedAnymalEnv:
         self._qvel = np.zeros((n, self.model.nv))
         self._torque = np.zeros((n, C.NUM_JOINTS))
         self._next_contacts = np.zeros((n, C.CONTACT_DIM))
-        self.obs_dim = 36 + (12 if cfg.include_last_action else 0)
+        self.obs_dim = obs_dim(cfg.include_last_action)
         self._obs = np.zeros((n, self.obs_dim), dtype=np.float32)
         self.reset_all()
 

@@ -10,18 +10,8 @@ import mujoco
 import numpy as np
 
 from rwm.robot import contract as C
+from rwm.robot.frames import quat_rotate_inverse
 from rwm.robot.mjcf import RobotModel
-
-
-def quat_rotate_inverse(quat: np.ndarray, vec: np.ndarray) -> np.ndarray:
-    """Rotate world vectors into the frame of unit quaternions (w, x, y, z); batched over rows."""
-    w = quat[..., 0:1]
-    u = quat[..., 1:4]
-    return (
-        vec * (2.0 * w * w - 1.0)
-        - np.cross(u, vec) * (2.0 * w)
-        + u * (2.0 * (u * vec).sum(-1, keepdims=True))
-    )
 
 
 def states_from_raw(

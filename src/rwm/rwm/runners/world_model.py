@@ -1,5 +1,5 @@
-"""Train a world model on array datasets: sliding windows of M + N steps, Adam, checkpoints, and the
-relative autoregressive error on held-out trajectories as the validation figure."""
+"""Pretrain a world model on array datasets: the runner around `WorldModelLearner` (windows of M + N
+steps sampled, updates, the relative autoregressive error on held-out trajectories, logs, checkpoints)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,17 @@ import numpy as np
 import torch
 
 from rwm.data.array_dataset import ArrayDataset
-from rwm.evaluation.autoregressive_error import autoregressive_error, rollout_trajectories
+from rwm.evaluation.heldout import heldout_error, heldout_tensors
 from rwm.models.base import WorldModel
 from rwm.models.factory import build_world_model, save_checkpoint
 from rwm.training.latent_regularization import LatentNoise
-from rwm.training.losses import world_model_loss
+from rwm.training.learner import LearnerConfig, WorldModelLearner
 
 
 @dataclass
 class WorldModelTrainConfig:
-    """Paper defaults: M = 32, N = 8, lr 1e-4, weight decay 1e-5, batch 1024."""
+    """Paper defaults: M = 32, N = 8, lr 1e-4, weight decay 1e-5, batch 1024. The loss and optimizer
+    fields are the learner's (`learner`); checkpoints keep them all as `train_config`."""
 
     arch: str = "rwm"
     """rwm, mlp, rssm or transformer."""
@@ -47,6 +48,14 @@ class WorldModelTrainConfig:
     jacobian_weight: float = 0.0
     """lambda of the Jacobian penalty on the latent transition (0 = off)."""
 
+    def __post_init__(self) -> None:
+        if isinstance(self.latent_noise, dict):  # read back from a checkpoint's train_config
+            self.latent_noise = LatentNoise(**self.latent_noise)
+
+    @property
+    def learner(self) -> LearnerConfig:
+        return LearnerConfig.from_dict(asdict(self))
+
 
 class WindowSampler:
     """Uniformly random windows of `length` rows that stay inside one trajectory."""
@@ -62,27 +71,6 @@ class WindowSampler:
         starts = self.rng.choice(self.starts, size=batch)
         arrays = self.dataset.gather(starts, self.length)
         return {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in arrays.items()}
-
-
-def heldout_tensors(dataset: ArrayDataset, length: int) -> dict[str, torch.Tensor]:
-    """Every held-out trajectory of at least `length` rows, cut to `length`: (B, length, .)."""
-    trajs = [dataset.trajectory(i) for i in range(dataset.num_trajectories)]
-    trajs = [t for t in trajs if len(t) >= length]
-    if not trajs:
-        raise ValueError(f"{dataset.path}: no trajectory of {length} steps")
-    return {
-        "state": torch.from_numpy(np.stack([t.state[:length] for t in trajs]).astype(np.float32)),
-        "action": torch.from_numpy(np.stack([t.action[:length] for t in trajs]).astype(np.float32)),
-    }
-
-
-def evaluate_heldout(model: WorldModel, heldout: dict[str, torch.Tensor], history: int) -> dict:
-    """Relative AR error of `model` on held-out trajectories (normalized space)."""
-    s_n = model.normalizer.state(heldout["state"])
-    a_n = model.normalizer.action(heldout["action"])
-    result = autoregressive_error(rollout_trajectories(model, s_n, a_n, history), s_n, history)
-    model.train()
-    return result
 
 
 def train_world_model(
@@ -107,53 +95,27 @@ def train_world_model(
         model.normalizer.fit(train.state, train.action)
     else:
         model = init_model
-    model.train()
-    window = cfg.history + max(cfg.horizon, 1)
-    sampler = WindowSampler(train, window, cfg.seed)
+    learner = WorldModelLearner(model, cfg.learner, total_updates=cfg.iterations)
+    sampler = WindowSampler(train, cfg.learner.window, cfg.seed)
     held = heldout_tensors(heldout, heldout_length) if heldout is not None else None
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    if cfg.lr_schedule not in ("constant", "cosine"):
-        raise ValueError(f"lr_schedule {cfg.lr_schedule!r}: constant or cosine")
-    schedule = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.iterations)
-        if cfg.lr_schedule == "cosine"
-        else None
-    )
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     log = (out / "train_log.jsonl").open("w")
     train_s = 0.0
     summary: dict = {}
     for it in range(1, cfg.iterations + 1):
         tick = time.perf_counter()
-        batch = sampler.sample(cfg.batch_size)
-        s_n, a_n = model.normalizer.state(batch["state"]), model.normalizer.action(batch["action"])
-        losses = world_model_loss(
-            model,
-            s_n,
-            a_n,
-            batch["contacts"],
-            cfg.history,
-            cfg.horizon,
-            cfg.decay,
-            latent_noise=cfg.latent_noise,
-            jacobian_weight=cfg.jacobian_weight,
-        )
-        opt.zero_grad()
-        losses["total"].backward()
-        opt.step()
-        if schedule is not None:
-            schedule.step()
+        losses = learner.update(sampler.sample(cfg.batch_size))
         train_s += time.perf_counter() - tick
         if it % cfg.eval_interval == 0 or it == cfg.iterations:
             entry = {
                 "iteration": it,
                 "train_s": round(train_s, 1),
                 "s_per_iteration": round(train_s / it, 4),
-                "lr": opt.param_groups[0]["lr"],
-                **{k: round(v.item(), 5) for k, v in losses.items()},
+                "lr": learner.learning_rate,
+                **{k: round(v, 5) for k, v in losses.items()},
             }
             if held is not None:
-                entry["heldout_ar_error"] = round(evaluate_heldout(model, held, cfg.history)["mean"], 5)
+                entry["heldout_ar_error"] = round(heldout_error(model, held, cfg.history)["mean"], 5)
             log.write(json.dumps(entry) + "\n")
             log.flush()
             print(json.dumps(entry), flush=True)

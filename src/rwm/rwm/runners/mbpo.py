@@ -21,16 +21,16 @@ from tensordict import TensorDict
 from torch.utils.tensorboard import SummaryWriter
 
 from rwm.data.array_dataset import ArrayDataset
-from rwm.evaluation.autoregressive_error import autoregressive_error, rollout_trajectories
+from rwm.evaluation.heldout import heldout_error, trajectory_tensors
 from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy
 from rwm.models.factory import load_checkpoint, save_checkpoint
 from rwm.rl.imagination_env import ImaginationConfig, ImaginationEnv
-from rwm.rl.ppo_training import PPOConfig, TrainConfig, runner_config
-from rwm.rl.vec_env import raw_to_targets
+from rwm.robot.policy_io import OBS_DIM_WITH_LAST_ACTION, raw_to_targets
+from rwm.runners.ppo import PPOConfig, TrainConfig, runner_config
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig, PushConfig
 from rwm.sim.commands import CommandConfig
 from rwm.storage.replay_buffer import ReplayBuffer
-from rwm.training.losses import world_model_loss
+from rwm.training.learner import LearnerConfig, WorldModelLearner
 
 
 @dataclass
@@ -48,8 +48,10 @@ class MBPOConfig:
     wm_iterations: int = 50
     wm_batch: int = 256
     wm_learning_rate: float = 1e-4
-    history: int = 32
-    horizon: int = 8
+    history: int | None = None
+    """History and forecast of the world model's loss; None: those it was pretrained with (the loss
+    configuration comes from its checkpoint, so the loop refines it as it was trained)."""
+    horizon: int | None = None
     ppo_iterations: int = 20
     """PPO updates in imagination per iteration."""
     imagination: ImaginationConfig = field(default_factory=lambda: ImaginationConfig(num_envs=512))
@@ -103,16 +105,19 @@ def collect_real(
     return pieces
 
 
-def model_error_on(model, pieces: list[dict[str, np.ndarray]], history: int, horizon: int) -> float | None:
-    """Relative AR error over `horizon` steps after `history` on newly collected pieces (Fig. 8)."""
-    length = history + horizon
-    usable = [p for p in pieces if len(p["state"]) >= length]
-    if not usable:
-        return None
-    s = torch.from_numpy(np.stack([p["state"][:length] for p in usable]).astype(np.float32))
-    a = torch.from_numpy(np.stack([p["action"][:length] for p in usable]).astype(np.float32))
-    s_n, a_n = model.normalizer.state(s), model.normalizer.action(a)
-    return autoregressive_error(rollout_trajectories(model, s_n, a_n, history), s_n, history)["mean"]
+def model_error_on(model, pieces: list[dict[str, np.ndarray]], learner: LearnerConfig) -> float | None:
+    """Relative AR error over the forecast after the history on newly collected pieces (Fig. 8)."""
+    held = trajectory_tensors([p["state"] for p in pieces], [p["action"] for p in pieces], learner.window)
+    return None if held is None else heldout_error(model, held, learner.history)["mean"]
+
+
+def learner_config(cfg: MBPOConfig, pretrained: dict) -> LearnerConfig:
+    """The world model's pretraining loss, at the loop's learning rate (and history/forecast if set)."""
+    learner = LearnerConfig.from_dict(pretrained)
+    learner.learning_rate, learner.lr_schedule = cfg.wm_learning_rate, "constant"
+    learner.history = cfg.history if cfg.history is not None else learner.history
+    learner.horizon = cfg.horizon if cfg.horizon is not None else learner.horizon
+    return learner
 
 
 def train_mbpo(
@@ -132,7 +137,8 @@ def train_mbpo(
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    model, _ = load_checkpoint(world_model)
+    model, entries = load_checkpoint(world_model)
+    learner = WorldModelLearner(model, learner_config(cfg, entries.get("train_config", {})))
     buffer = ReplayBuffer(ArrayDataset(pretrain) if pretrain else None, seed=cfg.seed)
     real_env = BatchedAnymalEnv(
         EnvConfig(
@@ -146,35 +152,29 @@ def train_mbpo(
     runner_cfg = runner_config(TrainConfig(ppo=cfg.ppo, seed=cfg.seed))
     runner_cfg["logger"] = "tensorboard"
     stand = lambda o: np.zeros((len(o), 12))  # noqa: E731 - the standing pose, before any policy exists
-    first = collect_real(real_env, stand, cfg.history + cfg.horizon, buffer)
+    first = collect_real(real_env, stand, learner.cfg.window, buffer)
     imagination = ImaginationEnv(model, buffer, cfg.imagination)
     runner = OnPolicyRunner(imagination, runner_cfg, log_dir=str(out / "ppo"), device="cpu")
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.wm_learning_rate, weight_decay=1e-5)
     writer = SummaryWriter(str(out / "tensorboard"))
     log_rows: list[dict] = []
     start = time.time()
-    (out / "mbpo_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
+    config = {**asdict(cfg), "world_model_learner": learner.cfg.as_dict()}
+    (out / "mbpo_config.json").write_text(json.dumps(config, indent=2, default=str))
     pieces = first
     for it in range(cfg.iterations):
         policy = deterministic_policy(runner)
         if it > 0:
             pieces = collect_real(real_env, policy, cfg.real_steps, buffer)
-        error_new = model_error_on(model, pieces, cfg.history, cfg.horizon)
-        model.train()
+        error_new = model_error_on(model, pieces, learner.cfg)
         for _ in range(cfg.wm_iterations):
-            batch = buffer.sample(cfg.wm_batch, cfg.history + cfg.horizon)
-            s_n, a_n = model.normalizer.state(batch["state"]), model.normalizer.action(batch["action"])
-            loss = world_model_loss(model, s_n, a_n, batch["contacts"], cfg.history, cfg.horizon)["total"]
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            learner.update(buffer.sample(cfg.wm_batch, learner.cfg.window))
         model.eval()
         imagination.pop_reward_mean()
         runner.learn(num_learning_iterations=cfg.ppo_iterations, init_at_random_ep_len=(it == 0))
         imagined_reward = imagination.pop_reward_mean()
         true = evaluate_policy(
             deterministic_policy(runner),
-            48,
+            OBS_DIM_WITH_LAST_ACTION,
             PolicyEvalConfig(episodes=cfg.eval_episodes, seed=1000 + it),
         )
         row = {

@@ -5,6 +5,8 @@ accepted only if (1) the bags gave usable trajectories (corrupt or truncated one
 skipped by the loader), (2) its relative autoregressive error on held-out data is no worse than the
 current model's (within `tolerance`), and (3) its ONNX export matches torch over a 100-step rollout.
 Only then do `rwm_v<N>.onnx` and `rwm_v<N>.pt` appear in the model directory (renamed into place).
+The model is refined with the loss it was pretrained with (its checkpoint's `train_config`, through
+`WorldModelLearner`), at the refinement's own learning rate, batch and number of updates.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from pathlib import Path
 
 from rwm.data.array_dataset import ArrayDataset, ArrayDatasetWriter
 from rwm.data.bag_loader import load_bags
+from rwm.evaluation.heldout import heldout_error, heldout_tensors
 from rwm.export.world_model_onnx import export_world_model
 from rwm.models.factory import load_checkpoint, save_checkpoint
-from rwm.training.trainer import WorldModelTrainConfig, evaluate_heldout, heldout_tensors, train_world_model
+from rwm.runners.world_model import WorldModelTrainConfig, train_world_model
 
 
 @dataclass(frozen=True)
@@ -27,8 +30,9 @@ class RefineConfig:
     iterations: int = 200
     batch_size: int = 256
     learning_rate: float = 1e-4
-    history: int = 32
-    horizon: int = 8
+    history: int | None = None
+    """History and forecast of the loss and the held-out error; None: the checkpoint's."""
+    horizon: int | None = None
     heldout_length: int = 400
     tolerance: float = 0.0
     """Accept a held-out error up to (1 + tolerance) x the current model's."""
@@ -67,33 +71,40 @@ def refine_from_bags(
     """Refine `checkpoint` on the trajectories of `bags`; see the module docstring for the checks."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
+    model, entries = load_checkpoint(checkpoint)
+    pretrained = entries.get("train_config", {})
+    overrides = {k: v for k, v in (("history", cfg.history), ("horizon", cfg.horizon)) if v is not None}
+    train_cfg = WorldModelTrainConfig(
+        **{
+            **{k: v for k, v in pretrained.items() if k in WorldModelTrainConfig.__dataclass_fields__},
+            **overrides,
+            "learning_rate": cfg.learning_rate,
+            "lr_schedule": "constant",
+            "batch_size": cfg.batch_size,
+            "iterations": cfg.iterations,
+            "eval_interval": cfg.iterations,
+            "seed": cfg.seed,
+            "threads": cfg.threads,
+        }
+    )
+    learner = train_cfg.learner
     trajectories, report = load_bags(bags)
-    window = cfg.history + cfg.horizon
-    usable = [t for t in trajectories if len(t) >= window]
+    usable = [t for t in trajectories if len(t) >= learner.window]
     rows = sum(len(t) for t in usable)
     if not usable:
-        return RefineResult(False, f"no trajectory of {window} steps in the bags", load_report=str(report))
-    model, _ = load_checkpoint(checkpoint)
+        return RefineResult(
+            False, f"no trajectory of {learner.window} steps in the bags", load_report=str(report)
+        )
     held = heldout_tensors(ArrayDataset(heldout), cfg.heldout_length)
-    before = evaluate_heldout(model, held, cfg.history)["mean"]
+    before = heldout_error(model, held, learner.history)["mean"]
     with tempfile.TemporaryDirectory(dir=model_dir, prefix=".refine-") as tmp:
         with ArrayDatasetWriter(Path(tmp) / "data") as writer:
             for t in usable:
                 writer.add_trajectory(t)
-        train_cfg = WorldModelTrainConfig(
-            history=cfg.history,
-            horizon=cfg.horizon,
-            learning_rate=cfg.learning_rate,
-            batch_size=cfg.batch_size,
-            iterations=cfg.iterations,
-            eval_interval=cfg.iterations,
-            seed=cfg.seed,
-            threads=cfg.threads,
-        )
         train_world_model(
             train_cfg, ArrayDataset(Path(tmp) / "data"), None, Path(tmp) / "run", init_model=model
         )
-        after = evaluate_heldout(model, held, cfg.history)["mean"]
+        after = heldout_error(model, held, learner.history)["mean"]
         result = RefineResult(
             False, "", rows=rows, error_before=before, error_after=after, load_report=str(report)
         )

@@ -1,0 +1,100 @@
+"""The world-model learner: one optimizer step of RWM's multi-step loss on a batch of windows.
+
+The algorithm half of rsl_rl's split (its runners sequence collect -> update -> evaluate -> save):
+pretraining (`rwm.runners.world_model`), refinement from bags (`rwm.runners.refinement`) and the
+MBPO-PPO loop (`rwm.runners.mbpo`) all train through `WorldModelLearner.update`, with one loss
+configuration, which a checkpoint carries so that a model is refined with the loss it was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+
+from rwm.models.base import WorldModel
+from rwm.training.latent_regularization import LatentNoise
+from rwm.training.losses import world_model_loss
+
+
+@dataclass
+class LearnerConfig:
+    """The loss and the optimizer (paper: M = 32, N = 8, lr 1e-4, weight decay 1e-5)."""
+
+    history: int = 32
+    horizon: int = 8
+    """Forecast steps N; 1 is teacher forcing."""
+    decay: float = 1.0
+    """Forecast decay alpha: weight alpha^k on forecast step k."""
+    learning_rate: float = 1e-4
+    lr_schedule: str = "constant"
+    """constant, or cosine: annealed to zero over the run's updates, so the final model is not a
+    snapshot of an optimizer still bouncing at full step size."""
+    weight_decay: float = 1e-5
+    latent_noise: LatentNoise = field(default_factory=LatentNoise)
+    jacobian_weight: float = 0.0
+    """lambda of the Jacobian penalty on the latent transition (0 = off)."""
+
+    @property
+    def window(self) -> int:
+        """Rows a training window holds: history plus forecast."""
+        return self.history + max(self.horizon, 1)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> LearnerConfig:
+        """The learner part of a saved training configuration (a checkpoint's `train_config`)."""
+        known = {f.name for f in fields(cls)}
+        kept = {k: v for k, v in values.items() if k in known}
+        if isinstance(kept.get("latent_noise"), dict):
+            kept["latent_noise"] = LatentNoise(**kept["latent_noise"])
+        return cls(**kept)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class WorldModelLearner:
+    """Adam on the multi-step loss; `update(batch)` normalizes, steps and returns the loss terms."""
+
+    def __init__(self, model: WorldModel, cfg: LearnerConfig, total_updates: int | None = None) -> None:
+        if cfg.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule {cfg.lr_schedule!r}: constant or cosine")
+        if cfg.lr_schedule == "cosine" and not total_updates:
+            raise ValueError("a cosine schedule needs the run's total number of updates")
+        self.model, self.cfg = model, cfg
+        self.optimizer = torch.optim.Adam(
+            model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+        )
+        self.schedule = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, total_updates)
+            if cfg.lr_schedule == "cosine"
+            else None
+        )
+
+    @property
+    def learning_rate(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One step on (B, window, .) physical-unit windows of state, action and contacts."""
+        model, cfg = self.model, self.cfg
+        model.train()
+        s_n, a_n = model.normalizer.state(batch["state"]), model.normalizer.action(batch["action"])
+        losses = world_model_loss(
+            model,
+            s_n,
+            a_n,
+            batch["contacts"],
+            cfg.history,
+            cfg.horizon,
+            cfg.decay,
+            latent_noise=cfg.latent_noise,
+            jacobian_weight=cfg.jacobian_weight,
+        )
+        self.optimizer.zero_grad()
+        losses["total"].backward()
+        self.optimizer.step()
+        if self.schedule is not None:
+            self.schedule.step()
+        return {k: v.item() for k, v in losses.items()}
