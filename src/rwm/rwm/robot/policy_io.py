@@ -68,7 +68,9 @@ def raw_to_targets(raw: Any, out: np.ndarray | None = None) -> Any:
         return _constant(raw, C.DEFAULT_JOINT_POS) + C.ACTION_SCALE * raw.clamp(
             -RAW_ACTION_LIMIT, RAW_ACTION_LIMIT
         )
-    out = np.clip(raw, -RAW_ACTION_LIMIT, RAW_ACTION_LIMIT, out=out)
+    if out is None:  # float64 targets, whatever the policy's output type
+        return C.DEFAULT_JOINT_POS + C.ACTION_SCALE * np.clip(raw, -RAW_ACTION_LIMIT, RAW_ACTION_LIMIT)
+    np.clip(raw, -RAW_ACTION_LIMIT, RAW_ACTION_LIMIT, out=out)
     out *= C.ACTION_SCALE
     out += C.DEFAULT_JOINT_POS
     return out

@@ -1,0 +1,279 @@
+"""`rwm` commands for policies: PPO and MBPO-PPO training, export, selection, evaluation, imagination."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+from rwm.cli.common import invocation
+
+
+def _train_ppo(args: argparse.Namespace) -> int:
+    from rwm.runners.ppo import TrainConfig, train_ppo
+    from rwm.sim.batched_env import EnvConfig, PushConfig
+    from rwm.sim.commands import CommandConfig
+
+    env = EnvConfig(
+        num_envs=args.num_envs,
+        seed=args.seed,
+        pushes=PushConfig(enabled=True),
+        commands=CommandConfig(resample_time_s=args.resample_time),
+        termination_penalty=args.termination_penalty,
+    )
+    cfg = TrainConfig(env=env, max_iterations=args.iterations, seed=args.seed)
+    summary = train_ppo(
+        cfg,
+        args.log_dir,
+        resume=args.resume,
+        export_path=args.export,
+        command=invocation(),
+        init_from=args.init_from,
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _export_policy(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rwm.export.policy_onnx import actor_from_checkpoint, export_policy
+
+    ckpt = Path(args.checkpoint)
+    runner_cfg = json.loads((ckpt.parent / "runner_config.json").read_text())
+    actor = actor_from_checkpoint(ckpt, runner_cfg, args.obs_dim)
+    it = int(ckpt.stem.split("_")[-1]) + 1 if ckpt.stem.split("_")[-1].isdigit() else None
+    meta = {
+        "source": args.source,
+        "checkpoint": ckpt.name,
+        "iterations": it,
+        "real_transitions": args.real_transitions,
+    }
+    err = export_policy(actor, args.out, meta)
+    print(json.dumps({"onnx": args.out, "parity_max_abs_err": err}))
+    return 0
+
+
+def _select_policy(args: argparse.Namespace) -> int:
+    """Evaluate checkpoints on a validation seed and export the best (fewest falls, then tracking)."""
+    import tempfile
+    from pathlib import Path
+
+    from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy
+    from rwm.export.policy_onnx import OnnxPolicy, actor_from_checkpoint, export_policy
+
+    log_dir = Path(args.log_dir)
+    runner_cfg = json.loads((log_dir / "runner_config.json").read_text())
+    train_cfg = json.loads((log_dir / "train_config.json").read_text())
+    ckpts = sorted(log_dir.glob("model_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    ckpts = [c for c in ckpts if int(c.stem.split("_")[1]) >= args.first]
+    if not ckpts:
+        raise SystemExit(f"no checkpoint model_<it>.pt with it >= {args.first} in {log_dir}")
+    cfg = PolicyEvalConfig(episodes=args.episodes, seed=args.seed, episode_length_s=args.episode_length)
+    num_envs, steps = train_cfg["env"]["num_envs"], train_cfg["ppo"]["num_steps_per_env"]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for ckpt in ckpts:
+            it = int(ckpt.stem.split("_")[1])
+            meta = {
+                "source": "ppo",
+                "checkpoint": ckpt.name,
+                "iterations": it + 1,
+                "seed": train_cfg["seed"],
+                "real_transitions": (it + 1) * num_envs * steps,
+                "selected_on": {"episodes": args.episodes, "seed": args.seed},
+            }
+            path = Path(tmp) / f"{ckpt.stem}.onnx"
+            export_policy(actor_from_checkpoint(ckpt, runner_cfg, args.obs_dim), path, meta)
+            result = evaluate_policy(OnnxPolicy(path), args.obs_dim, cfg)
+            print(json.dumps({"checkpoint": ckpt.name, **result}), flush=True)
+            results.append((result["falls"], -result["tracking_reward_normalized"], it, path, result))
+        _, _, it, path, result = min(results, key=lambda r: r[:3])
+        Path(args.out).write_bytes(path.read_bytes())
+    print(json.dumps({"selected": f"model_{it}.pt", "out": args.out, "validation": result}, indent=2))
+    return 0
+
+
+def _eval_policy(args: argparse.Namespace) -> int:
+    from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy
+    from rwm.export.policy_onnx import OnnxPolicy
+
+    policy = OnnxPolicy(args.policy)
+    cfg = PolicyEvalConfig(
+        episodes=args.episodes, episode_length_s=args.episode_length, seed=args.seed, robot=args.robot
+    )
+    result = {
+        "policy": args.policy,
+        **evaluate_policy(policy, policy.obs_dim, cfg),
+        "real_transitions_used": policy.metadata.get("real_transitions"),
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+def _train_mbpo(args: argparse.Namespace) -> int:
+    from rwm.rl.imagination_env import ImaginationConfig
+    from rwm.runners.mbpo import MBPOConfig, train_mbpo
+    from rwm.runners.ppo import PPOConfig
+
+    cfg = MBPOConfig(
+        iterations=args.iterations,
+        real_envs=args.real_envs,
+        real_steps=args.real_steps,
+        real_command_resample_s=args.real_resample_time,
+        wm_iterations=args.wm_iterations,
+        ppo_iterations=args.ppo_iterations,
+        imagination=ImaginationConfig(
+            num_envs=args.imagined_envs,
+            episode_steps=args.rollout_steps,
+            termination_penalty=args.termination_penalty,
+            sample_temperature=args.sample_temperature,
+            command_resample_steps=args.command_resample_steps,
+            max_tilt_gravity_z=-math.cos(math.radians(args.fall_tilt_deg)),
+            seed=args.seed,
+        ),
+        ppo=PPOConfig(init_std=args.init_std),
+        seed=args.seed,
+    )
+    summary = train_mbpo(cfg, args.world_model, args.pretrain, args.out, args.export, command=invocation())
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _imagine_policy(args: argparse.Namespace) -> int:
+    import torch
+
+    from rwm.data.array_dataset import ArrayDataset
+    from rwm.evaluation.imagined_policy import compare_with_standing
+    from rwm.export.policy_onnx import OnnxPolicy
+    from rwm.models.factory import load_checkpoint
+    from rwm.rl.imagination_env import ImaginationConfig
+    from rwm.storage.replay_buffer import ReplayBuffer
+
+    torch.set_num_threads(args.threads)
+    model, _ = load_checkpoint(args.world_model)
+    data = ArrayDataset(args.data)
+    cfg = ImaginationConfig(
+        num_envs=args.robots, online_fraction=0.0, sample_temperature=args.temperature, seed=args.seed
+    )
+    results = compare_with_standing(
+        model, lambda: ReplayBuffer(data, seed=args.seed), OnnxPolicy(args.policy), cfg, args.steps
+    )
+    print(json.dumps({"temperature": args.temperature, "steps": args.steps, **results}, indent=2))
+    return 0
+
+
+def _fall_tilt(args: argparse.Namespace) -> int:
+    from rwm.data.array_dataset import ArrayDataset
+    from rwm.evaluation.fall_tilt import fall_tilt_statistics
+
+    print(json.dumps(fall_tilt_statistics(ArrayDataset(args.data), args.thresholds), indent=1))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this group's commands."""
+    p = sub.add_parser("train-ppo", help="model-free PPO (rsl-rl) on the batched simulation")
+    p.add_argument("--log-dir", default="runs/ppo", help="checkpoints, TensorBoard logs, configs")
+    p.add_argument("--iterations", type=int, default=1500)
+    p.add_argument("--num-envs", type=int, default=256)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --log-dir")
+    p.add_argument("--init-from", help="start this stage from an earlier stage's checkpoint")
+    p.add_argument("--resample-time", type=float, default=10.0, help="new command every this many s")
+    p.add_argument("--termination-penalty", type=float, default=0.0, help="reward subtracted on a fall")
+    p.add_argument("--export", help="write the final policy to this ONNX file")
+    p.set_defaults(func=_train_ppo)
+
+    p = sub.add_parser("export-policy", help="export a PPO checkpoint to ONNX (normalization inside)")
+    p.add_argument("checkpoint", help="model_<it>.pt; runner_config.json must lie beside it")
+    p.add_argument("--out", required=True)
+    p.add_argument("--obs-dim", type=int, default=48)
+    p.add_argument("--source", default="ppo")
+    p.add_argument("--real-transitions", type=int, help="real transitions its training used")
+    p.set_defaults(func=_export_policy)
+
+    p = sub.add_parser("select-policy", help="pick the best checkpoint on a validation seed, export it")
+    p.add_argument("--log-dir", default="runs/ppo")
+    p.add_argument("--first", type=int, default=0, help="consider checkpoints from this iteration on")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--seed", type=int, default=777, help="validation seed (not eval-policy's 12345)")
+    p.add_argument("--episode-length", type=float, default=20.0)
+    p.add_argument("--obs-dim", type=int, default=48)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_select_policy)
+
+    p = sub.add_parser("eval-policy", help="evaluate an ONNX policy: 100 episodes of 20 s, fixed seed")
+    p.add_argument("policy", help="ONNX policy exported by rwm")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--episode-length", type=float, default=20.0)
+    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--robot", default="anymal_d", choices=["anymal_d", "anymal_c"])
+    p.add_argument("--json", help="also write the summary here")
+    p.set_defaults(func=_eval_policy)
+
+    p = sub.add_parser("train-mbpo", help="MBPO-PPO: PPO in RWM imagination, real data collected online")
+    p.add_argument("--world-model", required=True, help="pretrained world-model checkpoint (.pt)")
+    p.add_argument("--pretrain", help="the array dataset it was pretrained on (replay buffer start)")
+    p.add_argument("--out", default="runs/mbpo")
+    p.add_argument("--export", help="write the final policy to this ONNX file")
+    p.add_argument("--iterations", type=int, default=40)
+    p.add_argument("--real-envs", type=int, default=32, help="robots collecting real data per iteration")
+    p.add_argument("--real-steps", type=int, default=100, help="steps each collects per iteration")
+    p.add_argument(
+        "--real-resample-time",
+        type=float,
+        default=10.0,
+        help="the collecting robots' new command every this many s",
+    )
+    p.add_argument("--wm-iterations", type=int, default=50, help="world-model updates per iteration")
+    p.add_argument("--ppo-iterations", type=int, default=20, help="PPO updates in imagination per iteration")
+    p.add_argument("--imagined-envs", type=int, default=512)
+    p.add_argument("--rollout-steps", type=int, default=100, help="imagined episode length")
+    p.add_argument(
+        "--command-resample-steps",
+        type=int,
+        default=0,
+        help="new command every this many imagined steps within a rollout (0: one per rollout)",
+    )
+    p.add_argument(
+        "--init-std", type=float, default=1.0, help="initial action noise of the policy (raw action units)"
+    )
+    p.add_argument(
+        "--termination-penalty", type=float, default=0.0, help="reward subtracted on an imagined fall"
+    )
+    p.add_argument(
+        "--fall-tilt-deg", type=float, default=60.0, help="an imagined base tilt beyond this is a fall"
+    )
+    p.add_argument(
+        "--sample-temperature",
+        type=float,
+        default=0.5,
+        help="scale of the model's std when imagined states are drawn (0: its mean, 1: its distribution)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_train_mbpo)
+
+    p = sub.add_parser(
+        "imagine-policy", help="a policy vs standing still in a world model's imagination (fit for MBPO?)"
+    )
+    p.add_argument("policy", help="ONNX policy exported by rwm")
+    p.add_argument("--world-model", required=True, help="world-model checkpoint (.pt)")
+    p.add_argument("--data", required=True, help="array dataset the imagined robots start from")
+    p.add_argument("--temperature", type=float, default=0.5, help="sampling temperature of the states")
+    p.add_argument("--robots", type=int, default=256)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=_imagine_policy)
+
+    p = sub.add_parser(
+        "fall-tilt", help="base tilt of walking vs before falls (MBPO's imagined fall threshold)"
+    )
+    p.add_argument("data", help="array dataset from rwm collect --dataset")
+    p.add_argument("--thresholds", type=float, nargs="+", default=[15.0, 20.0, 25.0, 30.0, 60.0], help="deg")
+    p.set_defaults(func=_fall_tilt)

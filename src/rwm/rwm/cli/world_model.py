@@ -1,0 +1,205 @@
+"""`rwm` commands for world models: training, evaluation, export, averaging, the table and sweeps."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _wm_config(args: argparse.Namespace, arch: str = "rwm", jacobian_weight: float = 0.0):
+    from rwm.runners.world_model import WorldModelTrainConfig
+    from rwm.training.latent_regularization import LatentNoise
+
+    return WorldModelTrainConfig(
+        arch=arch,
+        history=args.history,
+        horizon=args.horizon,
+        decay=args.decay,
+        learning_rate=args.lr,
+        lr_schedule=args.lr_schedule,
+        batch_size=args.batch_size,
+        iterations=args.iterations,
+        eval_interval=args.eval_interval,
+        seed=args.seed,
+        threads=args.threads,
+        latent_noise=LatentNoise(sigma=args.latent_sigma, mu=args.latent_mu),
+        jacobian_weight=jacobian_weight,
+    )
+
+
+def _train_wm(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from rwm.data.array_dataset import ArrayDataset
+    from rwm.models.factory import load_checkpoint
+    from rwm.runners.world_model import train_world_model
+
+    cfg, init = _wm_config(args, args.arch, args.jacobian_weight), None
+    if args.init:  # the checkpoint's architecture and normalization, fresh optimizer state
+        init, extra = load_checkpoint(args.init)
+        trained = extra.get("train_config", {})
+        cfg = replace(cfg, arch=trained.get("arch", cfg.arch), model=trained.get("model", cfg.model))
+    heldout = ArrayDataset(args.heldout) if args.heldout else None
+    summary = train_world_model(cfg, ArrayDataset(args.data), heldout, args.out, init_model=init)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _eval_wm(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rwm.data.array_dataset import ArrayDataset
+    from rwm.evaluation.heldout import heldout_tensors
+    from rwm.evaluation.plots import plot_error_vs_step, plot_latent_drift, plot_noise
+    from rwm.evaluation.world_model_suite import SuiteConfig, evaluate_world_models
+    from rwm.models.factory import load_checkpoint
+
+    models = {}
+    for item in args.model:
+        name, _, path = item.rpartition("=")
+        models[name or Path(path).parent.name] = load_checkpoint(path)[0]
+    held = heldout_tensors(ArrayDataset(args.heldout), args.length)
+    results = evaluate_world_models(models, held, SuiteConfig(history=args.history, seed=args.seed))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    plot_error_vs_step(results, out / "error_vs_step.png")
+    names = list(models)
+    plot_noise(results, out / "noise.png", tuple(names[:2]) if len(names) > 1 else None)
+    plot_latent_drift(results, out / "latent_drift.png")
+    summary = {name: entry["mean"] for name, entry in results["models"].items()}
+    print(json.dumps({"hold_last": results["hold_last"]["mean"], **summary, "out": str(out)}, indent=2))
+    return 0
+
+
+def _export_wm(args: argparse.Namespace) -> int:
+    from rwm.export.world_model_onnx import export_world_model
+    from rwm.models.factory import load_checkpoint
+
+    model, extra = load_checkpoint(args.checkpoint)
+    meta = {"source": args.source, "checkpoint": str(args.checkpoint), "iteration": extra.get("iteration")}
+    err = export_world_model(model, args.out, meta)
+    print(json.dumps({"onnx": args.out, "rollout_parity_max_abs_err": err}))
+    return 0
+
+
+def _average_wm(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rwm.models.factory import average_checkpoints, save_checkpoint
+
+    model, extra = average_checkpoints(args.checkpoints)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model, args.out, **extra)
+    print(json.dumps({"checkpoint": args.out, "averaged_from": extra["averaged_from"]}))
+    return 0
+
+
+def _wm_table(args: argparse.Namespace) -> int:
+    from rwm.experiments.world_model_table import markdown_table, run_table
+
+    results = run_table(
+        args.data,
+        args.heldout,
+        args.out,
+        _wm_config(args, jacobian_weight=args.jacobian_weight),
+        args.jacobian_weight,
+        args.variants or None,
+        average_last=args.average_last,
+    )
+    print(markdown_table(results))
+    return 0
+
+
+def _wm_seeds(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rwm.experiments.world_model_table import summarize_seeds
+
+    summarize_seeds(args.tables, args.out)
+    print((Path(args.out) / "seeds.md").read_text())
+    return 0
+
+
+def _wm_sweep(args: argparse.Namespace) -> int:
+    from rwm.experiments.horizon_sweep import run_sweep
+
+    sweep = run_sweep(args.data, args.heldout, args.out, _wm_config(args), args.histories, args.horizons)
+    print(json.dumps(sweep["cells"], indent=1))
+    return 0
+
+
+def _training_options(
+    p: argparse.ArgumentParser, iterations: int, lr: float, batch: int, heldout_required: bool
+) -> None:
+    """The options every world-model training command has (the loss, optimizer and run budget)."""
+    p.add_argument("--data", required=True, help="array dataset (rwm collect --dataset)")
+    p.add_argument("--heldout", required=heldout_required, help="held-out array dataset")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--history", type=int, default=32, help="M")
+    p.add_argument("--horizon", type=int, default=8, help="N (1 = teacher forcing)")
+    p.add_argument("--decay", type=float, default=1.0, help="forecast decay alpha")
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument(
+        "--lr-schedule", default="constant", choices=["constant", "cosine"], help="cosine: annealed to 0"
+    )
+    p.add_argument("--batch-size", type=int, default=batch)
+    p.add_argument("--iterations", type=int, default=iterations)
+    p.add_argument("--eval-interval", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--latent-sigma", type=float, default=0.0, help="latent noise std during training")
+    p.add_argument("--latent-mu", type=float, default=0.0, help="latent noise drift during training")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this group's commands."""
+    p = sub.add_parser("train-wm", help="train a world model on an array dataset")
+    _training_options(p, 2000, 1e-4, 1024, heldout_required=False)
+    p.add_argument("--arch", default="rwm", choices=["rwm", "mlp", "rssm", "transformer"])
+    p.add_argument("--jacobian-weight", type=float, default=0.0, help="lambda of the Jacobian penalty")
+    p.add_argument("--init", help="continue training this checkpoint (its architecture replaces --arch)")
+    p.set_defaults(func=_train_wm)
+
+    p = sub.add_parser("eval", help="world-model evaluation suite on held-out trajectories (JSON + PNG)")
+    p.add_argument("--heldout", required=True)
+    p.add_argument("--model", action="append", required=True, help="NAME=checkpoint.pt (repeatable)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--history", type=int, default=32)
+    p.add_argument("--length", type=int, default=400, help="trajectory length used")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_eval_wm)
+
+    p = sub.add_parser("export-wm", help="export one RWM step to ONNX (checked over a 100-step rollout)")
+    p.add_argument("checkpoint", help="world-model checkpoint (.pt) of rwm train-wm / wm-table")
+    p.add_argument("--out", required=True)
+    p.add_argument("--source", default="rwm")
+    p.set_defaults(func=_export_wm)
+
+    p = sub.add_parser("average-wm", help="average the weights of checkpoints of one world-model run")
+    p.add_argument("checkpoints", nargs="+", help="checkpoints (.pt) of the same run, e.g. its last three")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_average_wm)
+
+    p = sub.add_parser("wm-table", help="train and compare RWM and the baselines (results table + PNG)")
+    _training_options(p, 1000, 1e-3, 256, heldout_required=True)
+    p.add_argument("--jacobian-weight", type=float, default=1e-3, help="lambda for the +JR variant")
+    p.add_argument("--variants", nargs="*", help="subset of the table's rows")
+    p.add_argument(
+        "--average-last",
+        type=int,
+        default=1,
+        help="score each run with the mean weights of its last K checkpoints",
+    )
+    p.set_defaults(func=_wm_table)
+
+    p = sub.add_parser("wm-seeds", help="mean and spread over seeds of wm-table results (goals on the means)")
+    p.add_argument("tables", nargs="+", help="wm-table output directories, one per seed")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_wm_seeds)
+
+    p = sub.add_parser("wm-sweep", help="history x horizon sweep of RWM: error and training time")
+    _training_options(p, 300, 1e-3, 256, heldout_required=True)
+    p.add_argument("--histories", type=int, nargs="+", default=[8, 16, 32])
+    p.add_argument("--horizons", type=int, nargs="+", default=[1, 4, 8])
+    p.set_defaults(func=_wm_sweep)
