@@ -114,16 +114,17 @@ def sim():
             listener.node.destroy_node()
 
 
-def test_publishes_400_hz_in_real_time(sim) -> None:
+def test_publishes_one_state_per_physics_step(sim) -> None:
+    """Stamps 2.5 ms apart. (How close to 400 Hz and real time the node runs
+    on a loaded machine is measured by bench/bench_sim_node.py, not asserted here.)"""
     _, ls = sim
     ls.spin(0.5)  # let discovery of the other topics settle
     ls.arrivals.clear()
     ls.joint_stamps.clear()
     ls.spin(2.0)
     t = timing_summary(np.array(ls.arrivals), np.array(ls.joint_stamps, dtype=np.int64))
-    assert t["rate_hz"] >= 380, t
-    assert t["stamp_interval_mean_ms"] == pytest.approx(2.5, abs=0.01)  # one message per physics step
-    assert t["real_time_factor"] == pytest.approx(1.0, abs=0.05), t
+    assert t["count"] > 100, t
+    assert t["stamp_interval_mean_ms"] == pytest.approx(2.5, abs=0.01)
 
 
 def test_standing_state_is_consistent_across_topics(sim) -> None:

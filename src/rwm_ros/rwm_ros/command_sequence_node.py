@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 
 from geometry_msgs.msg import Twist
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 
 from rwm.robot import contract as C
+from rwm_ros.node_base import declare
 from rwm_ros.spin import spin_node
 
 DEFAULT_SEGMENTS = [4.0, 0.6, 0.0, 0.0, 4.0, 0.0, 0.3, 0.0, 4.0, 0.0, 0.0, 0.8, 4.0, -0.5, 0.0, 0.0]
@@ -52,15 +52,16 @@ class CommandSequenceNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("command_sequence", **kwargs)
 
-        def declare(name, default, description):
-            return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
-
         self.segments = parse_segments(
-            declare("segments", DEFAULT_SEGMENTS, "flat list of (duration_s, vx, vy, yaw_rate) quadruples")
+            declare(
+                self, "segments", DEFAULT_SEGMENTS, "flat list of (duration_s, vx, vy, yaw_rate) quadruples"
+            )
         )
-        self.start_delay_s = declare("start_delay_s", 3.0, "zero command this long first (soft start), s")
-        self.loop = declare("loop", False, "repeat the sequence")
-        rate = declare("rate_hz", 10.0, "publish rate, Hz")
+        self.start_delay_s = declare(
+            self, "start_delay_s", 3.0, "zero command this long first (soft start), s"
+        )
+        self.loop = declare(self, "loop", False, "repeat the sequence")
+        rate = declare(self, "rate_hz", 10.0, "publish rate, Hz")
         self.pub = self.create_publisher(Twist, C.TOPIC_CMD_VEL, 10)
         self.msg = Twist()
         self._t0 = time.monotonic()

@@ -9,7 +9,6 @@ own array buffer, so that a 400 Hz publisher fills it in place instead of buildi
 from __future__ import annotations
 
 import array
-import math
 import struct
 
 import numpy as np
@@ -42,11 +41,6 @@ def diagnostic_array(status: DiagnosticStatus, values: dict, stamp: Time) -> Dia
     return arr
 
 
-def stamp_to_sec(stamp: Time) -> float:
-    """A message stamp as float seconds."""
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
 def stamp_to_ns(stamp: Time) -> int:
     """A message stamp as integer nanoseconds (exact)."""
     return stamp.sec * _NS + stamp.nanosec
@@ -55,12 +49,6 @@ def stamp_to_ns(stamp: Time) -> int:
 def set_stamp_ns(stamp: Time, t_ns: int) -> None:
     """Write integer nanoseconds into a stamp in place (the 400 Hz path shares one stamp object)."""
     stamp.sec, stamp.nanosec = divmod(t_ns, _NS)
-
-
-def quat_wxyz_to_xyzw(q: np.ndarray) -> tuple[float, float, float, float]:
-    """Core quaternion (w, x, y, z) -> ROS order (x, y, z, w) as floats."""
-    w, x, y, z = q.tolist()
-    return x, y, z, w
 
 
 def quat_msg_to_wxyz(q, out: np.ndarray | None = None) -> np.ndarray:
@@ -75,11 +63,6 @@ def vector3_to_array(v, out: np.ndarray | None = None) -> np.ndarray:
     out = np.empty(3) if out is None else out
     out[0], out[1], out[2] = v.x, v.y, v.z
     return out
-
-
-def set_vector3(v, values: np.ndarray) -> None:
-    """Write a (3,) array into a geometry_msgs Vector3 or Point in place."""
-    v.x, v.y, v.z = values.tolist()
 
 
 def bind_array(msg, field: str, size: int, typecode: str = "d") -> np.ndarray:
@@ -170,35 +153,6 @@ def joint_command(targets: np.ndarray, stamp: Time | None = None) -> JointState:
     if stamp is not None:
         msg.header.stamp = stamp
     return msg
-
-
-def joint_state_to_arrays(msg: JointState, order: JointOrder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(q, dq, tau) in contract order from a /anymal/joint_states message; empty velocity/effort give NaN."""
-    q = order.read(msg, "position")
-    dq = order.read(msg, "velocity") if len(msg.velocity) else np.full(C.NUM_JOINTS, math.nan)
-    tau = order.read(msg, "effort") if len(msg.effort) else np.full(C.NUM_JOINTS, math.nan)
-    return q, dq, tau
-
-
-def odom_to_arrays(msg) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(position, quaternion wxyz, linear velocity in base, angular velocity in base) from Odometry."""
-    p = msg.pose.pose
-    t = msg.twist.twist
-    return (
-        vector3_to_array(p.position),
-        quat_msg_to_wxyz(p.orientation),
-        vector3_to_array(t.linear),
-        vector3_to_array(t.angular),
-    )
-
-
-def imu_to_arrays(msg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(quaternion wxyz, angular velocity, linear acceleration) from Imu."""
-    return (
-        quat_msg_to_wxyz(msg.orientation),
-        vector3_to_array(msg.angular_velocity),
-        vector3_to_array(msg.linear_acceleration),
-    )
 
 
 _STAMP_LE, _STAMP_BE = struct.Struct("<iI"), struct.Struct(">iI")

@@ -10,7 +10,6 @@ controllers use only time); their slots of the state stay zero.
 from __future__ import annotations
 
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -18,6 +17,7 @@ from sensor_msgs.msg import JointState
 from rwm.robot import contract as C
 from rwm.sim.controllers import CONTROLLERS, make_controller
 from rwm_ros.conversions import JointMessageError, JointOrder, make_joint_state
+from rwm_ros.node_base import declare
 from rwm_ros.spin import spin_node
 from rwm_ros.topics import STREAM_WRITER_QOS
 
@@ -27,17 +27,9 @@ class ExplorationNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("exploration_controller", **kwargs)
-        name = self.declare_parameter(
-            "controller", "stand", ParameterDescriptor(description=f"one of {', '.join(CONTROLLERS)}")
-        ).value
-        rate_hz = self.declare_parameter(
-            "rate_hz", 1.0 / C.POLICY_DT, ParameterDescriptor(description="command rate, Hz (policy rate)")
-        ).value
-        seed = self.declare_parameter(
-            "seed", 0, ParameterDescriptor(description="random seed of the perturbation")
-        ).value
-        if not rate_hz > 0.0:
-            raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
+        name = declare(self, "controller", "stand", f"one of {', '.join(CONTROLLERS)}")
+        rate_hz = declare(self, "rate_hz", 1.0 / C.POLICY_DT, "command rate, Hz (policy rate)", (1.0, 400.0))
+        seed = declare(self, "seed", 0, "random seed of the perturbation")
         self.controller = make_controller(name)
         self.controller.reset(np.random.default_rng(seed))
         self._order = JointOrder()

@@ -20,7 +20,6 @@ from collections import deque
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Imu, JointState
@@ -29,6 +28,7 @@ from std_msgs.msg import Bool, Float32MultiArray
 from rwm.data.bag_recorder import RecorderConfig, SplitBagRecorder
 from rwm.robot import contract as C
 from rwm_ros.conversions import diagnostic_array
+from rwm_ros.node_base import WorkerThread, declare, declare_config
 from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.realtime import set_realtime_priority
 from rwm_ros.spin import spin_node
@@ -52,27 +52,15 @@ class LoggerNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("data_logger", **kwargs)
 
-        def declare(name, default, description):
-            return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
-
-        self.cfg = RecorderConfig(
-            directory=declare("directory", "replay_buffer", "replay-buffer directory the bags go to"),
-            prefix=declare("prefix", "anymal", "bag name prefix"),
-            split_duration_s=declare("split_duration_s", 60.0, "start a new bag after this long, s"),
-            split_size_mb=declare("split_size_mb", 512.0, "start a new bag after this many MB"),
-            min_free_mb=declare("min_free_mb", 1024.0, "stop recording below this much free disk, MB"),
-            flush_interval_s=declare(
-                "flush_interval_s", 1.0, "close the open chunk and sync the file this often, s (crash loss)"
-            ),
+        self.cfg = declare_config(self, RecorderConfig)
+        depth = declare(self, "queue_depth", 2000, "subscription queue per topic (reliable)", (10, 100000))
+        priority = declare(
+            self, "realtime_priority", 0, "SCHED_FIFO priority of every thread (1-99; 0: normal)", (0, 99)
         )
-        depth = declare("queue_depth", 2000, "subscription queue per topic (reliable)")
-        priority = declare("realtime_priority", 0, "SCHED_FIFO priority of every thread (1-99; 0: normal)")
         self.recorder = SplitBagRecorder(self.cfg)
         self.received: dict[str, int] = dict.fromkeys(RECORDED, 0)
         """Messages received per topic."""
         self._queue: deque[tuple[str, str, bytes, int]] = deque()
-        self._stop = threading.Event()
-        self._error: BaseException | None = None
         qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
         self.inputs = PolledSubscriptions(self)
         self._subs = [
@@ -90,10 +78,11 @@ class LoggerNode(Node):
         # above normal priority, below the control loop. The bag writer thread is real-time too: at
         # normal priority it could be preempted holding the GIL and stall the receiving thread.
         scheduling = set_realtime_priority(priority)
-        self._receiver = threading.Thread(target=self._receive_loop, name="bag_receiver", daemon=True)
-        self._thread = threading.Thread(target=self._drain_loop, name="bag_writer", daemon=True)
-        self._receiver.start()
-        self._thread.start()
+        self.receiver = WorkerThread(self, "bag_receiver", self._receive_loop)
+        self.writer = WorkerThread(self, "bag_writer", self._drain_loop)
+        self.workers = [self.receiver, self.writer]
+        for worker in self.workers:
+            worker.start()
         self.get_logger().info(
             f"recording {len(RECORDED)} topics into {self.recorder.directory}/, {scheduling}"
         )
@@ -106,15 +95,10 @@ class LoggerNode(Node):
                 queue.append((topic, typename, data, now_ns()))
                 received[topic] += 1
 
-    def _receive_loop(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self.inputs.wait(0.1)
-                self._receive()
-        except BaseException as e:  # noqa: BLE001 - a shutdown under the thread, or reported
-            if self.context.ok() and not self._stop.is_set():
-                self._error = e
-                self.get_logger().fatal(f"bag receiver stopped: {type(e).__name__}: {e}")
+    def _receive_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.inputs.wait(0.1)
+            self._receive()
 
     def _drain(self) -> None:
         rec, queue = self.recorder, self._queue
@@ -124,15 +108,11 @@ class LoggerNode(Node):
                 queue.clear()  # recording stopped (disk): drop, counted as not written
                 return
 
-    def _drain_loop(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self._drain()
-                self.recorder.flush_due()  # on the disk every second, even when the topics go quiet
-                time.sleep(0.01)
-        except BaseException as e:  # noqa: BLE001 - reported in diagnostics and at shutdown
-            self._error = e
-            self.get_logger().fatal(f"bag writer stopped: {type(e).__name__}: {e}")
+    def _drain_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self._drain()
+            self.recorder.flush_due()  # on the disk every second, even when the topics go quiet
+            time.sleep(0.01)
 
     def _publish_diagnostics(self) -> None:
         rec = self.recorder
@@ -146,7 +126,8 @@ class LoggerNode(Node):
             **{f"received_{t.strip('/').replace('/', '_')}": n for t, n in self.received.items()},
         }
         status = DiagnosticStatus(name=f"{self.get_name()}: recorder", hardware_id=str(rec.directory))
-        problem = rec.stopped_reason or (str(self._error) if self._error else None)
+        failed = [f"{w.name}: {w.failure}" for w in self.workers if w.failure is not None]
+        problem = rec.stopped_reason or (failed[0] if failed else None)
         status.level = DiagnosticStatus.ERROR if problem else DiagnosticStatus.OK
         status.message = f"recording stopped: {problem}" if problem else "recording"
         if rec.stopped_reason:
@@ -155,11 +136,9 @@ class LoggerNode(Node):
 
     def destroy_node(self) -> None:
         """Write everything received, close the bag (renamed out of .partial), then go."""
-        self._stop.set()
-        if getattr(self, "_thread", None) is not None:
-            self._receiver.join(timeout=1.0)
-            self._thread.join(timeout=5.0)
-            if self._receiver.is_alive() or self._thread.is_alive():  # never two writers on one bag
+        if getattr(self, "workers", None) is not None:
+            receiver_stopped, writer_stopped = self.receiver.stop(1.0), self.writer.stop(5.0)
+            if not (receiver_stopped and writer_stopped):  # never two writers on one bag
                 self.get_logger().error("logger threads did not stop: the bag is closed as it is")
             else:
                 try:

@@ -27,22 +27,18 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Bool, Float32MultiArray
 
+from rwm.control.pacing import StatePacer
 from rwm.control.policy_loop import Mode, PolicyLoop
 from rwm.control.safety import SafetyConfig
 from rwm.export.runtime import OnnxPolicy
 from rwm.robot import contract as C
-from rwm.robot.frames import projected_gravity
 from rwm.robot.kinematics import AnymalKinematics
 from rwm_ros.conversions import (
-    JointMessageError,
-    JointOrder,
     bind_array,
     diagnostic_array,
     make_joint_state,
@@ -50,8 +46,10 @@ from rwm_ros.conversions import (
     stamp_to_ns,
 )
 from rwm_ros.model_files import check_model_robot, resolve_model
+from rwm_ros.node_base import WorkerThread, declare, declare_config
 from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.realtime import ArrivalWindow, SlackCollector, set_realtime_priority, timing_summary
+from rwm_ros.robot_state import RobotStateReader
 from rwm_ros.spin import spin_node
 from rwm_ros.topics import STREAM_WRITER_QOS, TOPIC_ACTION, TOPIC_OBSERVATION
 
@@ -60,24 +58,18 @@ class PolicyNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("policy", **kwargs)
 
-        def declare(name: str, default, description: str):
-            return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
-
-        policy_path = declare("policy", "anymal_d_ppo.onnx", "ONNX policy: a path or a name in models/")
-        robot = declare("robot", "anymal_d", "robot description for the joint limits (anymal_d|anymal_c)")
-        urdf = declare("urdf_path", "", "explicit URDF (empty: search as CONTRACT.md says)")
-        rate_hz = declare("rate_hz", 1.0 / C.POLICY_DT, "control rate, Hz (the policy's training rate)")
-        safety = SafetyConfig(
-            soft_start_s=declare("soft_start_s", 2.0, "ramp to the standing pose before the policy, s"),
-            max_target_step=declare("max_target_step", 0.5, "largest target change per command, rad"),
-            watchdog_periods=declare(
-                "watchdog_periods", 3, "hold the posture after this many periods without state"
-            ),
-            joint_margin=declare("joint_margin", 0.0, "targets stay this far inside the URDF limits, rad"),
+        policy_path = declare(self, "policy", "anymal_d_ppo.onnx", "ONNX policy: a path or a name in models/")
+        robot = declare(
+            self, "robot", "anymal_d", "robot description for the joint limits (anymal_d|anymal_c)"
         )
-        priority = declare("realtime_priority", 0, "SCHED_FIFO priority of every thread (1-99; 0: normal)")
-        if not rate_hz > 0.0:
-            raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
+        urdf = declare(self, "urdf_path", "", "explicit URDF (empty: search as CONTRACT.md says)")
+        rate_hz = declare(
+            self, "rate_hz", 1.0 / C.POLICY_DT, "control rate, Hz (the policy's training rate)", (1.0, 400.0)
+        )
+        safety = declare_config(self, SafetyConfig)
+        priority = declare(
+            self, "realtime_priority", 0, "SCHED_FIFO priority of every thread (1-99; 0: normal)", (0, 99)
+        )
         self.period_s = 1.0 / rate_hz
         self.policy_file = resolve_model(policy_path)
         check_model_robot(self.policy_file, robot)
@@ -87,13 +79,9 @@ class PolicyNode(Node):
             policy, policy.obs_dim, kin.joint_lower, kin.joint_upper, safety, self.period_s
         )
 
-        self._order = JointOrder()
-        self._q, self._dq, self._tau = np.zeros(12), np.zeros(12), np.zeros(12)
-        self._quat, self._vec = np.zeros(4), np.zeros(3)
-        self._next_stamp_ns: int | None = None
+        self.reader = RobotStateReader(self.get_logger(), self.loop.rejected)
+        self.pacer = StatePacer(self.period_s)
         self._last_tick = -np.inf
-        self._period_ns = round(self.period_s * 1e9)
-        self._tolerance_ns = self._period_ns // 16  # a state is "due" a little early (400 Hz jitter)
         self.ticks = 0
         self.tick_s_max = 0.0
         self.tick_s_sum = 0.0
@@ -118,10 +106,7 @@ class PolicyNode(Node):
         self.sub_odom = self.inputs.subscribe(Odometry, C.TOPIC_ODOM, latest, wakes=False)
         self.create_subscription(Twist, C.TOPIC_CMD_VEL, self._on_cmd_vel, 10)
         self.create_subscription(Bool, C.TOPIC_ESTOP, self._on_estop, 10)
-        self.create_timer(1.0, self._check_control_thread)
         self._lock = threading.Lock()  # one tick at a time: the control thread's or an e-stop's
-        self._stop = threading.Event()
-        self._error: BaseException | None = None
         self.scheduling = set_realtime_priority(priority)
         """How the process is scheduled (reported in the diagnostics)."""
         self._gc = SlackCollector(young_every=1, full_every=round(600 * rate_hz))
@@ -130,36 +115,26 @@ class PolicyNode(Node):
         self.tick_times = ArrivalWindow(capacity=round(60 * rate_hz))
         """The last minute of state-driven ticks: the state's stamp, when the tick began, when its
         command was out (period jitter of the loop, and stamp-to-command latency)."""
-        self._thread = threading.Thread(target=self._control_loop, name="policy_control", daemon=True)
-        self._thread.start()  # inherits the schedule
+        self.control = WorkerThread(self, "policy_control", self._control_loop)
+        self.workers = [self.control]
+        self.control.start()  # inherits the schedule
         self.get_logger().info(
             f"policy {self.policy_file} at {rate_hz:.0f} Hz, {self.scheduling}; waiting for the robot"
         )
 
     # -- the control thread -----------------------------------------------------------------------------
-    def _control_loop(self) -> None:
-        """Joint states pace the loop; without them, tick every period so that the watchdog acts.
-
-        A failure is kept for the executor to raise (the process then exits with an error); a failure
-        because the context went down (Ctrl-C) is a shutdown.
-        """
-        try:
-            self._control_steps()
-        except Exception as e:  # noqa: BLE001 - handed to the executor thread
-            if self.context.ok() and not self._stop.is_set():
-                self._error = e
-
-    def _control_steps(self) -> None:
-        backup_s = 1.5 * self.period_s
-        while not self._stop.is_set():
-            self.inputs.wait(max(self._last_tick + backup_s - time.monotonic(), 0.001))
-            if self._stop.is_set():
+    def _control_loop(self, stop: threading.Event) -> None:
+        """Joint states pace the loop (`StatePacer`); without them, it ticks anyway so that the watchdog
+        acts. A crash ends the node (`WorkerThread`)."""
+        while not stop.is_set():
+            self.inputs.wait(self.pacer.wait_s(time.monotonic(), self._last_tick))
+            if stop.is_set():
                 return
             last = self._last_tick
             while (cdr := self.inputs.take(self.sub_joints)) is not None:
                 self._on_joint_states(cdr)
             now = time.monotonic()
-            if now - self._last_tick > backup_s:  # no state accepted (none, or all rejected): watchdog
+            if self.pacer.backup_due(now, self._last_tick):  # no state accepted (none, or all rejected)
                 with self._lock:
                     self._read_imu_odom(now)
                     self._tick(now, None)
@@ -172,9 +147,7 @@ class PolicyNode(Node):
 
     def destroy_node(self) -> None:
         """Stop the control thread before the subscriptions and publishers go away."""
-        self._stop.set()
-        self._thread.join(timeout=2.0)
-        if not self._thread.is_alive():
+        if self.control.stop():
             self.inputs.close()
         self._gc.close()
         super().destroy_node()
@@ -199,60 +172,29 @@ class PolicyNode(Node):
         try:
             stamp_ns = raw_stamp_ns(cdr)
         except (struct.error, IndexError):
-            self._reject("joint_states_malformed", "joint state too short to hold a header")
+            self.reader.reject("joint_states_malformed", "joint state too short to hold a header")
             return
-        if self._next_stamp_ns is not None and stamp_ns < self._next_stamp_ns - self._tolerance_ns:
+        if not self.pacer.due(stamp_ns):
             return  # not due on the 50 Hz grid: the 400 Hz stream is read 1 in 8
-        msg = self._deserialize(cdr, JointState, "joint_states")
+        msg = self.reader.joints(cdr)
         if msg is None:
             return
-        try:
-            self._order.read(msg, "position", self._q)
-            self._order.read(msg, "velocity", self._dq)
-            self._order.read(msg, "effort", self._tau)
-        except JointMessageError as e:
-            self._reject(f"joint_states_{e.reason}", str(e))
-            return
+        r = self.reader
         with self._lock:
-            if not self.loop.update_joints(self._q, self._dq, self._tau, now):  # counted as joints_nan
-                self.get_logger().warning("dropped input: non-finite joint state", throttle_duration_sec=2.0)
-                return
+            self.loop.update_joints(r.joint_pos, r.joint_vel, r.joint_torque, now)
             self._read_imu_odom(now)
-            self._next_stamp_ns = stamp_ns + self._period_ns
+            self.pacer.used(stamp_ns)
             self._tick(now, msg.header.stamp)
 
     def _read_imu_odom(self, now: float) -> None:
         """The newest IMU and odometry samples, if any arrived since the last tick (else they go stale)."""
-        loop = self.loop
+        r = self.reader
         imu_cdr = self.inputs.take_latest(self.sub_imu)
-        imu = self._deserialize(imu_cdr, Imu, "imu") if imu_cdr is not None else None
-        if imu is not None:
-            o, w = imu.orientation, imu.angular_velocity
-            self._quat[:] = (o.w, o.x, o.y, o.z)
-            self._vec[:] = (w.x, w.y, w.z)
-            if np.isfinite(self._quat).all() and abs(np.dot(self._quat, self._quat) - 1.0) < 1e-2:
-                loop.update_imu(projected_gravity(self._quat), self._vec, now)
-            else:
-                self._reject("imu_invalid", "IMU orientation is not a finite unit quaternion")
+        if imu_cdr is not None and r.imu(imu_cdr):
+            self.loop.update_imu(r.gravity, r.ang_vel, now)
         odom_cdr = self.inputs.take_latest(self.sub_odom)
-        odom = self._deserialize(odom_cdr, Odometry, "odom") if odom_cdr is not None else None
-        if odom is not None:
-            v = odom.twist.twist.linear
-            self._vec[:] = (v.x, v.y, v.z)
-            if not loop.update_odom(self._vec, now):
-                self._reject("odom_nan", "non-finite odometry twist")
-
-    def _deserialize(self, cdr: bytes, msg_type: type, what: str):
-        """The message in `cdr`, or None (counted) when rclpy cannot convert it: skip, never crash."""
-        try:
-            return deserialize_message(cdr, msg_type)
-        except (TypeError, RuntimeError, ValueError) as e:
-            self._reject(f"{what}_undecodable", f"{what} could not be deserialized ({e})")
-            return None
-
-    def _reject(self, reason: str, text: str) -> None:
-        self.loop.rejected[reason] = self.loop.rejected.get(reason, 0) + 1
-        self.get_logger().warning(f"dropped input: {text}", throttle_duration_sec=2.0)
+        if odom_cdr is not None and r.odom(odom_cdr):
+            self.loop.update_odom(r.lin_vel, now)
 
     # -- the tick -------------------------------------------------------------------------------------------
     def _tick(self, now: float, stamp) -> None:
@@ -284,10 +226,6 @@ class PolicyNode(Node):
                 self.get_logger().warning(text)
             else:
                 self.get_logger().info(text)
-
-    def _check_control_thread(self) -> None:
-        if self._error is not None:
-            raise RuntimeError("the control thread failed") from self._error
 
     def _loop_timing(self) -> dict[str, str]:
         """Over the last minute: jitter of the loop's period (when state-driven ticks began) and the

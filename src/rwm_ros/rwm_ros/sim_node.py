@@ -24,10 +24,8 @@ import time
 
 import mujoco
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import Odometry
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
@@ -47,6 +45,7 @@ from rwm_ros.conversions import (
     raw_stamp_ns,
     set_stamp_ns,
 )
+from rwm_ros.node_base import WorkerThread, declare
 from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.realtime import (
     ArrivalWindow,
@@ -146,13 +145,12 @@ class SimNode(Node):
         command_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.sub_command = self.inputs.subscribe(JointState, C.TOPIC_JOINT_COMMAND, command_qos, wakes=True)
 
-        self._stop = threading.Event()
-        self._error: BaseException | None = None
         self.scheduling = set_realtime_priority(p["realtime_priority"])
         """How the process is scheduled (reported in the diagnostics)."""
         self._gc = SlackCollector(young_every=C.DECIMATION, full_every=600 * 400)
-        self._thread = threading.Thread(target=self._run, name="anymal_sim_physics", daemon=True)
-        self._thread.start()  # inherits the schedule
+        self.physics = WorkerThread(self, "anymal_sim_physics", self._run)
+        self.workers = [self.physics]
+        self.physics.start()  # inherits the schedule
         self.get_logger().info(
             f"{self.robot_name} from {self.sim.robot.urdf}: {1.0 / (self.decimation * C.PHYSICS_DT):.0f} Hz, "
             f"real-time factor {rtf}, clock {'published' if self.publish_clock else 'wall'}, "
@@ -161,27 +159,31 @@ class SimNode(Node):
 
     # --- setup ---------------------------------------------------------------------------------------
     def _declare_parameters(self) -> dict:
-        def declare(name: str, default, description: str):
-            return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
-
         return {
-            "robot": declare("robot", "anymal_d", "anymal_d (default) or anymal_c"),
+            "robot": declare(self, "robot", "anymal_d", "anymal_d (default) or anymal_c"),
             "urdf_path": declare(
-                "urdf_path", "", "URDF file or description folder; empty: search (CONTRACT.md)"
+                self, "urdf_path", "", "URDF file or description folder; empty: search (CONTRACT.md)"
             ),
             "rate_hz": declare(
-                "rate_hz", 1.0 / C.PHYSICS_DT, "publish rate, Hz; 400 divided by a whole number"
+                self, "rate_hz", 1.0 / C.PHYSICS_DT, "publish rate, Hz; 400 divided by a whole number"
             ),
-            "publish_clock": declare("publish_clock", False, "publish /clock and stamp with simulated time"),
+            "publish_clock": declare(
+                self, "publish_clock", False, "publish /clock and stamp with simulated time"
+            ),
             "reset_on_fall": declare(
-                "reset_on_fall", True, "reset to the standing pose when the base hits ground"
+                self, "reset_on_fall", True, "reset to the standing pose when the base hits ground"
             ),
             "initial_height": declare(
-                "initial_height", 0.0, "base height at reset, m; 0: the robot's default"
+                self, "initial_height", 0.0, "base height at reset, m; 0: the robot's default"
             ),
-            "real_time_factor": declare("real_time_factor", 1.0, "simulated seconds per wall-clock second"),
+            "real_time_factor": declare(
+                self, "real_time_factor", 1.0, "simulated seconds per wall-clock second"
+            ),
             "realtime_priority": declare(
-                "realtime_priority", 0, "SCHED_FIFO priority of every thread (1-99; 0: normal scheduling)"
+                self,
+                "realtime_priority",
+                0,
+                "SCHED_FIFO priority of every thread (1-99; 0: normal scheduling)",
             ),
         }
 
@@ -265,48 +267,42 @@ class SimNode(Node):
         self.pub_diag.publish(diagnostic_array(status, values, self.get_clock().now().to_msg()))
 
     # --- physics thread ------------------------------------------------------------------------------
-    def _run(self) -> None:
-        """Step and publish on the schedule until stopped; a crash is kept and reported by the executor."""
+    def _run(self, stop: threading.Event) -> None:
+        """Step and publish on the schedule until stopped (a crash ends the node: `WorkerThread`)."""
         clock = time.monotonic
         sched = self.schedule
-        try:
-            ros_start_ns = 0 if self.publish_clock else self.get_clock().now().nanoseconds
-            sched.start(clock())
-            mono_start = sched.t0
-            next_diagnostics = mono_start + 1.0
-            while not self._stop.is_set():
-                now = clock()
-                slips = sched.stats.slips
-                n = sched.due(now)
-                if n == 0:
-                    self._receive_commands(sched.time_to_next(now))
-                    continue
-                if sched.stats.slips != slips:
-                    self.get_logger().warning(
-                        f"physics fell over {1e3 * MAX_LAG_S:.0f} ms behind after {sched.stats.ticks} ticks: "
-                        f"dropped {1e3 * sched.stats.slipped_s:.0f} ms of simulated time in all "
-                        f"({sched.stats.slips} times); is the machine overloaded?",
-                        throttle_duration_sec=2.0,
-                    )
-                for _ in range(n):
-                    if self.publish_clock:  # sim time: ticks * tick time (slips lose simulated time)
-                        stamp_ns = (sched.stats.ticks + 1) * self.tick_sim_ns
-                    else:  # ROS time the state stands for: its deadline on the wall clock
-                        stamp_ns = ros_start_ns + round((sched.deadline() - mono_start) * _NS)
-                    self._tick(stamp_ns)
-                    sched.advance(now)
-                self._gc.tick(n)
-                now = clock()
-                if sched.time_to_next(now) > SLACK_S:  # housekeeping only where it cannot delay a tick
-                    self._gc.collect()
-                    if now >= next_diagnostics:
-                        next_diagnostics = now + 1.0
-                        self._publish_diagnostics()
-        except BaseException as e:  # noqa: BLE001 - surfaced in the executor thread
-            if not self._stop.is_set() and rclpy.ok(context=self.context):
-                self._error = e
-                self.get_logger().fatal(f"physics thread stopped: {type(e).__name__}: {e}")
-                self.context.try_shutdown()
+        ros_start_ns = 0 if self.publish_clock else self.get_clock().now().nanoseconds
+        sched.start(clock())
+        mono_start = sched.t0
+        next_diagnostics = mono_start + 1.0
+        while not stop.is_set():
+            now = clock()
+            slips = sched.stats.slips
+            n = sched.due(now)
+            if n == 0:
+                self._receive_commands(sched.time_to_next(now))
+                continue
+            if sched.stats.slips != slips:
+                self.get_logger().warning(
+                    f"physics fell over {1e3 * MAX_LAG_S:.0f} ms behind after {sched.stats.ticks} ticks: "
+                    f"dropped {1e3 * sched.stats.slipped_s:.0f} ms of simulated time in all "
+                    f"({sched.stats.slips} times); is the machine overloaded?",
+                    throttle_duration_sec=2.0,
+                )
+            for _ in range(n):
+                if self.publish_clock:  # sim time: ticks * tick time (slips lose simulated time)
+                    stamp_ns = (sched.stats.ticks + 1) * self.tick_sim_ns
+                else:  # ROS time the state stands for: its deadline on the wall clock
+                    stamp_ns = ros_start_ns + round((sched.deadline() - mono_start) * _NS)
+                self._tick(stamp_ns)
+                sched.advance(now)
+            self._gc.tick(n)
+            now = clock()
+            if sched.time_to_next(now) > SLACK_S:  # housekeeping only where it cannot delay a tick
+                self._gc.collect()
+                if now >= next_diagnostics:
+                    next_diagnostics = now + 1.0
+                    self._publish_diagnostics()
 
     def _tick(self, stamp_ns: int) -> None:
         sim = self.sim
@@ -371,18 +367,11 @@ class SimNode(Node):
         return {f"command_{k}": f"{t[k]:.3f}" for k in keys}
 
     # --- lifecycle -----------------------------------------------------------------------------------
-    def raise_if_failed(self) -> None:
-        """Re-raise a crash of the physics thread in the caller's thread."""
-        if self._error is not None:
-            raise RuntimeError("the physics thread failed") from self._error
-
     def destroy_node(self) -> None:
         """Stop the physics thread before the publishers go away."""
-        thread = getattr(self, "_thread", None)  # absent when __init__ failed
-        if thread is not None:
-            self._stop.set()
-            thread.join(timeout=2.0)
-            if not thread.is_alive():
+        physics = getattr(self, "physics", None)  # absent when __init__ failed
+        if physics is not None:
+            if physics.stop():
                 self.inputs.close()
             self._gc.close()
         super().destroy_node()
@@ -391,9 +380,7 @@ class SimNode(Node):
 def main(args: list[str] | None = None) -> None:
     # The physics thread must get the GIL within a fraction of a tick when the executor holds it.
     sys.setswitchinterval(0.0005)
-    node = spin_node(SimNode, args)
-    if node is not None:
-        node.raise_if_failed()
+    spin_node(SimNode, args)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ def install_shutdown_signal_handlers() -> None:
 
 
 def spin_node(factory: Callable[[], N], args: list[str] | None = None) -> N | None:
-    """Run the node that `factory` builds; returns it (destroyed) so callers can read its final state."""
+    """Run the node that `factory` builds; returns it (destroyed) so callers can read its final state.
+    A node whose worker thread failed (`rwm_ros.node_base.WorkerThread`) ends the process with code 1."""
     install_shutdown_signal_handlers()  # before rclpy.init, whose handlers chain to these
     rclpy.init(args=args)
     node = None
@@ -57,4 +58,7 @@ def spin_node(factory: Callable[[], N], args: list[str] | None = None) -> N | No
         # signal is ignored: a late forwarded Ctrl-C would otherwise end a clean exit with code -2.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    failed = [w for w in getattr(node, "workers", ()) if w.failure is not None]
+    if failed:
+        raise SystemExit(f"{failed[0].name} failed: {type(failed[0].failure).__name__}: {failed[0].failure}")
     return node

@@ -27,7 +27,6 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
@@ -36,8 +35,10 @@ from std_msgs.msg import Float32MultiArray
 
 from rwm.robot import contract as C
 from rwm_ros.conversions import raw_stamp_ns
+from rwm_ros.node_base import WorkerThread, declare
 from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.realtime import ArrivalWindow, set_realtime_priority, timing_summary
+from rwm_ros.robot_state import RobotStateReader
 from rwm_ros.spin import spin_node
 
 PROBE_WINDOW = 400 * 600
@@ -115,6 +116,8 @@ class StackProbe(Node):
         """Latest key-values of the policy node's diagnostics."""
         self._imu: bytes | None = None
         self._contacts: bytes | None = None
+        self.reader = RobotStateReader(self.get_logger())
+        """Odometry is read by the same rule as in the policy and world-model nodes."""
         # The streams are taken raw: stamps are read from the bytes, and messages are deserialized
         # only where a figure needs their content (odometry at 50 Hz, the last IMU and contacts).
         self.inputs = PolledSubscriptions(self)
@@ -131,30 +134,21 @@ class StackProbe(Node):
             ]
             self.create_subscription(Twist, C.TOPIC_CMD_VEL, self._on_cmd_vel, 10)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
-        self.error: str | None = None
-        """Why the polling thread stopped early, if it did (then the figures end there)."""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="stack_probe", daemon=True)
-        self._thread.start()
+        self.poller = WorkerThread(self, "stack_probe", self._poll)
+        self.workers = [self.poller]
+        self.poller.start()
 
-    def _poll(self) -> None:
+    def _poll(self, stop: threading.Event) -> None:
         take = self.inputs.take
-        while not self._stop.is_set():
-            try:
-                self.inputs.wait(0.1)
-                for sub, handle in self._polled:
-                    while (cdr := take(sub)) is not None:
-                        handle(cdr)
-            except Exception as e:  # noqa: BLE001 - kept for the report; a shutdown is no error
-                if self.context.ok() and not self._stop.is_set():
-                    self.error = f"{type(e).__name__}: {e}"
-                return
+        while not stop.is_set():
+            self.inputs.wait(0.1)
+            for sub, handle in self._polled:
+                while (cdr := take(sub)) is not None:
+                    handle(cdr)
 
     def destroy_node(self) -> None:
         """Stop the polling thread before the subscriptions go away."""
-        self._stop.set()
-        self._thread.join(timeout=1.0)
-        if not self._thread.is_alive():
+        if self.poller.stop(1.0):
             self.inputs.close()
         super().destroy_node()
 
@@ -174,9 +168,9 @@ class StackProbe(Node):
         self._odom_count += 1
         if self._odom_count % C.DECIMATION:
             return  # 400 Hz odometry read at the 50 Hz policy rate
-        msg = deserialize_message(cdr, Odometry)
-        p = msg.pose.pose.position
-        x, y, z = p.x, p.y, p.z
+        if not self.reader.odom(cdr):
+            return
+        x, y, z = self.reader.position.tolist()
         if self.first_position is None:
             self.first_position = np.array([x, y, z])
             self._crumb = self.first_position[:2].copy()
@@ -185,8 +179,8 @@ class StackProbe(Node):
             self.path_length += step
             self._crumb[:] = (x, y)
         self.position[:] = (x, y, z)
-        tw = msg.twist.twist
-        self.tracking.add(time.monotonic(), np.array([tw.linear.x, tw.linear.y]), tw.angular.z)
+        r = self.reader
+        self.tracking.add(time.monotonic(), r.lin_vel[:2].copy(), float(r.odom_ang_vel[2]))
         self.height_range[0] = min(self.height_range[0], z)
         self.height_range[1] = max(self.height_range[1], z)
 
@@ -250,8 +244,8 @@ class StackProbe(Node):
             out["sim"] = self.sim_diagnostics
         if self.policy_diagnostics:
             out["policy"] = self.policy_diagnostics
-        if self.error is not None:
-            out["probe_error"] = self.error
+        if self.poller.failure is not None:
+            out["probe_error"] = f"{type(self.poller.failure).__name__}: {self.poller.failure}"
         return out
 
 
@@ -307,17 +301,15 @@ class ReportingProbe(StackProbe):
     def __init__(self) -> None:
         super().__init__()
 
-        def declare(name, default, description):
-            return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
-
-        duration = declare("duration_s", 0.0, "report and exit after this long, s (0: at shutdown)")
+        duration = declare(self, "duration_s", 0.0, "report and exit after this long, s (0: at shutdown)")
         priority = declare(
+            self,
             "realtime_priority",
             0,
             "SCHED_FIFO priority (1-99; 0: normal): it stands in for the robot's receiver",
         )
         self.report_file = declare(
-            "report_file", "", "also write the report here as JSON (empty: print only)"
+            self, "report_file", "", "also write the report here as JSON (empty: print only)"
         )
         self.scheduling = set_realtime_priority(priority)
         self.usage = SiblingUsage()

@@ -16,7 +16,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from std_msgs.msg import String
 
@@ -24,6 +23,7 @@ from rwm.data.bag_recovery import TRUNCATED_SUFFIX, recover_orphans
 from rwm.runners.refinement import RefineConfig, refine_from_bags
 from rwm_ros.conversions import diagnostic_array
 from rwm_ros.model_files import resolve_model
+from rwm_ros.node_base import declare, declare_config
 from rwm_ros.spin import spin_node
 from rwm_ros.topics import TOPIC_WM_RELOAD
 
@@ -32,24 +32,19 @@ class TrainerNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("world_model_trainer", **kwargs)
 
-        def declare(name, default, description):
-            return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
-
-        self.replay_buffer = Path(declare("replay_buffer", "replay_buffer", "directory of recorded bags"))
-        self.model_dir = Path(declare("model_dir", "model_versions", "where validated versions are written"))
+        self.replay_buffer = Path(
+            declare(self, "replay_buffer", "replay_buffer", "directory of recorded bags")
+        )
+        self.model_dir = Path(
+            declare(self, "model_dir", "model_versions", "where validated versions are written")
+        )
         self.initial = declare(
-            "checkpoint", "anymal_d_rwm.pt", "starting checkpoint (path or name in models/)"
+            self, "checkpoint", "anymal_d_rwm.pt", "starting checkpoint (path or name in models/)"
         )
-        self.heldout = declare("heldout", "data/heldout", "held-out array dataset for validation")
-        self.min_new_bags = declare("min_new_bags", 1, "refine once this many unused bags exist")
-        scan = declare("scan_interval_s", 10.0, "how often to look for new bags, s")
-        self.cfg = RefineConfig(
-            iterations=declare("iterations", 200, "training iterations per refinement"),
-            batch_size=declare("batch_size", 256, "windows per iteration"),
-            learning_rate=declare("learning_rate", 1e-4, "Adam learning rate"),
-            tolerance=declare("tolerance", 0.0, "accept up to (1 + tolerance) x the current held-out error"),
-            heldout_length=declare("heldout_length", 400, "held-out trajectory length, steps"),
-        )
+        self.heldout = declare(self, "heldout", "data/heldout", "held-out array dataset for validation")
+        self.min_new_bags = declare(self, "min_new_bags", 1, "refine once this many unused bags exist")
+        scan = declare(self, "scan_interval_s", 10.0, "how often to look for new bags, s")
+        self.cfg = declare_config(self, RefineConfig)
         self.model_dir.mkdir(parents=True, exist_ok=True)
         self.state_file = self.model_dir / "trainer_state.json"
         self.state = (

@@ -19,20 +19,19 @@ from pathlib import Path
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import Odometry
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Bool, Float32, Float32MultiArray, String
 
 from rwm.control.world_model_monitor import MonitorConfig, WorldModelMonitor
 from rwm.export.runtime import OnnxWorldModel
 from rwm.robot import contract as C
-from rwm.robot.frames import projected_gravity
 from rwm_ros.conversions import JointMessageError, JointOrder, bind_array, diagnostic_array
 from rwm_ros.model_files import check_model_robot, inside_directory, resolve_model
+from rwm_ros.node_base import declare, declare_config
 from rwm_ros.polled_subscriptions import PolledSubscriptions
+from rwm_ros.robot_state import RobotStateReader
 from rwm_ros.spin import spin_node
 from rwm_ros.topics import (
     STREAM_WRITER_QOS,
@@ -47,32 +46,21 @@ class WorldModelNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("world_model", **kwargs)
 
-        def declare(name, default, description):
-            return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
-
         path = resolve_model(
-            declare("model", "anymal_d_rwm.onnx", "world-model ONNX: path or name in models/")
+            declare(self, "model", "anymal_d_rwm.onnx", "world-model ONNX: path or name in models/")
         )
-        check_model_robot(path, declare("robot", "anymal_d", "the robot monitored (anymal_d|anymal_c)"))
+        check_model_robot(path, declare(self, "robot", "anymal_d", "the robot monitored (anymal_d|anymal_c)"))
         self.versions_dir = Path(
-            declare("versions_dir", "model_versions", "reloads are accepted only from this directory")
+            declare(self, "versions_dir", "model_versions", "reloads are accepted only from this directory")
         )
-        cfg = MonitorConfig(
-            error_threshold=declare("error_threshold", 0.5, "one-step relative error counted as anomalous"),
-            anomaly_steps=declare("anomaly_steps", 25, "consecutive anomalous steps that raise the anomaly"),
-            warmup_steps=declare("warmup_steps", 32, "steps after a (re)start that are not scored"),
-        )
-        self.monitor = WorldModelMonitor(OnnxWorldModel(path), cfg)
+        self.monitor = WorldModelMonitor(OnnxWorldModel(path), declare_config(self, MonitorConfig))
         self.model_path = str(path)
         self.reloads = {"accepted": 0, "rejected": 0}
         self._lock = threading.Lock()
         self._order = JointOrder()
-        self._joints: bytes | None = None  # latest raw (serialized) messages; read at 50 Hz only
-        self._imu: bytes | None = None
-        self._odom: bytes | None = None
+        self.reader = RobotStateReader(self.get_logger())
         self._state = np.zeros(C.STATE_DIM)
         self._action = np.zeros(C.ACTION_DIM)
-        self._quat = np.zeros(4)
         self.msg_pred = Float32MultiArray()
         self._pred_view = bind_array(self.msg_pred, "data", C.STATE_DIM, "f")
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -83,10 +71,11 @@ class WorldModelNode(Node):
         # The 400 Hz streams never wake the executor: at each command the newest sample of each is taken.
         self.inputs = PolledSubscriptions(self)
         latest = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        sub, r = self.inputs.subscribe, self.reader
         self._streams = [
-            ("_joints", self.inputs.subscribe(JointState, C.TOPIC_JOINT_STATES, latest, wakes=False)),
-            ("_imu", self.inputs.subscribe(Imu, C.TOPIC_IMU, latest, wakes=False)),
-            ("_odom", self.inputs.subscribe(Odometry, C.TOPIC_ODOM, latest, wakes=False)),
+            (sub(JointState, C.TOPIC_JOINT_STATES, latest, wakes=False), r.joints),
+            (sub(Imu, C.TOPIC_IMU, latest, wakes=False), r.imu),
+            (sub(Odometry, C.TOPIC_ODOM, latest, wakes=False), r.odom),
         ]
         self.create_subscription(JointState, C.TOPIC_JOINT_COMMAND, self._on_command, qos)
         self.create_subscription(String, TOPIC_WM_RELOAD, self._on_reload, 10)
@@ -95,28 +84,18 @@ class WorldModelNode(Node):
         self.get_logger().info(f"world model {path}")
 
     def _assemble(self) -> bool:
-        for attr, sub in self._streams:  # the newest of each; keep the last one if none is new
+        """The state at this step from the newest sample of each stream (the last one where none is
+        new); a step whose new sample is rejected (`RobotStateReader`) is not scored."""
+        accepted = True
+        for sub, read in self._streams:
             cdr = self.inputs.take_latest(sub)
             if cdr is not None:
-                setattr(self, attr, cdr)
-        if self._joints is None or self._imu is None or self._odom is None:
+                result = read(cdr)  # the message, True, or None/False when rejected
+                accepted = accepted and result is not None and result is not False
+        if not accepted or not self.reader.complete:
             return False
-        j = deserialize_message(self._joints, JointState)
-        imu = deserialize_message(self._imu, Imu)
-        odom = deserialize_message(self._odom, Odometry)
-        s = self._state
-        try:
-            self._order.read(j, "position", s[C.JOINT_POS])
-            self._order.read(j, "velocity", s[C.JOINT_VEL])
-            self._order.read(j, "effort", s[C.JOINT_TORQUE])
-        except JointMessageError:
-            return False
-        o, w, v = imu.orientation, imu.angular_velocity, odom.twist.twist.linear
-        self._quat[:] = (o.w, o.x, o.y, o.z)
-        s[C.GRAVITY] = projected_gravity(self._quat)
-        s[C.ANG_VEL] = (w.x, w.y, w.z)
-        s[C.LIN_VEL] = (v.x, v.y, v.z)
-        return bool(np.isfinite(s).all())
+        self.reader.state(self._state)
+        return True
 
     def _on_command(self, msg: JointState) -> None:
         try:

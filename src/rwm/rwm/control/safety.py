@@ -8,7 +8,7 @@ the drives' PD turns into a damped stop around that pose.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -17,13 +17,15 @@ from rwm.robot import contract as C
 
 @dataclass(frozen=True)
 class SafetyConfig:
-    soft_start_s: float = 2.0
+    """The safety layer's settings (the policy node's parameters of the same names, with these ranges)."""
+
+    soft_start_s: float = field(default=2.0, metadata={"range": (0.0, 30.0)})
     """Ramp from the measured pose to the standing pose before the policy takes over, s."""
-    max_target_step: float = 0.5
+    max_target_step: float = field(default=0.5, metadata={"range": (0.01, 2.0)})
     """Largest change of any joint target between two 50 Hz commands, rad."""
-    watchdog_periods: int = 3
+    watchdog_periods: int = field(default=3, metadata={"range": (1, 50)})
     """Hold the posture when no fresh robot state arrived for this many control periods."""
-    joint_margin: float = 0.0
+    joint_margin: float = field(default=0.0, metadata={"range": (0.0, 0.5)})
     """Targets stay this far inside the URDF limits, rad."""
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rwm.data.bag_recovery import PARTIAL, bag_lock
@@ -23,13 +23,22 @@ from rwm.data.bag_writer import BagWriter
 
 @dataclass(frozen=True)
 class RecorderConfig:
+    """Where and how bags are written (the data logger's parameters of the same names)."""
+
     directory: str = "replay_buffer"
+    """The replay buffer: complete bags appear here, the open one in `.partial/`."""
     prefix: str = "anymal"
-    split_duration_s: float = 60.0
-    split_size_mb: float = 512.0
-    min_free_mb: float = 1024.0
+    """Bag names: <prefix>_<UTC time>_<index>."""
+    split_duration_s: float = field(default=60.0, metadata={"range": (1.0, 86400.0)})
+    """Start a new bag after this long, s."""
+    split_size_mb: float = field(default=512.0, metadata={"range": (1.0, 1e6)})
+    """Start a new bag after this many MB."""
+    min_free_mb: float = field(default=1024.0, metadata={"range": (0.0, 1e9)})
+    """Stop recording (the bag closed cleanly) below this much free disk, MB."""
     storage: str = "mcap"
-    flush_interval_s: float = 1.0
+    """mcap or sqlite3 (rosbag2's storage plugins)."""
+    flush_interval_s: float = field(default=1.0, metadata={"range": (0.05, 60.0)})
+    """Close the open chunk and sync the file this often, s: what a killed recorder loses at most."""
 
 
 class SplitBagRecorder:

@@ -26,7 +26,7 @@ from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy
 from rwm.models.factory import load_checkpoint, save_checkpoint
 from rwm.rl.imagination_env import ImaginationConfig, ImaginationEnv
 from rwm.robot.policy_io import OBS_DIM_WITH_LAST_ACTION, raw_to_targets
-from rwm.runners.ppo import PPOConfig, TrainConfig, runner_config
+from rwm.runners.ppo import PPOConfig, TrainConfig, export_runner_policy, runner_config
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig, PushConfig
 from rwm.sim.commands import CommandConfig
 from rwm.storage.replay_buffer import ReplayBuffer
@@ -210,17 +210,10 @@ def train_mbpo(
         "last": log_rows[-1],
     }
     if export_path is not None:
-        from rwm.export.policy_onnx import export_policy
-
-        meta = {
-            "source": "mbpo",
-            "real_transitions": buffer.rows,
-            "iterations": cfg.iterations,
-            "seed": cfg.seed,
-            "command": command,
-        }
-        summary["onnx"] = str(export_path)
-        summary["onnx_parity_max_abs_err"] = export_policy(runner.alg.get_policy(), export_path, meta)
+        meta = {"source": "mbpo", "real_transitions": buffer.rows, "iterations": cfg.iterations}
+        summary.update(
+            export_runner_policy(runner, export_path, {**meta, "seed": cfg.seed, "command": command})
+        )
     return summary
 
 

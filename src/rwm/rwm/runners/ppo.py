@@ -144,15 +144,19 @@ def train_ppo(
         "wall_time_s_this_run": round(time.time() - start, 1),
     }
     if export_path is not None:
-        from rwm.export.policy_onnx import export_policy
-
-        meta = {
-            "source": "ppo",
-            "real_transitions": summary["transitions"],
-            "iterations": cfg.max_iterations,
-            "seed": cfg.seed,
-            "command": command,
-        }
-        summary["onnx"] = str(export_path)
-        summary["onnx_parity_max_abs_err"] = export_policy(runner.alg.get_policy(), export_path, meta)
+        meta = {"source": "ppo", "real_transitions": summary["transitions"], "iterations": cfg.max_iterations}
+        summary.update(
+            export_runner_policy(runner, export_path, {**meta, "seed": cfg.seed, "command": command})
+        )
     return summary
+
+
+def export_runner_policy(runner: OnPolicyRunner, path: str | Path, metadata: dict) -> dict:
+    """Export the runner's current actor to ONNX with `metadata` (source, real transitions, seed,
+    command); returns the file and its parity error for the run's summary."""
+    from rwm.export.policy_onnx import export_policy
+
+    return {
+        "onnx": str(path),
+        "onnx_parity_max_abs_err": export_policy(runner.alg.get_policy(), path, metadata),
+    }

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rwm.data.array_dataset import ArrayDataset, ArrayDatasetWriter
@@ -27,17 +27,26 @@ from rwm.runners.world_model import WorldModelTrainConfig, train_world_model
 
 @dataclass(frozen=True)
 class RefineConfig:
-    iterations: int = 200
-    batch_size: int = 256
-    learning_rate: float = 1e-4
+    """A refinement's budget and its acceptance rule (the trainer node's parameters of the same names)."""
+
+    iterations: int = field(default=200, metadata={"range": (1, 1_000_000)})
+    """Training iterations per refinement."""
+    batch_size: int = field(default=256, metadata={"range": (1, 65536)})
+    """Windows per iteration."""
+    learning_rate: float = field(default=1e-4, metadata={"range": (0.0, 1.0)})
+    """Adam learning rate (constant)."""
     history: int | None = None
-    """History and forecast of the loss and the held-out error; None: the checkpoint's."""
+    """History of the loss and the held-out error; None: the checkpoint's."""
     horizon: int | None = None
-    heldout_length: int = 400
+    """Forecast steps of the loss; None: the checkpoint's."""
+    heldout_length: int = field(default=400, metadata={"range": (2, 100_000)})
+    """Held-out trajectories are cut to this many steps."""
     tolerance: float = 0.0
     """Accept a held-out error up to (1 + tolerance) x the current model's."""
     seed: int = 0
-    threads: int = 2
+    """Seed of the window sampling."""
+    threads: int = field(default=2, metadata={"range": (1, 256)})
+    """Torch threads."""
 
 
 @dataclass

@@ -1,0 +1,110 @@
+"""The skeleton the nodes share: parameters declared with their descriptions (and ranges) from the
+core's config dataclasses, and worker threads whose crash ends the node.
+
+Why: a node's parameters are the core's configuration (`SafetyConfig`, `RecorderConfig`,
+`MonitorConfig`, `RefineConfig`), so their names, defaults and descriptions live once, in the core, as
+the dataclass fields and their docstrings; `ros2 param describe` shows them. A real-time node does its
+work on a thread of its own (the executor's Python overhead is too large at 400 Hz); when that thread
+fails, the node must not go on looking alive: the failure is logged, the node shuts down, and its
+process exits with code 1 (`rwm_ros.spin`), which `ros2 launch` reports and acts on.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+import threading
+from collections.abc import Callable
+from dataclasses import MISSING, fields
+from functools import cache
+from typing import Any, TypeVar
+
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+
+T = TypeVar("T")
+RANGE = "range"
+"""Key of a dataclass field's metadata holding its (low, high) bounds, inclusive."""
+
+
+@cache
+def field_descriptions(cls: type) -> dict[str, str]:
+    """The docstring under each field of a dataclass (its one description)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body
+    out = {}
+    for stmt, following in zip(body, body[1:], strict=False):
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            out[stmt.target.id] = " ".join(following.value.value.split())
+    return out
+
+
+def declare(
+    node: Node, name: str, default: Any, description: str, bounds: tuple[float, float] | None = None
+) -> Any:
+    """Declare one parameter with its description (and inclusive range); returns its value."""
+    desc = ParameterDescriptor(description=description)
+    if bounds is not None:
+        lo, hi = bounds
+        if isinstance(default, bool) or not isinstance(default, int | float):
+            raise TypeError(f"parameter {name}: a range needs a number, got {default!r}")
+        if isinstance(default, int):
+            desc.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=0)]
+        else:
+            span = FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)
+            desc.floating_point_range = [span]
+    return node.declare_parameter(name, default, desc).value
+
+
+def declare_config(node: Node, cls: type[T], **defaults: Any) -> T:
+    """An instance of the config dataclass `cls` whose plain fields (bool, int, float, str) are node
+    parameters of the same names, described by the fields' docstrings; `defaults` replace the
+    dataclass's defaults (the node's own)."""
+    docs = field_descriptions(cls)
+    values = {}
+    for f in fields(cls):
+        default = defaults.get(f.name, f.default)
+        if default is MISSING or not isinstance(default, bool | int | float | str):
+            continue  # nested or optional configuration: not a parameter
+        values[f.name] = declare(node, f.name, default, docs.get(f.name, ""), f.metadata.get(RANGE))
+    return cls(**values)
+
+
+class WorkerThread:
+    """A node's own thread (control loop, physics, bag writer): started once the node is built, stopped
+    before its entities go; a crash is kept in `failure`, logged, and shuts the node's context down."""
+
+    def __init__(self, node: Node, name: str, target: Callable[[threading.Event], None]) -> None:
+        self.node, self.name = node, name
+        self.stop_event = threading.Event()
+        self.failure: BaseException | None = None
+        self._target = target
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._target(self.stop_event)
+        except Exception as e:  # noqa: BLE001 - kept, reported, and the node ends
+            if self.stop_event.is_set() or not self.node.context.ok():
+                return  # torn down under it by a shutdown: not a failure
+            self.failure = e
+            self.node.get_logger().fatal(f"{self.name} failed: {type(e).__name__}: {e}; the node stops")
+            rclpy.try_shutdown(context=self.node.context)
+
+    def stop(self, timeout_s: float = 2.0) -> bool:
+        """Ask the thread to end and wait for it; False if it is still running (its inputs must stay)."""
+        self.stop_event.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=timeout_s)
+        return not self._thread.is_alive()

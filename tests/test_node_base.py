@@ -1,0 +1,135 @@
+"""The nodes' skeleton and their one robot-state rule: parameters from the core's config dataclasses
+(names, defaults, descriptions, ranges), a worker thread whose crash ends the node, and the reader
+that accepts or rejects robot messages the same way in every node."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from nav_msgs.msg import Odometry
+from rclpy.serialization import serialize_message
+from sensor_msgs.msg import Imu, JointState
+
+from ros_helpers import domain_id, ros_context
+from rwm.control.safety import SafetyConfig
+from rwm.data.bag_recorder import RecorderConfig
+from rwm.robot import contract as C
+from rwm_ros.node_base import WorkerThread, declare_config, field_descriptions
+from rwm_ros.robot_state import RobotStateReader
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def warning(self, text: str, **_) -> None:
+        self.lines.append(text)
+
+
+def _joints(names=C.JOINT_NAMES, q=None) -> bytes:
+    q = np.arange(12.0) if q is None else q
+    order = [C.JOINT_NAMES.index(n) for n in names]
+    msg = JointState(
+        name=list(names), position=list(q[order]), velocity=list(-q[order]), effort=[1.0] * len(names)
+    )
+    return serialize_message(msg)
+
+
+def _imu(quat_wxyz=(1.0, 0.0, 0.0, 0.0)) -> bytes:
+    msg = Imu()
+    msg.orientation.w, msg.orientation.x, msg.orientation.y, msg.orientation.z = quat_wxyz
+    msg.angular_velocity.z = 0.3
+    return serialize_message(msg)
+
+
+def _odom(vx=0.5) -> bytes:
+    msg = Odometry()
+    msg.twist.twist.linear.x = vx
+    msg.pose.pose.position.x = 2.0
+    return serialize_message(msg)
+
+
+def test_reader_assembles_the_contract_state_from_messages_in_any_joint_order() -> None:
+    reader = RobotStateReader(_Log())
+    assert not reader.complete
+    assert reader.joints(_joints(tuple(reversed(C.JOINT_NAMES)))) is not None
+    assert reader.imu(_imu((0.0, 1.0, 0.0, 0.0)))  # upside down: gravity points up in the base
+    assert reader.odom(_odom())
+    state = reader.state(np.zeros(C.STATE_DIM))
+    np.testing.assert_array_equal(state[C.JOINT_POS], np.arange(12.0))
+    np.testing.assert_array_equal(state[C.JOINT_VEL], -np.arange(12.0))
+    np.testing.assert_allclose(state[C.GRAVITY], [0.0, 0.0, 1.0], atol=1e-12)
+    assert state[C.ANG_VEL][2] == 0.3 and state[C.LIN_VEL][0] == 0.5 and reader.position[0] == 2.0
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (lambda r: r.joints(_joints(C.JOINT_NAMES[:11], np.arange(12.0))), "joint_states_missing"),
+        (lambda r: r.joints(_joints(q=np.full(12, np.nan))), "joints_nan"),
+        (lambda r: r.joints(b"\x00\x01\x00\x00garbage"), "joint_states_undecodable"),
+        (lambda r: r.imu(_imu((0.5, 0.0, 0.0, 0.0))), "imu_invalid"),
+        (lambda r: r.odom(_odom(float("inf"))), "odom_nan"),
+    ],
+)
+def test_reader_rejects_bad_messages_and_keeps_the_last_good_state(message, reason) -> None:
+    log = _Log()
+    reader = RobotStateReader(log)
+    reader.joints(_joints())
+    reader.imu(_imu())
+    reader.odom(_odom())
+    before = reader.state(np.zeros(C.STATE_DIM)).copy()
+    assert message(reader) in (None, False)
+    assert reader.rejected == {reason: 1} and log.lines
+    np.testing.assert_array_equal(reader.state(np.zeros(C.STATE_DIM)), before)
+
+
+def test_parameters_come_with_the_core_docstrings_and_ranges() -> None:
+    docs = field_descriptions(SafetyConfig)
+    assert set(docs) == {"soft_start_s", "max_target_step", "watchdog_periods", "joint_margin"}
+    assert "watchdog" not in docs["soft_start_s"] and "standing pose" in docs["soft_start_s"]
+    assert "killed recorder" in field_descriptions(RecorderConfig)["flush_interval_s"]
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.exceptions import InvalidParameterValueException
+    from rclpy.parameter import Parameter
+
+    with ros_context(domain_id(3)) as ctx:
+        node = rclpy.create_node("params_test", context=ctx)
+        cfg = declare_config(node, SafetyConfig, watchdog_periods=5)
+        assert cfg == SafetyConfig(watchdog_periods=5)
+        described = node.describe_parameter("max_target_step")
+        assert "Largest change" in described.description
+        assert described.floating_point_range[0].to_value == 2.0
+        (result,) = node.set_parameters([Parameter("joint_margin", value=3.0)])
+        assert not result.successful and node.get_parameter("joint_margin").value == 0.0, "refused"
+        overridden = rclpy.create_node(
+            "params_override",
+            context=ctx,
+            parameter_overrides=[Parameter("watchdog_periods", value=500)],
+        )
+        with pytest.raises(InvalidParameterValueException):
+            declare_config(overridden, SafetyConfig)
+        node.destroy_node()
+        overridden.destroy_node()
+
+
+def test_a_failed_worker_ends_its_node() -> None:
+    rclpy = pytest.importorskip("rclpy")
+    with ros_context(domain_id(3)) as ctx:
+        node = rclpy.create_node("worker_test", context=ctx)
+
+        def broken(stop) -> None:
+            raise RuntimeError("sensor driver gone")
+
+        worker = WorkerThread(node, "control", broken)
+        worker.start()
+        deadline = time.monotonic() + 5.0
+        while ctx.ok() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not ctx.ok(), "the node's context is shut down: its spin ends"
+        assert isinstance(worker.failure, RuntimeError) and worker.stop()
+        stopped = WorkerThread(node, "quiet", lambda stop: stop.wait())
+        stopped.start()
+        assert stopped.stop() and stopped.failure is None, "a stop is not a failure"
