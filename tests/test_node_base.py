@@ -5,9 +5,11 @@ that accepts or rejects robot messages the same way in every node."""
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticStatus
 from nav_msgs.msg import Odometry
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Imu, JointState
@@ -119,6 +121,8 @@ def test_a_failed_worker_ends_its_node() -> None:
     rclpy = pytest.importorskip("rclpy")
     with ros_context(domain_id(3)) as ctx:
         node = rclpy.create_node("worker_test", context=ctx)
+        published: list = []
+        node.pub_diag = SimpleNamespace(publish=published.append)  # stands in for the node's publisher
 
         def broken(stop) -> None:
             raise RuntimeError("sensor driver gone")
@@ -130,6 +134,11 @@ def test_a_failed_worker_ends_its_node() -> None:
             time.sleep(0.01)
         assert not ctx.ok(), "the node's context is shut down: its spin ends"
         assert isinstance(worker.failure, RuntimeError) and worker.stop()
+        (report,) = published
+        assert (
+            report.status[0].level == DiagnosticStatus.ERROR
+            and "sensor driver gone" in report.status[0].message
+        )
         stopped = WorkerThread(node, "quiet", lambda stop: stop.wait())
         stopped.start()
         assert stopped.stop() and stopped.failure is None, "a stop is not a failure"

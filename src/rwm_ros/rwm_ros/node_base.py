@@ -5,8 +5,9 @@ Why: a node's parameters are the core's configuration (`SafetyConfig`, `Recorder
 `MonitorConfig`, `RefineConfig`), so their names, defaults and descriptions live once, in the core, as
 the dataclass fields and their docstrings; `ros2 param describe` shows them. A real-time node does its
 work on a thread of its own (the executor's Python overhead is too large at 400 Hz); when that thread
-fails, the node must not go on looking alive: the failure is logged, the node shuts down, and its
-process exits with code 1 (`rwm_ros.spin`), which `ros2 launch` reports and acts on.
+fails, the node must not go on looking alive: the failure is logged and published on /diagnostics
+(ERROR), the node shuts down, and its process exits with code 1 (`rwm_ros.spin`), which `ros2 launch`
+reports and acts on.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from functools import cache
 from typing import Any, TypeVar
 
 import rclpy
+from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
+
+from rwm_ros.conversions import diagnostic_array
 
 T = TypeVar("T")
 RANGE = "range"
@@ -99,8 +103,22 @@ class WorkerThread:
             if self.stop_event.is_set() or not self.node.context.ok():
                 return  # torn down under it by a shutdown: not a failure
             self.failure = e
-            self.node.get_logger().fatal(f"{self.name} failed: {type(e).__name__}: {e}; the node stops")
+            text = f"{self.name} failed: {type(e).__name__}: {e}; the node stops"
+            self.node.get_logger().fatal(text)
+            self._report(text)
             rclpy.try_shutdown(context=self.node.context)
+
+    def _report(self, text: str) -> None:
+        """A last ERROR on /diagnostics, where the node has its diagnostics publisher (`pub_diag`)."""
+        pub = getattr(self.node, "pub_diag", None)
+        if pub is None:
+            return
+        status = DiagnosticStatus(level=DiagnosticStatus.ERROR, name=f"{self.node.get_name()}: {self.name}")
+        status.message = text
+        try:
+            pub.publish(diagnostic_array(status, {}, self.node.get_clock().now().to_msg()))
+        except Exception as e:  # noqa: BLE001 - the node is going down anyway; the log has it
+            self.node.get_logger().error(f"could not publish the failure: {e}")
 
     def stop(self, timeout_s: float = 2.0) -> bool:
         """Ask the thread to end and wait for it; False if it is still running (its inputs must stay)."""
