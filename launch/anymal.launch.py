@@ -23,6 +23,7 @@ from launch.events import Shutdown as ShutdownEvent
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from rwm.sim.variants import variant_named
 from rwm_ros.model_files import models_for_robot
 
 BOOL = ["true", "false"]
@@ -34,6 +35,7 @@ ARGUMENTS = [
         ["anymal_d", "anymal_c"],
     ),
     ("sim", "true", "start the simulated robot (false: a robot driver provides the topics)", BOOL),
+    ("variant", "nominal", "the simulated robot's variant (config/robot_variants.yaml: payload, ...)", None),
     ("policy", "true", "the policy node drives the robot (false: the exploration controller does)", BOOL),
     ("policy_file", "", "ONNX policy: a path or a name in models/ (empty: <robot>_ppo.onnx)", None),
     ("sequence", "true", "play the scripted /cmd_vel sequence (config/command_sequence.yaml)", BOOL),
@@ -70,11 +72,12 @@ def _stack(context):
         world_model=on["world_model"] or on["trainer"],
     )
     config = os.path.join(get_package_share_directory("rwm_bringup"), "config")
+    variant_named(arg["variant"], os.path.join(config, "robot_variants.yaml"))  # a clear error if unknown
 
     robot = {"robot": arg["robot"]}
     # (executable, node name, parameter file in config/, runs, parameters from the arguments, extras)
     nodes = [
-        ("sim_node", "anymal_sim", "sim.yaml", on["sim"], robot, {}),
+        ("sim_node", "anymal_sim", "sim.yaml", on["sim"], {**robot, "variant": arg["variant"]}, {}),
         ("policy_node", "policy", "policy.yaml", on["policy"],
          {**robot, "policy": str(models.get("policy"))}, {}),
         ("command_sequence_node", "command_sequence", "command_sequence.yaml",

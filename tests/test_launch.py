@@ -83,6 +83,7 @@ def test_ros2_pkg_finds_the_stack_and_what_launch_ros_needs() -> None:
         ("robot:=anymal_x", "Valid options are: ['anymal_d', 'anymal_c']"),
         ("worldmodel:=true", "unknown argument(s) ['worldmodel']"),
         ("duration:=soon", "duration:=soon is not a number of seconds"),
+        ("variant:=heavy_robot", "unknown robot variant 'heavy_robot'"),
         ("robot:=anymal_c", "robot:=anymal_c has no policy 'anymal_c_ppo.onnx'"),
         ("policy_file:=" + str(ROOT / "models" / "anymal_d_rwm.onnx"), "not an RWM policy export"),
     ],

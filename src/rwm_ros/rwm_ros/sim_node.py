@@ -35,6 +35,8 @@ from std_msgs.msg import Float32MultiArray
 
 from rwm.robot import contract as C
 from rwm.sim.anymal_sim import AnymalSim
+from rwm.sim.dynamics import SensorNoise
+from rwm.sim.variants import variant_named
 from rwm_ros.conversions import (
     JointMessageError,
     JointOrder,
@@ -111,7 +113,10 @@ class SimNode(Node):
         super().__init__("anymal_sim", **kwargs)
         p = self._declare_parameters()
         self.robot_name: str = p["robot"]
-        self.sim = AnymalSim(robot_name=self.robot_name, urdf=p["urdf_path"] or None)
+        self.variant = variant_named(p["variant"], p["variants_file"] or None)
+        """How this robot differs from its model (`rwm.sim.dynamics`), e.g. a payload or weak motors."""
+        self.sim = AnymalSim(robot_name=self.robot_name, urdf=p["urdf_path"] or None, variant=self.variant)
+        self._noise = SensorNoise(self.variant.obs_noise, np.random.default_rng(p["noise_seed"]))
         self.initial_height: float | None = p["initial_height"] if p["initial_height"] > 0.0 else None
         self.reset_on_fall: bool = p["reset_on_fall"]
         self.publish_clock: bool = p["publish_clock"]
@@ -179,6 +184,14 @@ class SimNode(Node):
             "real_time_factor": declare(
                 self, "real_time_factor", 1.0, "simulated seconds per wall-clock second"
             ),
+            "variant": declare(
+                self,
+                "variant",
+                "nominal",
+                "robot variant: a name in config/robot_variants.yaml (payload, ...)",
+            ),
+            "variants_file": declare(self, "variants_file", "", "named variants (empty: the installed file)"),
+            "noise_seed": declare(self, "noise_seed", 0, "seed of the variant's sensor noise"),
             "realtime_priority": declare(
                 self,
                 "realtime_priority",
@@ -215,6 +228,7 @@ class SimNode(Node):
         self.msg_clock.clock = self._stamp
         self._quat_inv = np.empty(4)
         self._lin_vel = np.empty(3)
+        self._ang_vel = np.empty(3)
 
     # --- commands and diagnostics (physics thread) ----------------------------------------------------
     def _receive_commands(self, timeout_s: float) -> None:
@@ -332,10 +346,12 @@ class SimNode(Node):
         self._tau[:] = d.actuator_force
         self._contacts[:] = self.sim.contacts
         w, x, y, z = d.qpos[3:7].tolist()
-        wx, wy, wz = d.qvel[3:6].tolist()  # free joint: angular velocity in the base frame
+        self._ang_vel[:] = d.qvel[3:6]  # free joint: angular velocity in the base frame
         qi = self._quat_inv
         qi[0], qi[1], qi[2], qi[3] = w, -x, -y, -z
         mujoco.mju_rotVecQuat(self._lin_vel, d.qvel[0:3], qi)  # world-frame velocity into the base frame
+        self._noise.add(self._q, self._dq, self._ang_vel, self._lin_vel)  # the variant's sensors
+        wx, wy, wz = self._ang_vel.tolist()
 
         imu = self.msg_imu
         o = imu.orientation

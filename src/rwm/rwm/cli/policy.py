@@ -102,6 +102,8 @@ def _eval_policy(args: argparse.Namespace) -> int:
     cfg = PolicyEvalConfig(
         episodes=args.episodes, episode_length_s=args.episode_length, seed=args.seed, robot=args.robot
     )
+    if args.variants:
+        return _eval_on_variants(args, policy, cfg)
     result = {
         "policy": args.policy,
         **evaluate_policy(policy, policy.obs_dim, cfg),
@@ -112,6 +114,27 @@ def _eval_policy(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w") as f:
             f.write(text + "\n")
+    return 0
+
+
+def _eval_on_variants(args: argparse.Namespace, policy, cfg) -> int:
+    from pathlib import Path
+
+    from rwm.evaluation.policy_eval import evaluate_on_variants, plot_variants, variants_table
+    from rwm.sim.variants import load_variants
+
+    names = list(load_variants(args.variants_file)) if args.variants == ["all"] else args.variants
+    results = evaluate_on_variants(
+        policy, policy.obs_dim, names, cfg, nominal_seeds=args.nominal_seeds, variants_file=args.variants_file
+    )
+    table = variants_table(results)
+    print(table)
+    if args.json:
+        out = Path(args.json)
+        summary = {"policy": args.policy, "real_transitions_used": policy.metadata.get("real_transitions")}
+        out.write_text(json.dumps({**summary, "variants": results}, indent=1) + "\n")
+        out.with_suffix(".md").write_text(table)
+        plot_variants(results, str(out.with_suffix(".png")), Path(args.policy).stem)
     return 0
 
 
@@ -214,6 +237,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--robot", default="anymal_d", choices=["anymal_d", "anymal_c"])
     p.add_argument("--json", help="also write the summary here")
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        help="the robot-variant suite: 'all' or names from config/robot_variants.yaml (table, and with "
+        "--json also <json>.md and <json>.png)",
+    )
+    p.add_argument("--nominal-seeds", type=int, default=5, help="--variants: seeds of the nominal robot")
+    p.add_argument("--variants-file", help="named variants (default: config/robot_variants.yaml)")
     p.set_defaults(func=_eval_policy)
 
     p = sub.add_parser("train-mbpo", help="MBPO-PPO: PPO in RWM imagination, real data collected online")

@@ -9,15 +9,17 @@ change and the rest), falls with when and under which command they happened, and
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from rwm.robot.policy_io import includes_last_action, raw_to_targets
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig
 from rwm.sim.reward import tracking_reward
+from rwm.sim.variants import NOMINAL, RobotVariant, load_variants
 
 TRANSIENT_S = 1.0
 """Steps within this time after a command change count as transient in the RMSE split."""
@@ -35,6 +37,8 @@ class PolicyEvalConfig:
     seed: int = 12345
     robot: str = "anymal_d"
     num_threads: int = 0
+    variant: RobotVariant = NOMINAL
+    """The simulated robot's deviation from its model (`rwm.sim.dynamics`)."""
 
 
 def evaluate_policy(
@@ -48,6 +52,7 @@ def evaluate_policy(
         seed=cfg.seed,
         num_threads=cfg.num_threads,
         include_last_action=includes_last_action(obs_dim),
+        variant=cfg.variant,
     )
     env = BatchedAnymalEnv(env_cfg)
     n, steps = cfg.episodes, env.max_episode_steps
@@ -102,3 +107,75 @@ def evaluate_policy(
         "fall_events": falls,
         "wall_time_s": round(wall, 1),
     }
+
+
+SUMMED = ("episodes", "falls", "steps_evaluated")
+
+
+def evaluate_on_variants(
+    policy: Callable[[np.ndarray], np.ndarray],
+    obs_dim: int,
+    names: list[str],
+    cfg: PolicyEvalConfig = PolicyEvalConfig(),
+    nominal_seeds: int = 5,
+    variants_file: str | None = None,
+) -> dict:
+    """The robot-variant suite: `cfg.episodes` episodes on each named variant (`nominal` on
+    `nominal_seeds` seeds, cfg.seed, cfg.seed + 1, ...); per variant the falls, tracking and RMSE."""
+    variants = load_variants(variants_file)
+    unknown = sorted(set(names) - set(variants))
+    if unknown:
+        raise ValueError(f"unknown robot variants {unknown}; the variants are {sorted(variants)}")
+    results = {}
+    for name in names:
+        seeds = [cfg.seed + k for k in range(nominal_seeds if name == "nominal" else 1)]
+        runs = [evaluate_policy(policy, obs_dim, replace(cfg, seed=s, variant=variants[name])) for s in seeds]
+        merged = {k: sum(r[k] for r in runs) for k in SUMMED}
+        steps = merged["steps_evaluated"]
+        for key in ("tracking_reward_normalized", "lin_vel_rmse_m_s", "yaw_rate_rmse_rad_s"):
+            weighted = sum(r[key] ** (2 if "rmse" in key else 1) * r["steps_evaluated"] for r in runs) / steps
+            merged[key] = round(float(np.sqrt(weighted) if "rmse" in key else weighted), 4)
+        for key in ("lin_vel_rmse_first_s_after_command_change_m_s", "lin_vel_rmse_steady_m_s"):
+            merged[key] = runs[0][key] if len(runs) == 1 else round(float(np.mean([r[key] for r in runs])), 4)
+        merged["fall_rate"] = round(merged["falls"] / merged["episodes"], 4)
+        merged["seeds"] = seeds
+        merged["fall_events"] = [
+            dict(e, seed=s) for r, s in zip(runs, seeds, strict=True) for e in r["fall_events"]
+        ]
+        merged["variant"] = dataclasses.asdict(variants[name])
+        results[name] = merged
+    return results
+
+
+def variants_table(results: dict) -> str:
+    """Markdown: one row per variant."""
+    rows = [
+        "| robot variant | episodes | falls | tracking | lin. vel. RMSE steady / after a change (m/s) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        rows.append(
+            f"| {name} | {r['episodes']} | {r['falls']} ({100 * r['fall_rate']:.1f} %) | "
+            f"{r['tracking_reward_normalized']:.3f} | {r['lin_vel_rmse_steady_m_s']} / "
+            f"{r['lin_vel_rmse_first_s_after_command_change_m_s']} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def plot_variants(results: dict, path: str, title: str) -> None:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    names = list(results)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 3.8))
+    a.bar(names, [100 * results[n]["fall_rate"] for n in names], color="tab:red")
+    a.set(ylabel="falls, % of episodes", title=f"{title}: falls")
+    b.bar(names, [results[n]["tracking_reward_normalized"] for n in names], color="tab:blue")
+    b.set(ylabel="tracking (normalized)", ylim=(0, 1), title=f"{title}: tracking")
+    for ax in (a, b):
+        ax.tick_params(axis="x", rotation=35)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

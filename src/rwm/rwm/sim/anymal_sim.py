@@ -2,7 +2,8 @@
 
 It exposes what the robot's drivers would: joint positions, velocities and applied torques in
 contract order, the IMU (orientation, angular velocity, linear acceleration), odometry and the
-contact flags. Joint targets are held by the drive PD between updates, as on the hardware.
+contact flags. Joint targets are held by the drive PD between updates, as on the hardware; the drives
+and the robot's deviations from its model are `rwm.sim.dynamics`'s.
 """
 
 from __future__ import annotations
@@ -12,17 +13,25 @@ import numpy as np
 
 from rwm.robot import contract as C
 from rwm.robot.mjcf import RobotModel, build_robot
+from rwm.sim.dynamics import VariedRobot
 from rwm.sim.state import read_contacts, read_state
+from rwm.sim.variants import NOMINAL, RobotVariant
 
 
 class AnymalSim:
     """A single ANYmal in MuJoCo with the contract's sensors."""
 
     def __init__(
-        self, robot: RobotModel | None = None, robot_name: str = "anymal_d", urdf: str | None = None
+        self,
+        robot: RobotModel | None = None,
+        robot_name: str = "anymal_d",
+        urdf: str | None = None,
+        variant: RobotVariant = NOMINAL,
     ) -> None:
         self.robot = robot or build_robot(robot_name, urdf)
-        self.model = self.robot.model
+        self.drives = VariedRobot(self.robot, variant)
+        """The robot's own model set to `variant`, and its drives (delay, torque-speed limit)."""
+        self.model = self.drives.model
         self.data = mujoco.MjData(self.model)
         self._accel_adr = int(self.model.sensor("imu_accelerometer").adr[0])
         self.targets = C.DEFAULT_JOINT_POS.copy()
@@ -41,6 +50,8 @@ class AnymalSim:
         d.qpos[3:7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
         d.qpos[self.robot.qpos_adr] = q
         self.set_targets(q)
+        self.drives.reset(q)
+        d.ctrl[:] = q
         mujoco.mj_forward(self.model, d)
         self.fell = read_contacts(self.robot, d, self.contacts)
 
@@ -50,11 +61,11 @@ class AnymalSim:
         if targets.shape != (C.NUM_JOINTS,) or not np.isfinite(targets).all():
             raise ValueError(f"joint targets must be 12 finite values, got {targets!r}")
         self.targets[:] = targets
-        self.data.ctrl[:] = targets
+        self.drives.command(targets)
 
     def step(self, nstep: int = 1) -> None:
         """Advance `nstep` physics steps of 0.0025 s and refresh the contact flags."""
-        mujoco.mj_step(self.model, self.data, nstep)
+        self.drives.step(self.data, nstep)
         self.fell = read_contacts(self.robot, self.data, self.contacts)
 
     @property

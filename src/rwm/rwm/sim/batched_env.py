@@ -19,8 +19,10 @@ from rwm.robot import contract as C
 from rwm.robot.mjcf import RobotModel, build_robot
 from rwm.robot.policy_io import obs_dim, policy_observation
 from rwm.sim.commands import CommandConfig, CommandSampler
+from rwm.sim.dynamics import VariedRobot
 from rwm.sim.reward import RewardConfig, reward_terms, total_reward
 from rwm.sim.state import read_contacts, read_state, states_from_raw
+from rwm.sim.variants import OBS_NOISE_STD, RobotVariant, VariantRanges
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,11 @@ class EnvConfig:
     commands: CommandConfig = field(default_factory=CommandConfig)
     pushes: PushConfig = field(default_factory=PushConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    variant: RobotVariant = field(default_factory=RobotVariant)
+    """Every robot's deviation from its model (evaluation on a named variant)."""
+    randomization: VariantRanges | None = None
+    """Per-episode domain randomization (training): a new robot is drawn at every reset; `variant`
+    is then unused."""
 
 
 @dataclass
@@ -92,7 +99,9 @@ class BatchedAnymalEnv:
         self.num_envs = n = cfg.num_envs
         self.rng = np.random.default_rng(cfg.seed)
         self.commands_sampler = CommandSampler(cfg.commands, self.rng)
-        self.datas = [mujoco.MjData(self.model) for _ in range(n)]
+        self.robots = [VariedRobot(self.robot, cfg.variant) for _ in range(n)]
+        """Each robot's own model, set to its variant, and its drives."""
+        self.datas = [mujoco.MjData(r.model) for r in self.robots]
         threads = cfg.num_threads or os.cpu_count() or 1
         self._chunks = [c for c in np.array_split(np.arange(n), min(threads, n)) if len(c)]
         self._pool = ThreadPoolExecutor(len(self._chunks)) if len(self._chunks) > 1 else None
@@ -128,16 +137,20 @@ class BatchedAnymalEnv:
         if len(ids) == 0:
             return
         r = self.robot
+        ranges = self.cfg.randomization
         for i in ids:
-            d = self.datas[i]
-            mujoco.mj_resetData(self.model, d)
+            d, robot = self.datas[i], self.robots[i]
+            if ranges is not None:
+                robot.apply(ranges.sample(self.rng))
+            mujoco.mj_resetData(robot.model, d)
             yaw = self.rng.uniform(-np.pi, np.pi)
             d.qpos[2] = r.standing_height
             d.qpos[3:7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
             q0 = C.DEFAULT_JOINT_POS + self.rng.uniform(-1, 1, 12) * self.cfg.reset_joint_noise
             d.qpos[r.qpos_adr] = q0
             d.ctrl[:] = q0
-            mujoco.mj_forward(self.model, d)
+            robot.reset(q0)
+            mujoco.mj_forward(robot.model, d)
             read_state(r, d, self.state[i])
             read_contacts(r, d, self.contacts[i])
             self.action[i] = q0
@@ -153,11 +166,11 @@ class BatchedAnymalEnv:
 
     # -- stepping -----------------------------------------------------------------------------
     def _step_chunk(self, ids: np.ndarray) -> None:
-        r, m = self.robot, self.model
+        r = self.robot
         for i in ids:
-            d = self.datas[i]
-            d.ctrl[:] = self.action[i]
-            mujoco.mj_step(m, d, C.DECIMATION)
+            d, robot = self.datas[i], self.robots[i]
+            robot.command(self.action[i])
+            robot.step(d, C.DECIMATION)
             self._qpos[i] = d.qpos
             self._qvel[i] = d.qvel
             self._torque[i] = d.actuator_force
@@ -230,9 +243,15 @@ class BatchedAnymalEnv:
 
     # -- observation ----------------------------------------------------------------------------
     def observation(self) -> np.ndarray:
-        """Policy observation (Table S4): v, w, g, command, q - q_default, dq[, last raw action]."""
+        """Policy observation (Table S4): v, w, g, command, q - q_default, dq[, last raw action], with
+        each robot's sensor noise (the state itself stays exact)."""
         last = self.action if self.cfg.include_last_action else None
-        return policy_observation(self.state, self.command, last, out=self._obs)
+        obs = policy_observation(self.state, self.command, last, out=self._obs)
+        noise = np.array([r.variant.obs_noise for r in self.robots])
+        if noise.any():
+            width = OBS_NOISE_STD[: self.obs_dim] * noise[:, None]
+            obs += (self.rng.uniform(-1.0, 1.0, obs.shape) * width).astype(np.float32)
+        return obs
 
     def close(self) -> None:
         if self._pool is not None:

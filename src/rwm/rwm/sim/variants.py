@@ -1,0 +1,163 @@
+"""How a simulated ANYmal differs from its model: one robot (`RobotVariant`), the ranges drawn from
+for training (`VariantRanges`), and the named variants for evaluation (`config/robot_variants.yaml`).
+
+A real ANYmal D is not its URDF: it carries a payload, meets floors of other friction, its motors
+are weaker or stronger than nominal, its joints have friction, its actions arrive late and its
+sensors are noisy. These are plain data, without MuJoCo (the launch file checks a variant's name with
+them); `rwm.sim.dynamics` applies a variant to a simulated robot.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from rwm.robot import contract as C
+from rwm.robot.policy_io import OBS_BASE, OBS_COMMAND, OBS_DIM_WITH_LAST_ACTION, OBS_JOINT_POS, OBS_JOINT_VEL
+
+OBS_NOISE_STD = np.zeros(OBS_DIM_WITH_LAST_ACTION)
+"""Per-channel sensor noise of the policy observation at `obs_noise` 1 (uniform, half-widths as in
+Isaac Lab's ANYmal D velocity task): base linear velocity 0.1 m/s, angular velocity 0.2 rad/s,
+projected gravity 0.05, joint positions 0.01 rad, joint velocities 1.5 rad/s; none on the command
+and the last action, which the robot knows exactly."""
+OBS_NOISE_STD[OBS_BASE.start : OBS_BASE.start + 3] = 0.1
+OBS_NOISE_STD[OBS_BASE.start + 3 : OBS_BASE.start + 6] = 0.2
+OBS_NOISE_STD[OBS_BASE.start + 6 : OBS_BASE.stop] = 0.05
+OBS_NOISE_STD[OBS_JOINT_POS] = 0.01
+OBS_NOISE_STD[OBS_JOINT_VEL] = 1.5
+assert not OBS_NOISE_STD[OBS_COMMAND].any()
+
+VARIANTS_FILE = "robot_variants.yaml"
+VARIANTS_ENV = "RWM_ROBOT_VARIANTS"
+
+
+def find_variants_file(path: str | Path | None = None) -> Path:
+    """The named variants: an explicit path, else $RWM_ROBOT_VARIANTS, else the installed
+    share/rwm_bringup/config/, else config/ of this source checkout."""
+    candidates = [Path(p) for p in (path, os.environ.get(VARIANTS_ENV)) if p]
+    try:
+        from ament_index_python.packages import get_package_share_directory  # noqa: PLC0415
+
+        candidates.append(Path(get_package_share_directory("rwm_bringup")) / "config" / VARIANTS_FILE)
+    except (ImportError, LookupError, OSError):
+        pass
+    candidates.append(Path(__file__).resolve().parents[4] / "config" / VARIANTS_FILE)
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise FileNotFoundError(f"no robot variants file; looked at {[str(c) for c in candidates]}")
+
+
+@dataclass(frozen=True)
+class RobotVariant:
+    """One robot's deviations from its model; the defaults are the nominal robot."""
+
+    payload_kg: float = 0.0
+    """Mass added to the base, kg."""
+    payload_com_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Where the payload sits, relative to the base's centre of mass (base frame), m."""
+    ground_friction: float = 1.0
+    """Sliding friction coefficient between the feet and the ground."""
+    motor_strength: float = 1.0
+    """Scale of the drives' PD gains and torque limit."""
+    joint_friction_nm: float = 0.0
+    """Coulomb friction of every joint, Nm."""
+    joint_damping: float = 0.0
+    """Viscous damping of every joint, Nms/rad."""
+    delay_ticks: int = 0
+    """Actuation delay: a command acts this many physics ticks (2.5 ms) after it is given."""
+    obs_noise: float = 0.0
+    """Scale of the per-channel sensor noise `OBS_NOISE_STD` (0: perfect sensors)."""
+    velocity_limit: bool = True
+    """Drives lose torque with speed (the contract's 8.5 rad/s); False: an ideal PD."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.payload_kg < 0:
+            problems.append(f"payload_kg {self.payload_kg} < 0")
+        if not self.ground_friction > 0:
+            problems.append(f"ground_friction {self.ground_friction} must be > 0")
+        if not self.motor_strength > 0:
+            problems.append(f"motor_strength {self.motor_strength} must be > 0")
+        if self.joint_friction_nm < 0 or self.joint_damping < 0 or self.obs_noise < 0:
+            problems.append("joint friction, damping and noise must be >= 0")
+        if not 0 <= self.delay_ticks <= C.DECIMATION:
+            problems.append(
+                f"delay_ticks {self.delay_ticks} must be 0..{C.DECIMATION} (at most one policy step)"
+            )
+        if len(self.payload_com_m) != 3:
+            problems.append("payload_com_m must be 3 numbers")
+        if problems:
+            raise ValueError("robot variant: " + "; ".join(problems))
+
+
+NOMINAL = RobotVariant()
+
+
+@dataclass(frozen=True)
+class VariantRanges:
+    """Per-episode randomization for training: each field is drawn uniformly from its (low, high)."""
+
+    payload_kg: tuple[float, float] = (0.0, 0.0)
+    payload_com_xy_m: float = 0.0
+    """Half-width of the payload's horizontal offset, m."""
+    ground_friction: tuple[float, float] = (1.0, 1.0)
+    motor_strength: tuple[float, float] = (1.0, 1.0)
+    joint_friction_nm: tuple[float, float] = (0.0, 0.0)
+    joint_damping: tuple[float, float] = (0.0, 0.0)
+    delay_ticks: tuple[int, int] = (0, 0)
+    """Inclusive."""
+    obs_noise: float = 0.0
+    """Noise scale during training (not drawn: the policy always sees this much)."""
+
+    def sample(self, rng: np.random.Generator) -> RobotVariant:
+        def u(r: tuple[float, float]) -> float:
+            return float(rng.uniform(r[0], r[1])) if r[1] > r[0] else float(r[0])
+
+        com = (
+            rng.uniform(-self.payload_com_xy_m, self.payload_com_xy_m, 2) if self.payload_com_xy_m else (0, 0)
+        )
+        return RobotVariant(
+            payload_kg=u(self.payload_kg),
+            payload_com_m=(float(com[0]), float(com[1]), 0.0),
+            ground_friction=u(self.ground_friction),
+            motor_strength=u(self.motor_strength),
+            joint_friction_nm=u(self.joint_friction_nm),
+            joint_damping=u(self.joint_damping),
+            delay_ticks=int(rng.integers(self.delay_ticks[0], self.delay_ticks[1] + 1)),
+            obs_noise=self.obs_noise,
+        )
+
+
+def load_variants(path: str | Path | None = None) -> dict[str, RobotVariant]:
+    """Named variants from a YAML file (`find_variants_file`): `variants: {name: {field: value}}`;
+    unknown fields and bad values are refused with the variant's name."""
+    path = find_variants_file(path)
+    raw = yaml.safe_load(path.read_text()) or {}
+    known = {f.name for f in fields(RobotVariant)}
+    out: dict[str, RobotVariant] = {}
+    for name, values in (raw.get("variants") or {}).items():
+        values = values or {}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{path}: variant {name!r} has unknown fields {unknown}; known: {sorted(known)}")
+        if "payload_com_m" in values:
+            values["payload_com_m"] = tuple(values["payload_com_m"])
+        try:
+            out[name] = RobotVariant(**values)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: variant {name!r}: {e}") from None
+    if "nominal" not in out or out["nominal"] != NOMINAL:
+        raise ValueError(f"{path}: needs a 'nominal' variant equal to the defaults")
+    return out
+
+
+def variant_named(name: str, path: str | Path | None = None) -> RobotVariant:
+    variants = load_variants(path)
+    if name not in variants:
+        raise ValueError(f"unknown robot variant {name!r}; the variants are {sorted(variants)}")
+    return variants[name]
