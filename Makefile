@@ -12,7 +12,7 @@ VENDOR ?= $(abspath ../shared/vendor/ros2)
 LAUNCH_STAMP := $(VENV)/.launch-installed
 COMPOSITION := $(wildcard $(VENDOR)/rcl_interfaces/composition_interfaces)
 
-.PHONY: setup build test run bench lint clean ppo-model pretrain-data wm-model wm-seeds wm-sweep mbpo-model
+.PHONY: setup build test run bench lint clean ppo-model ppo-dr pretrain-data wm-model wm-seeds wm-sweep mbpo-model
 
 setup: build
 
@@ -57,6 +57,18 @@ ppo-model: setup
 	$(ROS_ENV) && rwm train-ppo $(PPO_STAGE2_ARGS)
 	$(ROS_ENV) && rwm select-policy --log-dir runs/ppo_ft --first 1450 --seed 777 --out models/anymal_d_ppo.onnx
 	$(ROS_ENV) && rwm eval-policy models/anymal_d_ppo.onnx --json models/anymal_d_ppo_eval.json
+
+# PPO with domain randomization (issue 16, in progress: not shipped yet): a new robot every episode
+# (rwm.sim.variants.TRAINING_RANGES) and sensor noise; resumable (`--resume`), checkpoints every 50
+# iterations; checkpoints are then selected on validation variants and seed 777, never the suite's.
+PPO_DR_ARGS := --log-dir runs/ppo_dr --iterations 3000 --num-envs 512 --seed 11 --resample-time 4 \
+	--termination-penalty 2 --domain-randomization --resume
+VALIDATION_VARIANTS := nominal payload_15kg friction_0.4 motors_75 delay_20ms sensor_noise
+ppo-dr: setup
+	$(ROS_ENV) && rwm train-ppo $(PPO_DR_ARGS)
+	$(ROS_ENV) && rwm select-policy --log-dir runs/ppo_dr --first 2000 --seed 777 --episodes 50 \
+		--variants $(VALIDATION_VARIANTS) --out runs/ppo_dr/selected.onnx
+	$(ROS_ENV) && rwm eval-policy runs/ppo_dr/selected.onnx --variants all --json runs/ppo_dr/suite.json
 
 # World-model data recorded with the shipped PPO policy (noise and pushes for coverage): 2.05 M
 # pretraining transitions, 100 held-out trajectories of 400 steps (other seed), a small bag.

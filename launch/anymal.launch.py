@@ -3,7 +3,7 @@
 The one definition of the stack: `make run`, the tests and the benches start it through this file.
 `ros2 launch rwm_bringup anymal.launch.py --show-args` lists the arguments. Every node is required:
 when one exits, the stack shuts down (a node that fails makes `ros2 launch` exit non-zero). Ctrl-C
-stops every node cleanly; the data logger closes its bag first-class (see rwm_ros.spin).
+stops every node cleanly: the data logger writes all it received and closes its bag (rwm_ros.spin).
 """
 
 import os

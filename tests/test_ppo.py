@@ -209,3 +209,10 @@ def test_train_then_select_best_checkpoint(tmp_path, capsys):
     )
     assert "resumed from" in capsys.readouterr().out
     assert {p.name for p in (tmp_path / "stage2").glob("model_*.pt")} == {"model_2.pt"}
+    # Domain randomization: a new robot every episode, recorded in the run's configuration.
+    main(
+        ["train-ppo", "--log-dir", str(tmp_path / "dr"), "--iterations", "1", "--num-envs", "8"]
+        + ["--domain-randomization"]
+    )
+    env = json.loads((tmp_path / "dr" / "train_config.json").read_text())["env"]
+    assert env["randomization"]["payload_kg"] == [0.0, 20.0] and env["randomization"]["obs_noise"] == 1.0

@@ -13,6 +13,7 @@ def _train_ppo(args: argparse.Namespace) -> int:
     from rwm.runners.ppo import TrainConfig, train_ppo
     from rwm.sim.batched_env import EnvConfig, PushConfig
     from rwm.sim.commands import CommandConfig
+    from rwm.sim.variants import TRAINING_RANGES
 
     env = EnvConfig(
         num_envs=args.num_envs,
@@ -20,6 +21,7 @@ def _train_ppo(args: argparse.Namespace) -> int:
         pushes=PushConfig(enabled=True),
         commands=CommandConfig(resample_time_s=args.resample_time),
         termination_penalty=args.termination_penalty,
+        randomization=TRAINING_RANGES if args.domain_randomization else None,
     )
     cfg = TrainConfig(env=env, max_iterations=args.iterations, seed=args.seed)
     summary = train_ppo(
@@ -55,12 +57,24 @@ def _export_policy(args: argparse.Namespace) -> int:
 
 
 def _select_policy(args: argparse.Namespace) -> int:
-    """Evaluate checkpoints on a validation seed and export the best (fewest falls, then tracking)."""
+    """Evaluate checkpoints on a validation seed (and robot variants) and export the best: fewest falls,
+    then the best tracking (over the variants: their sum of falls and mean tracking)."""
     import tempfile
     from pathlib import Path
 
-    from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy
+    from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_on_variants, evaluate_policy
     from rwm.export.policy_onnx import OnnxPolicy, actor_from_checkpoint, export_policy
+
+    def validate(policy: OnnxPolicy) -> dict:
+        if not args.variants:
+            return evaluate_policy(policy, args.obs_dim, cfg)
+        per_variant = evaluate_on_variants(policy, args.obs_dim, args.variants, cfg, nominal_seeds=1)
+        tracking = [r["tracking_reward_normalized"] for r in per_variant.values()]
+        return {
+            "falls": sum(r["falls"] for r in per_variant.values()),
+            "tracking_reward_normalized": round(sum(tracking) / len(tracking), 4),
+            "per_variant": {k: (r["falls"], r["tracking_reward_normalized"]) for k, r in per_variant.items()},
+        }
 
     log_dir = Path(args.log_dir)
     runner_cfg = json.loads((log_dir / "runner_config.json").read_text())
@@ -81,11 +95,11 @@ def _select_policy(args: argparse.Namespace) -> int:
                 "iterations": it + 1,
                 "seed": train_cfg["seed"],
                 "real_transitions": (it + 1) * num_envs * steps,
-                "selected_on": {"episodes": args.episodes, "seed": args.seed},
+                "selected_on": {"episodes": args.episodes, "seed": args.seed, "variants": args.variants},
             }
             path = Path(tmp) / f"{ckpt.stem}.onnx"
             export_policy(actor_from_checkpoint(ckpt, runner_cfg, args.obs_dim), path, meta)
-            result = evaluate_policy(OnnxPolicy(path), args.obs_dim, cfg)
+            result = validate(OnnxPolicy(path))
             print(json.dumps({"checkpoint": ckpt.name, **result}), flush=True)
             results.append((result["falls"], -result["tracking_reward_normalized"], it, path, result))
         _, _, it, path, result = min(results, key=lambda r: r[:3])
@@ -210,6 +224,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resample-time", type=float, default=10.0, help="new command every this many s")
     p.add_argument("--termination-penalty", type=float, default=0.0, help="reward subtracted on a fall")
     p.add_argument("--export", help="write the final policy to this ONNX file")
+    p.add_argument(
+        "--domain-randomization",
+        action="store_true",
+        help="a new robot every episode (payload, friction, motors, joint friction, delay) and sensor noise: "
+        "rwm.sim.variants.TRAINING_RANGES",
+    )
     p.set_defaults(func=_train_ppo)
 
     p = sub.add_parser("export-policy", help="export a PPO checkpoint to ONNX (normalization inside)")
@@ -228,6 +248,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episode-length", type=float, default=20.0)
     p.add_argument("--obs-dim", type=int, default=48)
     p.add_argument("--out", required=True)
+    p.add_argument(
+        "--variants", nargs="+", help="validate on these robot variants too (never the evaluation's seeds)"
+    )
     p.set_defaults(func=_select_policy)
 
     p = sub.add_parser("eval-policy", help="evaluate an ONNX policy: 100 episodes of 20 s, fixed seed")

@@ -169,13 +169,13 @@ def plot_variants(results: dict, path: str, title: str) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     names = list(results)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 3.8))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.2))
     a.bar(names, [100 * results[n]["fall_rate"] for n in names], color="tab:red")
     a.set(ylabel="falls, % of episodes", title=f"{title}: falls")
     b.bar(names, [results[n]["tracking_reward_normalized"] for n in names], color="tab:blue")
     b.set(ylabel="tracking (normalized)", ylim=(0, 1), title=f"{title}: tracking")
     for ax in (a, b):
-        ax.tick_params(axis="x", rotation=35)
+        ax.set_xticks(range(len(names)), names, rotation=35, ha="right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -133,6 +133,24 @@ class VariantRanges:
         )
 
 
+TRAINING_RANGES = VariantRanges(
+    payload_kg=(0.0, 20.0),
+    payload_com_xy_m=0.1,
+    ground_friction=(0.3, 1.2),
+    motor_strength=(0.7, 1.1),
+    joint_friction_nm=(0.0, 1.5),
+    joint_damping=(0.0, 0.8),
+    delay_ticks=(0, C.DECIMATION),
+    obs_noise=1.0,
+)
+"""Domain randomization of PPO training (`rwm train-ppo --domain-randomization`). Isaac Lab's ANYmal D
+velocity task randomizes the base mass by -5..+5 kg, friction and pushes, and adds the observation
+noise of `OBS_NOISE_STD` (scale 1); the RWM paper trains its ANYmal D policies in that task. The
+ranges here are wider, so that every named evaluation variant (up to 15 kg of payload, friction 0.4,
+motors at 75 %, 20 ms of delay) lies inside the family a policy is trained on: the claim tested is
+robustness within a randomized family, as in the papers, not extrapolation beyond it."""
+
+
 def load_variants(path: str | Path | None = None) -> dict[str, RobotVariant]:
     """Named variants from a YAML file (`find_variants_file`): `variants: {name: {field: value}}`;
     unknown fields and bad values are refused with the variant's name."""
