@@ -95,7 +95,31 @@ def test_bad_inputs_are_rejected_and_change_nothing():
     assert not loop.set_command(np.nan, 0.0, 0.0)
     assert np.array_equal(loop.state[C.JOINT_POS], q_before)
     assert loop.rejected == {"joints_nan": 1, "imu_nan": 1, "cmd_vel_nan": 1}
-    assert loop.set_command(5.0, -5.0, 0.3) and np.allclose(loop.command, [1.0, -0.5, 0.3])
+    assert loop.set_command(5.0, -5.0, 0.3) and np.allclose(loop.command_target, [1.0, -0.5, 0.3])
+
+
+def test_command_reaches_the_policy_ramped_at_the_acceleration_limits():
+    loop = _loop()
+    t, _ = _run(loop, 0.0, 0.2)  # soft start over: the policy runs
+    assert loop.mode is Mode.POLICY
+    loop.set_command(1.0, -0.5, 1.0)
+    seen = []
+    for _ in range(40):
+        _feed(loop, t)
+        loop.tick(t)
+        seen.append(loop.command.copy())
+        t += DT
+    seen = np.array(seen)
+    np.testing.assert_allclose(seen[0], [0.04, -0.04, 0.08])  # 2 m/s^2 and 4 rad/s^2 over 20 ms
+    assert np.abs(np.diff(seen, axis=0)).max(0) == pytest.approx([0.04, 0.04, 0.08])
+    np.testing.assert_allclose(seen[-1], [1.0, -0.5, 1.0]), "it arrives"
+    np.testing.assert_allclose(loop.observation[0, 9:12], seen[-1], rtol=1e-6), "the policy sees it"
+    instant = _loop(max_lin_accel=0.0, max_yaw_accel=0.0)
+    t, _ = _run(instant, 0.0, 0.2)
+    instant.set_command(1.0, -0.5, 1.0)
+    _feed(instant, t)
+    instant.tick(t)
+    np.testing.assert_array_equal(instant.command, [1.0, -0.5, 1.0])
 
 
 def test_watchdog_holds_the_last_measured_posture_then_soft_starts_again():

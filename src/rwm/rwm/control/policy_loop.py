@@ -54,6 +54,12 @@ class PolicyLoop:
         self.state = np.zeros(C.STATE_DIM)
         """Latest robot state in the world-model layout (torques included)."""
         self.command = np.zeros(C.COMMAND_DIM)
+        """The velocity command the policy sees: `command_target` ramped (`SafetyConfig` accelerations)."""
+        self.command_target = np.zeros(C.COMMAND_DIM)
+        """The last accepted /cmd_vel, clamped to the trained range."""
+        step = np.array([cfg.max_lin_accel, cfg.max_lin_accel, cfg.max_yaw_accel]) * period_s
+        self._command_step = np.where(step > 0, step, np.inf)
+        self._command_delta = np.zeros(C.COMMAND_DIM)
         self.targets = C.DEFAULT_JOINT_POS.copy()
         """The last joint command sent (finite by construction)."""
         self.mode = Mode.WAITING
@@ -102,8 +108,14 @@ class PolicyLoop:
         if not np.isfinite(cmd).all():
             self.rejected["cmd_vel_nan"] = self.rejected.get("cmd_vel_nan", 0) + 1
             return False
-        np.clip(cmd, -COMMAND_LIMITS, COMMAND_LIMITS, out=self.command)
+        np.clip(cmd, -COMMAND_LIMITS, COMMAND_LIMITS, out=self.command_target)
         return True
+
+    def _ramp_command(self) -> None:
+        """One period's step of the command toward its target, bounded per axis."""
+        delta = np.subtract(self.command_target, self.command, out=self._command_delta)
+        np.clip(delta, -self._command_step, self._command_step, out=delta)
+        self.command += delta
 
     def set_estop(self, engaged: bool) -> None:
         if engaged and not self.estop:
@@ -146,6 +158,7 @@ class PolicyLoop:
         return self._policy_step()
 
     def _policy_step(self) -> np.ndarray:
+        self._ramp_command()
         last = self.targets[None] if self.include_last_action else None
         policy_observation(self.state[None], self.command[None], last, out=self._obs)
         raw = self.policy(self._obs)[0]

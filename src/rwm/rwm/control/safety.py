@@ -27,6 +27,11 @@ class SafetyConfig:
     """Hold the posture when no fresh robot state arrived for this many control periods."""
     joint_margin: float = field(default=0.0, metadata={"range": (0.0, 0.5)})
     """Targets stay this far inside the URDF limits, rad."""
+    max_lin_accel: float = field(default=2.0, metadata={"range": (0.0, 100.0)})
+    """/cmd_vel's linear velocity reaches the policy ramped at most this fast, m/s^2 (0: a step). A
+    step in the command is where the policies fall; 2 m/s^2 takes a 0-to-1 m/s change over 0.5 s."""
+    max_yaw_accel: float = field(default=4.0, metadata={"range": (0.0, 100.0)})
+    """The same for the yaw rate, rad/s^2 (0: a step)."""
 
 
 class SafetyFilter:
