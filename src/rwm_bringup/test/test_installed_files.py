@@ -15,6 +15,11 @@ def test_parameter_files_are_ros2_params_files():
     assert files
     for f in files:
         data = yaml.safe_load(f.read_text())
+        if f.name == "robot_variants.yaml":  # the simulated robots, not node parameters
+            from rwm.sim.variants import load_variants
+
+            assert "nominal" in load_variants(f)
+            continue
         for node, body in data.items():
             assert set(body) == {"ros__parameters"}, f"{f.name}: {node} must hold only ros__parameters"
 
