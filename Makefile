@@ -12,7 +12,7 @@ VENDOR ?= $(abspath ../shared/vendor/ros2)
 LAUNCH_STAMP := $(VENV)/.launch-installed
 COMPOSITION := $(wildcard $(VENDOR)/rcl_interfaces/composition_interfaces)
 
-.PHONY: setup build test run bench lint clean ppo-model ppo-dr pretrain-data wm-model wm-seeds wm-sweep mbpo-model
+.PHONY: setup build test run bench lint clean ppo-model ppo-dr wm-heldout pretrain-data wm-model wm-seeds wm-sweep mbpo-model
 
 setup: build
 
@@ -80,6 +80,14 @@ pretrain-data: setup
 	rm -rf tests/data/anymal_d_ppo_sample
 	$(ROS_ENV) && rwm collect --policy models/anymal_d_ppo.onnx --duration 5 --seed 300 \
 		--out tests/data/anymal_d_ppo_sample
+
+# The held-out set shipped with the models (validation (b) of the offline trainer, so that a fresh
+# clone refines without make pretrain-data): 16 trajectories of 8 s with the shipped PPO policy, action
+# noise 0.3, a seed used for nothing else.
+wm-heldout: setup
+	rm -rf models/anymal_d_heldout
+	$(ROS_ENV) && rwm collect --dataset --policy models/anymal_d_ppo.onnx --action-noise 0.3 \
+		--steps 400 --num-envs 16 --episode-length 8 --seed 210 --out models/anymal_d_heldout
 
 # The world-model comparison (models/README.md, docs/world_model/) and the shipped RWM (the RWM-AR
 # row of that table), from the data of pretrain-data. Each run is scored with the mean weights of its

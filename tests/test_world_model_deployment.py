@@ -13,6 +13,7 @@ import torch
 
 from ros_helpers import PYTHON, domain_id, node_process, ros_context, ros_env, wait_for
 from rwm.control.world_model_monitor import MonitorConfig, WorldModelMonitor, validate_world_model
+from rwm.data.array_dataset import ArrayDataset
 from rwm.data.collect import collect_bag, collect_dataset
 from rwm.export.world_model_onnx import OnnxWorldModel, export_world_model
 from rwm.models.factory import build_world_model, save_checkpoint
@@ -21,7 +22,16 @@ from rwm.runners.refinement import RefineConfig, refine_from_bags
 from rwm_ros.launch_stack import launch_command
 
 TINY = {"hidden_size": 32, "head_hidden": 16}
-FAST = RefineConfig(iterations=3, batch_size=8, history=8, horizon=3, heldout_length=60, threads=1)
+FAST = RefineConfig(
+    iterations=30,
+    batch_size=16,
+    learning_rate=3e-3,
+    history=8,
+    horizon=3,
+    heldout_length=60,
+    tail_forecast=10,
+    threads=1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +46,7 @@ def world(tmp_path_factory):
 
     data = ArrayDataset(held)
     model.normalizer.fit(data.state, data.action)
-    save_checkpoint(model, root / "tiny.pt")
+    save_checkpoint(model, root / "tiny.pt", train_config={"history": 8, "horizon": 3})
     export_world_model(model, root / "tiny.onnx", {"source": "test"})
     replay = root / "replay"
     replay.mkdir()
@@ -55,7 +65,8 @@ def test_refine_accepts_a_validated_version_and_skips_the_corrupt_bag(world, tmp
     result = refine_from_bags(world / "tiny.pt", bags, world / "heldout", tmp_path, cfg)
     assert result.accepted, result.reason
     assert result.version == 1 and Path(result.onnx).is_file() and Path(result.checkpoint).is_file()
-    assert "bag_corrupt" in result.load_report and result.rows >= 2 * 140
+    assert result.new_error_after < result.new_error_before, "it learned the new bags (their held-out tail)"
+    assert "bag_corrupt" in result.load_report and result.rows >= 2 * 110, "80 % of each bag trains"
     assert result.parity <= 1e-4 and np.isfinite(result.error_after)
     assert not any(p.name.startswith(".refine-") for p in tmp_path.iterdir()), "no temporary left"
     again = refine_from_bags(result.checkpoint, bags[:1], world / "heldout", tmp_path, cfg)
@@ -67,8 +78,54 @@ def test_refine_rejects_a_version_that_is_worse_on_heldout_data(world, tmp_path)
     result = refine_from_bags(
         world / "tiny.pt", sorted((world / "replay").iterdir()), world / "heldout", tmp_path, cfg
     )
-    assert not result.accepted and "worse" in result.reason
+    assert not result.accepted and "forgot" in result.reason, result.reason
     assert not list(tmp_path.glob("rwm_v*")), "a rejected version leaves no file"
+
+
+def test_refinement_mixes_in_the_pretraining_data(world, tmp_path):
+    """With the pretraining data as anchor, half of every batch comes from it (recorded in the result)."""
+    cfg = RefineConfig(**{**FAST.__dict__, "tolerance": 100.0})
+    bags = sorted(p for p in (world / "replay").iterdir() if p.name != "bag_corrupt")
+    result = refine_from_bags(
+        world / "tiny.pt", bags, world / "heldout", tmp_path, cfg, pretrain=world / "heldout"
+    )
+    assert result.accepted and result.pretrain_rows == len(ArrayDataset(world / "heldout")), result.reason
+
+
+def test_trainer_never_retries_a_failed_bag_until_it_changes(world, tmp_path):
+    pytest.importorskip("rclpy")
+    from rclpy.parameter import Parameter
+
+    from rwm_ros.trainer_node import TrainerNode
+
+    replay = tmp_path / "replay"
+    shutil.copytree(world / "replay" / "bag_corrupt", replay / "bag_corrupt")
+    overrides = {
+        "replay_buffer": str(replay),
+        "model_dir": str(tmp_path / "versions"),
+        "checkpoint": str(world / "tiny.pt"),
+        "heldout": str(world / "heldout"),
+        "pretrain": "",
+        "scan_interval_s": 3600.0,
+    }
+    with ros_context(domain_id(0)) as ctx:
+        node = TrainerNode(
+            context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()]
+        )
+        try:
+            assert node.new_bags() == [replay / "bag_corrupt"]
+            node._refine(node.new_bags())  # it cannot be read: nothing to train on, rejected
+            assert not node.results[-1]["accepted"] and node.new_bags() == [], "not retried unchanged"
+            again = TrainerNode(
+                context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()]
+            )
+            assert again.new_bags() == [], "nor after a restart"
+            again.destroy_node()
+            mcap = next((replay / "bag_corrupt").glob("*.mcap"))
+            mcap.write_bytes(mcap.read_bytes() + b"more")  # the bag changed: tried again
+            assert node.new_bags() == [replay / "bag_corrupt"]
+        finally:
+            node.destroy_node()
 
 
 def test_monitor_tracks_the_robot_and_flags_a_persistent_error(world):
@@ -136,10 +193,13 @@ def test_trainer_node_announces_a_version_that_the_world_model_node_loads(world,
         "checkpoint": world / "tiny.pt",
         "heldout": world / "heldout",
         "scan_interval_s": 1.0,
-        "iterations": 3,
-        "batch_size": 8,
+        "iterations": FAST.iterations,
+        "batch_size": FAST.batch_size,
+        "learning_rate": FAST.learning_rate,
         "tolerance": 100.0,
         "heldout_length": 60,
+        "tail_forecast": FAST.tail_forecast,
+        "pretrain": "''",  # an empty string on the command line: no pretraining data
     }.items():
         trainer += ["-p", f"{k}:={v}"]
     wm = [PYTHON, "-m", "rwm_ros.world_model_node", "--ros-args", "-r", "__node:=world_model"]

@@ -16,6 +16,7 @@ setup(
         (f"share/{package_name}/launch", glob("launch/*.py")),
         (f"share/{package_name}/config", glob("config/*.yaml")),
         (f"share/{package_name}/models", glob("models/*.onnx") + glob("models/*.json") + glob("models/*.pt")),
+        (f"share/{package_name}/models/anymal_d_heldout", glob("models/anymal_d_heldout/*")),
     ],
     install_requires=["setuptools"],
     extras_require={"test": ["pytest"]},

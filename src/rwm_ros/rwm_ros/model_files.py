@@ -26,12 +26,13 @@ def _search_dirs() -> list[Path]:
 
 
 def resolve_model(name: str) -> Path:
+    """A model file (or a shipped dataset directory, such as the held-out set) by path or name."""
     path = Path(name).expanduser()
-    if path.is_file():
+    if path.exists():
         return path
     candidates = [d / path.name for d in _search_dirs()]
     for c in candidates:
-        if c.is_file():
+        if c.exists():
             return c
     raise FileNotFoundError(
         f"model {name!r} not found (looked at {[str(path), *map(str, candidates)]}); "

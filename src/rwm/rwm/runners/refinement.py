@@ -1,12 +1,16 @@
-"""Refine a world model from newly logged bags, validate it, and publish a new version atomically.
+"""Refine a world model from the robot's logged bags, validate it, and publish a new version atomically.
 
-The offline trainer's core (the trainer node only finds bags and announces versions). A version is
-accepted only if (1) the bags gave usable trajectories (corrupt or truncated ones are reported and
-skipped by the loader), (2) its relative autoregressive error on held-out data is no worse than the
-current model's (within `tolerance`), and (3) its ONNX export matches torch over a 100-step rollout.
+The offline trainer's core (the trainer node only finds bags and announces versions). The model is
+refined with the loss it was pretrained with (its checkpoint's `train_config`, `WorldModelLearner`)
+on a replay buffer: the new bags' trajectories, without their last `bag_heldout_fraction` of time,
+mixed with the pretraining data (`pretrain_fraction` of every batch) so that it learns the new robot
+without forgetting the old one. A version is accepted only if
+  (a) its relative AR error on the held-out tail of the new bags is lower than the current model's,
+  (b) its error on the held-out set shipped with the models is not worse beyond `tolerance`, and
+  (c) its ONNX export matches torch over a 100-step rollout.
 Only then do `rwm_v<N>.onnx` and `rwm_v<N>.pt` appear in the model directory (renamed into place).
-The model is refined with the loss it was pretrained with (its checkpoint's `train_config`, through
-`WorldModelLearner`), at the refinement's own learning rate, batch and number of updates.
+Bags that cannot be read are reported and skipped (the loader), never retried by the trainer until
+they change.
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rwm.data.array_dataset import ArrayDataset, ArrayDatasetWriter
+import torch
+
+from rwm.data.array_dataset import ArrayDataset
 from rwm.data.bag_loader import load_bags
-from rwm.evaluation.heldout import heldout_error, heldout_tensors
+from rwm.evaluation.heldout import heldout_error, heldout_tensors, trajectory_tensors
 from rwm.export.world_model_onnx import export_world_model
 from rwm.models.factory import load_checkpoint, save_checkpoint
-from rwm.runners.world_model import WorldModelTrainConfig, train_world_model
+from rwm.storage.replay_buffer import ReplayBuffer
+from rwm.training.learner import LearnerConfig, WorldModelLearner
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,13 @@ class RefineConfig:
     """Forecast steps of the loss; None: the checkpoint's."""
     heldout_length: int = field(default=400, metadata={"range": (2, 100_000)})
     """Held-out trajectories are cut to this many steps."""
+    pretrain_fraction: float = field(default=0.5, metadata={"range": (0.0, 1.0)})
+    """Share of every batch drawn from the pretraining data (when there is some): the anchor against
+    forgetting."""
+    bag_heldout_fraction: float = field(default=0.2, metadata={"range": (0.05, 0.9)})
+    """The last part (in time) of every new trajectory is held out to validate on, not trained on."""
+    tail_forecast: int = field(default=50, metadata={"range": (1, 1000)})
+    """Steps predicted after the history when scoring the held-out tail of the new bags."""
     tolerance: float = 0.0
     """Accept a held-out error up to (1 + tolerance) x the current model's."""
     seed: int = 0
@@ -58,7 +72,13 @@ class RefineResult:
     checkpoint: str | None = None
     rows: int = 0
     error_before: float | None = None
+    """Relative AR error on the shipped held-out set, before and after (validation (b))."""
     error_after: float | None = None
+    new_error_before: float | None = None
+    """The same on the held-out tail of the new bags (validation (a))."""
+    new_error_after: float | None = None
+    pretrain_rows: int = 0
+    """Pretraining rows mixed in (0: refined on the bags alone)."""
     parity: float | None = None
     load_report: str = ""
 
@@ -70,56 +90,90 @@ def next_version(model_dir: Path) -> int:
     return max(versions, default=0) + 1
 
 
+def _split_tails(trajectories, fraction: float, length: int):
+    """Each trajectory's first part (to train on) and its last `fraction` cut into windows of `length`
+    rows (to validate on); pieces too short for a window are left out."""
+    train, tails = [], []
+    for t in trajectories:
+        cut = int(round(len(t) * (1.0 - fraction)))
+        if cut >= length:
+            train.append(t.slice(0, cut))
+        tail_s, tail_a = t.state[cut:], t.action[cut:]
+        for start in range(0, len(tail_s) - length + 1, length):
+            tails.append((tail_s[start : start + length], tail_a[start : start + length]))
+    return train, tails
+
+
 def refine_from_bags(
     checkpoint: str | Path,
     bags: list[str | Path],
     heldout: str | Path,
     model_dir: str | Path,
     cfg: RefineConfig = RefineConfig(),
+    pretrain: str | Path | None = None,
 ) -> RefineResult:
-    """Refine `checkpoint` on the trajectories of `bags`; see the module docstring for the checks."""
+    """Refine `checkpoint` on the trajectories of `bags` (mixed with the array dataset `pretrain`, if
+    given); see the module docstring for the checks."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     model, entries = load_checkpoint(checkpoint)
-    pretrained = entries.get("train_config", {})
-    overrides = {k: v for k, v in (("history", cfg.history), ("horizon", cfg.horizon)) if v is not None}
-    train_cfg = WorldModelTrainConfig(
-        **{
-            **{k: v for k, v in pretrained.items() if k in WorldModelTrainConfig.__dataclass_fields__},
-            **overrides,
-            "learning_rate": cfg.learning_rate,
-            "lr_schedule": "constant",
-            "batch_size": cfg.batch_size,
-            "iterations": cfg.iterations,
-            "eval_interval": cfg.iterations,
-            "seed": cfg.seed,
-            "threads": cfg.threads,
-        }
-    )
-    learner = train_cfg.learner
+    learner_cfg = LearnerConfig.from_dict(entries.get("train_config", {}))
+    learner_cfg.learning_rate, learner_cfg.lr_schedule = cfg.learning_rate, "constant"
+    if cfg.history is not None:
+        learner_cfg.history = cfg.history
+    if cfg.horizon is not None:
+        learner_cfg.horizon = cfg.horizon
+    eval_length = learner_cfg.history + cfg.tail_forecast
     trajectories, report = load_bags(bags)
-    usable = [t for t in trajectories if len(t) >= learner.window]
-    rows = sum(len(t) for t in usable)
-    if not usable:
+    train, tails = _split_tails(trajectories, cfg.bag_heldout_fraction, max(learner_cfg.window, eval_length))
+    rows = sum(len(t.state) for t in train)
+    if not train or not tails:
         return RefineResult(
-            False, f"no trajectory of {learner.window} steps in the bags", load_report=str(report)
+            False,
+            f"the bags hold no trajectory long enough to train on and validate with ({eval_length} steps "
+            f"after a {1 - cfg.bag_heldout_fraction:.0%} cut): record longer",
+            load_report=str(report),
         )
     held = heldout_tensors(ArrayDataset(heldout), cfg.heldout_length)
-    before = heldout_error(model, held, learner.history)["mean"]
+    new_held = trajectory_tensors([s for s, _ in tails], [a for _, a in tails], eval_length)
+    before = heldout_error(model, held, learner_cfg.history)["mean"]
+    new_before = heldout_error(model, new_held, learner_cfg.history)["mean"]
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    base = ArrayDataset(pretrain) if pretrain is not None else None
+    buffer = ReplayBuffer(base, seed=cfg.seed)
+    for t in train:
+        buffer.add(t.state, t.action, t.contacts)
+    learner = WorldModelLearner(model, learner_cfg)
+    online = 1.0 - cfg.pretrain_fraction
+    for _ in range(cfg.iterations):
+        learner.update(buffer.sample(cfg.batch_size, learner_cfg.window, online_fraction=online))
+    after = heldout_error(model, held, learner_cfg.history)["mean"]
+    new_after = heldout_error(model, new_held, learner_cfg.history)["mean"]
+    result = RefineResult(
+        False,
+        "",
+        rows=rows,
+        error_before=before,
+        error_after=after,
+        new_error_before=new_before,
+        new_error_after=new_after,
+        pretrain_rows=len(base) if base is not None else 0,
+        load_report=str(report),
+    )
+    if not new_after < new_before:
+        result.reason = (
+            f"it did not learn the new data: error on the bags' held-out tail {new_after:.4f} >= "
+            f"{new_before:.4f}; current model kept"
+        )
+        return result
+    if not after <= before * (1.0 + cfg.tolerance):
+        result.reason = (
+            f"it forgot: held-out AR error on the shipped set got worse, {after:.4f} > {before:.4f} "
+            f"(tolerance {cfg.tolerance:.0%}); current model kept"
+        )
+        return result
     with tempfile.TemporaryDirectory(dir=model_dir, prefix=".refine-") as tmp:
-        with ArrayDatasetWriter(Path(tmp) / "data") as writer:
-            for t in usable:
-                writer.add_trajectory(t)
-        train_world_model(
-            train_cfg, ArrayDataset(Path(tmp) / "data"), None, Path(tmp) / "run", init_model=model
-        )
-        after = heldout_error(model, held, learner.history)["mean"]
-        result = RefineResult(
-            False, "", rows=rows, error_before=before, error_after=after, load_report=str(report)
-        )
-        if not after <= before * (1.0 + cfg.tolerance):
-            result.reason = f"held-out AR error got worse: {after:.4f} > {before:.4f}; current model kept"
-            return result
         version = next_version(model_dir)
         onnx_tmp, ckpt_tmp = Path(tmp) / "model.onnx", Path(tmp) / "model.pt"
         try:
@@ -131,7 +185,14 @@ def refine_from_bags(
         except RuntimeError as e:
             result.reason = f"ONNX export failed validation: {e}"
             return result
-        save_checkpoint(model, ckpt_tmp, refine_config=asdict(cfg), parent=str(checkpoint), version=version)
+        save_checkpoint(
+            model,
+            ckpt_tmp,
+            train_config=entries.get("train_config", {}),
+            refine_config=asdict(cfg),
+            parent=str(checkpoint),
+            version=version,
+        )
         final_ckpt, final_onnx = model_dir / f"rwm_v{version}.pt", model_dir / f"rwm_v{version}.onnx"
         os.replace(ckpt_tmp, final_ckpt)
         os.replace(onnx_tmp, final_onnx)  # the ONNX last: its appearance announces a complete version
