@@ -119,7 +119,48 @@ def test_lock_tells_a_live_recorder_from_an_orphan(tmp_path: Path) -> None:
     bag = tmp_path / "bag"
     with bag_lock(bag):
         assert not is_orphan(bag)
+        with pytest.raises(BlockingIOError), bag_lock(bag):  # a second recorder on the same name
+            pass
+        assert not is_orphan(bag), "a refused attempt leaves the holder's lock alone"
     assert is_orphan(bag)
+
+
+def test_a_bag_closed_just_before_its_recorder_died_is_moved_not_stranded(tmp_path: Path) -> None:
+    partial = tmp_path / PARTIAL
+    partial.mkdir()
+    w = _open_writer_with_flushed_part(partial / "done", "mcap", flushed=5, pending=0)
+    w.close()  # metadata.yaml written; the rename out of .partial/ never happened
+    (recovery,) = recover_orphans(tmp_path)
+    assert recovery.bag == tmp_path / "done" and (tmp_path / "done" / "metadata.yaml").is_file()
+    assert recover_orphans(tmp_path) == [], "nothing left to do the next time"
+
+
+def test_sqlite_rows_committed_to_a_write_ahead_log_are_kept(tmp_path: Path) -> None:
+    import sqlite3
+
+    w = _open_writer_with_flushed_part(tmp_path / "rec", "sqlite3", flushed=0, pending=0)
+    w.close()
+    db = next((tmp_path / "rec").glob("*.db3"))
+    dead = tmp_path / "dead"
+    dead.mkdir()
+    copy = dead / "dead.db3"
+    copy.write_bytes(db.read_bytes())
+    conn = sqlite3.connect(copy)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute(
+        "INSERT INTO topics (id, name, type, serialization_format, offered_qos_profiles, "
+        "type_description_hash) VALUES (1, '/cmd_vel', 'geometry_msgs/msg/Twist', 'cdr', '', '')"
+    )
+    conn.executemany(
+        "INSERT INTO messages (topic_id, timestamp, data) VALUES (1, ?, ?)",
+        [(i, _twist(i)) for i in range(7)],
+    )
+    conn.commit()  # in the WAL, not in the file: as a killed recorder in WAL mode leaves it
+    assert (dead / "dead.db3-wal").stat().st_size > 0
+    recovery = recover_bag(dead, tmp_path / "out")
+    conn.close()
+    assert recovery.messages == 7
 
 
 _RECORDER = textwrap.dedent(

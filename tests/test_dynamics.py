@@ -159,3 +159,14 @@ def test_named_variants_load_and_bad_ones_are_refused(tmp_path: Path) -> None:
     bad.write_text("variants:\n  nominal: {}\n  slow: {delay_ticks: 40}\n")
     with pytest.raises(ValueError, match="slow.*delay_ticks 40"):
         load_variants(bad)
+
+
+def test_payload_inertia_is_the_reduced_mass_term_about_the_new_centre(anymal_d) -> None:
+    nominal = VariedRobot(anymal_d)
+    loaded = VariedRobot(anymal_d, RobotVariant(payload_kg=20.0, payload_com_m=(0.3, 0.0, 0.0)))
+    m, base = nominal.model, nominal.model.body("base").id
+    mb = m.body_mass[base]
+    added = loaded.model.body_inertia[base] - m.body_inertia[base]
+    reduced = mb * 20.0 / (mb + 20.0)
+    assert added.sum() == pytest.approx(2 * reduced * 0.09, rel=1e-9), "the trace grows by 2 mu r^2"
+    assert loaded.model.body_ipos[base][0] - m.body_ipos[base][0] == pytest.approx(0.3 * 20.0 / (mb + 20.0))

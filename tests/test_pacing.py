@@ -47,6 +47,14 @@ def test_a_gap_in_the_stream_restarts_the_grid_at_the_next_state() -> None:
     assert not pacer.due(later + PERIOD_NS - STATE_NS) and pacer.due(later + PERIOD_NS)
 
 
+def test_stamps_that_jump_back_restart_the_grid() -> None:
+    """A clock step or a driver restart: the loop must not wait for the old grid to come round."""
+    pacer = StatePacer(0.02)
+    pacer.used(100 * PERIOD_NS)
+    assert pacer.due(3 * PERIOD_NS), "far behind the last state: a new grid"
+    assert not pacer.due(100 * PERIOD_NS - PERIOD_NS // 2), "within a period: the old grid still holds"
+
+
 def test_bad_periods_are_refused() -> None:
     for period in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="period"):

@@ -114,6 +114,14 @@ def test_command_reaches_the_policy_ramped_at_the_acceleration_limits():
     assert np.abs(np.diff(seen, axis=0)).max(0) == pytest.approx([0.04, 0.04, 0.08])
     np.testing.assert_allclose(seen[-1], [1.0, -0.5, 1.0]), "it arrives"
     np.testing.assert_allclose(loop.observation[0, 9:12], seen[-1], rtol=1e-6), "the policy sees it"
+    loop.set_estop(True)  # walking fast, then stopped: it restarts from standing, not at 1 m/s
+    _feed(loop, t)
+    loop.tick(t)
+    loop.set_command(0.0, 0.0, 0.0)
+    loop.set_estop(False)
+    _feed(loop, t + DT)
+    loop.tick(t + DT)
+    assert loop.mode is Mode.SOFT_START and not loop.command.any()
     instant = _loop(max_lin_accel=0.0, max_yaw_accel=0.0)
     t, _ = _run(instant, 0.0, 0.2)
     instant.set_command(1.0, -0.5, 1.0)

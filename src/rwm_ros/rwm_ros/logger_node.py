@@ -138,14 +138,23 @@ class LoggerNode(Node):
         """Write everything received, close the bag (renamed out of .partial), then go."""
         if getattr(self, "workers", None) is not None:
             receiver_stopped, writer_stopped = self.receiver.stop(1.0), self.writer.stop(5.0)
-            if not (receiver_stopped and writer_stopped):  # never two writers on one bag
-                self.get_logger().error("logger threads did not stop: the bag is closed as it is")
-            else:
+            if not writer_stopped:  # never two writers on one bag: it stays in .partial/ for recovery
+                open_bag = self.recorder.bag.path if self.recorder.bag is not None else "no bag"
+                self.get_logger().error(
+                    f"the bag writer did not stop: {open_bag} is left for `rwm bag-recover` "
+                    "(the trainer recovers it)"
+                )
+                super().destroy_node()
+                return
+            if receiver_stopped:
                 try:
                     self._receive()  # what arrived after the receiver's last pass
                 except Exception as e:  # noqa: BLE001 - subscriptions already torn down by the shutdown
                     self.get_logger().warning(f"final take skipped: {e}")
-                self._drain()
+            else:
+                self.get_logger().error("the bag receiver did not stop: what it queued is written, no more")
+            self._drain()
+            if receiver_stopped:
                 self.inputs.close()
             path = self.recorder.close()
             received = sum(self.received.values())

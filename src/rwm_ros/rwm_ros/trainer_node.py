@@ -31,9 +31,13 @@ from rwm_ros.spin import spin_node
 from rwm_ros.topics import TOPIC_WM_RELOAD
 
 
-def bag_signature(bag: Path) -> list:
-    """What changes when a bag changes: its files' names, sizes and modification times."""
-    return sorted([f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in bag.iterdir() if f.is_file())
+def bag_signature(bag: Path) -> list | None:
+    """What changes when a bag changes: its files' names, sizes and modification times (None: it is
+    gone, or cannot be read now)."""
+    try:
+        return sorted([f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in bag.iterdir() if f.is_file())
+    except OSError:
+        return None
 
 
 class TrainerNode(Node):
@@ -90,12 +94,18 @@ class TrainerNode(Node):
             if p.is_dir()
             and not p.name.startswith(".")
             and not p.name.endswith(TRUNCATED_SUFFIX)
-            and (str(p) not in used or used[str(p)] not in (None, bag_signature(p)))
+            and (signature := bag_signature(p)) is not None
+            and (str(p) not in used or used[str(p)] not in (None, signature))
         )
 
     def _recover_orphans(self) -> None:
         """Bags a dead logger left in .partial/ join the replay buffer, salvaged up to their last second."""
-        for recovery in recover_orphans(self.replay_buffer):
+        try:
+            recoveries = recover_orphans(self.replay_buffer)
+        except OSError as e:  # the replay buffer changed under the scan: the next scan sees it again
+            self.get_logger().error(f"recovering orphaned bags: {e}", throttle_duration_sec=60.0)
+            return
+        for recovery in recoveries:
             self.get_logger().warning(f"recovered a bag its recorder never closed: {recovery}")
 
     def _scan(self) -> None:

@@ -24,8 +24,11 @@ class StatePacer:
         """The stamp from which a state is due (None: the next state is)."""
 
     def due(self, stamp_ns: int) -> bool:
-        """Whether the state stamped `stamp_ns` drives the next tick."""
-        return self.next_stamp_ns is None or stamp_ns >= self.next_stamp_ns - self.early_ns
+        """Whether the state stamped `stamp_ns` drives the next tick. Stamps that jump back by more
+        than a period (a clock step, a driver restart) restart the grid instead of waiting for it."""
+        if self.next_stamp_ns is None or stamp_ns < self.next_stamp_ns - 2 * self.period_ns:
+            return True
+        return stamp_ns >= self.next_stamp_ns - self.early_ns
 
     def used(self, stamp_ns: int) -> None:
         """The state stamped `stamp_ns` drove a tick: the next one is due a period later."""

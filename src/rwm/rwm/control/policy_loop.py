@@ -149,6 +149,7 @@ class PolicyLoop:
             self._start_pose[:] = self.safety.clamp(self.state[C.JOINT_POS])
             self._soft_start_t0 = now
             self.mode = Mode.SOFT_START
+            self.command[:] = 0.0  # the policy starts from standing; /cmd_vel is ramped from there
         if self.mode is Mode.SOFT_START:
             progress = (now - self._soft_start_t0) / max(self.cfg.soft_start_s, 1e-9)
             soft_start_targets(self._start_pose, progress, self.targets)

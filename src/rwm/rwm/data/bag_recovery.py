@@ -13,6 +13,7 @@ lock dies with the process, so an unlocked bag in `.partial/` is an orphan, safe
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -154,8 +155,9 @@ def _sqlite_messages(file: Path, salvage: Salvage) -> Iterator[_Item]:
         shutil.copy2(file, copy)
         for j in journal:
             shutil.copy2(j, copy.with_name(copy.name + j.name[len(file.name) :]))
-        with sqlite3.connect(copy) as db:
-            db.execute("PRAGMA integrity_check")
+        with contextlib.closing(sqlite3.connect(copy)) as db:
+            db.execute("PRAGMA integrity_check")  # rolls a hot journal back
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # committed rows of a WAL into the file
         file = copy
     try:
         reader = Sqlite3Reader(file)
@@ -234,17 +236,23 @@ class Recovery:
 def recover_bag(path: str | Path, dest: str | Path | None = None) -> Recovery:
     """Salvage the bag at `path` (a directory without metadata.yaml, or a bare .mcap/.db3) into a complete
     bag at `dest` (default: `path` itself); the original is renamed `<path>.truncated`. A bag that
-    already has its metadata.yaml is complete: nothing is done."""
+    already has its metadata.yaml is complete (its recorder died after closing it): it is only moved
+    to `dest`."""
     path = Path(path)
     if path.is_dir() and (path / "metadata.yaml").exists():
-        return Recovery(path, path, None)
+        if dest is not None and Path(dest) != path:
+            if Path(dest).exists():
+                raise FileExistsError(f"{dest} exists: the complete bag {path} is left where it is")
+            path.rename(dest)
+        return Recovery(path, Path(dest) if dest is not None else path, None)
     files = storage_files(path)
     if not files:
         raise FileNotFoundError(f"{path}: no .mcap or .db3 file to recover")
     dest = Path(dest) if dest is not None else (path.with_suffix("") if path.is_file() else path)
     kept = path.with_name(path.name + TRUNCATED_SUFFIX)
-    if kept.exists():
-        raise FileExistsError(f"{kept} exists: an earlier recovery of {path} kept its original there")
+    for taken in (kept, dest if dest != path else None):
+        if taken is not None and taken.exists():
+            raise FileExistsError(f"{taken} exists: an earlier recovery of {path} left it there")
     work = dest.with_name(f".{dest.name}.recovering")
     shutil.rmtree(work, ignore_errors=True)
     recovery = Recovery(path, None, kept)
@@ -269,12 +277,17 @@ def recover_bag(path: str | Path, dest: str | Path | None = None) -> Recovery:
         shutil.rmtree(work, ignore_errors=True)
         raise
     writer.close()
-    path.rename(kept)
-    if recovery.messages:
-        work.rename(dest)
-        recovery.bag = dest
-    else:
+    if not recovery.messages:
         shutil.rmtree(work)
+        path.rename(kept)
+        return recovery
+    if dest != path:  # the salvaged bag first: a kill between the renames strands nothing
+        work.rename(dest)
+        path.rename(kept)
+    else:
+        path.rename(kept)
+        work.rename(dest)
+    recovery.bag = dest
     return recovery
 
 
@@ -286,6 +299,10 @@ def bag_lock(partial_bag: Path) -> Iterator[IO]:
     f = open(lock, "w")  # noqa: SIM115 - held for the context's lifetime
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()  # another recorder holds it: its lock file stays
+        raise
+    try:
         yield f
     finally:
         f.close()
@@ -318,13 +335,15 @@ def recover_orphans(replay_buffer: str | Path) -> list[Recovery]:
     for bag in sorted(partial.iterdir()):
         if not bag.is_dir() or bag.name.endswith(TRUNCATED_SUFFIX) or bag.name.startswith("."):
             continue
-        if not is_orphan(bag):
+        if not is_orphan(bag) or not bag.exists():  # being written, or closed by its recorder just now
             continue
         try:
             done.append(recover_bag(bag, Path(replay_buffer) / bag.name))
-        except Exception as e:  # noqa: BLE001 - reported; renamed so that it is not retried
-            bag.rename(bag.with_name(bag.name + TRUNCATED_SUFFIX))
-            done.append(Recovery(bag, None, bag.with_name(bag.name + TRUNCATED_SUFFIX), []))
-            done[-1].files.append(Salvage(bag, error=f"{type(e).__name__}: {e}"))
+        except Exception as e:  # noqa: BLE001 - reported; set aside so that it is not retried
+            kept = bag.with_name(bag.name + TRUNCATED_SUFFIX)
+            with contextlib.suppress(OSError):
+                if bag.exists() and not kept.exists():
+                    bag.rename(kept)
+            done.append(Recovery(bag, None, kept, [Salvage(bag, error=f"{type(e).__name__}: {e}")]))
         bag.with_name(bag.name + ".lock").unlink(missing_ok=True)
     return done

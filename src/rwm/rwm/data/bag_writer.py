@@ -108,6 +108,7 @@ class BagWriter:
         self._writer = Writer(self.path, version=Writer.VERSION_LATEST, storage_plugin=plugin)
         self._connections: dict[str, Connection] = {}
         self._open = False
+        self._directory_synced = False
         t = self.typestore.types
         self._Header, self._Time = t["std_msgs/msg/Header"], t["builtin_interfaces/msg/Time"]
         self._JointState, self._Imu, self._Odometry = (
@@ -153,6 +154,14 @@ class BagWriter:
             os.fsync(storage.bio.fileno())
         elif storage is not None:
             storage.conn.commit()
+        if not self._directory_synced:  # the new directory's entries too (once), for a power cut
+            for d in (self.path, self.path.parent):
+                fd = os.open(d, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            self._directory_synced = True
 
     def close(self) -> None:
         """Finish the storage file and write metadata.yaml."""

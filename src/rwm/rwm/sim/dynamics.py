@@ -36,6 +36,7 @@ class _Nominal:
     body_mass: float
     body_ipos: np.ndarray
     body_inertia: np.ndarray
+    body_iquat: np.ndarray
     geom_friction: np.ndarray
     gain: np.ndarray
     bias: np.ndarray
@@ -56,6 +57,7 @@ class VariedRobot:
             body_mass=float(m.body_mass[base]),
             body_ipos=m.body_ipos[base].copy(),
             body_inertia=m.body_inertia[base].copy(),
+            body_iquat=m.body_iquat[base].copy(),
             geom_friction=m.geom_friction.copy(),
             gain=m.actuator_gainprm[:, 0].copy(),
             bias=m.actuator_biasprm[:, :3].copy(),
@@ -77,8 +79,14 @@ class VariedRobot:
         m.body_mass[b] = mass
         offset = np.asarray(variant.payload_com_m, dtype=float)
         m.body_ipos[b] = nom.body_ipos + offset * variant.payload_kg / mass
-        # the payload as a point mass at its offset: parallel-axis term on the base's inertia
-        m.body_inertia[b] = nom.body_inertia + variant.payload_kg * (offset @ offset - offset**2)
+        # The payload as a point mass at its offset: both bodies' parallel-axis terms about the new
+        # centre of mass give the reduced mass times the offset's, in the base's principal frame
+        # (body_inertia is diagonal there); the products of inertia this adds are left out.
+        q = nom.body_iquat
+        principal = np.empty(3)
+        mujoco.mju_rotVecQuat(principal, offset, np.array([q[0], -q[1], -q[2], -q[3]]))
+        reduced = nom.body_mass * variant.payload_kg / mass
+        m.body_inertia[b] = nom.body_inertia + reduced * (principal @ principal - principal**2)
         m.geom_friction[:, 0] = variant.ground_friction  # MuJoCo takes the larger of two geoms' values
         s = variant.motor_strength
         m.actuator_gainprm[:, 0] = nom.gain * s
