@@ -175,3 +175,52 @@ def test_foot_kinematics_and_contact_estimate_against_the_simulator():
     s = sim.state()
     est = kin.estimate_foot_contacts(s[C.JOINT_POS], s[C.JOINT_VEL], s[C.GRAVITY])
     assert np.array_equal(est, sim.contacts[C.FOOT_CONTACTS])
+
+
+def _walking(loop):
+    t, _ = _run(loop, 0.0, 0.2)  # past the soft start: the policy drives
+    assert loop.mode is Mode.POLICY
+    return t
+
+
+def test_a_swapped_policy_is_blended_in_then_final():
+    old, new = FakePolicy(), FakePolicy()
+    old.raw[:], new.raw[:] = 0.0, 0.4
+    loop = _loop(old, swap_blend_s=0.1, rollback_window_s=0.2, max_target_step=10.0)
+    t = _walking(loop)
+    loop.swap_policy(new, t)
+    raws = []
+    for _ in range(15):
+        _feed(loop, t)
+        loop.tick(t)
+        raws.append(loop.last_raw_action[0])
+        assert loop.rollback_reason(t, anomaly=False) is None
+        t += DT
+    assert (
+        raws[0] == pytest.approx(0.0)
+        and raws[2] == pytest.approx(0.4 * 0.4)
+        and raws[-1] == pytest.approx(0.4)
+    )
+    assert loop.fallback is None and not loop.rollback(), "past the window the swap is final"
+
+
+@pytest.mark.parametrize("trouble", ["anomaly", "fall", "watchdog"])
+def test_trouble_within_the_window_brings_the_previous_policy_back(trouble):
+    old, new = FakePolicy(), FakePolicy()
+    loop = _loop(old)
+    t = _walking(loop)
+    loop.swap_policy(new, t)
+    _feed(loop, t)
+    loop.tick(t)
+    assert loop.rollback_reason(t, anomaly=False) is None
+    if trouble == "watchdog":  # the robot's state stops coming
+        loop.tick(t + 10 * DT)
+    else:
+        _feed(loop, t + DT)
+        if trouble == "fall":
+            loop.update_imu(np.array([0.0, -0.9, -0.1]), np.zeros(3), t + DT)  # tilted beyond 60 degrees
+        loop.tick(t + DT)
+    reason = loop.rollback_reason(t + DT, anomaly=trouble == "anomaly")
+    assert reason is not None and trouble in reason, reason
+    assert loop.rollback() and loop.policy is old and loop.fallback is None
+    assert not loop.rollback(), "only once"

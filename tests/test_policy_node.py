@@ -4,9 +4,12 @@ e-stop holds the posture, and the watchdog takes over within 100 ms when the rob
 from __future__ import annotations
 
 import math
+import shutil
 import signal
 import time
 from collections import deque
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,13 +98,15 @@ class Operator:
         return msg
 
 
-@pytest.fixture()
-def stack():
+@contextmanager
+def _running_stack(*policy_params: str):
+    """The simulated robot and the policy node (with `name:=value` parameters), in policy mode."""
     domain = domain_id(3)
     env = ros_env(domain)
     sim = [PYTHON, "-m", "rwm_ros.sim_node", "--ros-args", "-r", "__node:=anymal_sim"]
     policy = [PYTHON, "-m", "rwm_ros.policy_node", "--ros-args", "-r", "__node:=policy"]
-    policy += ["-p", "soft_start_s:=0.5"]
+    for param in ("soft_start_s:=0.5", *policy_params):
+        policy += ["-p", param]
     with (
         ros_context(domain) as ctx,
         node_process(sim, env) as sim_proc,
@@ -113,6 +118,37 @@ def stack():
             yield op, sim_proc, pol_proc
         finally:
             op.node.destroy_node()
+
+
+@pytest.fixture()
+def stack():
+    with _running_stack() as running:
+        yield running
+
+
+def test_a_policy_version_swaps_in_live_and_rolls_back_on_an_anomaly(tmp_path):
+    """/rwm/policy/reload: a file outside the versions directory is refused; a version inside it is
+    swapped in; a world-model anomaly within the rollback window brings the previous one back."""
+    from std_msgs.msg import String
+
+    from rwm_ros.topics import TOPIC_POLICY_RELOAD, TOPIC_WM_ANOMALY
+
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    shipped = Path(__file__).resolve().parents[1] / "models"
+    shutil.copy(shipped / "anymal_d_mbpo.onnx", versions / "policy_v1.onnx")
+    with _running_stack(f"versions_dir:={versions}", "rollback_window_s:=30.0") as (op, _, pol_proc):
+        reload = op.node.create_publisher(String, TOPIC_POLICY_RELOAD, 10)
+        anomaly = op.node.create_publisher(Bool, TOPIC_WM_ANOMALY, 10)
+        wait_for(op.spin, lambda: reload.get_subscription_count() > 0, 10.0, "the policy node's reload topic")
+        reload.publish(String(data=str(shipped / "anymal_d_mbpo.onnx")))  # a good policy, wrong place
+        wait_for(op.spin, lambda: op.diag.get("reloads_rejected") == "1", 10.0, "the outside file refused")
+        reload.publish(String(data=str(versions / "policy_v1.onnx")))
+        wait_for(op.spin, lambda: op.diag.get("reloads_accepted") == "1", 10.0, "the version swapped in")
+        assert op.diag["policy_version"] == str(versions / "policy_v1.onnx") and op.diag["mode"] == "policy"
+        anomaly.publish(Bool(data=True))
+        wait_for(op.spin, lambda: op.diag.get("reloads_rolled_back") == "1", 10.0, "the rollback")
+        assert op.diag["policy_version"].endswith("anymal_d_ppo.onnx") and pol_proc.poll() is None
 
 
 def test_bad_input_is_dropped_estop_holds_and_watchdog_takes_over(stack):

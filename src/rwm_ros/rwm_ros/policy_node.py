@@ -22,6 +22,7 @@ import struct
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -30,7 +31,7 @@ from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Imu, JointState
-from std_msgs.msg import Bool, Float32MultiArray
+from std_msgs.msg import Bool, Float32MultiArray, String
 
 from rwm.control.pacing import StatePacer
 from rwm.control.policy_loop import Mode, PolicyLoop
@@ -45,13 +46,19 @@ from rwm_ros.conversions import (
     raw_stamp_ns,
     stamp_to_ns,
 )
-from rwm_ros.model_files import check_model_robot, resolve_model
+from rwm_ros.model_files import check_model_robot, inside_directory, resolve_model
 from rwm_ros.node_base import WorkerThread, declare, declare_config
 from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.realtime import ArrivalWindow, SlackCollector, set_realtime_priority, timing_summary
 from rwm_ros.robot_state import RobotStateReader
 from rwm_ros.spin import spin_node
-from rwm_ros.topics import STREAM_WRITER_QOS, TOPIC_ACTION, TOPIC_OBSERVATION
+from rwm_ros.topics import (
+    STREAM_WRITER_QOS,
+    TOPIC_ACTION,
+    TOPIC_OBSERVATION,
+    TOPIC_POLICY_RELOAD,
+    TOPIC_WM_ANOMALY,
+)
 
 
 class PolicyNode(Node):
@@ -72,6 +79,10 @@ class PolicyNode(Node):
         )
         self.period_s = 1.0 / rate_hz
         self.policy_file = resolve_model(policy_path)
+        self.robot = robot
+        self.versions_dir = Path(
+            declare(self, "versions_dir", "policy_versions", "reloads are accepted only from this directory")
+        )
         check_model_robot(self.policy_file, robot)
         policy = OnnxPolicy(self.policy_file)
         kin = AnymalKinematics(robot, urdf or None)
@@ -106,6 +117,12 @@ class PolicyNode(Node):
         self.sub_odom = self.inputs.subscribe(Odometry, C.TOPIC_ODOM, latest, wakes=False)
         self.create_subscription(Twist, C.TOPIC_CMD_VEL, self._on_cmd_vel, 10)
         self.create_subscription(Bool, C.TOPIC_ESTOP, self._on_estop, 10)
+        self.create_subscription(String, TOPIC_POLICY_RELOAD, self._on_reload, 10)
+        self.create_subscription(Bool, TOPIC_WM_ANOMALY, self._on_anomaly, 10)
+        self.anomaly = False
+        """The world-model monitor's flag (a reason to roll a swapped policy back)."""
+        self.reloads = {"accepted": 0, "rejected": 0, "rolled_back": 0}
+        self._previous_file = self.policy_file
         self._lock = threading.Lock()  # one tick at a time: the control thread's or an e-stop's
         self.scheduling = set_realtime_priority(priority)
         """How the process is scheduled (reported in the diagnostics)."""
@@ -167,6 +184,41 @@ class PolicyNode(Node):
             if msg.data:
                 self._tick(time.monotonic(), None)  # hold now, not at the next state
 
+    def _on_anomaly(self, msg: Bool) -> None:
+        self.anomaly = bool(msg.data)
+
+    def _on_reload(self, msg: String) -> None:
+        threading.Thread(target=self._reload, args=(msg.data,), name="policy_reload", daemon=True).start()
+
+    def _reload(self, path: str) -> None:
+        """Load and check a new version off the control thread; swap it in at a tick boundary."""
+        try:
+            file = inside_directory(path, self.versions_dir)
+            check_model_robot(file, self.robot)
+            policy = OnnxPolicy(file)
+            width = self.loop.observation.shape[1]
+            if policy.obs_dim != width:
+                raise ValueError(f"observation width {policy.obs_dim}, the running policy's is {width}")
+            if not np.isfinite(policy(np.zeros((2, policy.obs_dim), np.float32))).all():
+                raise ValueError("non-finite actions on a zero observation")
+        except Exception as e:  # noqa: BLE001 - any unusable file: the current policy stays
+            self.reloads["rejected"] += 1
+            self.get_logger().error(f"policy reload of {path} rejected ({type(e).__name__}: {e})")
+            return
+        with self._lock:
+            self.loop.swap_policy(policy, time.monotonic())
+            self._previous_file, self.policy_file = self.policy_file, file
+            self.reloads["accepted"] += 1
+        self.get_logger().info(f"policy swapped in: {file} (the previous one stays ready for a rollback)")
+
+    def _check_rollback(self, now: float) -> None:
+        """A fall, a watchdog hold or an anomaly soon after a swap brings the previous policy back."""
+        reason = self.loop.rollback_reason(now, self.anomaly)
+        if reason is not None and self.loop.rollback():
+            self.reloads["rolled_back"] += 1
+            self.get_logger().warning(f"rolled back to {self._previous_file} after {reason}")
+            self.policy_file = self._previous_file
+
     def _on_joint_states(self, cdr: bytes) -> None:
         now = time.monotonic()
         try:
@@ -185,6 +237,7 @@ class PolicyNode(Node):
             self._read_imu_odom(now)
             self.pacer.used(stamp_ns)
             self._tick(now, msg.header.stamp)
+            self._check_rollback(now)
 
     def _read_imu_odom(self, now: float) -> None:
         """The newest IMU and odometry samples, if any arrived since the last tick (else they go stale)."""
@@ -259,6 +312,8 @@ class PolicyNode(Node):
         loop = self.loop
         return {
             "mode": loop.mode.value,
+            "policy_version": str(self.policy_file),
+            **{f"reloads_{k}": v for k, v in self.reloads.items()},
             "ticks": self.ticks,
             "tick_ms_mean": f"{1e3 * self.tick_s_sum / max(self.ticks, 1):.3f}",
             "tick_ms_max": f"{1e3 * self.tick_s_max:.3f}",

@@ -24,6 +24,8 @@ from rwm.robot.policy_io import RAW_ACTION_LIMIT, includes_last_action, policy_o
 Policy = Callable[[np.ndarray], np.ndarray]
 """(1, obs_dim) observation -> (1, 12) raw action, e.g. rwm.export.policy_onnx.OnnxPolicy."""
 
+FALL_GRAVITY_Z = -0.5
+"""Projected gravity z above this is a tilt beyond 60 degrees: a fall (as in the simulation)."""
 COMMAND_LIMITS = np.array([1.0, 0.5, 1.0])
 """|vx|, |vy| (m/s) and |yaw rate| (rad/s): the range the policies are trained on."""
 
@@ -67,6 +69,10 @@ class PolicyLoop:
         self.rejected: dict[str, int] = {}
         """Rejected inputs by reason (for diagnostics)."""
         self.last_raw_action = np.zeros(C.ACTION_DIM)
+        self.fallback: Policy | None = None
+        """The policy before the last swap, kept until the rollback window has passed."""
+        self._swapped_at = -np.inf
+        self._now = 0.0
         self._obs = np.zeros((1, obs_dim), dtype=np.float32)
         self._desired = np.zeros(C.ACTION_DIM)
         self._previous = np.zeros(C.ACTION_DIM)
@@ -132,6 +138,7 @@ class PolicyLoop:
 
     def tick(self, now: float) -> np.ndarray | None:
         """Joint targets to send now (a view reused next tick), or None while waiting for the robot."""
+        self._now = now
         if self.estop:
             self.mode = Mode.ESTOP
             self.targets[:] = self._hold
@@ -158,11 +165,47 @@ class PolicyLoop:
             return self.targets
         return self._policy_step()
 
+    # -- live policy swap ------------------------------------------------------------------------------
+    def swap_policy(self, policy: Policy, now: float) -> None:
+        """Drive with `policy` from the next tick on (same observation), blending its raw actions in
+        over `swap_blend_s`; the current one is kept as the fallback for `rollback_window_s`."""
+        self.fallback, self.policy, self._swapped_at = self.policy, policy, now
+
+    def rollback_reason(self, now: float, anomaly: bool) -> str | None:
+        """Why the swapped-in policy must go (within its window), or None. Past the window the swap is
+        final and the fallback is dropped."""
+        if self.fallback is None:
+            return None
+        if now - self._swapped_at > self.cfg.rollback_window_s:
+            self.fallback = None
+            return None
+        if self.mode is Mode.WATCHDOG:
+            return "watchdog hold"
+        if self.state[C.GRAVITY][2] > FALL_GRAVITY_Z:
+            return "the base tilted over (a fall)"
+        if anomaly:
+            return "world-model anomaly"
+        return None
+
+    def rollback(self) -> bool:
+        """Back to the policy before the swap (at once, no blend); False if there is none."""
+        if self.fallback is None:
+            return False
+        self.policy, self.fallback, self._swapped_at = self.fallback, None, -np.inf
+        return True
+
+    def _raw_action(self) -> np.ndarray:
+        raw = self.policy(self._obs)[0]
+        blend = (self._now - self._swapped_at) / self.cfg.swap_blend_s if self.cfg.swap_blend_s > 0 else 1.0
+        if self.fallback is not None and blend < 1.0:
+            raw = blend * raw + (1.0 - blend) * self.fallback(self._obs)[0]
+        return raw
+
     def _policy_step(self) -> np.ndarray:
         self._ramp_command()
         last = self.targets[None] if self.include_last_action else None
         policy_observation(self.state[None], self.command[None], last, out=self._obs)
-        raw = self.policy(self._obs)[0]
+        raw = self._raw_action()
         if not np.isfinite(raw).all():  # a broken model must not move the robot: hold instead
             self.rejected["policy_nan"] = self.rejected.get("policy_nan", 0) + 1
             return self.targets

@@ -32,6 +32,11 @@ class SafetyConfig:
     step in the command is where the policies fall; 2 m/s^2 takes a 0-to-1 m/s change over 0.5 s."""
     max_yaw_accel: float = field(default=4.0, metadata={"range": (0.0, 100.0)})
     """The same for the yaw rate, rad/s^2 (0: a step)."""
+    swap_blend_s: float = field(default=0.5, metadata={"range": (0.0, 10.0)})
+    """A new policy's raw actions are blended in over this long after a swap, s."""
+    rollback_window_s: float = field(default=5.0, metadata={"range": (0.0, 600.0)})
+    """After a swap, a fall, a watchdog hold or a world-model anomaly within this long brings the
+    previous policy back, s."""
 
 
 class SafetyFilter:
