@@ -40,9 +40,10 @@ def resolve_model(name: str) -> Path:
     )
 
 
-def check_model_robot(path: str | Path, robot: str) -> None:
-    """Refuse a model made for another robot (its joint limits, masses and gait are not this robot's)."""
-    made_for = model_robot(path)
+def check_model_robot(path: str | Path, robot: str, metadata: dict | None = None) -> None:
+    """Refuse a model made for another robot (its joint limits, masses and gait are not this robot's).
+    `metadata` of a model already loaded saves opening the file again."""
+    made_for = metadata.get("robot") if metadata is not None else model_robot(path)
     if made_for is not None and made_for != robot:
         raise ValueError(
             f"{path} was trained for {made_for}, not {robot}: give this robot a model of its own "

@@ -83,8 +83,8 @@ class PolicyNode(Node):
         self.versions_dir = Path(
             declare(self, "versions_dir", "policy_versions", "reloads are accepted only from this directory")
         )
-        check_model_robot(self.policy_file, robot)
         policy = OnnxPolicy(self.policy_file)
+        check_model_robot(self.policy_file, robot, policy.metadata)
         kin = AnymalKinematics(robot, urdf or None)
         self.loop = PolicyLoop(
             policy, policy.obs_dim, kin.joint_lower, kin.joint_upper, safety, self.period_s
@@ -194,8 +194,8 @@ class PolicyNode(Node):
         """Load and check a new version off the control thread; swap it in at a tick boundary."""
         try:
             file = inside_directory(path, self.versions_dir)
-            check_model_robot(file, self.robot)
             policy = OnnxPolicy(file)
+            check_model_robot(file, self.robot, policy.metadata)
             width = self.loop.observation.shape[1]
             if policy.obs_dim != width:
                 raise ValueError(f"observation width {policy.obs_dim}, the running policy's is {width}")

@@ -49,11 +49,13 @@ class WorldModelNode(Node):
         path = resolve_model(
             declare(self, "model", "anymal_d_rwm.onnx", "world-model ONNX: path or name in models/")
         )
-        check_model_robot(path, declare(self, "robot", "anymal_d", "the robot monitored (anymal_d|anymal_c)"))
+        model = OnnxWorldModel(path)
+        robot = declare(self, "robot", "anymal_d", "the robot monitored (anymal_d|anymal_c)")
+        check_model_robot(path, robot, model.metadata)
         self.versions_dir = Path(
             declare(self, "versions_dir", "model_versions", "reloads are accepted only from this directory")
         )
-        self.monitor = WorldModelMonitor(OnnxWorldModel(path), declare_config(self, MonitorConfig))
+        self.monitor = WorldModelMonitor(model, declare_config(self, MonitorConfig))
         self.model_path = str(path)
         self.reloads = {"accepted": 0, "rejected": 0}
         self._lock = threading.Lock()
