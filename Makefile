@@ -26,7 +26,7 @@ $(LAUNCH_STAMP): $(STAMP) requirements-launch.txt tools/setup_ros2_launch.sh
 	touch $(LAUNCH_STAMP)
 
 # composition_interfaces is generated with the venv's rosidl wheels (AMENT_PREFIX_PATH finds them).
-install/.built: $(LAUNCH_STAMP) $(shell find src -name '*.py' -o -name '*.xml' -o -name '*.cfg' | sort) $(wildcard launch/*.py config/*.yaml)
+install/.built: $(LAUNCH_STAMP) $(shell find src -name '*.py' -o -name '*.xml' -o -name '*.cfg' | sort) $(wildcard launch/*.py config/*.yaml) $(wildcard models/*.onnx models/*.json)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH AMENT_PREFIX_PATH=$(CURDIR)/$(VENV)$${AMENT_PREFIX_PATH:+:$$AMENT_PREFIX_PATH} \
 		$(VENV)/bin/colcon --log-base log build --base-paths src $(COMPOSITION) --build-base build \
 		--install-base install --event-handlers console_cohesion- summary- \
@@ -96,7 +96,7 @@ WM_ARGS := --data data/pretrain --heldout data/heldout --batch-size 256 --lr 1e-
 WM_TABLE := $(WM_ARGS) --iterations 2000 --eval-interval 400 --average-last 3
 wm-model: setup
 	$(ROS_ENV) && rwm wm-table $(WM_TABLE) --out runs/wm_table
-	$(ROS_ENV) && rwm export-wm runs/wm_table/rwm-ar/scored.pt --out models/anymal_d_rwm.onnx \
+	$(ROS_ENV) && rwm export-wm runs/wm_table/rwm-ar/scored.pt --out models/anymal_d_rwm.onnx --heldout data/heldout \
 		--source "rwm wm-table: RWM-AR"
 	cp runs/wm_table/rwm-ar/scored.pt models/anymal_d_rwm.pt
 	mkdir -p docs/world_model && cp runs/wm_table/table.md runs/wm_table/results.json runs/wm_table/*.png docs/world_model/

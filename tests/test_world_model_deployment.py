@@ -15,6 +15,7 @@ from ros_helpers import PYTHON, domain_id, node_process, ros_context, ros_env, w
 from rwm.control.world_model_monitor import MonitorConfig, WorldModelMonitor, validate_world_model
 from rwm.data.array_dataset import ArrayDataset
 from rwm.data.collect import collect_bag, collect_dataset
+from rwm.evaluation.heldout import heldout_tensors
 from rwm.export.world_model_onnx import OnnxWorldModel, export_world_model
 from rwm.models.factory import build_world_model, save_checkpoint
 from rwm.robot import contract as C
@@ -47,7 +48,7 @@ def world(tmp_path_factory):
     data = ArrayDataset(held)
     model.normalizer.fit(data.state, data.action)
     save_checkpoint(model, root / "tiny.pt", train_config={"history": 8, "horizon": 3})
-    export_world_model(model, root / "tiny.onnx", {"source": "test"})
+    export_world_model(model, root / "tiny.onnx", {"source": "test"}, [heldout_tensors(data, 60)])
     replay = root / "replay"
     replay.mkdir()
     for i in range(2):
@@ -130,18 +131,46 @@ def test_trainer_never_retries_a_failed_bag_until_it_changes(world, tmp_path):
 
 def test_monitor_tracks_the_robot_and_flags_a_persistent_error(world):
     model = OnnxWorldModel(world / "tiny.onnx")
-    monitor = WorldModelMonitor(model, MonitorConfig(error_threshold=0.5, anomaly_steps=3, warmup_steps=2))
+    rule = model.metadata["anomaly"]
+    monitor = WorldModelMonitor(model, MonitorConfig(anomaly_steps=3, warmup_steps=2))
+    assert monitor.threshold == rule["threshold"], "the threshold calibrated into the model"
     state = np.asarray(model.metadata["state_mean"]) + np.asarray(
         model.metadata["state_std"]
     )  # 1 in normalized units
-    for _ in range(5):
+    for _ in range(3 + rule["window_steps"]):
         pred = monitor.step(state, C.DEFAULT_JOINT_POS)
     assert pred.shape == (45,) and np.isfinite(monitor.error) and not monitor.anomaly
+    assert monitor.windowed_error < monitor.threshold
     jump = 50 * np.asarray(model.metadata["state_std"])
-    for k in range(3):  # states that jump far from every prediction, step after step
+    raised = []
+    for k in range(rule["window_steps"]):  # states that jump far from every prediction, step after step
         monitor.step(state + (-1) ** k * jump, C.DEFAULT_JOINT_POS)
-        assert monitor.anomaly == (k == 2)
-    assert monitor.anomaly and monitor.error > 0.5
+        raised.append(monitor.anomaly)
+    first = raised.index(True)
+    assert not any(raised[:first]) and all(raised[first:]), "raised once the window mean stays above"
+    assert first >= 2, "held for anomaly_steps steps above the threshold first"
+    assert monitor.windowed_error > monitor.threshold
+    for _ in range(rule["window_steps"] + 5):
+        monitor.step(state, C.DEFAULT_JOINT_POS)
+    assert not monitor.anomaly, "cleared once the predictions match again"
+
+
+def test_a_model_without_a_calibrated_threshold_needs_one_set(world, tmp_path):
+    import json
+
+    import onnx
+
+    graph = onnx.load(world / "tiny.onnx")
+    for p in graph.metadata_props:
+        if p.key == "rwm_world_model":
+            meta = json.loads(p.value)
+            meta.pop("anomaly")
+            p.value = json.dumps(meta)
+    onnx.save(graph, tmp_path / "old.onnx")
+    old = OnnxWorldModel(tmp_path / "old.onnx")
+    with pytest.raises(ValueError, match="anomaly threshold"):
+        WorldModelMonitor(old)
+    assert WorldModelMonitor(old, MonitorConfig(error_threshold=0.3)).threshold == 0.3
 
 
 def test_validation_refuses_a_model_without_normalization(world, tmp_path):
@@ -242,6 +271,6 @@ def test_world_model_node_monitors_the_running_stack() -> None:
         node, diag, spin = _monitor_listener(ctx, "monitor_test")
         wait_for(spin, lambda: int(diag.get("steps", 0)) >= 250, 18.0, "250 monitored steps (5 s at 50 Hz)")
         assert proc.poll() is None
-        error = float(diag["error"])
-        assert np.isfinite(error) and error < 0.5 and diag["anomaly"] == "False", diag
+        windowed, threshold = float(diag["windowed_error"]), float(diag["threshold"])
+        assert np.isfinite(windowed) and windowed < threshold and diag["anomaly"] == "False", diag
         node.destroy_node()

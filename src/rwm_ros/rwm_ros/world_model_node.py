@@ -4,8 +4,9 @@ Each joint command (50 Hz) is one step: the state is assembled from the newest j
 odometry samples, taken at the step (`PolledSubscriptions`: the 400 Hz streams never wake the
 executor, and only the samples used are deserialized), the previous prediction is scored
 against it (/rwm/world_model/error), and the model predicts the next state from (state, command)
-(/rwm/world_model/prediction). /rwm/world_model/anomaly turns true while the error stays above the
-threshold. A std_msgs/String on /rwm/world_model/reload names a new ONNX version, loaded only from
+(/rwm/world_model/prediction). /rwm/world_model/anomaly turns true while the error, averaged over
+a short window, stays above the threshold calibrated into the model's metadata (each version brings
+its own; `rwm.export.anomaly`). A std_msgs/String on /rwm/world_model/reload names a new ONNX version, loaded only from
 inside `versions_dir` (the trainer's output; any other path is refused): it is validated off the
 executor thread, then swapped in at once (the GRU state restarts); an unusable file is reported and
 the current model stays. A model made for another robot is refused at start.
@@ -118,7 +119,8 @@ class WorldModelNode(Node):
             self.pub_anomaly.publish(Bool(data=anomaly))
             if anomaly:
                 self.get_logger().warning(
-                    f"anomaly: one-step prediction error {error:.3f} stays above threshold"
+                    f"anomaly: windowed prediction error {self.monitor.windowed_error:.3f} stays above "
+                    f"the model's threshold {self.monitor.threshold:.3f}"
                 )
             else:
                 self.get_logger().info("anomaly cleared")
@@ -147,6 +149,8 @@ class WorldModelNode(Node):
             "model": self.model_path,
             "steps": m.steps,
             "error": f"{m.error:.4f}",
+            "windowed_error": f"{m.windowed_error:.4f}",
+            "threshold": f"{m.threshold:.4f}",
             "anomaly": m.anomaly,
             "reloads_accepted": self.reloads["accepted"],
             "reloads_rejected": self.reloads["rejected"],

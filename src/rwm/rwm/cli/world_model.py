@@ -73,13 +73,39 @@ def _eval_wm(args: argparse.Namespace) -> int:
 
 
 def _export_wm(args: argparse.Namespace) -> int:
+    from rwm.data.array_dataset import ArrayDataset
+    from rwm.evaluation.heldout import heldout_tensors
+    from rwm.export.runtime import OnnxWorldModel
     from rwm.export.world_model_onnx import export_world_model
     from rwm.models.factory import load_checkpoint
 
     model, extra = load_checkpoint(args.checkpoint)
     meta = {"source": args.source, "checkpoint": str(args.checkpoint), "iteration": extra.get("iteration")}
-    err = export_world_model(model, args.out, meta)
-    print(json.dumps({"onnx": args.out, "rollout_parity_max_abs_err": err}))
+    validation = heldout_tensors(ArrayDataset(args.heldout), args.length)
+    err = export_world_model(model, args.out, {**meta, "validation": str(args.heldout)}, [validation])
+    anomaly = OnnxWorldModel(args.out).metadata["anomaly"]
+    print(json.dumps({"onnx": args.out, "rollout_parity_max_abs_err": err, "anomaly": anomaly}))
+    return 0
+
+
+def _eval_monitor(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rwm.evaluation.monitor_eval import MonitorEvalConfig, evaluate_monitor, monitor_table
+    from rwm.export.runtime import OnnxPolicy, OnnxWorldModel
+    from rwm.sim.variants import load_variants
+
+    policy, world_model = OnnxPolicy(args.policy), OnnxWorldModel(args.world_model)
+    names = list(load_variants(args.variants_file)) if args.variants == ["all"] else args.variants
+    cfg = MonitorEvalConfig(robots=args.robots, duration_s=args.duration, seed=args.seed)
+    results = evaluate_monitor(policy, policy.obs_dim, world_model, names, cfg, args.within, args.variants_file)
+    results = {"world_model": args.world_model, "policy": args.policy, **results}
+    table = monitor_table(results)
+    print(table)
+    if args.json:
+        out = Path(args.json)
+        out.write_text(json.dumps(results, indent=1) + "\n")
+        out.with_suffix(".md").write_text(table)
     return 0
 
 
@@ -174,7 +200,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="world-model checkpoint (.pt) of rwm train-wm / wm-table")
     p.add_argument("--out", required=True)
     p.add_argument("--source", default="rwm")
+    p.add_argument(
+        "--heldout",
+        default="models/anymal_d_heldout",
+        help="validation trajectories (array dataset) the monitor's anomaly threshold is calibrated on",
+    )
+    p.add_argument("--length", type=int, default=400, help="steps of each validation trajectory used")
     p.set_defaults(func=_export_wm)
+
+    p = sub.add_parser(
+        "eval-monitor",
+        help="the health monitor in simulation: silent on the nominal robot, how fast it flags the variants",
+    )
+    p.add_argument("world_model", help="exported world model (ONNX, with its calibrated anomaly rule)")
+    p.add_argument("--policy", default="models/anymal_d_ppo.onnx", help="the policy walking the robots")
+    p.add_argument("--variants", nargs="+", default=["all"], help="'all' or names of robot variants")
+    p.add_argument("--variants-file", help="named variants (default: config/robot_variants.yaml)")
+    p.add_argument("--robots", type=int, default=20, help="robots per variant")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds each robot walks")
+    p.add_argument("--within", type=float, default=2.0, help="count alarms raised within this time (s)")
+    p.add_argument("--seed", type=int, default=4242)
+    p.add_argument("--json", help="write the results here (and the table beside it, .md)")
+    p.set_defaults(func=_eval_monitor)
 
     p = sub.add_parser("average-wm", help="average the weights of checkpoints of one world-model run")
     p.add_argument("checkpoints", nargs="+", help="checkpoints (.pt) of the same run, e.g. its last three")

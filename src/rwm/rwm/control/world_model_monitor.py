@@ -1,9 +1,11 @@
 """The world model as a live health monitor, without ROS: keep the GRU state in step with the robot,
 predict the next state at every 50 Hz step, score the last prediction against what was measured, and
-flag an anomaly when the error stays above a threshold.
+flag an anomaly when the error, averaged over a short window, stays above a threshold.
 
 The error is the paper's relative error of one step (normalized space, sum |pred - truth| over sum
-|truth|), with the normalization the model was trained with (stored in the ONNX metadata).
+|truth|), with the normalization the model was trained with; the window, the threshold and how long
+it must be exceeded are the rule calibrated into the model's own metadata at export
+(`rwm.export.anomaly`), so a new model version brings its own threshold.
 """
 
 from __future__ import annotations
@@ -12,18 +14,38 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rwm.export.anomaly import AnomalyCalibration, AnomalyDetector, relative_step_error
 from rwm.export.runtime import OnnxWorldModel
 from rwm.robot import contract as C
 
 
 @dataclass(frozen=True)
 class MonitorConfig:
-    error_threshold: float = 0.5
-    """One-step relative error above which a step counts as anomalous."""
-    anomaly_steps: int = 25
-    """Consecutive anomalous steps (0.5 s at 50 Hz) before the anomaly is raised."""
-    warmup_steps: int = 32
-    """Steps after a (re)start during which the GRU state settles and nothing is flagged."""
+    error_threshold: float = 0.0
+    """Windowed one-step error above which a step counts as anomalous; 0: the threshold calibrated
+    into the model's metadata (recommended)."""
+    anomaly_steps: int = 0
+    """Consecutive steps above the threshold before the anomaly is raised; 0: the model's."""
+    warmup_steps: int = 0
+    """Steps after a (re)start during which the GRU state settles and nothing is flagged; 0: the model's."""
+
+
+def anomaly_detector(model: OnnxWorldModel, cfg: MonitorConfig) -> AnomalyDetector:
+    """The model's calibrated rule, with any value the configuration sets instead."""
+    rule = model.metadata.get("anomaly")
+    if rule is None and not cfg.error_threshold:
+        raise ValueError(
+            "the world model carries no calibrated anomaly threshold (exported before calibration); "
+            "re-export it with `rwm export-wm`, or set error_threshold"
+        )
+    rule = rule or {}
+    default = AnomalyCalibration()
+    return AnomalyDetector(
+        cfg.error_threshold or rule["threshold"],
+        int(rule.get("window_steps", default.window_steps)),
+        cfg.anomaly_steps or int(rule.get("hold_steps", default.hold_steps)),
+        cfg.warmup_steps or int(rule.get("warmup_steps", default.warmup_steps)),
+    )
 
 
 def validate_world_model(model: OnnxWorldModel) -> None:
@@ -44,41 +66,48 @@ def validate_world_model(model: OnnxWorldModel) -> None:
 
 class WorldModelMonitor:
     def __init__(self, model: OnnxWorldModel, cfg: MonitorConfig = MonitorConfig()) -> None:
-        validate_world_model(model)
         self.cfg = cfg
-        self.model = model
+        self._use(model)
+
+    def _use(self, model: OnnxWorldModel) -> None:
+        validate_world_model(model)
+        detector = anomaly_detector(model, self.cfg)
+        self.model, self.detector = model, detector
         self._std = np.asarray(model.metadata["state_std"])
         self._mean = np.asarray(model.metadata["state_mean"])
-        self.hidden = model.initial_hidden(1)
+        self._error = np.zeros(1)
+        self.reset()
+
+    @property
+    def threshold(self) -> float:
+        return self.detector.threshold
+
+    @property
+    def windowed_error(self) -> float:
+        """Mean one-step error over the rule's window (NaN while it fills)."""
+        return float(self.detector.windowed[0])
+
+    def reset(self) -> None:
+        self.hidden = self.model.initial_hidden(1)
         self.prediction: np.ndarray | None = None
         """Predicted next state (45,), physical units."""
         self.error = float("nan")
         """Relative error of the last scored prediction."""
         self.steps = 0
-        self.above = 0
         self.anomaly = False
-
-    def reset(self) -> None:
-        self.hidden = self.model.initial_hidden(1)
-        self.prediction, self.steps, self.above, self.anomaly = None, 0, 0, False
+        self.detector.reset()
 
     def swap(self, model: OnnxWorldModel) -> None:
-        """Use a new model version (validated first; the old one stays if it is not usable)."""
-        validate_world_model(model)
-        self.model = model
-        self._std = np.asarray(model.metadata["state_std"])
-        self._mean = np.asarray(model.metadata["state_mean"])
-        self.reset()
+        """Use a new model version and its calibrated rule (validated first; the old one stays if
+        it is not usable)."""
+        self._use(model)
 
     def step(self, state: np.ndarray, action: np.ndarray) -> np.ndarray:
         """Score the last prediction against `state`, then predict the state after `action`."""
         if self.prediction is not None:
-            truth = (state - self._mean) / self._std
-            pred = (self.prediction - self._mean) / self._std
-            self.error = float(np.abs(pred - truth).sum() / max(np.abs(truth).sum(), 1e-9))
-            if self.steps > self.cfg.warmup_steps:
-                self.above = self.above + 1 if self.error > self.cfg.error_threshold else 0
-                self.anomaly = self.above >= self.cfg.anomaly_steps
+            self.error = float(relative_step_error(self.prediction, state, self._mean, self._std))
+            self._error[0] = self.error
+            self.anomaly = bool(self.detector.update(self._error)[0])
         mean, _, _, self.hidden = self.model(state[None], action[None], self.hidden)
         self.prediction = mean[0].astype(np.float64)
         self.steps += 1

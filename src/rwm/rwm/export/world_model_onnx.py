@@ -1,8 +1,10 @@
 """Export one world-model step to ONNX: (state, action, hidden) -> (mean, std, contact logits, hidden).
 
 Inputs and outputs are in physical units (normalization is inside the graph), so the ROS
-world-model node feeds the robot's state and the commanded targets directly. Export writes a
-temporary file, checks parity over an autoregressive rollout, then renames (atomic).
+world-model node feeds the robot's state and the commanded targets directly. The health monitor's
+anomaly threshold is calibrated on the model's validation trajectories at export and stored with it
+(`rwm.export.anomaly`), so every version carries its own. Export writes a temporary file, checks
+parity over an autoregressive rollout, then renames (atomic).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import onnx
 import torch
 from torch import nn
 
+from rwm.export.anomaly import AnomalyCalibration, calibrate_threshold, relative_step_error
 from rwm.export.onnx_files import strip_debug_metadata
 from rwm.export.runtime import WM_INPUTS, WM_METADATA_KEY, WM_OUTPUTS, OnnxWorldModel
 from rwm.models.rwm import RobotWorldModel
@@ -56,11 +59,35 @@ class _Step(nn.Module):
         return norm.state_inverse(mean_n), std_n * norm.state_std, logits, next_hidden
 
 
+@torch.no_grad()
+def validation_errors(model: RobotWorldModel, trajectories: dict[str, torch.Tensor]) -> np.ndarray:
+    """(T, B) one-step errors of the model following (B, T, .) physical-unit trajectories step by
+    step, as the monitor does (row 0, with no prediction yet, is NaN)."""
+    model.eval()
+    norm = model.normalizer
+    state, action = trajectories["state"], trajectories["action"]
+    mean_n = model.sequence(norm.state(state[:, :-1]), norm.action(action[:, :-1]))[0]
+    errors = relative_step_error(
+        norm.state_inverse(mean_n).double().numpy(),
+        state[:, 1:].double().numpy(),
+        norm.state_mean.double().numpy(),
+        norm.state_std.double().numpy(),
+    )
+    return np.concatenate([np.full((1, len(state)), np.nan), errors.T])
+
+
 def export_world_model(
-    model: RobotWorldModel, path: str | Path, metadata: dict, tolerance: float = 1e-4
+    model: RobotWorldModel,
+    path: str | Path,
+    metadata: dict,
+    validation: list[dict[str, torch.Tensor]],
+    calibration: AnomalyCalibration = AnomalyCalibration(),
+    tolerance: float = 1e-4,
 ) -> float:
-    """Write the step graph to `path`; returns the max parity error over a 100-step rollout."""
+    """Write the step graph to `path`, with the anomaly rule calibrated on `validation` (sets of
+    (B, T, .) trajectories); returns the max parity error over a 100-step rollout."""
     path = Path(path)
+    anomaly = calibrate_threshold([validation_errors(model, v) for v in validation], calibration)
     step = _Step(model).eval()
     cfg = model.cfg
     tmp = path.with_suffix(".onnx.tmp")
@@ -91,6 +118,7 @@ def export_world_model(
             "state_mean": model.normalizer.state_mean.tolist(),
             "state_std": model.normalizer.state_std.tolist(),
             "robot": "anymal_d",  # the robot rwm.sim trains on; the caller's metadata may name another
+            "anomaly": anomaly,
             **metadata,
         }
     )

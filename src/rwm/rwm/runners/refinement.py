@@ -181,6 +181,7 @@ def refine_from_bags(
                 model,
                 onnx_tmp,
                 {"source": "refine", "version": version, "parent": str(checkpoint), "rows": rows},
+                validation=[held, new_held],  # the monitor's threshold, recalibrated for this version
             )
         except RuntimeError as e:
             result.reason = f"ONNX export failed validation: {e}"

@@ -1,0 +1,125 @@
+"""The health monitor's rule, in one home: the one-step error of a world-model step, its mean over a
+sliding window, and the threshold that mean is held against (`AnomalyDetector`, used by the
+monitor node and by its evaluation in simulation alike), calibrated from the model's own
+validation data and stored in the exported file (`rwm_world_model` metadata, `anomaly`).
+
+One step's error is the paper's relative error (normalized space: sum |pred - truth| over
+sum |truth|). A single step is noisy (a foot touching down a tick early), so the alarm looks at the
+mean over `window_steps` steps; the threshold is a high quantile of that mean over validation
+trajectories of the nominal robot, times a margin. numpy only: the control path loads no torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AnomalyCalibration:
+    """How the threshold is derived from validation errors."""
+
+    window_steps: int = 25
+    """Steps (0.5 s at 50 Hz) the one-step error is averaged over before it is compared."""
+    quantile: float = 0.999
+    """Quantile of the windowed error over the validation windows."""
+    margin: float = 1.2
+    """Factor on that quantile: validation data is finite, deployment runs for hours."""
+    warmup_steps: int = 32
+    """Steps after a (re)start whose errors are not scored (the GRU state settles)."""
+    hold_steps: int = 10
+    """Consecutive steps (0.2 s) the windowed error must stay above the threshold: a stumble is not
+    an anomaly of the robot."""
+
+
+def relative_step_error(
+    prediction: np.ndarray, truth: np.ndarray, state_mean: np.ndarray, state_std: np.ndarray
+) -> np.ndarray:
+    """Relative error of (..., 45) physical-unit predictions against the measured states: (...)."""
+    pred_n = (prediction - state_mean) / state_std
+    truth_n = (truth - state_mean) / state_std
+    return np.abs(pred_n - truth_n).sum(-1) / np.maximum(np.abs(truth_n).sum(-1), 1e-9)
+
+
+def windowed_mean(errors: np.ndarray, window: int) -> np.ndarray:
+    """Mean of every full window of `window` consecutive steps along axis 0: (T - window + 1, ...)."""
+    if len(errors) < window:
+        return errors[:0]
+    csum = np.cumsum(np.concatenate([np.zeros_like(errors[:1]), errors]), axis=0)
+    return (csum[window:] - csum[:-window]) / window
+
+
+def calibrate_threshold(
+    errors: Sequence[np.ndarray], cfg: AnomalyCalibration = AnomalyCalibration()
+) -> dict:
+    """The `anomaly` metadata entry from sets of (T, B) one-step validation errors, each set a batch
+    of trajectories that start at T = 0 (NaN where not scored). Windows holding a NaN are left out."""
+    windows = [windowed_mean(e[cfg.warmup_steps :], cfg.window_steps).ravel() for e in errors]
+    values = np.concatenate(windows) if windows else np.zeros(0)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise ValueError(
+            f"no validation window of {cfg.window_steps} steps after {cfg.warmup_steps} warm-up steps"
+        )
+    level = float(np.quantile(values, cfg.quantile))
+    return {
+        **asdict(cfg),
+        "threshold": round(level * cfg.margin, 5),
+        "validation_windows": int(values.size),
+        "validation_median": round(float(np.median(values)), 5),
+        "validation_max": round(float(values.max()), 5),
+    }
+
+
+class AnomalyDetector:
+    """The alarm for `n` robots at once: the mean of each robot's last `window_steps` one-step errors
+    is compared with `threshold`; the anomaly is raised after `hold_steps` consecutive steps above it
+    and cleared at the first step below. Ring buffers: no allocation per step."""
+
+    def __init__(
+        self, threshold: float, window_steps: int, hold_steps: int, warmup_steps: int, n: int = 1
+    ) -> None:
+        if threshold <= 0 or window_steps < 1 or hold_steps < 1:
+            raise ValueError(
+                f"anomaly rule needs a positive threshold, window and hold "
+                f"(got {threshold}, {window_steps}, {hold_steps})"
+            )
+        self.threshold, self.window, self.hold, self.warmup = threshold, window_steps, hold_steps, warmup_steps
+        self._ring = np.zeros((window_steps, n))
+        self._sum = np.zeros(n)
+        self.windowed = np.full(n, np.nan)
+        """Mean error over the last window (NaN until the window after warm-up is full)."""
+        self.above = np.zeros(n, dtype=np.int64)
+        """Consecutive steps each robot's windowed error has been above the threshold."""
+        self.anomaly = np.zeros(n, dtype=bool)
+        self._over = np.zeros(n, dtype=bool)
+        self.steps = 0
+
+    def reset(self) -> None:
+        self._ring[:] = 0.0
+        self._sum[:] = 0.0
+        self.windowed[:] = np.nan
+        self.above[:] = 0
+        self.anomaly[:] = False
+        self.steps = 0
+
+    def update(self, errors: np.ndarray) -> np.ndarray:
+        """Add one step's (n,) errors (scored steps only); returns the anomaly flags."""
+        self.steps += 1
+        if self.steps <= self.warmup:
+            return self.anomaly
+        k = (self.steps - self.warmup - 1) % self.window
+        self._sum += errors - self._ring[k]
+        self._ring[k] = errors
+        if k == self.window - 1:
+            self._ring.sum(0, out=self._sum)  # no rounding drift over hours of running sums
+        if self.steps - self.warmup < self.window:
+            return self.anomaly
+        np.divide(self._sum, self.window, out=self.windowed)
+        np.greater(self.windowed, self.threshold, out=self._over)
+        self.above += 1
+        self.above *= self._over
+        np.greater_equal(self.above, self.hold, out=self.anomaly)
+        return self.anomaly
