@@ -163,7 +163,8 @@ def test_world_model_onnx_parity_over_100_steps(tmp_path):
     err = export_world_model(model, tmp_path / "wm.onnx", {"source": "test"}, [validation])
     assert err <= 1e-4
     wm = OnnxWorldModel(tmp_path / "wm.onnx")
-    mean, std, logits, h = wm(np.zeros((3, 45)), np.zeros((3, 12)), wm.initial_hidden(3))
+    mean, std, logits, h, spread = wm(np.zeros((3, 45)), np.zeros((3, 12)), wm.initial_hidden(3))
+    assert (spread == 0).all(), "one model: no disagreement"
     assert mean.shape == (3, 45) and std.shape == (3, 45) and logits.shape == (3, 8) and h.shape == (3, 2, 32)
     assert (std > 0).all() and wm.metadata["source"] == "test"
     anomaly = wm.metadata["anomaly"]

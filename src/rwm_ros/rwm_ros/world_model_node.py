@@ -4,7 +4,8 @@ Each joint command (50 Hz) is one step: the state is assembled from the newest j
 odometry samples, taken at the step (`PolledSubscriptions`: the 400 Hz streams never wake the
 executor, and only the samples used are deserialized), the previous prediction is scored
 against it (/rwm/world_model/error), and the model predicts the next state from (state, command)
-(/rwm/world_model/prediction). /rwm/world_model/anomaly turns true while the error, averaged over
+(/rwm/world_model/prediction), with the ensemble's disagreement on it (/rwm/world_model/uncertainty,
+epistemic; 0 for a single model). /rwm/world_model/anomaly turns true while the error, averaged over
 a short window, stays above the threshold calibrated into the model's metadata (each version brings
 its own; `rwm.export.anomaly`). A std_msgs/String on /rwm/world_model/reload names a new ONNX version, loaded only from
 inside `versions_dir` (the trainer's output; any other path is refused): it is validated off the
@@ -40,6 +41,7 @@ from rwm_ros.topics import (
     TOPIC_WM_ERROR,
     TOPIC_WM_PREDICTION,
     TOPIC_WM_RELOAD,
+    TOPIC_WM_UNCERTAINTY,
 )
 
 
@@ -69,6 +71,8 @@ class WorldModelNode(Node):
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_pred = self.create_publisher(Float32MultiArray, TOPIC_WM_PREDICTION, STREAM_WRITER_QOS)
         self.pub_err = self.create_publisher(Float32, TOPIC_WM_ERROR, STREAM_WRITER_QOS)
+        self.pub_uncertainty = self.create_publisher(Float32, TOPIC_WM_UNCERTAINTY, STREAM_WRITER_QOS)
+        self.msg_uncertainty = Float32()
         self.pub_anomaly = self.create_publisher(Bool, TOPIC_WM_ANOMALY, 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # The 400 Hz streams never wake the executor: at each command the newest sample of each is taken.
@@ -110,8 +114,10 @@ class WorldModelNode(Node):
         with self._lock:
             pred = self.monitor.step(self._state, self._action)
             error, anomaly = self.monitor.error, self.monitor.anomaly
+            self.msg_uncertainty.data = self.monitor.uncertainty
         self._pred_view[:] = pred
         self.pub_pred.publish(self.msg_pred)
+        self.pub_uncertainty.publish(self.msg_uncertainty)
         if np.isfinite(error):
             self.pub_err.publish(Float32(data=error))
         if anomaly != self._was_anomaly:
@@ -150,6 +156,8 @@ class WorldModelNode(Node):
             "steps": m.steps,
             "error": f"{m.error:.4f}",
             "windowed_error": f"{m.windowed_error:.4f}",
+            "uncertainty": f"{m.uncertainty:.4f}",
+            "ensemble_size": m.model.metadata.get("ensemble_size", 1),
             "threshold": f"{m.threshold:.4f}",
             "anomaly": m.anomaly,
             "reloads_accepted": self.reloads["accepted"],

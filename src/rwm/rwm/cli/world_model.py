@@ -31,14 +31,20 @@ def _train_wm(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from rwm.data.array_dataset import ArrayDataset
-    from rwm.models.factory import load_checkpoint
+    from rwm.models.factory import load_checkpoint, with_ensemble
     from rwm.runners.world_model import train_world_model
 
     cfg, init = _wm_config(args, args.arch, args.jacobian_weight), None
+    if args.ensemble_size > 1:
+        cfg = replace(cfg, model={**cfg.model, "ensemble_size": args.ensemble_size})
     if args.init:  # the checkpoint's architecture and normalization, fresh optimizer state
         init, extra = load_checkpoint(args.init)
         trained = extra.get("train_config", {})
-        cfg = replace(cfg, arch=trained.get("arch", cfg.arch), model=trained.get("model", cfg.model))
+        model = {**trained.get("model", cfg.model)}
+        if args.ensemble_size > 1:
+            init = with_ensemble(init, args.ensemble_size)
+            model["ensemble_size"] = args.ensemble_size
+        cfg = replace(cfg, arch=trained.get("arch", cfg.arch), model=model)
     heldout = ArrayDataset(args.heldout) if args.heldout else None
     summary = train_world_model(cfg, ArrayDataset(args.data), heldout, args.out, init_model=init)
     print(json.dumps(summary, indent=2))
@@ -185,6 +191,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", default="rwm", choices=["rwm", "mlp", "rssm", "transformer"])
     p.add_argument("--jacobian-weight", type=float, default=0.0, help="lambda of the Jacobian penalty")
     p.add_argument("--init", help="continue training this checkpoint (its architecture replaces --arch)")
+    p.add_argument(
+        "--ensemble-size",
+        type=int,
+        default=1,
+        help="RWM-U: state-head members on the shared GRU (with --init, a trained RWM grows new members)",
+    )
     p.set_defaults(func=_train_wm)
 
     p = sub.add_parser("eval", help="world-model evaluation suite on held-out trajectories (JSON + PNG)")

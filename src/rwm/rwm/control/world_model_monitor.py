@@ -57,10 +57,10 @@ def validate_world_model(model: OnnxWorldModel) -> None:
     if len(meta["state_mean"]) != C.STATE_DIM or min(meta["state_std"]) <= 0:
         raise ValueError("world-model normalization must be 45 means and 45 positive stds")
     state = np.asarray(meta["state_mean"], dtype=np.float32)[None]
-    mean, std, logits, hidden = model(state, C.DEFAULT_JOINT_POS[None], model.initial_hidden(1))
-    if mean.shape != (1, C.STATE_DIM) or logits.shape != (1, C.CONTACT_DIM):
-        raise ValueError(f"world-model outputs have shapes {mean.shape}, {logits.shape}")
-    if not all(np.isfinite(x).all() for x in (mean, std, logits, hidden)):
+    mean, std, logits, hidden, spread = model(state, C.DEFAULT_JOINT_POS[None], model.initial_hidden(1))
+    if mean.shape != (1, C.STATE_DIM) or logits.shape != (1, C.CONTACT_DIM) or spread.shape != mean.shape:
+        raise ValueError(f"world-model outputs have shapes {mean.shape}, {logits.shape}, {spread.shape}")
+    if not all(np.isfinite(x).all() for x in (mean, std, logits, hidden, spread)):
         raise ValueError("world-model step returns non-finite values")
 
 
@@ -93,6 +93,9 @@ class WorldModelMonitor:
         """Predicted next state (45,), physical units."""
         self.error = float("nan")
         """Relative error of the last scored prediction."""
+        self.uncertainty = float("nan")
+        """Epistemic uncertainty of the last prediction: the ensemble members' disagreement (std of
+        their means, normalized units, averaged over the state); 0 for a single model."""
         self.steps = 0
         self.anomaly = False
         self.detector.reset()
@@ -108,7 +111,8 @@ class WorldModelMonitor:
             self.error = float(relative_step_error(self.prediction, state, self._mean, self._std))
             self._error[0] = self.error
             self.anomaly = bool(self.detector.update(self._error)[0])
-        mean, _, _, self.hidden = self.model(state[None], action[None], self.hidden)
+        mean, _, _, self.hidden, spread = self.model(state[None], action[None], self.hidden)
         self.prediction = mean[0].astype(np.float64)
+        self.uncertainty = float((spread[0] / self._std).mean())
         self.steps += 1
         return self.prediction

@@ -63,7 +63,7 @@ def one_step_errors(
         if prediction is not None:
             errors[t] = np.where(alive, relative_step_error(prediction, state, mean, std), np.nan)
         targets = raw_to_targets(policy(obs))
-        prediction, _, _, hidden = world_model(state, targets, hidden)
+        prediction, _, _, hidden, _ = world_model(state, targets, hidden)
         out = env.step(targets)
         alive &= ~out.terminated
         obs = out.obs

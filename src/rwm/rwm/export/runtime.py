@@ -1,7 +1,8 @@
 """The exported models under onnxruntime, with no torch import: what the ROS nodes load.
 
 Policy: raw actions from observations (normalization inside the graph). World-model step:
-(state, action, hidden) -> (mean, std, contact logits, next hidden) in physical units. Each file
+(state, action, hidden) -> (mean, std, contact logits, next hidden, spread) in physical units; std is
+the total uncertainty, spread the ensemble members' disagreement (epistemic; zeros for one model). Each file
 carries its contract in ONNX metadata (written by `rwm.export.policy_onnx` / `world_model_onnx`).
 """
 
@@ -17,7 +18,7 @@ POLICY_INPUT = "obs"
 POLICY_OUTPUT = "actions"
 POLICY_METADATA_KEY = "rwm_policy"
 WM_INPUTS = ("state", "action", "hidden")
-WM_OUTPUTS = ("mean", "std", "contact_logits", "next_hidden")
+WM_OUTPUTS = ("mean", "std", "contact_logits", "next_hidden", "spread")
 WM_METADATA_KEY = "rwm_world_model"
 
 
@@ -65,6 +66,12 @@ class OnnxWorldModel:
         if WM_METADATA_KEY not in props:
             raise ValueError(f"{path} is not an RWM world-model export (no '{WM_METADATA_KEY}' metadata)")
         self.metadata = json.loads(props[WM_METADATA_KEY])
+        outputs = [o.name for o in self.session.get_outputs()]
+        if outputs != list(WM_OUTPUTS):
+            raise ValueError(
+                f"{path} has outputs {outputs}, not {list(WM_OUTPUTS)}: exported by an older rwm; "
+                "re-export it with `rwm export-wm`"
+            )
 
     def initial_hidden(self, batch: int = 1) -> np.ndarray:
         return np.zeros(

@@ -1,4 +1,5 @@
-"""Export one world-model step to ONNX: (state, action, hidden) -> (mean, std, contact logits, hidden).
+"""Export one world-model step to ONNX: (state, action, hidden) -> (mean, std, contact logits, hidden,
+spread), spread being the ensemble members' disagreement (std of their means; zeros for one model).
 
 Inputs and outputs are in physical units (normalization is inside the graph), so the ROS
 world-model node feeds the robot's state and the commanded targets directly. The health monitor's
@@ -55,8 +56,16 @@ class _Step(nn.Module):
         norm = self.model.normalizer
         state_n = norm.state(state)
         next_hidden = self._gru_step(torch.cat([state_n, norm.action(action)], -1), hidden)
-        mean_n, std_n, logits = self.model.heads(next_hidden[:, -1], state_n)
-        return norm.state_inverse(mean_n), std_n * norm.state_std, logits, next_hidden
+        means_n, stds_n, logits = self.model.member_heads(next_hidden[:, -1], state_n)
+        # ensemble_gaussian written with sums: the exporter names an aten.mean value "mean", which
+        # would clash with the output of that name
+        k = len(means_n)
+        mean_n = means_n.sum(0) / k
+        epistemic = (means_n - mean_n).square().sum(0) / k
+        std_n = (stds_n.square().sum(0) / k + epistemic).sqrt()
+        spread_n = epistemic.sqrt()
+        scale = norm.state_std
+        return norm.state_inverse(mean_n), std_n * scale, logits, next_hidden, spread_n * scale
 
 
 @torch.no_grad()
@@ -114,6 +123,7 @@ def export_world_model(
         {
             "hidden_layers": cfg.num_layers,
             "hidden_size": cfg.hidden_size,
+            "ensemble_size": cfg.ensemble_size,
             "joint_names": list(C.JOINT_NAMES),
             "state_mean": model.normalizer.state_mean.tolist(),
             "state_std": model.normalizer.state_std.tolist(),
@@ -156,7 +166,7 @@ def rollout_parity(
         for k in range(steps):
             mean_n, _, _, h_t = model.step(norm.state(s_t), norm.action(actions[k]), h_t)
             s_t = norm.state_inverse(mean_n)
-            s_o, _, _, h_o = onnx_model(s_o, actions[k].numpy(), h_o)
+            s_o, _, _, h_o, _ = onnx_model(s_o, actions[k].numpy(), h_o)
             diff = (s_t - torch.from_numpy(s_o)) / norm.state_std  # normalized units: scale-free
             err = max(err, float(diff.abs().max()))
     return err

@@ -24,20 +24,54 @@ def mlp_head(inp: int, hidden: int, out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(inp, hidden), nn.ReLU(), nn.Linear(hidden, out))
 
 
-class GaussianHeads(nn.Module):
-    """Mean (residual), std (softplus, clamped) and contact logits from features."""
+def ensemble_gaussian(means: torch.Tensor, stds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (K, ..., D) members as one Gaussian: their mean, and the std of both uncertainties
+    (the members' mean variance, aleatoric, plus the variance of their means, epistemic)."""
+    if len(means) == 1:
+        return means[0], stds[0]
+    return means.mean(0), (stds.square().mean(0) + means.var(0, unbiased=False)).sqrt()
 
-    def __init__(self, features: int, hidden: int, min_std: float = 1e-3, max_std: float = 5.0) -> None:
+
+class GaussianHeads(nn.Module):
+    """Mean (residual), std (softplus, clamped) and contact logits from features.
+
+    With `members` > 1 the state heads are an ensemble (RWM-U, arXiv 2504.16680) on the shared
+    features: each member predicts its own Gaussian, trained on its own bootstrap of every batch, so
+    their disagreement measures what the data did not pin down (epistemic uncertainty) while each
+    member's std is the noise it expects (aleatoric). Member 0 is `mean_head`/`std_head`, so a
+    single model's checkpoint is a one-member ensemble and an ensemble can start from it.
+    """
+
+    def __init__(
+        self, features: int, hidden: int, min_std: float = 1e-3, max_std: float = 5.0, members: int = 1
+    ) -> None:
         super().__init__()
+        if members < 1:
+            raise ValueError(f"an ensemble has at least one member, got {members}")
         self.mean_head = mlp_head(features, hidden, C.STATE_DIM)
         self.std_head = mlp_head(features, hidden, C.STATE_DIM)
+        self.member_mean_heads = nn.ModuleList(mlp_head(features, hidden, C.STATE_DIM) for _ in range(members - 1))
+        self.member_std_heads = nn.ModuleList(mlp_head(features, hidden, C.STATE_DIM) for _ in range(members - 1))
         self.contact_head = mlp_head(features, hidden, C.CONTACT_DIM)
         self.min_std, self.max_std = min_std, max_std
 
+    @property
+    def members(self) -> int:
+        return 1 + len(self.member_mean_heads)
+
+    def member_outputs(self, features: torch.Tensor, state_n: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(K, ..., 45) means and stds of the K members, and the contact logits."""
+        mean_heads = [self.mean_head, *self.member_mean_heads]
+        std_heads = [self.std_head, *self.member_std_heads]
+        means = torch.stack([state_n + h(features) for h in mean_heads])
+        stds = torch.stack([nn.functional.softplus(h(features)) for h in std_heads])
+        return means, stds.clamp(self.min_std, self.max_std), self.contact_head(features)
+
     def forward(self, features: torch.Tensor, state_n: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        mean = state_n + self.mean_head(features)
-        std = nn.functional.softplus(self.std_head(features)).clamp(self.min_std, self.max_std)
-        return mean, std, self.contact_head(features)
+        """(mean, std, contact logits) of the ensemble as one Gaussian: the members' mean, and the
+        std of both uncertainties (mean member variance + variance of the member means)."""
+        means, stds, contact = self.member_outputs(features, state_n)
+        return (*ensemble_gaussian(means, stds), contact)
 
 
 class WorldModel(nn.Module):
@@ -64,6 +98,18 @@ class WorldModel(nn.Module):
     def heads(self, features: torch.Tensor, state_n: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(mean, std, contact logits) of the next normalized state."""
         return self.heads_module(features, state_n)
+
+    def member_heads(self, features: torch.Tensor, state_n: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(K, ..., 45) member means and stds and the contact logits (K = 1 for a single model)."""
+        return self.heads_module.member_outputs(features, state_n)
+
+    def step_members(
+        self, state_n: torch.Tensor, action_n: torch.Tensor, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`step` with each member's prediction: ((K, B, 45) means, stds, contact logits, hidden)."""
+        features, hidden = self.recurrent(state_n[:, None], action_n[:, None], hidden)
+        means, stds, contact = self.member_heads(features[:, -1], state_n)
+        return means, stds, contact, hidden
 
     def sequence(
         self, state_n: torch.Tensor, action_n: torch.Tensor, hidden: torch.Tensor | None = None

@@ -57,6 +57,22 @@ def load_checkpoint(path: str | Path) -> tuple[WorldModel, dict[str, Any]]:
     return model, {k: v for k, v in ckpt.items() if k not in ("model", "config", "arch")}
 
 
+def with_ensemble(model: WorldModel, members: int) -> WorldModel:
+    """`model` grown to an ensemble of `members` state heads (RWM-U): its weights, normalization and
+    first member kept, the new members freshly initialized (their random start is where an
+    ensemble's diversity comes from). Only RWM has the option."""
+    arch, config = model_config(model).values()
+    if arch != "rwm":
+        raise ValueError(f"ensembles are built on RWM, not {arch!r}")
+    if members < model.heads_module.members:
+        raise ValueError(f"the model already has {model.heads_module.members} members")
+    grown = build_world_model(arch, {**config, "ensemble_size": members})
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("heads_module.member_") for k in missing):
+        raise ValueError(f"cannot grow the model to an ensemble: missing {missing}, unexpected {unexpected}")
+    return grown
+
+
 def average_checkpoints(paths: list[str | Path]) -> tuple[WorldModel, dict[str, Any]]:
     """One model whose weights are the mean of several checkpoints of the same run.
 

@@ -25,6 +25,8 @@ class RWMConfig:
     head_hidden: int = 128
     min_std: float = 1e-3
     max_std: float = 5.0
+    ensemble_size: int = 1
+    """State-head members (RWM-U); 1 is the paper's RWM."""
 
 
 class RobotWorldModel(WorldModel):
@@ -36,7 +38,9 @@ class RobotWorldModel(WorldModel):
         super().__init__()
         self.cfg = cfg
         self.gru = nn.GRU(INPUT_DIM, cfg.hidden_size, cfg.num_layers, batch_first=True)
-        self.heads_module = GaussianHeads(cfg.hidden_size, cfg.head_hidden, cfg.min_std, cfg.max_std)
+        self.heads_module = GaussianHeads(
+            cfg.hidden_size, cfg.head_hidden, cfg.min_std, cfg.max_std, cfg.ensemble_size
+        )
 
     def initial_hidden(self, batch: int) -> torch.Tensor:
         """(num_layers, batch, hidden) zeros."""

@@ -17,6 +17,18 @@ def gaussian_nll(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor) ->
     return 0.5 * ((target - mean) / std) ** 2 + torch.log(std)
 
 
+def ensemble_nll(member_mean: torch.Tensor, member_std: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, ...) NLL of the target under each of K members ((K, B, ..., D) Gaussians), each member
+    weighing the batch by its own bootstrap (Poisson(1) weights per window, the online bootstrap);
+    a single model (K = 1) weighs every window 1, which is plain NLL."""
+    nll = gaussian_nll(member_mean, member_std, target).mean(-1)  # (K, B, ...)
+    if len(member_mean) == 1:
+        return nll[0]
+    shape = nll.shape[:2] + (1,) * (nll.dim() - 2)
+    weights = torch.poisson(torch.ones(shape, dtype=nll.dtype))
+    return (weights * nll).mean(0)
+
+
 def _jacobian_on_history(model: WorldModel, states_n: torch.Tensor, actions_n: torch.Tensor) -> torch.Tensor:
     """Jacobian penalty for teacher forcing: the transition out of a mid-window latent."""
     mid = states_n.shape[1] // 2
@@ -41,8 +53,9 @@ def world_model_loss(
     jacobian = torch.zeros(())
     use_jacobian = jacobian_weight > 0 and model.has_latent
     if horizon == 1:
-        mean, std, logits, _ = model.sequence(states_n[:, :-1], actions_n[:, :-1])
-        state_loss = gaussian_nll(mean, std, states_n[:, 1:]).mean()
+        features, _ = model.recurrent(states_n[:, :-1], actions_n[:, :-1])
+        member_mean, member_std, logits = model.member_heads(features, states_n[:, :-1])
+        state_loss = ensemble_nll(member_mean, member_std, states_n[:, 1:]).mean()
         contact_loss = F.binary_cross_entropy_with_logits(logits, contacts[:, 1:])
         if use_jacobian:
             jacobian = _jacobian_on_history(model, states_n, actions_n)
@@ -53,7 +66,7 @@ def world_model_loss(
         target = states_n[:, history : history + horizon]
         weights = decay ** torch.arange(horizon, dtype=states_n.dtype)
         weights = weights / weights.sum()
-        state_loss = (gaussian_nll(f.mean, f.std, target).mean((0, 2)) * weights).sum()
+        state_loss = (ensemble_nll(f.member_mean, f.member_std, target).mean(0) * weights).sum()
         bce = F.binary_cross_entropy_with_logits(
             f.contact_logits, contacts[:, history : history + horizon], reduction="none"
         )

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from rwm.models.base import WorldModel
+from rwm.models.base import WorldModel, ensemble_gaussian
 from rwm.training.latent_regularization import LatentNoise
 
 
@@ -19,6 +19,9 @@ class Forecast:
     mean: torch.Tensor
     std: torch.Tensor
     contact_logits: torch.Tensor
+    member_mean: torch.Tensor
+    """(K, B, N, 45): each ensemble member's mean (K = 1 for a single model)."""
+    member_std: torch.Tensor
     fed_back: torch.Tensor
     """The states fed back as inputs (samples when training, means when evaluating)."""
     transitions: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
@@ -45,21 +48,32 @@ def forecast(
         raise ValueError(f"windows of {states_n.shape[1]} steps are too short for M={history}, N={horizon}")
     perturb = latent_noise is not None and latent_noise.active and model.has_latent
     features, hidden = model.recurrent(states_n[:, :history], actions_n[:, :history])
-    mean, std, contact = model.heads(features[:, -1], states_n[:, history - 1])  # heads only where needed
-    means, stds, contacts, fed, transitions = [mean], [std], [contact], [], []
+    m_k, s_k, contact = model.member_heads(features[:, -1], states_n[:, history - 1])  # heads only where needed
+    member_means, member_stds, contacts, fed, transitions = [m_k], [s_k], [contact], [], []
+    mean, std = ensemble_gaussian(m_k, s_k)
+    means, stds = [mean], [std]
     for k in range(1, horizon):
         prev = means[-1] + stds[-1] * torch.randn_like(stds[-1]) if sample else means[-1]
         fed.append(prev)
         if perturb:
             hidden = latent_noise(hidden)
-        m, s, c, next_hidden = model.step(prev, actions_n[:, history + k - 1], hidden)
+        m_k, s_k, c, next_hidden = model.step_members(prev, actions_n[:, history + k - 1], hidden)
         if keep_transitions:
             transitions.append((hidden, next_hidden))
         hidden = next_hidden
-        means.append(m)
-        stds.append(s)
+        mean, std = ensemble_gaussian(m_k, s_k)
+        means.append(mean)
+        stds.append(std)
+        member_means.append(m_k)
+        member_stds.append(s_k)
         contacts.append(c)
     fed_back = torch.stack(fed, 1) if fed else means[0][:, None, :0]
     return Forecast(
-        torch.stack(means, 1), torch.stack(stds, 1), torch.stack(contacts, 1), fed_back, transitions
+        torch.stack(means, 1),
+        torch.stack(stds, 1),
+        torch.stack(contacts, 1),
+        torch.stack(member_means, 2),
+        torch.stack(member_stds, 2),
+        fed_back,
+        transitions,
     )
