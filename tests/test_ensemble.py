@@ -46,7 +46,11 @@ def test_every_member_learns_on_its_own_bootstrap(horizon):
     losses = learner.update(_batch(np.random.default_rng(0)))
     assert np.isfinite(losses["total"])
     after = model.state_dict()
-    for k in ("heads_module.mean_head.0.weight", "heads_module.member_mean_heads.1.0.weight", "gru.weight_hh_l0"):
+    for k in (
+        "heads_module.mean_head.0.weight",
+        "heads_module.member_mean_heads.1.0.weight",
+        "gru.weight_hh_l0",
+    ):
         assert not torch.equal(before[k], after[k]), f"{k} was trained"
 
 
@@ -87,8 +91,21 @@ def test_onnx_step_exports_the_mean_and_the_members_spread(tmp_path):
     norm = model.normalizer
     with torch.no_grad():
         means, _, _, _ = model.step_members(
-            norm.state(torch.from_numpy(state)), norm.action(torch.from_numpy(action)), model.initial_hidden(3)
+            norm.state(torch.from_numpy(state)),
+            norm.action(torch.from_numpy(action)),
+            model.initial_hidden(3),
         )
     expected = (means.std(0, unbiased=False) * norm.state_std).numpy()
     np.testing.assert_allclose(spread, expected, rtol=1e-3, atol=1e-5)
     assert (spread > 0).all() and (std > spread).all()
+
+
+def test_uncertainty_calibration_reports_rank_correlation_and_bins():
+    from rwm.evaluation.uncertainty import uncertainty_calibration
+
+    torch.manual_seed(4)
+    model = build_world_model("rwm", {**SMALL, "ensemble_size": 3})
+    batch = _batch(np.random.default_rng(1), b=4, t=20)
+    result = uncertainty_calibration(model, batch["state"], batch["action"], history=8, bins=4)
+    assert result["members"] == 3 and -1 <= result["spearman"] <= 1 and len(result["bins"]) == 4
+    assert [b["spread_from"] for b in result["bins"]] == sorted(b["spread_from"] for b in result["bins"])

@@ -7,10 +7,10 @@ against it (/rwm/world_model/error), and the model predicts the next state from 
 (/rwm/world_model/prediction), with the ensemble's disagreement on it (/rwm/world_model/uncertainty,
 epistemic; 0 for a single model). /rwm/world_model/anomaly turns true while the error, averaged over
 a short window, stays above the threshold calibrated into the model's metadata (each version brings
-its own; `rwm.export.anomaly`). A std_msgs/String on /rwm/world_model/reload names a new ONNX version, loaded only from
-inside `versions_dir` (the trainer's output; any other path is refused): it is validated off the
-executor thread, then swapped in at once (the GRU state restarts); an unusable file is reported and
-the current model stays. A model made for another robot is refused at start.
+its own; `rwm.export.anomaly`). A std_msgs/String on /rwm/world_model/reload names a new ONNX
+version, loaded only from inside `versions_dir` (the trainer's output; any other path is refused):
+it is validated off the executor thread, then swapped in at once (the GRU state restarts); an
+unusable file is reported and the current model stays. A model made for another robot is refused at start.
 """
 
 from __future__ import annotations

@@ -104,7 +104,9 @@ def _eval_monitor(args: argparse.Namespace) -> int:
     policy, world_model = OnnxPolicy(args.policy), OnnxWorldModel(args.world_model)
     names = list(load_variants(args.variants_file)) if args.variants == ["all"] else args.variants
     cfg = MonitorEvalConfig(robots=args.robots, duration_s=args.duration, seed=args.seed)
-    results = evaluate_monitor(policy, policy.obs_dim, world_model, names, cfg, args.within, args.variants_file)
+    results = evaluate_monitor(
+        policy, policy.obs_dim, world_model, names, cfg, args.within, args.variants_file
+    )
     results = {"world_model": args.world_model, "policy": args.policy, **results}
     table = monitor_table(results)
     print(table)

@@ -118,8 +118,12 @@ def evaluate_monitor(
             "windowed_error_median": round(float(np.nanmedian(windows)), 4),
             "windowed_error_p99": round(float(np.nanquantile(windows, 0.99)), 4),
         }
-    return {"threshold": rule["threshold"], "detect_within_s": detect_within_s, "seed": cfg.seed,
-            "variants": results}
+    return {
+        "threshold": rule["threshold"],
+        "detect_within_s": detect_within_s,
+        "seed": cfg.seed,
+        "variants": results,
+    }
 
 
 def monitor_table(results: dict) -> str:

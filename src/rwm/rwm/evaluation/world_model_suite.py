@@ -1,6 +1,7 @@
 """The paper's world-model evaluation on held-out trajectories: relative autoregressive error (mean and
 per forecast step), the hold-last-state baseline, robustness to Gaussian noise on states and actions,
-and error under latent perturbations of growing drift (the second paper's Fig. 1)."""
+error under latent perturbations of growing drift (the second paper's Fig. 1), and for an ensemble
+(RWM-U) the calibration of its uncertainty against its error."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from rwm.evaluation.autoregressive_error import (
     hold_last_prediction,
     rollout_trajectories,
 )
+from rwm.evaluation.uncertainty import uncertainty_calibration
 from rwm.models.base import WorldModel
 from rwm.training.latent_regularization import LatentNoise
 
@@ -71,4 +73,6 @@ def evaluate_world_models(
             entry["latent_drift"][str(mu)] = result
         else:
             entry.update(result)
+            if model.heads_module.members > 1:
+                entry["uncertainty_calibration"] = uncertainty_calibration(model, s_n, a_n, m)
     return out

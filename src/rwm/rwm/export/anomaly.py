@@ -51,9 +51,7 @@ def windowed_mean(errors: np.ndarray, window: int) -> np.ndarray:
     return (csum[window:] - csum[:-window]) / window
 
 
-def calibrate_threshold(
-    errors: Sequence[np.ndarray], cfg: AnomalyCalibration = AnomalyCalibration()
-) -> dict:
+def calibrate_threshold(errors: Sequence[np.ndarray], cfg: AnomalyCalibration = AnomalyCalibration()) -> dict:
     """The `anomaly` metadata entry from sets of (T, B) one-step validation errors, each set a batch
     of trajectories that start at T = 0 (NaN where not scored). Windows holding a NaN are left out."""
     windows = [windowed_mean(e[cfg.warmup_steps :], cfg.window_steps).ravel() for e in errors]
@@ -86,7 +84,12 @@ class AnomalyDetector:
                 f"anomaly rule needs a positive threshold, window and hold "
                 f"(got {threshold}, {window_steps}, {hold_steps})"
             )
-        self.threshold, self.window, self.hold, self.warmup = threshold, window_steps, hold_steps, warmup_steps
+        self.threshold, self.window, self.hold, self.warmup = (
+            threshold,
+            window_steps,
+            hold_steps,
+            warmup_steps,
+        )
         self._ring = np.zeros((window_steps, n))
         self._sum = np.zeros(n)
         self.windowed = np.full(n, np.nan)

@@ -50,8 +50,12 @@ class GaussianHeads(nn.Module):
             raise ValueError(f"an ensemble has at least one member, got {members}")
         self.mean_head = mlp_head(features, hidden, C.STATE_DIM)
         self.std_head = mlp_head(features, hidden, C.STATE_DIM)
-        self.member_mean_heads = nn.ModuleList(mlp_head(features, hidden, C.STATE_DIM) for _ in range(members - 1))
-        self.member_std_heads = nn.ModuleList(mlp_head(features, hidden, C.STATE_DIM) for _ in range(members - 1))
+        self.member_mean_heads = nn.ModuleList(
+            mlp_head(features, hidden, C.STATE_DIM) for _ in range(members - 1)
+        )
+        self.member_std_heads = nn.ModuleList(
+            mlp_head(features, hidden, C.STATE_DIM) for _ in range(members - 1)
+        )
         self.contact_head = mlp_head(features, hidden, C.CONTACT_DIM)
         self.min_std, self.max_std = min_std, max_std
 

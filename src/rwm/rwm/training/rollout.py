@@ -48,7 +48,9 @@ def forecast(
         raise ValueError(f"windows of {states_n.shape[1]} steps are too short for M={history}, N={horizon}")
     perturb = latent_noise is not None and latent_noise.active and model.has_latent
     features, hidden = model.recurrent(states_n[:, :history], actions_n[:, :history])
-    m_k, s_k, contact = model.member_heads(features[:, -1], states_n[:, history - 1])  # heads only where needed
+    m_k, s_k, contact = model.member_heads(
+        features[:, -1], states_n[:, history - 1]
+    )  # heads only where needed
     member_means, member_stds, contacts, fed, transitions = [m_k], [s_k], [contact], [], []
     mean, std = ensemble_gaussian(m_k, s_k)
     means, stds = [mean], [std]
