@@ -170,3 +170,24 @@ def test_payload_inertia_is_the_reduced_mass_term_about_the_new_centre(anymal_d)
     reduced = mb * 20.0 / (mb + 20.0)
     assert added.sum() == pytest.approx(2 * reduced * 0.09, rel=1e-9), "the trace grows by 2 mu r^2"
     assert loaded.model.body_ipos[base][0] - m.body_ipos[base][0] == pytest.approx(0.3 * 20.0 / (mb + 20.0))
+
+
+def test_the_randomization_curriculum_widens_from_the_nominal_robot() -> None:
+    from rwm.sim.variants import TRAINING_RANGES
+
+    start = TRAINING_RANGES.scaled(0.0)
+    rng = np.random.default_rng(0)
+    assert all(start.sample(rng) == dataclasses.replace(NOMINAL, velocity_limit=True) for _ in range(5))
+    assert TRAINING_RANGES.scaled(1.0) == TRAINING_RANGES == TRAINING_RANGES.scaled(3.0)
+    half = TRAINING_RANGES.scaled(0.5)
+    assert half.payload_kg == (0.0, 10.0) and half.ground_friction == pytest.approx((0.65, 1.1))
+    assert half.delay_ticks == (0, 4) and half.obs_noise == 0.5
+    env = BatchedAnymalEnv(
+        EnvConfig(num_envs=4, num_threads=1, randomization=TRAINING_RANGES, randomization_ramp_steps=100)
+    )
+    assert all(r.variant.payload_kg == 0.0 for r in env.robots), "the first robots are nominal"
+    for _ in range(100):
+        env.step(np.tile(C.DEFAULT_JOINT_POS, (4, 1)))
+    env._reset(np.arange(4))
+    assert any(r.variant.payload_kg > 0.0 for r in env.robots), "full ranges after the ramp"
+    env.close()

@@ -113,6 +113,26 @@ def test_onnx_export_parity_and_metadata(tmp_path):
         policy(x[:, :36])
 
 
+def test_an_exported_policy_starts_a_training_stage(tmp_path):
+    """The actor rebuilt from an ONNX file acts exactly as the file does (weights and normalization)."""
+    from rsl_rl.models import MLPModel
+
+    from rwm.export.policy_onnx import load_actor_from_onnx
+
+    rcfg = runner_config(TrainConfig(ppo=PPOConfig()))
+    obs = TensorDict({"policy": torch.zeros(1, 48)}, batch_size=[1])
+    actor_cfg = {k: v for k, v in rcfg["actor"].items() if k != "class_name"}
+    actor = MLPModel(obs, rcfg["obs_groups"], "actor", 12, **actor_cfg)
+    load_actor_from_onnx(actor, "models/anymal_d_ppo.onnx", transitions=1000)
+    assert int(actor.obs_normalizer.count) == 1000
+    x = np.random.default_rng(2).normal(size=(200, 48)).astype(np.float32)
+    with torch.no_grad():
+        ours = actor(TensorDict({"policy": torch.from_numpy(x)}, batch_size=[200])).numpy()
+    assert np.abs(OnnxPolicy("models/anymal_d_ppo.onnx")(x) - ours).max() <= 1e-5
+    with pytest.raises(ValueError, match="not an rwm policy"):
+        load_actor_from_onnx(actor, "models/anymal_d_rwm.onnx")
+
+
 def _random_policy_onnx(path):
     from rsl_rl.models import MLPModel
 

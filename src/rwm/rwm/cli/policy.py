@@ -10,7 +10,7 @@ from rwm.cli.common import invocation
 
 
 def _train_ppo(args: argparse.Namespace) -> int:
-    from rwm.runners.ppo import TrainConfig, train_ppo
+    from rwm.runners.ppo import PPOConfig, TrainConfig, train_ppo
     from rwm.sim.batched_env import EnvConfig, PushConfig
     from rwm.sim.commands import CommandConfig
     from rwm.sim.variants import TRAINING_RANGES
@@ -22,8 +22,10 @@ def _train_ppo(args: argparse.Namespace) -> int:
         commands=CommandConfig(resample_time_s=args.resample_time),
         termination_penalty=args.termination_penalty,
         randomization=TRAINING_RANGES if args.domain_randomization else None,
+        randomization_ramp_steps=args.randomization_ramp * PPOConfig.num_steps_per_env,
     )
-    cfg = TrainConfig(env=env, max_iterations=args.iterations, seed=args.seed)
+    ppo = PPOConfig(init_std=args.init_std)
+    cfg = TrainConfig(env=env, ppo=ppo, max_iterations=args.iterations, seed=args.seed)
     summary = train_ppo(
         cfg,
         args.log_dir,
@@ -220,7 +222,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-envs", type=int, default=256)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --log-dir")
-    p.add_argument("--init-from", help="start this stage from an earlier stage's checkpoint")
+    p.add_argument(
+        "--init-from", help="start this stage from an earlier stage's checkpoint, or an ONNX policy's actor"
+    )
+    p.add_argument("--init-std", type=float, default=1.0, help="exploration std the actor starts with")
+    p.add_argument(
+        "--randomization-ramp",
+        type=int,
+        default=0,
+        help="--domain-randomization: iterations over which the ranges widen from the nominal robot",
+    )
     p.add_argument("--resample-time", type=float, default=10.0, help="new command every this many s")
     p.add_argument("--termination-penalty", type=float, default=0.0, help="reward subtracted on a fall")
     p.add_argument("--export", help="write the final policy to this ONNX file")

@@ -35,6 +35,42 @@ def actor_from_checkpoint(path: str | Path, runner_cfg: dict, obs_dim: int) -> M
     return actor.eval()
 
 
+def load_actor_from_onnx(actor: MLPModel, path: str | Path, transitions: int = 10_000_000) -> None:
+    """Put an exported policy's weights into an rsl-rl actor of the same architecture, so that a
+    training stage can start from any shipped ONNX policy (its critic and optimizer start fresh).
+
+    The MLP's initializers keep the actor's parameter names; the normalization is read from the
+    graph's first two nodes, (obs - mean) / (std + eps). `transitions` becomes the normalizer's
+    count, so that new data moves its statistics as slowly as that much data would.
+    """
+    from onnx import numpy_helper  # noqa: PLC0415
+
+    model = onnx.load(str(path))
+    if not any(p.key == METADATA_KEY for p in model.metadata_props):
+        raise ValueError(f"{path}: not an rwm policy export (no '{METADATA_KEY}' metadata)")
+    graph = model.graph
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
+    sub, div = graph.node[0], graph.node[1]
+    if (sub.op_type, div.op_type) != ("Sub", "Div") or div.input[0] != sub.output[0]:
+        raise ValueError(f"{path}: not an rwm policy export (no observation normalization at its input)")
+    state = actor.state_dict()
+    norm = actor.obs_normalizer
+    std = weights[div.input[1]] - norm.eps
+    new = {
+        "obs_normalizer._mean": weights[sub.input[1]],
+        "obs_normalizer._std": std,
+        "obs_normalizer._var": std.square(),
+        "obs_normalizer.count": torch.tensor(transitions, dtype=state["obs_normalizer.count"].dtype),
+    }
+    new.update({k: weights[k] for k in state if k.startswith("mlp.")})
+    for key, value in new.items():
+        if value.shape != state[key].shape:
+            raise ValueError(
+                f"{path}: {key} has shape {tuple(value.shape)}, the actor {tuple(state[key].shape)}"
+            )
+    actor.load_state_dict({**state, **new})
+
+
 def export_policy(
     actor: MLPModel, path: str | Path, metadata: dict, parity_samples: int = 1000, tolerance: float = 1e-5
 ) -> float:

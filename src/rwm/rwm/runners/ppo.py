@@ -91,6 +91,13 @@ def latest_checkpoint(log_dir: Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
+def _stage_start(init_from: str | Path | None) -> int:
+    """The iteration a stage starts at: after its initial checkpoint's, or 0."""
+    if init_from is None or Path(init_from).suffix == ".onnx":
+        return 0
+    return int(torch.load(init_from, map_location="cpu", weights_only=True)["iter"]) + 1
+
+
 def transitions_used(cfg: TrainConfig, iterations: int) -> int:
     """Real simulator transitions consumed by `iterations` PPO iterations."""
     return iterations * cfg.env.num_envs * cfg.ppo.num_steps_per_env
@@ -107,7 +114,8 @@ def train_ppo(
     """Train (or resume) PPO; checkpoints and TensorBoard logs go to log_dir; optionally export ONNX.
 
     `init_from` starts a new stage (its own log_dir, possibly another environment config) from a
-    checkpoint of an earlier one; iterations continue from that checkpoint's count.
+    checkpoint of an earlier one (iterations continue from that checkpoint's count), or from an
+    exported ONNX policy (its actor; the critic learns from scratch, iterations count from 0).
 
     Returns a summary (iterations, transitions, wall time, parity error of the export).
     """
@@ -118,8 +126,14 @@ def train_ppo(
     env = AnymalVecEnv(cfg.env)
     runner = OnPolicyRunner(env, runner_config(cfg), log_dir=str(log_dir), device="cpu")
     done_iterations = 0
+    start_iteration = _stage_start(init_from)
     ckpt = latest_checkpoint(log_dir) if resume else None
-    if ckpt is None and init_from is not None:
+    if ckpt is None and init_from is not None and Path(init_from).suffix == ".onnx":
+        from rwm.export.policy_onnx import load_actor_from_onnx  # noqa: PLC0415
+
+        load_actor_from_onnx(runner.alg.actor, init_from)
+        print(f"actor from {init_from}; critic and optimizer start fresh")
+    elif ckpt is None and init_from is not None:
         ckpt = Path(init_from)
     if ckpt is not None:  # what runner.load does, without unpickling code (weights_only)
         loaded = torch.load(ckpt, map_location="cpu", weights_only=True)
@@ -128,6 +142,8 @@ def train_ppo(
         done_iterations = runner.current_learning_iteration + 1
         runner.current_learning_iteration = done_iterations
         print(f"resumed from {ckpt} at iteration {done_iterations}")
+    # the curriculum's clock continues where the stage stopped (a resumed run does not restart it)
+    env.env.total_steps = (done_iterations - start_iteration) * cfg.ppo.num_steps_per_env
     (log_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
     (log_dir / "runner_config.json").write_text(json.dumps(runner_config(cfg), indent=2))
     remaining = cfg.max_iterations - done_iterations

@@ -63,6 +63,9 @@ class EnvConfig:
     randomization: VariantRanges | None = None
     """Per-episode domain randomization (training): a new robot is drawn at every reset; `variant`
     is then unused."""
+    randomization_ramp_steps: int = 0
+    """Policy steps over which the randomization widens linearly from the nominal robot to its full
+    ranges (`VariantRanges.scaled`); 0: full ranges from the start."""
 
 
 @dataclass
@@ -118,6 +121,8 @@ class BatchedAnymalEnv:
         self.command_step = np.zeros(n, dtype=np.int64)
         self.next_push = np.zeros(n, dtype=np.int64)
         self._fell = np.zeros(n, dtype=bool)
+        self.total_steps = 0
+        """Batched steps taken since construction (the randomization curriculum's clock)."""
         self._next = np.zeros((n, C.STATE_DIM))
         self._qpos = np.zeros((n, self.model.nq))
         self._qvel = np.zeros((n, self.model.nv))
@@ -138,6 +143,8 @@ class BatchedAnymalEnv:
             return
         r = self.robot
         ranges = self.cfg.randomization
+        if ranges is not None and self.cfg.randomization_ramp_steps > 0:
+            ranges = ranges.scaled(self.total_steps / self.cfg.randomization_ramp_steps)
         for i in ids:
             d, robot = self.datas[i], self.robots[i]
             if ranges is not None:
@@ -183,6 +190,7 @@ class BatchedAnymalEnv:
             raise ValueError(f"targets must have shape {(self.num_envs, C.ACTION_DIM)}, got {targets.shape}")
         if not np.isfinite(targets).all():
             raise ValueError("targets contain NaN or Inf")
+        self.total_steps += 1
         self.prev_action[:] = self.action
         self.action[:] = targets
         if self._pool is None:

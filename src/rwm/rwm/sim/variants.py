@@ -114,6 +114,27 @@ class VariantRanges:
     obs_noise: float = 0.0
     """Noise scale during training (not drawn: the policy always sees this much)."""
 
+    def scaled(self, fraction: float) -> VariantRanges:
+        """The ranges shrunk toward the nominal robot: 0 is the nominal robot only, 1 these ranges
+        (a curriculum widens them as the policy learns)."""
+        if fraction >= 1.0:
+            return self
+        f = max(fraction, 0.0)
+
+        def toward(r: tuple[float, float], nominal: float) -> tuple[float, float]:
+            return (nominal + f * (r[0] - nominal), nominal + f * (r[1] - nominal))
+
+        return VariantRanges(
+            payload_kg=toward(self.payload_kg, 0.0),
+            payload_com_xy_m=f * self.payload_com_xy_m,
+            ground_friction=toward(self.ground_friction, NOMINAL.ground_friction),
+            motor_strength=toward(self.motor_strength, NOMINAL.motor_strength),
+            joint_friction_nm=toward(self.joint_friction_nm, 0.0),
+            joint_damping=toward(self.joint_damping, 0.0),
+            delay_ticks=(round(f * self.delay_ticks[0]), round(f * self.delay_ticks[1])),
+            obs_noise=f * self.obs_noise,
+        )
+
     def sample(self, rng: np.random.Generator) -> RobotVariant:
         def u(r: tuple[float, float]) -> float:
             return float(rng.uniform(r[0], r[1])) if r[1] > r[0] else float(r[0])
