@@ -11,6 +11,8 @@ ROS_ENV := source install/setup.bash && export PATH=$(CURDIR)/$(VENV)/bin:$$PATH
 VENDOR ?= $(abspath ../shared/vendor/ros2)
 LAUNCH_STAMP := $(VENV)/.launch-installed
 COMPOSITION := $(wildcard $(VENDOR)/rcl_interfaces/composition_interfaces)
+# tf2's TFMessage (not on PyPI): built here only where no ROS 2 install provides tf2_msgs.
+TF2_MSGS := $(if $(wildcard $(addsuffix /share/tf2_msgs,$(filter-out $(CURDIR)/install/%,$(subst :, ,$(AMENT_PREFIX_PATH))))),,interfaces/tf2_msgs)
 
 .PHONY: setup build test run bench lint clean ppo-model ppo-dr wm-heldout pretrain-data wm-model wm-seeds wm-sweep mbpo-model
 
@@ -26,9 +28,9 @@ $(LAUNCH_STAMP): $(STAMP) requirements-launch.txt tools/setup_ros2_launch.sh
 	touch $(LAUNCH_STAMP)
 
 # composition_interfaces is generated with the venv's rosidl wheels (AMENT_PREFIX_PATH finds them).
-install/.built: $(LAUNCH_STAMP) $(shell find src -name '*.py' -o -name '*.xml' -o -name '*.cfg' | sort) $(wildcard launch/*.py config/*.yaml) $(wildcard models/*.onnx models/*.json)
+install/.built: $(LAUNCH_STAMP) $(shell find src -name '*.py' -o -name '*.xml' -o -name '*.cfg' | sort) $(wildcard launch/*.py config/*.yaml interfaces/*/*.* interfaces/*/msg/*) $(wildcard models/*.onnx models/*.json)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH AMENT_PREFIX_PATH=$(CURDIR)/$(VENV)$${AMENT_PREFIX_PATH:+:$$AMENT_PREFIX_PATH} \
-		$(VENV)/bin/colcon --log-base log build --base-paths src $(COMPOSITION) --build-base build \
+		$(VENV)/bin/colcon --log-base log build --base-paths src $(COMPOSITION) $(TF2_MSGS) --build-base build \
 		--install-base install --event-handlers console_cohesion- summary- \
 		--cmake-args -DCMAKE_PREFIX_PATH=$(CURDIR)/$(VENV) -DPython3_EXECUTABLE=$(CURDIR)/$(PY) -DBUILD_TESTING=OFF
 	touch install/.built

@@ -122,6 +122,61 @@ def test_exploration_stack_stands_and_reports() -> None:
 
 
 @pytest.mark.slow
+def _assert_tf_matches_the_robot(bag: Path) -> None:
+    """The bag draws the robot: its description and static transforms are there, and the TF tree read
+    back puts every foot where the joint states say (forward kinematics, an independent model) and the
+    base where the odometry says, at the same stamps."""
+    import numpy as np
+    import pinocchio as pin
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    from rwm.robot import contract as C
+    from rwm.robot.kinematics import AnymalKinematics
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    parents: dict[str, tuple[str, pin.SE3]] = {}
+    joints, odom, legs, base = {}, {}, [], []
+    with Reader(bag) as reader:
+        for conn, _, raw in reader.messages():
+            msg = store.deserialize_cdr(raw, conn.msgtype)
+            if conn.topic == "/robot_description":
+                assert "<robot" in msg.data
+            elif conn.topic in ("/tf", "/tf_static"):
+                for t in msg.transforms:
+                    tr, q = t.transform.translation, t.transform.rotation
+                    pose = pin.XYZQUATToSE3(np.array([tr.x, tr.y, tr.z, q.x, q.y, q.z, q.w]))
+                    stamp = t.header.stamp.sec * 10**9 + t.header.stamp.nanosec
+                    if conn.topic == "/tf_static":
+                        parents[t.child_frame_id] = (t.header.frame_id, pose)
+                    elif t.child_frame_id == C.BASE_FRAME:
+                        base.append((stamp, pose))
+                    else:
+                        legs.append((stamp, t.child_frame_id, t.header.frame_id, pose))
+            elif conn.topic in (C.TOPIC_JOINT_STATES, C.TOPIC_ODOM):
+                stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+                if conn.topic == C.TOPIC_ODOM:
+                    p, q = msg.pose.pose.position, msg.pose.pose.orientation
+                    odom[stamp] = np.array([p.x, p.y, p.z, q.x, q.y, q.z, q.w])
+                else:
+                    order = [msg.name.index(n) for n in C.JOINT_NAMES]
+                    joints[stamp] = np.asarray(msg.position)[order]
+    assert parents and len(base) > 100 and len(legs) > 100 * 12
+    stamp = legs[len(legs) // 2][0]
+    tree = dict(parents)
+    tree.update({child: (parent, pose) for s, child, parent, pose in legs if s == stamp})
+    kinematics = AnymalKinematics()
+    feet = kinematics.foot_positions(joints[stamp])
+    for leg, expected in zip(("LF", "RF", "LH", "RH"), feet, strict=True):
+        frame, pose = f"{leg}_FOOT", pin.SE3.Identity()
+        while frame != C.BASE_FRAME:
+            parent, link = tree[frame]
+            pose, frame = link * pose, parent
+        np.testing.assert_allclose(pose.translation, expected, atol=1e-5, err_msg=f"{leg} foot")
+    for s, pose in base[::50]:
+        np.testing.assert_allclose(pin.SE3ToXYZQUAT(pose), odom[s], atol=1e-6)
+
+
 def test_main_job_walks_the_command_sequence_and_records(tmp_path: Path) -> None:
     """The default stack (sim, policy, command sequence, logger) for 21 s: the robot follows /cmd_vel,
     never falls, every node exits 0 and the run is one complete bag."""
@@ -129,8 +184,9 @@ def test_main_job_walks_the_command_sequence_and_records(tmp_path: Path) -> None
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     exits = node_exits(out)
-    assert len(exits) == 5 and not any(exits.values()), exits
-    _assert_one_complete_bag(tmp_path, 50 * 15)
+    assert len(exits) == 6 and not any(exits.values()), exits
+    bag = _assert_one_complete_bag(tmp_path, 50 * 15)
+    _assert_tf_matches_the_robot(bag)
     report = stack_report(out)
     assert report["sim"]["resets"] == "0", "the robot fell"
     tracking = report["tracking"]
@@ -140,7 +196,13 @@ def test_main_job_walks_the_command_sequence_and_records(tmp_path: Path) -> None
     assert tracking["lin_vel_rmse_steady"] < 0.35, report["policy"]
     assert tracking["yaw_rate_rmse_steady"] < 0.3
     assert report["base"]["path_length_m"] > 3.0, "it walked"
-    assert set(report["nodes"]) == {"anymal_sim", "policy", "command_sequence", "data_logger"}
+    assert set(report["nodes"]) == {
+        "anymal_sim",
+        "policy",
+        "command_sequence",
+        "data_logger",
+        "state_publisher",
+    }
 
 
 def _start(tmp_path: Path, **arguments) -> subprocess.Popen:

@@ -30,6 +30,34 @@ def test_recorder_splits_by_duration_and_size_and_publishes_complete_bags_only(t
     assert all((b / "metadata.yaml").is_file() for b in bags)
 
 
+def test_every_split_opens_with_the_latched_topics(tmp_path):
+    """The robot description and static transforms, published once, are in every split bag (written
+    again when a split opens, with a latched QoS), so that each bag alone draws the robot."""
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    description = store.serialize_cdr(
+        store.types["std_msgs/msg/String"](data="<robot/>"), "std_msgs/msg/String"
+    )
+    rec = SplitBagRecorder(RecorderConfig(directory=str(tmp_path), split_duration_s=1.0))
+    rec.write("/robot_description", "std_msgs/msg/String", description, 1_000_000_000, latched=True)
+    for i in range(30):
+        rec.write("/cmd_vel", "geometry_msgs/msg/Twist", bytes(52), 1_000_000_000 + i * 100_000_000)
+    rec.close()
+    bags = _bags(tmp_path)
+    assert len(bags) == 3 and rec.written == 31 and rec.repeated == 2
+    for bag in bags:
+        with Reader(bag) as reader:
+            (conn,) = [c for c in reader.connections if c.topic == "/robot_description"]
+            assert (
+                conn.msgcount == 1 and conn.ext.offered_qos_profiles[0].durability.name == "TRANSIENT_LOCAL"
+            )
+            first = next(iter(reader.messages()))
+            assert first[0].topic == "/robot_description", "the description opens the bag"
+            assert store.deserialize_cdr(first[2], "std_msgs/msg/String").data == "<robot/>"
+
+
 def test_recorder_stops_cleanly_when_the_disk_runs_low(tmp_path):
     rec = SplitBagRecorder(RecorderConfig(directory=str(tmp_path), min_free_mb=1e12))
     assert not rec.write("/cmd_vel", "geometry_msgs/msg/Twist", bytes(52), 1)

@@ -27,6 +27,7 @@ setup(
             "trainer_node = rwm_ros.trainer_node:main",
             "world_model_node = rwm_ros.world_model_node:main",
             "command_sequence_node = rwm_ros.command_sequence_node:main",
+            "state_publisher_node = rwm_ros.state_publisher_node:main",
         ]
     },
 )

@@ -21,9 +21,10 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Imu, JointState
-from std_msgs.msg import Bool, Float32MultiArray
+from std_msgs.msg import Bool, Float32MultiArray, String
+from tf2_msgs.msg import TFMessage
 
 from rwm.data.bag_recorder import RecorderConfig, SplitBagRecorder
 from rwm.robot import contract as C
@@ -32,7 +33,13 @@ from rwm_ros.node_base import WorkerThread, declare, declare_config
 from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.realtime import set_realtime_priority
 from rwm_ros.spin import spin_node
-from rwm_ros.topics import TOPIC_ACTION, TOPIC_OBSERVATION
+from rwm_ros.topics import (
+    TOPIC_ACTION,
+    TOPIC_OBSERVATION,
+    TOPIC_ROBOT_DESCRIPTION,
+    TOPIC_TF,
+    TOPIC_TF_STATIC,
+)
 
 RECORDED: dict[str, tuple[type, str]] = {
     C.TOPIC_JOINT_STATES: (JointState, "sensor_msgs/msg/JointState"),
@@ -44,8 +51,13 @@ RECORDED: dict[str, tuple[type, str]] = {
     C.TOPIC_ESTOP: (Bool, "std_msgs/msg/Bool"),
     TOPIC_OBSERVATION: (Float32MultiArray, "std_msgs/msg/Float32MultiArray"),
     TOPIC_ACTION: (Float32MultiArray, "std_msgs/msg/Float32MultiArray"),
+    TOPIC_TF: (TFMessage, "tf2_msgs/msg/TFMessage"),
+    TOPIC_TF_STATIC: (TFMessage, "tf2_msgs/msg/TFMessage"),
+    TOPIC_ROBOT_DESCRIPTION: (String, "std_msgs/msg/String"),
 }
 """Topic -> (message class, type name) of everything the logger records."""
+LATCHED = frozenset({TOPIC_TF_STATIC, TOPIC_ROBOT_DESCRIPTION})
+"""Topics published once (transient local): subscribed as such, and repeated at the start of every split."""
 
 
 class LoggerNode(Node):
@@ -62,9 +74,16 @@ class LoggerNode(Node):
         """Messages received per topic."""
         self._queue: deque[tuple[str, str, bytes, int]] = deque()
         qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
         self.inputs = PolledSubscriptions(self)
         self._subs = [
-            (self.inputs.subscribe(cls, topic, qos, wakes=True), topic, typename)
+            (
+                self.inputs.subscribe(cls, topic, latched if topic in LATCHED else qos, wakes=True),
+                topic,
+                typename,
+            )
             for topic, (cls, typename) in RECORDED.items()
         ]
         if self.get_parameter("use_sim_time").value:
@@ -104,7 +123,7 @@ class LoggerNode(Node):
         rec, queue = self.recorder, self._queue
         while queue:
             topic, typename, data, t_ns = queue.popleft()
-            if not rec.write(topic, typename, data, t_ns):
+            if not rec.write(topic, typename, data, t_ns, topic in LATCHED):
                 queue.clear()  # recording stopped (disk): drop, counted as not written
                 return
 

@@ -62,6 +62,10 @@ class SplitBagRecorder:
         self._last_disk_check = 0.0
         self._last_flush = 0.0
         self._lock = ExitStack()
+        self._latched: dict[str, tuple[str, bytes]] = {}
+        """The last message of each latched topic, written again at the start of every split."""
+        self.repeated = 0
+        """Latched messages written again into later splits (not counted in `written`)."""
 
     def _open(self, t_ns: int) -> None:
         stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(t_ns / 1e9))
@@ -70,6 +74,9 @@ class SplitBagRecorder:
         self.bag = BagWriter(self.partial / name, storage=self.cfg.storage)
         self._lock.enter_context(bag_lock(self.bag.path))
         self.bag.open()
+        for topic, (msgtype, cdr) in self._latched.items():  # every split opens with the robot drawn
+            self.bag.write_raw(topic, msgtype, cdr, t_ns, latched=True)
+            self.repeated += 1
         self._bag_start_ns, self._bytes = t_ns, 0
         self._last_flush = time.monotonic()
 
@@ -86,8 +93,9 @@ class SplitBagRecorder:
         self._last_disk_check = now
         return shutil.disk_usage(self.directory).free / 1e6 >= self.cfg.min_free_mb
 
-    def write(self, topic: str, msgtype: str, cdr: bytes, t_ns: int) -> bool:
-        """Store one message; False once recording has stopped (disk space)."""
+    def write(self, topic: str, msgtype: str, cdr: bytes, t_ns: int, latched: bool = False) -> bool:
+        """Store one message; False once recording has stopped (disk space). The last message of a
+        `latched` topic (the robot description, static transforms) also opens every later split."""
         if self.stopped_reason is not None:
             return False
         if not self._disk_ok():
@@ -102,7 +110,9 @@ class SplitBagRecorder:
             self.close()
         if self.bag is None:
             self._open(t_ns)
-        self.bag.write_raw(topic, msgtype, cdr, t_ns)
+        if latched:
+            self._latched[topic] = (msgtype, cdr)
+        self.bag.write_raw(topic, msgtype, cdr, t_ns, latched=latched)
         self._bytes += len(cdr)
         self.written += 1
         self.flush_due()

@@ -61,6 +61,18 @@ OFFERED_QOS = Qos(
     avoid_ros_namespace_conventions=False,
 )
 """The publisher QoS that `ros2 bag record` stores for a default reliable publisher."""
+LATCHED_QOS = Qos(
+    history=QosHistory.UNKNOWN,
+    depth=0,
+    reliability=QosReliability.RELIABLE,
+    durability=QosDurability.TRANSIENT_LOCAL,
+    deadline=_INFINITE,
+    lifespan=_INFINITE,
+    liveliness=QosLiveliness.AUTOMATIC,
+    liveliness_lease_duration=_INFINITE,
+    avoid_ros_namespace_conventions=False,
+)
+"""The same for a latched publisher (/tf_static, /robot_description): `ros2 bag play` latches them."""
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from rosbags.rosbag2.storage_mcap import McapWriter
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
-from rwm.data.bag_recovery import OFFERED_QOS
+from rwm.data.bag_recovery import LATCHED_QOS, OFFERED_QOS
 from rwm.robot import contract as C
 
 if TYPE_CHECKING:  # writing bags imports no MuJoCo
@@ -183,14 +183,18 @@ class BagWriter:
         self._writer.write(conn, int(stamp_ns), self.typestore.serialize_cdr(msg, TOPIC_TYPES[topic]))
         self.counts[topic] = self.counts.get(topic, 0) + 1
 
-    def write_raw(self, topic: str, msgtype: str, cdr: bytes, log_time_ns: int) -> None:
-        """Store an already serialized message (CDR bytes as DDS delivered them) of type `msgtype`."""
+    def write_raw(
+        self, topic: str, msgtype: str, cdr: bytes, log_time_ns: int, latched: bool = False
+    ) -> None:
+        """Store an already serialized message (CDR bytes as DDS delivered them) of type `msgtype`;
+        a `latched` topic is stored with a transient-local publisher QoS."""
         if not self._open:
             raise RuntimeError(f"bag {self.path} is not open; use BagWriter as a context manager")
         conn = self._connections.get(topic)
         if conn is None:
+            qos = LATCHED_QOS if latched else OFFERED_QOS
             conn = self._writer.add_connection(
-                topic, msgtype, typestore=self.typestore, offered_qos_profiles=[OFFERED_QOS]
+                topic, msgtype, typestore=self.typestore, offered_qos_profiles=[qos]
             )
             self._connections[topic] = conn
         self._writer.write(conn, int(log_time_ns), cdr)

@@ -1,0 +1,128 @@
+"""`state_publisher`: the robot description and its TF tree, so that RViz and Foxglove draw the robot,
+live and from every bag. It reads only the contract's joint states and odometry, so it runs on
+hardware as it does in simulation (a real driver publishes joint states, not TF).
+
+- /robot_description (std_msgs/String, latched): the URDF in use;
+- /tf_static (latched): every fixed transform of the URDF (`rwm.robot.tf_tree`);
+- /tf: odom -> base from the odometry, and the 12 leg transforms from the joint states, at most
+  `max_rate_hz` each (joint states and odometry come at 400 Hz; a display needs far less).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from geometry_msgs.msg import TransformStamped
+from nav_msgs.msg import Odometry
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+from tf2_msgs.msg import TFMessage
+
+from rwm.robot import contract as C
+from rwm.robot.description import find_urdf
+from rwm.robot.tf_tree import TransformTree
+from rwm_ros.conversions import JointMessageError, JointOrder
+from rwm_ros.node_base import declare
+from rwm_ros.spin import spin_node
+from rwm_ros.topics import TOPIC_ROBOT_DESCRIPTION, TOPIC_TF, TOPIC_TF_STATIC
+
+LATCHED = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
+"""What robot_state_publisher offers for the description and the static transforms."""
+
+
+def _transform(parent: str, child: str, pose: np.ndarray) -> TransformStamped:
+    t = TransformStamped()
+    t.header.frame_id, t.child_frame_id = parent, child
+    _set_pose(t, pose)
+    return t
+
+
+def _set_pose(t: TransformStamped, pose: np.ndarray) -> None:
+    """[x, y, z, qx, qy, qz, qw] into a transform."""
+    tr, q = t.transform.translation, t.transform.rotation
+    tr.x, tr.y, tr.z = float(pose[0]), float(pose[1]), float(pose[2])
+    q.x, q.y, q.z, q.w = float(pose[3]), float(pose[4]), float(pose[5]), float(pose[6])
+
+
+class StatePublisherNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("state_publisher", **kwargs)
+
+        robot = declare(self, "robot", "anymal_d", "the robot described (anymal_d|anymal_c)")
+        urdf = declare(self, "urdf", "", "URDF file; empty: the robot's description found on this machine")
+        self.period_s = 1.0 / declare(
+            self, "max_rate_hz", 50.0, "most /tf messages per second from the joint states", (1.0, 1000.0)
+        )
+        path = find_urdf(robot, urdf or None)
+        self.tree = TransformTree(path)
+        self._order = JointOrder()
+        self._q = np.zeros(C.NUM_JOINTS)
+        self._last_joints_s = self._last_odom_s = -np.inf
+        self.pub_description = self.create_publisher(String, TOPIC_ROBOT_DESCRIPTION, LATCHED)
+        self.pub_static = self.create_publisher(TFMessage, TOPIC_TF_STATIC, LATCHED)
+        self.pub_tf = self.create_publisher(TFMessage, TOPIC_TF, 10)
+        self.pub_description.publish(String(data=self.tree.urdf_text))
+        now = self.get_clock().now().to_msg()
+        static = [
+            _transform(t.parent, t.child, p)
+            for t, p in zip(self.tree.fixed, self.tree.static_poses, strict=True)
+        ]
+        for t in static:
+            t.header.stamp = now
+        self.pub_static.publish(TFMessage(transforms=static))
+        self.msg_legs = TFMessage(
+            transforms=[_transform(t.parent, t.child, np.eye(1, 7, 6)[0]) for t in self.tree.moving]
+        )
+        self.msg_base = TFMessage(transforms=[_transform(C.ODOM_FRAME, C.BASE_FRAME, np.eye(1, 7, 6)[0])])
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        self.create_subscription(JointState, C.TOPIC_JOINT_STATES, self._on_joints, qos)
+        self.create_subscription(Odometry, C.TOPIC_ODOM, self._on_odom, qos)
+        self.get_logger().info(
+            f"{path}: {len(static)} static and {len(self.tree.moving)} joint transforms, "
+            f"/tf at most {1.0 / self.period_s:.0f} Hz"
+        )
+
+    def _on_joints(self, msg: JointState) -> None:
+        now_s = time.monotonic()
+        if now_s - self._last_joints_s < self.period_s:
+            return
+        try:
+            self._order.read(msg, "position", self._q)
+        except JointMessageError:
+            return
+        if not np.isfinite(self._q).all():
+            return
+        self._last_joints_s = now_s
+        for t, pose in zip(self.msg_legs.transforms, self.tree.moving_poses(self._q), strict=True):
+            t.header.stamp = msg.header.stamp
+            _set_pose(t, pose)
+        self.pub_tf.publish(self.msg_legs)
+
+    def _on_odom(self, msg: Odometry) -> None:
+        now_s = time.monotonic()
+        if now_s - self._last_odom_s < self.period_s:
+            return
+        self._last_odom_s = now_s
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        pose = (p.x, p.y, p.z, q.x, q.y, q.z, q.w)
+        if not np.isfinite(pose).all():
+            return
+        t = self.msg_base.transforms[0]
+        t.header.stamp = msg.header.stamp
+        t.header.frame_id = msg.header.frame_id or C.ODOM_FRAME
+        t.child_frame_id = msg.child_frame_id or C.BASE_FRAME
+        _set_pose(t, pose)
+        self.pub_tf.publish(self.msg_base)
+
+
+def main(args: list[str] | None = None) -> None:
+    spin_node(StatePublisherNode, args)
+
+
+if __name__ == "__main__":
+    main()
