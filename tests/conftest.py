@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes.util
+import os
+
 import pytest
+
+if ctypes.util.find_library("EGL"):  # offscreen rendering (rwm render), chosen before mujoco's import
+    os.environ.setdefault("MUJOCO_GL", "egl")
 
 from rwm.robot.mjcf import RobotModel, build_robot
 

@@ -75,6 +75,22 @@ def _bag_recover(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _render(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rwm.data.motion import motion_from_bag, motion_from_dataset
+    from rwm.evaluation.render import RenderConfig, render_video
+
+    source = Path(args.source)
+    if (source / "meta.json").is_file():
+        motion = motion_from_dataset(source, args.fps, args.trajectory)
+    else:
+        motion = motion_from_bag(source, args.fps)
+    cfg = RenderConfig(width=args.width, height=args.height, fps=args.fps)
+    print(json.dumps(render_video(motion, args.out, args.robot, cfg)))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this group's commands."""
     p = sub.add_parser(
@@ -110,3 +126,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bags", nargs="+", help="bag directories without metadata.yaml, or bare .mcap/.db3 files")
     p.add_argument("--out", help="where the recovered bag goes (one bag only; default: in its place)")
     p.set_defaults(func=_bag_recover)
+
+    p = sub.add_parser(
+        "render",
+        help="render a bag (or an array dataset's trajectory) to MP4: the robot replayed in MuJoCo, "
+        "camera following, commanded and measured velocity overlaid",
+    )
+    p.add_argument("source", help="bag directory on the contract topics, or array dataset directory")
+    p.add_argument("--out", required=True, help="MP4 file")
+    p.add_argument("--fps", type=float, default=25.0)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--robot", default="anymal_d", choices=["anymal_d", "anymal_c"])
+    p.add_argument("--trajectory", type=int, default=0, help="dataset: which trajectory")
+    p.set_defaults(func=_render)

@@ -95,6 +95,7 @@ def build_robot(robot: str = "anymal_d", urdf: str | Path | None = None) -> Robo
     """Compile `robot` from its URDF (found by `rwm.robot.description.find_urdf`)."""
     path = find_urdf(robot, urdf)
     spec = mujoco.MjSpec.from_string(_prepare_urdf(path))
+    spec.compiler.discardvisual = False  # the URDF's visuals are already stripped; keep the floor's look
     spec.option.timestep = contract.PHYSICS_DT
     spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
     spec.option.impratio = 100.0
@@ -110,13 +111,35 @@ def build_robot(robot: str = "anymal_d", urdf: str | Path | None = None) -> Robo
         objtype=mujoco.mjtObj.mjOBJ_SITE,
         objname=IMU_SITE,
     )
+    # What only a camera sees (rwm render): light, and a 1 m checkerboard floor so that motion shows.
+    spec.visual.headlight.ambient = [0.35, 0.35, 0.35]
+    spec.visual.headlight.diffuse = [0.5, 0.5, 0.5]
+    spec.worldbody.add_light(
+        name="sun",
+        pos=[0, 0, 5],
+        dir=[0.3, 0.2, -1],
+        type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL,
+        castshadow=0,
+    )
+    spec.add_texture(
+        name="grid",
+        type=mujoco.mjtTexture.mjTEXTURE_2D,
+        builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
+        rgb1=[0.35, 0.4, 0.45],
+        rgb2=[0.55, 0.6, 0.65],
+        width=64,
+        height=64,
+    )
+    grid = spec.add_material(name="grid", texrepeat=[0.5, 0.5], texuniform=True)
+    grid.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = "grid"
     spec.worldbody.add_geom(
         name=FLOOR,
         type=mujoco.mjtGeom.mjGEOM_PLANE,
-        size=[0, 0, 1],
+        size=[200, 200, 1],  # half-sizes for rendering only: a plane collides everywhere
         contype=0,
         conaffinity=1,
         friction=[1.0, 0.005, 0.0001],
+        material="grid",
     )
     # Robot geoms collide with the floor only (self-collision off, as is usual for legged RL).
     for geom in spec.geoms:
