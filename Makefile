@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-RUN_ARGS ?= duration:=25 report:=true
+RUN_ARGS ?= duration:=25 report:=true report_dir:=runs/run
 ROS_ENV := source install/setup.bash && export PATH=$(CURDIR)/$(VENV)/bin:$$PATH
 # Upstream launch, launch_ros, ros2cli and composition_interfaces for pip-only machines (their SOURCE.md);
 # without the folder, a ROS 2 install provides them.

@@ -49,6 +49,7 @@ ARGUMENTS = [
     ("params_file", "", "extra ROS parameter file for every node (sections by node name)", None),
     ("duration", "0", "stop the stack after this many seconds (0: run until Ctrl-C)", None),
     ("report", "false", "the stack probe prints tracking, latency, rates and CPU at the end", BOOL),
+    ("report_dir", "", "report:=true also writes report.json and its PNGs (tracking, latency) here", None),
 ]
 """(name, default, description, choices) of every launch argument."""
 
@@ -76,6 +77,7 @@ def _stack(context):
     variant_named(arg["variant"], os.path.join(config, "robot_variants.yaml"))  # a clear error if unknown
 
     robot = {"robot": arg["robot"]}
+    report_file = os.path.join(os.path.abspath(arg["report_dir"]), "report.json") if arg["report_dir"] else ""
     # (executable, node name, parameter file in config/, runs, parameters from the arguments, extras)
     nodes = [
         ("sim_node", "anymal_sim", "sim.yaml", on["sim"], {**robot, "variant": arg["variant"]}, {}),
@@ -93,7 +95,8 @@ def _stack(context):
         ("exploration_node", "exploration_controller", "exploration.yaml", not on["policy"],
          {"controller": arg["controller"]}, {}),
         # with report:=true the probe ends the run itself, after its figures are taken from the running stack
-        ("stack_probe", "stack_probe", "stack_probe.yaml", on["report"], {"duration_s": duration}, {}),
+        ("stack_probe", "stack_probe", "stack_probe.yaml", on["report"],
+         {"duration_s": duration, "report_file": report_file}, {}),
     ]  # fmt: skip
     extra = [arg["params_file"]] if arg["params_file"] else []
     actions = [

@@ -180,12 +180,16 @@ def _assert_tf_matches_the_robot(bag: Path) -> None:
 def test_main_job_walks_the_command_sequence_and_records(tmp_path: Path) -> None:
     """The default stack (sim, policy, command sequence, logger) for 21 s: the robot follows /cmd_vel,
     never falls, every node exits 0 and the run is one complete bag."""
-    proc = _run(90, duration=21, report=True, bag_dir=tmp_path)
+    proc = _run(90, duration=21, report=True, bag_dir=tmp_path / "bags", report_dir=tmp_path / "report")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     exits = node_exits(out)
     assert len(exits) == 6 and not any(exits.values()), exits
-    bag = _assert_one_complete_bag(tmp_path, 50 * 15)
+    bag = _assert_one_complete_bag(tmp_path / "bags", 50 * 15)
+    written = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert written["tracking"] == stack_report(out)["tracking"], "the file is the printed report"
+    for png in ("report_velocity.png", "report_latency.png"):
+        assert (tmp_path / "report" / png).read_bytes()[:4] == b"\x89PNG"
     _assert_tf_matches_the_robot(bag)
     report = stack_report(out)
     assert report["sim"]["resets"] == "0", "the robot fell"

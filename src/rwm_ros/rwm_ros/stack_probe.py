@@ -64,13 +64,28 @@ class TrackingMeter:
         if self.command is not None:
             c = self.command
             self._rows.append(
-                (t - self._changed_at, c[0] - lin_vel_xy[0], c[1] - lin_vel_xy[1], c[2] - yaw_rate)
+                (
+                    t,
+                    t - self._changed_at,
+                    c[0],
+                    c[1],
+                    c[2],
+                    float(lin_vel_xy[0]),
+                    float(lin_vel_xy[1]),
+                    yaw_rate,
+                )
             )
+
+    def series(self) -> np.ndarray:
+        """(n, 7) rows of time (s, monotonic), commanded vx, vy, yaw rate, measured vx, vy, yaw rate."""
+        r = np.array(self._rows).reshape(-1, 8)
+        return r[:, [0, 2, 3, 4, 5, 6, 7]]
 
     def summary(self) -> dict:
         if not self._rows:
             return {}
-        r = np.array(self._rows)
+        rows = np.array(self._rows)
+        r = np.column_stack([rows[:, 1], rows[:, 2:5] - rows[:, 5:8]])
         steady = r[:, 0] >= self.settle_s
         out = {"samples": len(r), "duration_s": round(len(r) * C.POLICY_DT, 2)}
         for name, mask in (("all", np.ones(len(r), bool)), ("steady", steady), ("transient", ~steady)):
@@ -114,6 +129,8 @@ class StackProbe(Node):
         """Latest key-values of the simulator's diagnostics."""
         self.policy_diagnostics: dict[str, str] = {}
         """Latest key-values of the policy node's diagnostics."""
+        self.mode_changes: list[tuple[float, str]] = []
+        """(monotonic time, mode) each time the policy node's diagnostics name a new mode."""
         self._imu: bytes | None = None
         self._contacts: bytes | None = None
         self.reader = RobotStateReader(self.get_logger())
@@ -205,6 +222,9 @@ class StackProbe(Node):
                 self.sim_diagnostics = {kv.key: kv.value for kv in status.values}
             elif "control loop" in status.name:
                 self.policy_diagnostics = {kv.key: kv.value for kv in status.values}
+                mode = self.policy_diagnostics.get("mode")
+                if mode is not None and (not self.mode_changes or self.mode_changes[-1][1] != mode):
+                    self.mode_changes.append((time.monotonic(), mode))
 
     def summary(self) -> dict:
         """Figures of the stack so far, JSON-ready."""
@@ -309,7 +329,11 @@ class ReportingProbe(StackProbe):
             "SCHED_FIFO priority (1-99; 0: normal): it stands in for the robot's receiver",
         )
         self.report_file = declare(
-            self, "report_file", "", "also write the report here as JSON (empty: print only)"
+            self,
+            "report_file",
+            "",
+            "also write the report here as JSON, with PNGs beside it: velocity tracking with the policy's "
+            "modes, and the latency histogram (empty: print only)",
         )
         self.scheduling = set_realtime_priority(priority)
         self.usage = SiblingUsage()
@@ -338,6 +362,22 @@ class ReportingProbe(StackProbe):
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(out, indent=1))
             tmp.replace(path)
+            self._plot(path)
+
+    def _plot(self, report: Path) -> None:
+        """The run's PNGs beside its report."""
+        from rwm.evaluation.plots import plot_latency, plot_velocity_tracking  # noqa: PLC0415
+
+        series = self.tracking.series()
+        if len(series):
+            start = series[0, 0]
+            modes = [(t - start, mode) for t, mode in self.mode_changes]
+            plot_velocity_tracking(series[:, 0] - start, series[:, 1:4], series[:, 4:7], modes,
+                                   report.with_name(f"{report.stem}_velocity.png"))  # fmt: skip
+        if self.joint_commands.count > 1:
+            _, wall, stamps = self.joint_commands.arrays()
+            latency_ms = (wall - stamps.astype(np.float64) * 1e-9) * 1e3
+            plot_latency(latency_ms, report.with_name(f"{report.stem}_latency.png"))
 
     def _finish(self) -> None:
         self.report()

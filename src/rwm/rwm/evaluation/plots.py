@@ -1,4 +1,4 @@
-"""PNG figures of the world-model evaluation (matplotlib, no display needed)."""
+"""PNG figures of the world-model evaluation and of a stack run (matplotlib, no display needed)."""
 
 from __future__ import annotations
 
@@ -89,4 +89,48 @@ def plot_heatmaps(sweep: dict, path: str | Path) -> None:
         fig.colorbar(im, ax=ax)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_velocity_tracking(
+    time_s: np.ndarray,
+    command: np.ndarray,
+    measured: np.ndarray,
+    modes: list[tuple[float, str]],
+    path: str | Path,
+) -> None:
+    """Commanded against measured vx, vy and yaw rate over a run, the policy's mode changes marked."""
+    fig, axes = plt.subplots(3, 1, figsize=(10, 6.5), sharex=True)
+    labels = ("vx (m/s)", "vy (m/s)", "yaw rate (rad/s)")
+    for k, (ax, label) in enumerate(zip(axes, labels, strict=True)):
+        ax.plot(time_s, command[:, k], color="k", lw=1.2, label="commanded")
+        ax.plot(time_s, measured[:, k], color="tab:blue", lw=0.9, label="measured")
+        ax.set_ylabel(label)
+        for t, mode in modes:
+            ax.axvline(t, color="tab:red", lw=0.8, ls=":")
+            if k == 0:
+                ax.annotate(mode, (t, 1.0), xycoords=("data", "axes fraction"), fontsize=7, color="tab:red",
+                            rotation=90, va="top", ha="right")  # fmt: skip
+    axes[0].legend(fontsize=8, loc="lower right")
+    axes[-1].set_xlabel("time (s)")
+    fig.suptitle(
+        "Velocity tracking (odometry against /cmd_vel); dotted: policy mode changes (1 Hz diagnostics)"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_latency(latency_ms: np.ndarray, path: str | Path) -> None:
+    """Histogram of state stamp to joint command at the robot, with p50, p99 and the maximum."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    ax.hist(latency_ms, bins=80, color="tab:blue", log=True)
+    for q, style in ((50, "-"), (99, "--")):
+        v = float(np.percentile(latency_ms, q))
+        ax.axvline(v, color="k", ls=style, lw=1, label=f"p{q} {v:.2f} ms")
+    ax.axvline(float(latency_ms.max()), color="tab:red", lw=1, label=f"max {latency_ms.max():.2f} ms")
+    ax.set(xlabel="state stamp -> joint command at the robot (ms)", ylabel="commands")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)
