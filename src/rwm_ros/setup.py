@@ -28,6 +28,7 @@ setup(
             "world_model_node = rwm_ros.world_model_node:main",
             "command_sequence_node = rwm_ros.command_sequence_node:main",
             "state_publisher_node = rwm_ros.state_publisher_node:main",
+            "foxglove_bridge_node = rwm_ros.foxglove_bridge_node:main",
         ]
     },
 )

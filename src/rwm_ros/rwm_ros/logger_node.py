@@ -18,46 +18,16 @@ import time
 from collections import deque
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from geometry_msgs.msg import Twist
-from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Imu, JointState
-from std_msgs.msg import Bool, Float32MultiArray, String
-from tf2_msgs.msg import TFMessage
 
 from rwm.data.bag_recorder import RecorderConfig, SplitBagRecorder
-from rwm.robot import contract as C
 from rwm_ros.conversions import diagnostic_array
 from rwm_ros.node_base import WorkerThread, declare, declare_config
 from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.realtime import set_realtime_priority
 from rwm_ros.spin import spin_node
-from rwm_ros.topics import (
-    TOPIC_ACTION,
-    TOPIC_OBSERVATION,
-    TOPIC_ROBOT_DESCRIPTION,
-    TOPIC_TF,
-    TOPIC_TF_STATIC,
-)
-
-RECORDED: dict[str, tuple[type, str]] = {
-    C.TOPIC_JOINT_STATES: (JointState, "sensor_msgs/msg/JointState"),
-    C.TOPIC_IMU: (Imu, "sensor_msgs/msg/Imu"),
-    C.TOPIC_ODOM: (Odometry, "nav_msgs/msg/Odometry"),
-    C.TOPIC_CONTACTS: (Float32MultiArray, "std_msgs/msg/Float32MultiArray"),
-    C.TOPIC_JOINT_COMMAND: (JointState, "sensor_msgs/msg/JointState"),
-    C.TOPIC_CMD_VEL: (Twist, "geometry_msgs/msg/Twist"),
-    C.TOPIC_ESTOP: (Bool, "std_msgs/msg/Bool"),
-    TOPIC_OBSERVATION: (Float32MultiArray, "std_msgs/msg/Float32MultiArray"),
-    TOPIC_ACTION: (Float32MultiArray, "std_msgs/msg/Float32MultiArray"),
-    TOPIC_TF: (TFMessage, "tf2_msgs/msg/TFMessage"),
-    TOPIC_TF_STATIC: (TFMessage, "tf2_msgs/msg/TFMessage"),
-    TOPIC_ROBOT_DESCRIPTION: (String, "std_msgs/msg/String"),
-}
-"""Topic -> (message class, type name) of everything the logger records."""
-LATCHED = frozenset({TOPIC_TF_STATIC, TOPIC_ROBOT_DESCRIPTION})
-"""Topics published once (transient local): subscribed as such, and repeated at the start of every split."""
+from rwm_ros.topics import LATCHED, RECORDED
 
 
 class LoggerNode(Node):

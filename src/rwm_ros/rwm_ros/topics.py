@@ -1,7 +1,14 @@
-"""Topics of the stack beyond the robot contract (CONTRACT.md lists the contract's own), and the QoS
-its stream writers use."""
+"""Topics of the stack beyond the robot contract (CONTRACT.md lists the contract's own), the QoS its
+stream writers use, and what is recorded (the logger) and shown live (the Foxglove bridge)."""
 
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Imu, JointState
+from std_msgs.msg import Bool, Float32MultiArray, String
+from tf2_msgs.msg import TFMessage
+
+from rwm.robot import contract as C
 
 STREAM_WRITER_QOS = QoSProfile(depth=400, reliability=ReliabilityPolicy.RELIABLE)
 """Writers of the robot streams keep 1 s at 400 Hz. A reliable writer whose history is full waits in
@@ -30,3 +37,21 @@ TOPIC_TF = "/tf"
 """tf2_msgs/TFMessage: odom -> base and the leg links' transforms."""
 TOPIC_TF_STATIC = "/tf_static"
 """tf2_msgs/TFMessage, latched: the URDF's fixed transforms."""
+
+RECORDED: dict[str, tuple[type, str]] = {
+    C.TOPIC_JOINT_STATES: (JointState, "sensor_msgs/msg/JointState"),
+    C.TOPIC_IMU: (Imu, "sensor_msgs/msg/Imu"),
+    C.TOPIC_ODOM: (Odometry, "nav_msgs/msg/Odometry"),
+    C.TOPIC_CONTACTS: (Float32MultiArray, "std_msgs/msg/Float32MultiArray"),
+    C.TOPIC_JOINT_COMMAND: (JointState, "sensor_msgs/msg/JointState"),
+    C.TOPIC_CMD_VEL: (Twist, "geometry_msgs/msg/Twist"),
+    C.TOPIC_ESTOP: (Bool, "std_msgs/msg/Bool"),
+    TOPIC_OBSERVATION: (Float32MultiArray, "std_msgs/msg/Float32MultiArray"),
+    TOPIC_ACTION: (Float32MultiArray, "std_msgs/msg/Float32MultiArray"),
+    TOPIC_TF: (TFMessage, "tf2_msgs/msg/TFMessage"),
+    TOPIC_TF_STATIC: (TFMessage, "tf2_msgs/msg/TFMessage"),
+    TOPIC_ROBOT_DESCRIPTION: (String, "std_msgs/msg/String"),
+}
+"""Topic -> (message class, type name) of everything the logger records."""
+LATCHED = frozenset({TOPIC_TF_STATIC, TOPIC_ROBOT_DESCRIPTION})
+"""Topics published once (transient local): subscribed as such, and repeated at the start of every split."""
