@@ -12,7 +12,7 @@ from geometry_msgs.msg import Twist
 from rclpy.node import Node
 
 from rwm.robot import contract as C
-from rwm_ros.node_base import declare
+from rwm_ros.node_base import declare, print_published
 from rwm_ros.spin import spin_node
 
 DEFAULT_SEGMENTS = [4.0, 0.6, 0.0, 0.0, 4.0, 0.0, 0.3, 0.0, 4.0, 0.0, 0.0, 0.8, 4.0, -0.5, 0.0, 0.0]
@@ -66,6 +66,7 @@ class CommandSequenceNode(Node):
         self.msg = Twist()
         self._t0 = time.monotonic()
         self._done = False
+        self.published = 0
         self.create_timer(1.0 / rate, self._on_timer)
 
     def _on_timer(self) -> None:
@@ -77,6 +78,12 @@ class CommandSequenceNode(Node):
                 self._done = True
         self.msg.linear.x, self.msg.linear.y, self.msg.angular.z = cmd
         self.pub.publish(self.msg)
+        self.published += 1
+
+    def destroy_node(self) -> None:
+        if hasattr(self, "published"):  # absent when __init__ failed
+            print_published(self, {C.TOPIC_CMD_VEL: self.published})
+        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> None:

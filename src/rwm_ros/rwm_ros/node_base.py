@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 import textwrap
 import threading
 from collections.abc import Callable
@@ -126,3 +127,9 @@ class WorkerThread:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=timeout_s)
         return not self._thread.is_alive()
+
+
+def print_published(node: Node, counts: dict[str, int]) -> None:
+    """At shutdown: the messages this node published per topic, one line on stdout (`[name]
+    published: {json}`), so that a soak counts losses from the publishers' side, not the logger's."""
+    print(f"[{node.get_name()}] published: {json.dumps(counts)}", flush=True)

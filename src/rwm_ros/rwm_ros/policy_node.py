@@ -47,7 +47,7 @@ from rwm_ros.conversions import (
     stamp_to_ns,
 )
 from rwm_ros.model_files import check_model_robot, inside_directory, resolve_model
-from rwm_ros.node_base import WorkerThread, declare, declare_config
+from rwm_ros.node_base import WorkerThread, declare, declare_config, print_published
 from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.realtime import ArrivalWindow, SlackCollector, set_realtime_priority, timing_summary
 from rwm_ros.robot_state import RobotStateReader
@@ -94,6 +94,8 @@ class PolicyNode(Node):
         self.pacer = StatePacer(self.period_s)
         self._last_tick = -np.inf
         self.ticks = 0
+        self.published_commands = self.published_policy_ticks = 0
+        """Joint commands published; ticks whose observation and action were published (policy mode)."""
         self.tick_s_max = 0.0
         self.tick_s_sum = 0.0
         self._modes: dict[str, int] = {}
@@ -167,6 +169,14 @@ class PolicyNode(Node):
         if self.control.stop():
             self.inputs.close()
         self._gc.close()
+        print_published(
+            self,
+            {
+                C.TOPIC_JOINT_COMMAND: self.published_commands,
+                TOPIC_OBSERVATION: self.published_policy_ticks,
+                TOPIC_ACTION: self.published_policy_ticks,
+            },
+        )
         super().destroy_node()
 
     # -- inputs -------------------------------------------------------------------------------------------
@@ -260,6 +270,7 @@ class PolicyNode(Node):
         self._targets_view[:] = targets
         self.msg.header.stamp = stamp if stamp is not None else self.get_clock().now().to_msg()
         self.pub.publish(self.msg)
+        self.published_commands += 1
         if stamp is not None and self._wall_stamps:
             self.tick_times.add(stamp_to_ns(stamp), now, time.time())
         if self.loop.mode is Mode.POLICY:
@@ -267,6 +278,7 @@ class PolicyNode(Node):
             self._act_view[:] = self.loop.last_raw_action
             self.pub_obs.publish(self.msg_obs)
             self.pub_act.publish(self.msg_act)
+            self.published_policy_ticks += 1
         elapsed = time.perf_counter() - start
         self.ticks += 1
         self.tick_s_sum += elapsed

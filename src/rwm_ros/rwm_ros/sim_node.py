@@ -47,7 +47,7 @@ from rwm_ros.conversions import (
     raw_stamp_ns,
     set_stamp_ns,
 )
-from rwm_ros.node_base import WorkerThread, declare
+from rwm_ros.node_base import WorkerThread, declare, print_published
 from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.realtime import (
     ArrivalWindow,
@@ -130,6 +130,8 @@ class SimNode(Node):
         self.schedule = RealTimeSchedule(self.decimation * C.PHYSICS_DT / rtf, max_lag_s=MAX_LAG_S)
         self.sim.reset(height=self.initial_height)
         self.resets = 0
+        self.published_ticks = 0
+        """Ticks whose four robot messages were published."""
         """Resets after falls."""
 
         self.commands = CommandMailbox()
@@ -335,6 +337,7 @@ class SimNode(Node):
         self.pub_imu.publish(self.msg_imu)
         self.pub_odom.publish(self.msg_odom)
         self.pub_contacts.publish(self.msg_contacts)
+        self.published_ticks += 1
         if self.pub_clock is not None:
             self.pub_clock.publish(self.msg_clock)
 
@@ -390,6 +393,8 @@ class SimNode(Node):
             if physics.stop():
                 self.inputs.close()
             self._gc.close()
+            topics = (C.TOPIC_JOINT_STATES, C.TOPIC_IMU, C.TOPIC_ODOM, C.TOPIC_CONTACTS)
+            print_published(self, dict.fromkeys(topics, self.published_ticks))
         super().destroy_node()
 
 

@@ -4,19 +4,19 @@ hardware as it does in simulation (a real driver publishes joint states, not TF)
 
 - /robot_description (std_msgs/String, latched): the URDF in use;
 - /tf_static (latched): every fixed transform of the URDF (`rwm.robot.tf_tree`);
-- /tf: odom -> base from the odometry, and the 12 leg transforms from the joint states, at most
-  `max_rate_hz` each (joint states and odometry come at 400 Hz; a display needs far less).
+- /tf: odom -> base from the odometry, and the 12 leg transforms from the joint states, at
+  `rate_hz` from the newest sample of each (they come at 400 Hz; a display needs far less). The
+  streams never wake the node (`PolledSubscriptions`): only the samples used are deserialized.
 """
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 from geometry_msgs.msg import TransformStamped
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from tf2_msgs.msg import TFMessage
@@ -25,7 +25,8 @@ from rwm.robot import contract as C
 from rwm.robot.description import find_urdf
 from rwm.robot.tf_tree import TransformTree
 from rwm_ros.conversions import JointMessageError, JointOrder
-from rwm_ros.node_base import declare
+from rwm_ros.node_base import declare, print_published
+from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.spin import spin_node
 from rwm_ros.topics import TOPIC_ROBOT_DESCRIPTION, TOPIC_TF, TOPIC_TF_STATIC
 
@@ -56,13 +57,17 @@ class StatePublisherNode(Node):
         robot = declare(self, "robot", "anymal_d", "the robot described (anymal_d|anymal_c)")
         urdf = declare(self, "urdf", "", "URDF file; empty: the robot's description found on this machine")
         self.period_s = 1.0 / declare(
-            self, "max_rate_hz", 50.0, "most /tf messages per second from the joint states", (1.0, 1000.0)
+            self,
+            "rate_hz",
+            50.0,
+            "/tf updates per second from the newest joint state and odometry",
+            (1.0, 400.0),
         )
         path = find_urdf(robot, urdf or None)
         self.tree = TransformTree(path)
         self._order = JointOrder()
         self._q = np.zeros(C.NUM_JOINTS)
-        self._last_joints_s = self._last_odom_s = -np.inf
+        self.published_tf = 0
         self.pub_description = self.create_publisher(String, TOPIC_ROBOT_DESCRIPTION, LATCHED)
         self.pub_static = self.create_publisher(TFMessage, TOPIC_TF_STATIC, LATCHED)
         self.pub_tf = self.create_publisher(TFMessage, TOPIC_TF, 10)
@@ -80,34 +85,38 @@ class StatePublisherNode(Node):
         )
         self.msg_base = TFMessage(transforms=[_transform(C.ODOM_FRAME, C.BASE_FRAME, np.eye(1, 7, 6)[0])])
         qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-        self.create_subscription(JointState, C.TOPIC_JOINT_STATES, self._on_joints, qos)
-        self.create_subscription(Odometry, C.TOPIC_ODOM, self._on_odom, qos)
+        self.inputs = PolledSubscriptions(self)
+        self._joints = self.inputs.subscribe(JointState, C.TOPIC_JOINT_STATES, qos, wakes=False)
+        self._odom = self.inputs.subscribe(Odometry, C.TOPIC_ODOM, qos, wakes=False)
+        self.create_timer(self.period_s, self._publish_tf)
         self.get_logger().info(
             f"{path}: {len(static)} static and {len(self.tree.moving)} joint transforms, "
-            f"/tf at most {1.0 / self.period_s:.0f} Hz"
+            f"/tf at {1.0 / self.period_s:.0f} Hz"
         )
 
+    def _publish_tf(self) -> None:
+        """The newest joint state and odometry, if new, as transforms."""
+        cdr = self.inputs.take_latest(self._joints)
+        if cdr is not None:
+            self._on_joints(deserialize_message(cdr, JointState))
+        cdr = self.inputs.take_latest(self._odom)
+        if cdr is not None:
+            self._on_odom(deserialize_message(cdr, Odometry))
+
     def _on_joints(self, msg: JointState) -> None:
-        now_s = time.monotonic()
-        if now_s - self._last_joints_s < self.period_s:
-            return
         try:
             self._order.read(msg, "position", self._q)
         except JointMessageError:
             return
         if not np.isfinite(self._q).all():
             return
-        self._last_joints_s = now_s
         for t, pose in zip(self.msg_legs.transforms, self.tree.moving_poses(self._q), strict=True):
             t.header.stamp = msg.header.stamp
             _set_pose(t, pose)
         self.pub_tf.publish(self.msg_legs)
+        self.published_tf += 1
 
     def _on_odom(self, msg: Odometry) -> None:
-        now_s = time.monotonic()
-        if now_s - self._last_odom_s < self.period_s:
-            return
-        self._last_odom_s = now_s
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
         pose = (p.x, p.y, p.z, q.x, q.y, q.z, q.w)
         if not np.isfinite(pose).all():
@@ -118,6 +127,14 @@ class StatePublisherNode(Node):
         t.child_frame_id = msg.child_frame_id or C.BASE_FRAME
         _set_pose(t, pose)
         self.pub_tf.publish(self.msg_base)
+        self.published_tf += 1
+
+    def destroy_node(self) -> None:
+        if hasattr(self, "published_tf"):  # absent when __init__ failed
+            print_published(
+                self, {TOPIC_TF: self.published_tf, TOPIC_TF_STATIC: 1, TOPIC_ROBOT_DESCRIPTION: 1}
+            )
+        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> None:
