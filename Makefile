@@ -14,7 +14,7 @@ COMPOSITION := $(wildcard $(VENDOR)/rcl_interfaces/composition_interfaces)
 # tf2's TFMessage (not on PyPI): built here only where no ROS 2 install provides tf2_msgs.
 TF2_MSGS := $(if $(wildcard $(addsuffix /share/tf2_msgs,$(filter-out $(CURDIR)/install/%,$(subst :, ,$(AMENT_PREFIX_PATH))))),,interfaces/tf2_msgs)
 
-.PHONY: setup build test run bench lint clean ppo-model ppo-dr wm-heldout pretrain-data wm-model wm-seeds wm-sweep mbpo-model
+.PHONY: setup build test run bench lint clean ppo-model ppo-dr wm-heldout pretrain-data wm-model wm-ensemble wm-seeds wm-sweep mbpo-model
 
 setup: build
 
@@ -106,6 +106,20 @@ wm-model: setup
 		--source "rwm wm-table: RWM-AR"
 	cp runs/wm_table/rwm-ar/scored.pt models/anymal_d_rwm.pt
 	mkdir -p docs/world_model && cp runs/wm_table/table.md runs/wm_table/results.json runs/wm_table/*.png docs/world_model/
+
+# RWM-U (issue 17): the shipped RWM grown into an ensemble of 5 state heads on its GRU (member 0 is
+# RWM's own head), trained on the pretraining data with per-member bootstrap weights; its monitor
+# threshold calibrated on data/heldout; the evaluation suite with the uncertainty's calibration, and
+# the monitor on the robot variants. After pretrain-data.
+wm-ensemble: setup
+	$(ROS_ENV) && rwm train-wm --data data/pretrain --heldout data/heldout --init models/anymal_d_rwm.pt \
+		--ensemble-size 5 --batch-size 256 --lr 3e-4 --iterations 1000 --eval-interval 250 --seed 5 \
+		--out runs/wm_ensemble
+	$(ROS_ENV) && rwm export-wm runs/wm_ensemble/model.pt --out models/anymal_d_rwmu.onnx --heldout data/heldout \
+		--source "RWM-U: anymal_d_rwm grown to 5 members (make wm-ensemble)"
+	$(ROS_ENV) && rwm eval --heldout data/heldout --model RWM=models/anymal_d_rwm.pt \
+		--model RWM-U=runs/wm_ensemble/model.pt --out docs/world_model_ensemble
+	$(ROS_ENV) && rwm eval-monitor models/anymal_d_rwmu.onnx --json docs/monitor/anymal_d_rwmu_ppo.json
 
 # How firm the table's ranking is: a second seed of the RWM rows and the AR baselines that come close,
 # then the mean over the two seeds (docs/world_model/seeds.md). After wm-model; about 50 min.

@@ -41,9 +41,20 @@ ARGUMENTS = [
     ("sequence", "true", "play the scripted /cmd_vel sequence (config/command_sequence.yaml)", BOOL),
     ("record", "true", "record the topics (rosbag2 MCAP) into bag_dir with the data logger", BOOL),
     ("state_publisher", "true", "publish /robot_description, /tf and /tf_static (RViz, Foxglove)", BOOL),
-    ("foxglove", "false", "live view: Foxglove WebSocket on ws://localhost:8765 (config/foxglove.yaml)", BOOL),
+    (
+        "foxglove",
+        "false",
+        "live view: Foxglove WebSocket on ws://localhost:8765 (config/foxglove.yaml)",
+        BOOL,
+    ),
     ("bag_dir", "replay_buffer", "the replay buffer: where the data logger's bags go", None),
-    ("world_model", "false", "RWM health monitor on the live robot (<robot>_rwm.onnx)", BOOL),
+    ("world_model", "false", "RWM health monitor on the live robot", BOOL),
+    (
+        "world_model_file",
+        "",
+        "the monitor's ONNX: a path or a name in models/ (empty: <robot>_rwm.onnx)",
+        None,
+    ),
     ("trainer", "false", "offline refinement of RWM from bag_dir (its own process, nice 19; heavy)", BOOL),
     ("controller", "stand", "exploration controller when policy:=false", ["stand", "perturb", "gait"]),
     ("namespace", "", "node namespace (the contract's topics are absolute and do not move)", None),
@@ -73,6 +84,7 @@ def _stack(context):
         arg["robot"],
         policy=(arg["policy_file"] or None) if on["policy"] else False,
         world_model=on["world_model"] or on["trainer"],
+        world_model_file=arg["world_model_file"] or None,
     )
     config = os.path.join(get_package_share_directory("rwm_bringup"), "config")
     variant_named(arg["variant"], os.path.join(config, "robot_variants.yaml"))  # a clear error if unknown

@@ -51,16 +51,22 @@ def check_model_robot(path: str | Path, robot: str, metadata: dict | None = None
         )
 
 
-def models_for_robot(robot: str, policy: str | None | bool = None, world_model: bool = False) -> dict:
+def models_for_robot(
+    robot: str,
+    policy: str | None | bool = None,
+    world_model: bool = False,
+    world_model_file: str | None = None,
+) -> dict:
     """The files a stack on `robot` runs: policy (None: `<robot>_ppo.onnx`; False: no policy) and, with
-    `world_model`, `<robot>_rwm.onnx` and its checkpoint. Raises a clear error when one is missing or
+    `world_model`, the monitor's model (`world_model_file`, else `<robot>_rwm.onnx`) and the
+    checkpoint the trainer refines (`<robot>_rwm.pt`). Raises a clear error when one is missing or
     was made for another robot."""
     found: dict[str, Path] = {}
     wanted = {}
     if policy is not False:
         wanted["policy"] = policy or f"{robot}_ppo.onnx"
     if world_model:
-        wanted["world_model"] = f"{robot}_rwm.onnx"
+        wanted["world_model"] = world_model_file or f"{robot}_rwm.onnx"
         wanted["checkpoint"] = f"{robot}_rwm.pt"
     for role, name in wanted.items():
         try:
