@@ -22,8 +22,8 @@ def test_calibration_is_the_margin_over_a_quantile_of_the_validation_windows():
     errors[0] = np.nan  # no prediction yet
     cfg = AnomalyCalibration(window_steps=10, quantile=1.0, margin=1.5, warmup_steps=20)
     rule = calibrate_threshold([errors, errors[:50, :2]], cfg)
-    windows = windowed_mean(errors[20:], 10)
-    assert rule["validation_windows"] == 5 * 171 + 2 * 21
+    windows = windowed_mean(errors[21:], 10)  # row 0: no prediction; then 20 warm-up steps
+    assert rule["validation_windows"] == 5 * 170 + 2 * 20
     assert rule["threshold"] == pytest.approx(1.5 * windows.max(), abs=1e-5)
     with pytest.raises(ValueError, match="no validation window"):
         calibrate_threshold([errors[:25]], cfg)

@@ -110,18 +110,16 @@ def test_exploration_stack_stands_and_reports() -> None:
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     exits = node_exits(out)
-    assert set(exits) == {"sim_node-1", "exploration_node-2", "stack_probe-3"} and not any(exits.values()), (
-        exits
-    )
+    expected = {"sim_node-1", "state_publisher_node-2", "exploration_node-3", "stack_probe-4"}
+    assert set(exits) == expected and not any(exits.values()), exits
     report = stack_report(out)
     assert report["joint_states"]["stamp_interval_mean_ms"] == pytest.approx(2.5, abs=0.01)
     assert report["base"]["height_m"] == pytest.approx(0.544, abs=0.03)
     assert report["base"]["foot_contacts"] == [1, 1, 1, 1]
     assert int(report["sim"]["commands_accepted"]) > 150
-    assert set(report["nodes"]) == {"anymal_sim", "exploration_controller"}
+    assert set(report["nodes"]) == {"anymal_sim", "state_publisher", "exploration_controller"}
 
 
-@pytest.mark.slow
 def _assert_tf_matches_the_robot(bag: Path) -> None:
     """The bag draws the robot: its description and static transforms are there, and the TF tree read
     back puts every foot where the joint states say (forward kinematics, an independent model) and the
@@ -177,6 +175,7 @@ def _assert_tf_matches_the_robot(bag: Path) -> None:
         np.testing.assert_allclose(pin.SE3ToXYZQUAT(pose), odom[s], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_main_job_walks_the_command_sequence_and_records(tmp_path: Path) -> None:
     """The default stack (sim, policy, command sequence, logger) for 21 s: the robot follows /cmd_vel,
     never falls, every node exits 0 and the run is one complete bag."""
@@ -244,7 +243,7 @@ def test_terminal_ctrl_c_ends_every_node_cleanly_and_keeps_the_recording(tmp_pat
     assert launch.wait(timeout=20) == 0  # how fast each node stops: bench/bench_shutdown.py
     out = (tmp_path / "launch.log").read_text()
     exits = node_exits(out)
-    assert len(exits) == 4 and not any(exits.values()), out[-3000:]
+    assert len(exits) == 5 and not any(exits.values()), out[-3000:]
     _assert_one_complete_bag(tmp_path / "bags", 50 * 4)
 
 

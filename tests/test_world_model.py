@@ -168,5 +168,5 @@ def test_world_model_onnx_parity_over_100_steps(tmp_path):
     assert mean.shape == (3, 45) and std.shape == (3, 45) and logits.shape == (3, 8) and h.shape == (3, 2, 32)
     assert (std > 0).all() and wm.metadata["source"] == "test"
     anomaly = wm.metadata["anomaly"]
-    assert anomaly["validation_windows"] == 4 * (80 - 32 - 25 + 1)
+    assert anomaly["validation_windows"] == 4 * (80 - 1 - 32 - 25 + 1), "row 0 has no prediction"
     assert anomaly["threshold"] == pytest.approx(1.2 * anomaly["validation_max"], rel=0.05)

@@ -49,11 +49,13 @@ class TrackingMeter:
     """Velocity tracking from odometry against the /cmd_vel in force, split into the first `settle_s`
     after each command change (transient) and the rest (steady)."""
 
-    def __init__(self, settle_s: float = 1.0) -> None:
+    def __init__(self, settle_s: float = 1.0, capacity: int = round(600 / C.POLICY_DT)) -> None:
         self.settle_s = settle_s
         self.command: np.ndarray | None = None
         self._changed_at = 0.0
-        self._rows: list[tuple[float, ...]] = []
+        self._ring = np.zeros((capacity, 8))
+        """Rows (time, since the last change, commanded vx vy wz, measured vx vy wz): the last 10 min."""
+        self._count = 0
 
     def set_command(self, cmd: np.ndarray, t: float) -> None:
         if self.command is None or not np.array_equal(cmd, self.command):
@@ -62,29 +64,28 @@ class TrackingMeter:
 
     def add(self, t: float, lin_vel_xy: np.ndarray, yaw_rate: float) -> None:
         if self.command is not None:
-            c = self.command
-            self._rows.append(
-                (
-                    t,
-                    t - self._changed_at,
-                    c[0],
-                    c[1],
-                    c[2],
-                    float(lin_vel_xy[0]),
-                    float(lin_vel_xy[1]),
-                    yaw_rate,
-                )
-            )
+            row = self._ring[self._count % len(self._ring)]
+            row[0], row[1] = t, t - self._changed_at
+            row[2:5] = self.command
+            row[5:7] = lin_vel_xy
+            row[7] = yaw_rate
+            self._count += 1
+
+    def _rows(self) -> np.ndarray:
+        """The kept rows, oldest first."""
+        n = len(self._ring)
+        if self._count <= n:
+            return self._ring[: self._count]
+        return np.roll(self._ring, -(self._count % n), axis=0)
 
     def series(self) -> np.ndarray:
         """(n, 7) rows of time (s, monotonic), commanded vx, vy, yaw rate, measured vx, vy, yaw rate."""
-        r = np.array(self._rows).reshape(-1, 8)
-        return r[:, [0, 2, 3, 4, 5, 6, 7]]
+        return self._rows()[:, [0, 2, 3, 4, 5, 6, 7]]
 
     def summary(self) -> dict:
-        if not self._rows:
+        if not self._count:
             return {}
-        rows = np.array(self._rows)
+        rows = self._rows()
         r = np.column_stack([rows[:, 1], rows[:, 2:5] - rows[:, 5:8]])
         steady = r[:, 0] >= self.settle_s
         out = {"samples": len(r), "duration_s": round(len(r) * C.POLICY_DT, 2)}

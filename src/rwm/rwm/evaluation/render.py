@@ -100,8 +100,9 @@ def _overlay(image: np.ndarray, motion: Motion, k: int) -> np.ndarray:
 def render_video(
     motion: Motion, out: str | Path, robot: str = "anymal_d", cfg: RenderConfig = RenderConfig()
 ) -> dict:
-    """Write `motion` to an MP4 (H.264) at `cfg.fps`; returns frames, seconds and frames per second
-    of the rendering. The file appears only when complete (written to a temporary name first)."""
+    """Write `motion` to an MP4 (H.264) played in real time (at the rate its frames were sampled);
+    returns frames, seconds and frames per second of the rendering. The file appears only when
+    complete (written to a temporary name first)."""
     import time  # noqa: PLC0415
 
     import imageio_ffmpeg  # noqa: PLC0415
@@ -109,8 +110,10 @@ def render_video(
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp.mp4")
     renderer = MotionRenderer(robot, cfg)
+    # played at the rate the motion was sampled at (a dataset's 50 Hz rows give whole strides only)
+    fps = 1.0 / float(np.median(np.diff(motion.time_s))) if len(motion) > 1 else cfg.fps
     writer = imageio_ffmpeg.write_frames(
-        str(tmp), (cfg.width, cfg.height), fps=cfg.fps, codec="libx264", quality=7, macro_block_size=8
+        str(tmp), (cfg.width, cfg.height), fps=fps, codec="libx264", quality=7, macro_block_size=8
     )
     writer.send(None)
     start, count = time.perf_counter(), 0

@@ -53,8 +53,10 @@ def windowed_mean(errors: np.ndarray, window: int) -> np.ndarray:
 
 def calibrate_threshold(errors: Sequence[np.ndarray], cfg: AnomalyCalibration = AnomalyCalibration()) -> dict:
     """The `anomaly` metadata entry from sets of (T, B) one-step validation errors, each set a batch
-    of trajectories that start at T = 0 (NaN where not scored). Windows holding a NaN are left out."""
-    windows = [windowed_mean(e[cfg.warmup_steps :], cfg.window_steps).ravel() for e in errors]
+    of trajectories from their start (row 0 holds no error: no prediction yet; NaN where not scored).
+    The windows are those `AnomalyDetector` judges: from the first scored error after the warm-up.
+    Windows holding a NaN are left out."""
+    windows = [windowed_mean(e[1 + cfg.warmup_steps :], cfg.window_steps).ravel() for e in errors]
     values = np.concatenate(windows) if windows else np.zeros(0)
     values = values[np.isfinite(values)]
     if values.size == 0:

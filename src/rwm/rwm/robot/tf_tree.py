@@ -40,7 +40,7 @@ class TransformTree:
         self._q_index = np.array([self.model.idx_qs[names.index(n)] for n in C.JOINT_NAMES])
         joints = [
             (j.get("name"), j.get("type"), j.find("parent").get("link"), j.find("child").get("link"))
-            for j in ET.fromstring(self.urdf_text).iter("joint")
+            for j in ET.fromstring(self.urdf_text).findall("joint")  # not <transmission>/<gazebo> joints
         ]
         leg_joints = set(C.JOINT_NAMES)
         self.moving = [LinkTransform(p, c) for n, t, p, c in joints if n in leg_joints]

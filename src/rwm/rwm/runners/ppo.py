@@ -142,8 +142,11 @@ def train_ppo(
         done_iterations = runner.current_learning_iteration + 1
         runner.current_learning_iteration = done_iterations
         print(f"resumed from {ckpt} at iteration {done_iterations}")
-    # the curriculum's clock continues where the stage stopped (a resumed run does not restart it)
+    # the curriculum's clock continues where the stage stopped (a resumed run does not restart it),
+    # and the robots built at step 0 are drawn again from the ranges of that step
     env.env.total_steps = (done_iterations - start_iteration) * cfg.ppo.num_steps_per_env
+    if env.env.total_steps and cfg.env.randomization_ramp_steps:
+        env.env.reset_all()
     (log_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
     (log_dir / "runner_config.json").write_text(json.dumps(runner_config(cfg), indent=2))
     remaining = cfg.max_iterations - done_iterations

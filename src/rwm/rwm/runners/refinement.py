@@ -183,7 +183,7 @@ def refine_from_bags(
                 {"source": "refine", "version": version, "parent": str(checkpoint), "rows": rows},
                 validation=[held, new_held],  # the monitor's threshold, recalibrated for this version
             )
-        except RuntimeError as e:
+        except (RuntimeError, ValueError) as e:  # parity, or no window to calibrate the monitor on
             result.reason = f"ONNX export failed validation: {e}"
             return result
         save_checkpoint(
