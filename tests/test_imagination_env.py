@@ -83,17 +83,17 @@ def test_a_predicted_knee_contact_ends_the_episode_with_the_penalty() -> None:
     states, actions, _, contacts, _, _ = _replay()
     model = build_world_model("rwm", {"hidden_size": 32, "head_hidden": 16})
     model.normalizer.fit(states.reshape(-1, 45), actions.reshape(-1, 12))
-    step = model.step
+    step = model.step_members
 
     def knee_down(state, action, hidden):
-        mean, std, logits, hidden = step(state, action, hidden)
+        means, stds, logits, hidden = step(state, action, hidden)
         logits = logits.clone()
         logits[:, C.KNEE_CONTACTS] = -30.0
         logits[0, 0] = 30.0  # robot 0: left-front knee surely on the ground
         logits[1, 0] = -1.4  # robot 1: a 20 % chance only, not a fall
-        return mean, std * 0.0, logits, hidden
+        return means, stds * 0.0, logits, hidden
 
-    model.step = knee_down
+    model.step_members = knee_down
 
     def first_step(penalty: float):
         buffer = ReplayBuffer(seed=0)  # the same start windows for both runs

@@ -154,6 +154,30 @@ def _eval_on_variants(args: argparse.Namespace, policy, cfg) -> int:
     return 0
 
 
+def _adapt_policy(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rwm.runners.adaptation import AdaptConfig, adapt_policy
+    from rwm.sim.variants import variant_named
+
+    bags = sorted(
+        p
+        for b in args.bags
+        for p in ([Path(b)] if (Path(b) / "metadata.yaml").is_file() else Path(b).glob("*/"))
+        if (p / "metadata.yaml").is_file()
+    )
+    cfg = AdaptConfig(
+        iterations=args.iterations,
+        uncertainty_penalty=args.uncertainty_penalty,
+        seed=args.seed,
+        validation_episodes=args.episodes,
+    )
+    check = (args.check_variant, variant_named(args.check_variant)) if args.check_variant else None
+    result = adapt_policy(args.policy, args.world_model, bags, args.versions_dir, cfg, args.pretrain, check)
+    print(json.dumps(result.__dict__, indent=1, default=str))
+    return 0 if result.accepted else 1
+
+
 def _train_mbpo(args: argparse.Namespace) -> int:
     from rwm.rl.imagination_env import ImaginationConfig
     from rwm.runners.mbpo import MBPOConfig, train_mbpo
@@ -280,6 +304,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nominal-seeds", type=int, default=5, help="--variants: seeds of the nominal robot")
     p.add_argument("--variants-file", help="named variants (default: config/robot_variants.yaml)")
     p.set_defaults(func=_eval_policy)
+
+    p = sub.add_parser(
+        "adapt-policy",
+        help="MOPO-PPO: fine-tune the deployed policy in an ensemble's imagination from bags, validate in "
+        "simulation, write policy_versions/policy_v<N>.onnx",
+    )
+    p.add_argument("--policy", default="models/anymal_d_ppo.onnx", help="the deployed ONNX policy")
+    p.add_argument(
+        "--world-model", required=True, help="world-model checkpoint (.pt), an ensemble refined on the bags"
+    )
+    p.add_argument("--bags", nargs="+", required=True, help="bag directories, or directories holding bags")
+    p.add_argument("--pretrain", help="array dataset mixed into the starting histories (20 %%)")
+    p.add_argument("--versions-dir", default="policy_versions")
+    p.add_argument("--iterations", type=int, default=60)
+    p.add_argument("--uncertainty-penalty", type=float, default=1.0, help="MOPO's lambda")
+    p.add_argument("--episodes", type=int, default=50, help="simulated validation episodes per robot")
+    p.add_argument("--check-variant", help="also report both policies on this simulated robot variant")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_adapt_policy)
 
     p = sub.add_parser("train-mbpo", help="MBPO-PPO: PPO in RWM imagination, real data collected online")
     p.add_argument("--world-model", required=True, help="pretrained world-model checkpoint (.pt)")

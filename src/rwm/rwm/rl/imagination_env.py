@@ -28,7 +28,7 @@ import torch
 from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
-from rwm.models.base import WorldModel
+from rwm.models.base import WorldModel, ensemble_gaussian
 from rwm.robot import contract as C
 from rwm.robot.policy_io import OBS_DIM_WITH_LAST_ACTION, policy_observation, raw_to_targets
 from rwm.sim.commands import CommandConfig
@@ -67,6 +67,10 @@ class ImaginationConfig:
     falls after command changes (7 / 100); a fall criterion imagination can show fixed them instead."""
     online_fraction: float = 0.5
     """Share of starting histories drawn from data collected online (the rest: pretraining data)."""
+    uncertainty_penalty: float = 0.0
+    """MOPO's lambda (RWM-U, arXiv 2504.16680): subtracted from each imagined step's reward, times the
+    ensemble's disagreement on that step (std of the members' means, normalized, averaged over the
+    state), so that the policy does not exploit what the model does not know. 0: off (MBPO-PPO)."""
     seed: int = 0
     commands: CommandConfig = field(default_factory=CommandConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
@@ -139,9 +143,11 @@ class ImaginationEnv(VecEnv):
     def step(self, actions: torch.Tensor) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict]:
         targets = raw_to_targets(actions)
         norm = self.model.normalizer
-        mean, std, logits, self.hidden = self.model.step(
+        means, stds, logits, self.hidden = self.model.step_members(
             norm.state(self.state), norm.action(targets), self.hidden
         )
+        mean, std = ensemble_gaussian(means, stds)
+        uncertainty = means.std(0, unbiased=False).mean(-1) if len(means) > 1 else torch.zeros(len(mean))
         p_contact = torch.sigmoid(logits)
         if self.cfg.sample_temperature > 0.0:
             mean = mean + self.cfg.sample_temperature * std * torch.randn(mean.shape, generator=self.gen)
@@ -152,7 +158,7 @@ class ImaginationEnv(VecEnv):
         terms, self.air_time = reward_terms(
             self.state, nxt, targets, self.action, self.command, contacts, self.air_time, self.cfg.reward
         )
-        reward = total_reward(terms, self.cfg.reward)
+        reward = total_reward(terms, self.cfg.reward) - self.cfg.uncertainty_penalty * uncertainty
         finite = torch.isfinite(nxt).all(-1)
         reward = torch.where(finite, reward, torch.zeros_like(reward))
         self.reward_sum += float(reward.mean())
@@ -174,6 +180,7 @@ class ImaginationEnv(VecEnv):
             self._new_commands(torch.nonzero(due).flatten())
         log = {f"/imagined_reward/{k}": float(v.mean()) for k, v in terms.items()}
         log["/imagined/terminations_per_step"] = float(terminated.float().mean())
+        log["/imagined/uncertainty"] = float(uncertainty.mean())
         extras = {"time_outs": truncated.clone(), "log": log}
         obs = TensorDict({"policy": self._observation().clone()}, batch_size=[self.num_envs])
         return obs, reward.float(), done.long(), extras

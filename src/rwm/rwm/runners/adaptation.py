@@ -1,0 +1,171 @@
+"""Policy adaptation from the robot's own bags: MOPO-PPO (RWM-U, arXiv 2504.16680) on rsl-rl.
+
+The deployed policy (its ONNX actor; the critic learns from scratch) is fine-tuned with PPO in the
+imagination of a world-model ensemble refined on the bags, the imagined robots starting from real
+histories (mostly the bags', some pretraining data), each imagined step's reward lowered by the
+ensemble's disagreement times `uncertainty_penalty`. No simulator is used for training.
+
+Validation before anything is written: the candidate and the deployed policy both run the same
+simulated episodes of the nominal robot (a seed used for nothing else); the candidate is accepted
+only if it falls no more often and its tracking is not lower beyond `tracking_tolerance`. Then
+`policy_v<N>.onnx` appears in the versions directory, atomically (written to a temporary name and
+renamed), beside `policy_v<N>.json` with its figures. The simulator only judges: on the robot, the
+policy node's rollback (a fall, a watchdog hold or an anomaly soon after the swap) is the last guard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from rsl_rl.runners import OnPolicyRunner
+
+from rwm.data.array_dataset import ArrayDataset
+from rwm.data.bag_loader import load_bags
+from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy
+from rwm.export.policy_onnx import load_actor_from_onnx
+from rwm.export.runtime import OnnxPolicy
+from rwm.models.factory import load_checkpoint
+from rwm.rl.imagination_env import ImaginationConfig, ImaginationEnv
+from rwm.runners.mbpo import deterministic_policy
+from rwm.runners.ppo import PPOConfig, TrainConfig, export_runner_policy, runner_config
+from rwm.sim.variants import NOMINAL, RobotVariant
+from rwm.storage.replay_buffer import ReplayBuffer
+
+VERSION = re.compile(r"policy_v(\d+)\.onnx$")
+
+
+@dataclass
+class AdaptConfig:
+    iterations: int = 60
+    """PPO updates in imagination."""
+    uncertainty_penalty: float = 1.0
+    """lambda of MOPO: reward per imagined step lowered by this times the ensemble's disagreement."""
+    init_std: float = 0.3
+    """Exploration std the deployed actor starts fine-tuning with."""
+    learning_rate: float = 3e-4
+    imagination: ImaginationConfig = field(
+        default_factory=lambda: ImaginationConfig(num_envs=512, online_fraction=0.8, termination_penalty=2.0)
+    )
+    validation_episodes: int = 50
+    validation_episode_s: float = 20.0
+    validation_seed: int = 4711
+    """Seed of the simulated validation episodes (used for nothing else)."""
+    tracking_tolerance: float = 0.01
+    seed: int = 0
+    threads: int = 2
+
+
+@dataclass
+class AdaptResult:
+    accepted: bool
+    reason: str
+    version: int | None = None
+    onnx: str | None = None
+    deployed: dict = field(default_factory=dict)
+    """The deployed policy on the validation episodes (and on `check_variant`, when given)."""
+    candidate: dict = field(default_factory=dict)
+    bag_rows: int = 0
+    wall_s: float = 0.0
+
+
+def next_policy_version(versions_dir: Path) -> int:
+    found = [int(m.group(1)) for p in versions_dir.glob("policy_v*.onnx") if (m := VERSION.search(p.name))]
+    return max(found, default=0) + 1
+
+
+def _figures(policy, obs_dim: int, cfg: AdaptConfig, variant: RobotVariant) -> dict:
+    run = evaluate_policy(
+        policy,
+        obs_dim,
+        PolicyEvalConfig(
+            episodes=cfg.validation_episodes,
+            episode_length_s=cfg.validation_episode_s,
+            seed=cfg.validation_seed,
+            variant=variant,
+        ),
+    )
+    return {k: run[k] for k in ("falls", "tracking_reward_normalized", "lin_vel_rmse_m_s", "episodes")}
+
+
+def adapt_policy(
+    policy: str | Path,
+    world_model: str | Path,
+    bags: list[Path],
+    versions_dir: str | Path,
+    cfg: AdaptConfig = AdaptConfig(),
+    pretrain: str | Path | None = None,
+    check_variant: tuple[str, RobotVariant] | None = None,
+) -> AdaptResult:
+    """Fine-tune `policy` (ONNX) in the imagination of `world_model` (a checkpoint, ideally an ensemble
+    refined on `bags`), validate, and write a new version. `check_variant` (name, variant) adds
+    figures on that simulated robot to the result, for the record; acceptance is on the nominal robot."""
+    start = time.time()
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    versions = Path(versions_dir)
+    versions.mkdir(parents=True, exist_ok=True)
+    trajectories, report = load_bags(bags)
+    buffer = ReplayBuffer(ArrayDataset(pretrain) if pretrain else None, seed=cfg.seed)
+    for t in trajectories:
+        if len(t) > cfg.imagination.history:
+            buffer.add(t.state, t.action, t.contacts)
+    result = AdaptResult(False, "", bag_rows=buffer.collected_rows)
+    if buffer.collected_rows == 0:
+        result.reason = f"no trajectory of more than {cfg.imagination.history} steps in the bags: {report}"
+        return result
+    model, _ = load_checkpoint(world_model)
+    imagination = ImaginationEnv(
+        model, buffer, replace(cfg.imagination, uncertainty_penalty=cfg.uncertainty_penalty, seed=cfg.seed)
+    )
+    ppo = PPOConfig(init_std=cfg.init_std, learning_rate=cfg.learning_rate)
+    deployed = OnnxPolicy(policy)
+    with tempfile.TemporaryDirectory(dir=versions, prefix=".adapt-") as tmp:
+        runner = OnPolicyRunner(
+            imagination, runner_config(TrainConfig(ppo=ppo, seed=cfg.seed)), log_dir=tmp, device="cpu"
+        )
+        load_actor_from_onnx(runner.alg.actor, policy)
+        runner.learn(num_learning_iterations=cfg.iterations, init_at_random_ep_len=True)
+        candidate = deterministic_policy(runner)
+        checks = [("nominal", NOMINAL), *([check_variant] if check_variant else [])]
+        result.deployed = {name: _figures(deployed, deployed.obs_dim, cfg, v) for name, v in checks}
+        result.candidate = {name: _figures(candidate, deployed.obs_dim, cfg, v) for name, v in checks}
+        before, after = result.deployed["nominal"], result.candidate["nominal"]
+        result.wall_s = round(time.time() - start, 1)
+        if after["falls"] > before["falls"]:
+            result.reason = (
+                f"more falls on the nominal robot: {after['falls']} > {before['falls']}; policy kept"
+            )
+            return result
+        if (
+            after["tracking_reward_normalized"]
+            < before["tracking_reward_normalized"] - cfg.tracking_tolerance
+        ):
+            result.reason = (
+                f"nominal tracking fell: {after['tracking_reward_normalized']:.3f} < "
+                f"{before['tracking_reward_normalized']:.3f} - {cfg.tracking_tolerance}; policy kept"
+            )
+            return result
+        version = next_policy_version(versions)
+        onnx_tmp = Path(tmp) / "policy.onnx"
+        meta = {
+            "source": "adapt-policy (MOPO-PPO)",
+            "version": version,
+            "parent": str(policy),
+            "bag_rows": result.bag_rows,
+        }
+        export_runner_policy(runner, onnx_tmp, meta)
+        result.accepted, result.reason, result.version = True, "validated", version
+        final = versions / f"policy_v{version}.onnx"
+        result.onnx = str(final)
+        (versions / f"policy_v{version}.json").write_text(
+            json.dumps({**asdict(result), "config": asdict(cfg)}, indent=1, default=str)
+        )
+        os.replace(onnx_tmp, final)  # last: its appearance announces a complete version
+    return result
