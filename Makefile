@@ -73,6 +73,7 @@ VALIDATION_VARIANTS := nominal payload_15kg friction_0.4 motors_75 delay_20ms se
 ppo-dr: setup
 	$(ROS_ENV) && rwm train-ppo $(PPO_DR_ARGS)
 	$(ROS_ENV) && rwm select-policy --log-dir runs/ppo_dr --first 150 --seed 777 --episodes 50 \
+		--prior-transitions 17829888 \
 		--variants $(VALIDATION_VARIANTS) --out runs/ppo_dr/selected.onnx
 	$(ROS_ENV) && rwm eval-policy runs/ppo_dr/selected.onnx --variants all --json runs/ppo_dr/suite.json
 

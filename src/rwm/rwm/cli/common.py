@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 
 def invocation() -> str:
     """The command as typed, for the metadata of what it makes (models record how they were made)."""
     return "rwm " + " ".join(sys.argv[1:])
+
+
+def bag_directories(paths: list[str]) -> list[Path]:
+    """Bags named directly (directories with metadata.yaml) or found one level inside the directories
+    given (a replay buffer)."""
+    found = []
+    for given in map(Path, paths):
+        found += [given] if (given / "metadata.yaml").is_file() else list(given.glob("*/"))
+    return sorted(p for p in found if (p / "metadata.yaml").is_file())

@@ -8,6 +8,7 @@ import json
 
 def _collect(args: argparse.Namespace) -> int:
     from rwm.data.collect import collect_bag, collect_dataset
+    from rwm.sim.variants import variant_named
 
     controller = args.controller
     if args.policy:
@@ -40,6 +41,7 @@ def _collect(args: argparse.Namespace) -> int:
             storage=args.storage,
             robot=args.robot,
             cmd=cmd,
+            variant=variant_named(args.variant),
         )
     summary["controller"] = args.policy or args.controller
     summary["action_noise"] = args.action_noise if args.policy else None
@@ -105,6 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=60.0, help="bag: simulated seconds")
     p.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="bag storage plugin")
     p.add_argument("--cmd", type=float, nargs=3, metavar=("VX", "VY", "WZ"), help="bag: fixed /cmd_vel")
+    p.add_argument("--variant", default="nominal", help="bag: simulated robot (config/robot_variants.yaml)")
     p.add_argument(
         "--dataset", action="store_true", help="write the compact array dataset from the batched env"
     )

@@ -96,7 +96,7 @@ def _select_policy(args: argparse.Namespace) -> int:
                 "checkpoint": ckpt.name,
                 "iterations": it + 1,
                 "seed": train_cfg["seed"],
-                "real_transitions": (it + 1) * num_envs * steps,
+                "real_transitions": args.prior_transitions + (it + 1) * num_envs * steps,
                 "selected_on": {"episodes": args.episodes, "seed": args.seed, "variants": args.variants},
             }
             path = Path(tmp) / f"{ckpt.stem}.onnx"
@@ -139,7 +139,8 @@ def _eval_on_variants(args: argparse.Namespace, policy, cfg) -> int:
     from rwm.evaluation.policy_eval import evaluate_on_variants, plot_variants, variants_table
     from rwm.sim.variants import load_variants
 
-    names = list(load_variants(args.variants_file)) if args.variants == ["all"] else args.variants
+    all_names = list(load_variants(args.variants_file, beyond_training=False))
+    names = all_names if args.variants == ["all"] else args.variants
     results = evaluate_on_variants(
         policy, policy.obs_dim, names, cfg, nominal_seeds=args.nominal_seeds, variants_file=args.variants_file
     )
@@ -155,17 +156,11 @@ def _eval_on_variants(args: argparse.Namespace, policy, cfg) -> int:
 
 
 def _adapt_policy(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from rwm.cli.common import bag_directories
     from rwm.runners.adaptation import AdaptConfig, adapt_policy
     from rwm.sim.variants import variant_named
 
-    bags = sorted(
-        p
-        for b in args.bags
-        for p in ([Path(b)] if (Path(b) / "metadata.yaml").is_file() else Path(b).glob("*/"))
-        if (p / "metadata.yaml").is_file()
-    )
+    bags = bag_directories(args.bags)
     cfg = AdaptConfig(
         iterations=args.iterations,
         uncertainty_penalty=args.uncertainty_penalty,
@@ -280,6 +275,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--first", type=int, default=0, help="consider checkpoints from this iteration on")
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--seed", type=int, default=777, help="validation seed (not eval-policy's 12345)")
+    p.add_argument(
+        "--prior-transitions",
+        type=int,
+        default=0,
+        help="real transitions behind the policy this stage started from (counted in the metadata)",
+    )
     p.add_argument("--episode-length", type=float, default=20.0)
     p.add_argument("--obs-dim", type=int, default=48)
     p.add_argument("--out", required=True)

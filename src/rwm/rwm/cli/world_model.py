@@ -102,7 +102,8 @@ def _eval_monitor(args: argparse.Namespace) -> int:
     from rwm.sim.variants import load_variants
 
     policy, world_model = OnnxPolicy(args.policy), OnnxWorldModel(args.world_model)
-    names = list(load_variants(args.variants_file)) if args.variants == ["all"] else args.variants
+    all_names = list(load_variants(args.variants_file, beyond_training=False))
+    names = all_names if args.variants == ["all"] else args.variants
     cfg = MonitorEvalConfig(robots=args.robots, duration_s=args.duration, seed=args.seed)
     results = evaluate_monitor(
         policy, policy.obs_dim, world_model, names, cfg, args.within, args.variants_file
@@ -115,6 +116,19 @@ def _eval_monitor(args: argparse.Namespace) -> int:
         out.write_text(json.dumps(results, indent=1) + "\n")
         out.with_suffix(".md").write_text(table)
     return 0
+
+
+def _refine_wm(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from rwm.cli.common import bag_directories
+    from rwm.runners.refinement import RefineConfig, refine_from_bags
+
+    bags = bag_directories(args.bags)
+    cfg = RefineConfig(iterations=args.iterations, seed=args.seed)
+    result = refine_from_bags(args.checkpoint, bags, args.heldout, args.model_dir, cfg, args.pretrain)
+    print(json.dumps(asdict(result), indent=1, default=str))
+    return 0 if result.accepted else 1
 
 
 def _average_wm(args: argparse.Namespace) -> int:
@@ -236,6 +250,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=4242)
     p.add_argument("--json", help="write the results here (and the table beside it, .md)")
     p.set_defaults(func=_eval_monitor)
+
+    p = sub.add_parser(
+        "refine-wm",
+        help="refine a world model on bags (mixed with pretraining data), validate, write a version "
+        "(what the trainer node does)",
+    )
+    p.add_argument("checkpoint", help="world-model checkpoint (.pt) to refine")
+    p.add_argument("--bags", nargs="+", required=True, help="bag directories, or directories holding bags")
+    p.add_argument(
+        "--heldout", default="models/anymal_d_heldout", help="held-out set it must not get worse on"
+    )
+    p.add_argument("--pretrain", help="pretraining array dataset mixed into every batch")
+    p.add_argument("--model-dir", default="model_versions", help="where versions rwm_v<N> go")
+    p.add_argument("--iterations", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_refine_wm)
 
     p = sub.add_parser("average-wm", help="average the weights of checkpoints of one world-model run")
     p.add_argument("checkpoints", nargs="+", help="checkpoints (.pt) of the same run, e.g. its last three")

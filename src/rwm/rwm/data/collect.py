@@ -22,6 +22,7 @@ from rwm.sim.anymal_sim import AnymalSim
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig, PushConfig
 from rwm.sim.commands import CommandConfig, CommandSampler
 from rwm.sim.controllers import make_controller
+from rwm.sim.variants import NOMINAL, RobotVariant
 
 MAX_TILT_GRAVITY_Z = EnvConfig.max_tilt_gravity_z
 """A robot whose projected gravity z rises above this has fallen (as in the batched environment)."""
@@ -75,8 +76,10 @@ def collect_bag(
     robot: str = "anymal_d",
     cmd: Sequence[float] | None = None,
     reset_gap_s: float = 0.1,
+    variant: RobotVariant = NOMINAL,
 ) -> dict:
-    """Record a bag of one simulated robot; returns messages per topic, bag duration and falls.
+    """Record a bag of one simulated robot (of `variant`); returns messages per topic, bag duration
+    and falls.
 
     The command is `cmd` throughout, or sampled (CommandConfig ranges) at the start, every
     resample period and after each fall; /cmd_vel is written when it changes. A fallen robot gets a
@@ -85,7 +88,7 @@ def collect_bag(
     if reset_gap_s <= 1.5 * C.POLICY_DT:
         raise ValueError(f"reset_gap_s must exceed {1.5 * C.POLICY_DT} s so that loaders split at resets")
     rng = np.random.default_rng(seed)
-    sim = AnymalSim(robot_name=robot)
+    sim = AnymalSim(robot_name=robot, variant=variant)
     ctrl = make_controller(controller) if isinstance(controller, str) else controller
     ctrl.reset(rng)
     commands = CommandConfig()

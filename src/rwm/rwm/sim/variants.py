@@ -172,14 +172,17 @@ motors at 75 %, 20 ms of delay) lies inside the family a policy is trained on: t
 robustness within a randomized family, as in the papers, not extrapolation beyond it."""
 
 
-def load_variants(path: str | Path | None = None) -> dict[str, RobotVariant]:
-    """Named variants from a YAML file (`find_variants_file`): `variants: {name: {field: value}}`;
-    unknown fields and bad values are refused with the variant's name."""
+def load_variants(path: str | Path | None = None, beyond_training: bool = True) -> dict[str, RobotVariant]:
+    """Named variants from a YAML file (`find_variants_file`): `variants: {name: {field: value}}` (the
+    evaluation suite, inside the training family) and, with `beyond_training`, `beyond_training:`
+    (robots outside it, for adaptation from their bags); unknown fields and bad values are refused
+    with the variant's name."""
     path = find_variants_file(path)
     raw = yaml.safe_load(path.read_text()) or {}
     known = {f.name for f in fields(RobotVariant)}
     out: dict[str, RobotVariant] = {}
-    for name, values in (raw.get("variants") or {}).items():
+    sections = [raw.get("variants") or {}, *([raw.get("beyond_training") or {}] if beyond_training else [])]
+    for name, values in (item for section in sections for item in section.items()):
         values = values or {}
         unknown = sorted(set(values) - known)
         if unknown:
