@@ -191,3 +191,13 @@ def test_the_randomization_curriculum_widens_from_the_nominal_robot() -> None:
     env._reset(np.arange(4))
     assert any(r.variant.payload_kg > 0.0 for r in env.robots), "full ranges after the ramp"
     env.close()
+
+
+def test_robots_beyond_the_training_family_are_named_apart_from_the_suite() -> None:
+    from rwm.sim.variants import TRAINING_RANGES, variant_named
+
+    suite = load_variants(beyond_training=False)
+    everything = load_variants()
+    beyond = sorted(set(everything) - set(suite))
+    assert "payload_25kg" in beyond and "payload_15kg" in suite
+    assert variant_named("payload_25kg").payload_kg > TRAINING_RANGES.payload_kg[1], "outside the family"
