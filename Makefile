@@ -58,15 +58,15 @@ PPO_STAGE2_ARGS := --log-dir runs/ppo_ft --init-from runs/ppo/model_1400.pt --it
 ppo-model: setup
 	$(ROS_ENV) && rwm train-ppo $(PPO_ARGS)
 	$(ROS_ENV) && rwm train-ppo $(PPO_STAGE2_ARGS)
-	$(ROS_ENV) && rwm select-policy --log-dir runs/ppo_ft --first 1450 --seed 777 --out models/anymal_d_ppo.onnx
-	$(ROS_ENV) && rwm eval-policy models/anymal_d_ppo.onnx --json models/anymal_d_ppo_eval.json
+	$(ROS_ENV) && rwm select-policy --log-dir runs/ppo_ft --first 1450 --seed 777 --out models/anymal_d_ppo_nominal.onnx
+	$(ROS_ENV) && rwm eval-policy models/anymal_d_ppo_nominal.onnx --json models/anymal_d_ppo_nominal_eval.json
 
 # PPO with domain randomization (issue 16): a new robot every episode (rwm.sim.variants.TRAINING_RANGES)
 # and sensor noise, the ranges widening from the nominal robot over the first 150 iterations. From
 # scratch under the full ranges PPO only learned to stand (runs/ppo_dr_scratch: tracking 0.33, no gait
-# after 550 iterations), so this stage starts from the shipped nominal policy's actor (critic fresh).
+# after 588 iterations), so this stage starts from the shipped nominal policy's actor (critic fresh).
 # Resumable (`--resume`), checkpoints every 50 iterations, selected on validation variants and seed 777.
-PPO_DR_ARGS := --log-dir runs/ppo_dr --init-from models/anymal_d_ppo.onnx --init-std 0.4 --iterations 400 \
+PPO_DR_ARGS := --log-dir runs/ppo_dr --init-from models/anymal_d_ppo_nominal.onnx --init-std 0.4 --iterations 400 \
 	--randomization-ramp 150 --num-envs 512 --seed 11 --resample-time 4 --termination-penalty 2 \
 	--domain-randomization --resume
 VALIDATION_VARIANTS := nominal payload_15kg friction_0.4 motors_75 delay_20ms sensor_noise
@@ -76,16 +76,19 @@ ppo-dr: setup
 		--prior-transitions 17829888 \
 		--variants $(VALIDATION_VARIANTS) --out runs/ppo_dr/selected.onnx
 	$(ROS_ENV) && rwm eval-policy runs/ppo_dr/selected.onnx --variants all --json runs/ppo_dr/suite.json
+	cp runs/ppo_dr/selected.onnx models/anymal_d_ppo.onnx
+	cp runs/ppo_dr/suite.json models/anymal_d_ppo_eval.json
+	for e in json md png; do cp runs/ppo_dr/suite.$$e docs/variants/anymal_d_ppo.$$e; done
 
 # World-model data recorded with the shipped PPO policy (noise and pushes for coverage): 2.05 M
 # pretraining transitions, 100 held-out trajectories of 400 steps (other seed), a small bag.
 pretrain-data: setup
-	$(ROS_ENV) && rwm collect --dataset --policy models/anymal_d_ppo.onnx --action-noise 0.3 \
+	$(ROS_ENV) && rwm collect --dataset --policy models/anymal_d_ppo_nominal.onnx --action-noise 0.3 \
 		--steps 4000 --num-envs 512 --seed 100 --out data/pretrain
-	$(ROS_ENV) && rwm collect --dataset --policy models/anymal_d_ppo.onnx --action-noise 0.3 \
+	$(ROS_ENV) && rwm collect --dataset --policy models/anymal_d_ppo_nominal.onnx --action-noise 0.3 \
 		--steps 400 --num-envs 110 --episode-length 8 --seed 200 --out data/heldout
 	rm -rf tests/data/anymal_d_ppo_sample
-	$(ROS_ENV) && rwm collect --policy models/anymal_d_ppo.onnx --duration 5 --seed 300 \
+	$(ROS_ENV) && rwm collect --policy models/anymal_d_ppo_nominal.onnx --duration 5 --seed 300 \
 		--out tests/data/anymal_d_ppo_sample
 
 # The held-out set shipped with the models (validation (b) of the offline trainer, so that a fresh
@@ -93,7 +96,7 @@ pretrain-data: setup
 # noise 0.3, a seed used for nothing else.
 wm-heldout: setup
 	rm -rf models/anymal_d_heldout
-	$(ROS_ENV) && rwm collect --dataset --policy models/anymal_d_ppo.onnx --action-noise 0.3 \
+	$(ROS_ENV) && rwm collect --dataset --policy models/anymal_d_ppo_nominal.onnx --action-noise 0.3 \
 		--steps 400 --num-envs 16 --episode-length 8 --seed 210 --out models/anymal_d_heldout
 
 # The world-model comparison (models/README.md, docs/world_model/) and the shipped RWM (the RWM-AR
@@ -160,7 +163,7 @@ MBPO_ARGS := --iterations 60 --ppo-iterations 25 --real-envs 40 --real-steps 100
 	--init-std 0.5 --termination-penalty 2 --fall-tilt-deg 20 --real-resample-time 4 --seed 0
 mbpo-model: setup
 	rm -rf data/mbpo_pretrain runs/mbpo_wm runs/mbpo
-	$(ROS_ENV) && rwm collect --dataset --policy models/anymal_d_ppo.onnx --action-noise 0.5 \
+	$(ROS_ENV) && rwm collect --dataset --policy models/anymal_d_ppo_nominal.onnx --action-noise 0.5 \
 		--steps 1000 --num-envs 512 --seed 400 --out data/mbpo_pretrain
 	$(ROS_ENV) && rwm train-wm --data data/mbpo_pretrain --out runs/mbpo_wm --lr 1e-3 --batch-size 256 \
 		--iterations 1500 --eval-interval 500 --jacobian-weight 1e-3 --seed 0

@@ -1,4 +1,5 @@
-"""The shipped policy and the sample bag recorded with it (make pretrain-data) agree with each other."""
+"""The shipped models, and the sample bag recorded with the nominal policy (make pretrain-data) agrees
+with that policy."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from rwm.robot.policy_io import policy_observation, raw_to_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "models" / "anymal_d_ppo.onnx"
+NOMINAL_POLICY = ROOT / "models" / "anymal_d_ppo_nominal.onnx"
+"""The first PPO policy (no domain randomization): it recorded the pretraining data and the sample bag."""
 SAMPLE_BAG = ROOT / "tests" / "data" / "anymal_d_ppo_sample"
 
 
@@ -25,11 +28,11 @@ def test_shipped_policy_metadata():
 
 
 @pytest.mark.skipif(not SAMPLE_BAG.is_dir(), reason="no sample bag yet")
-def test_sample_bag_replays_the_shipped_policy():
+def test_sample_bag_replays_the_nominal_policy():
     trajectories, report = load_bag(SAMPLE_BAG)
     assert report.ok, str(report)
     assert sum(len(t) for t in trajectories) >= 200  # 5 s at 50 Hz
-    policy = OnnxPolicy(POLICY)
+    policy = OnnxPolicy(NOMINAL_POLICY)
     for t in trajectories:
         obs = policy_observation(t.state[1:], t.command[1:], t.action[:-1])
         assert np.allclose(t.action[1:], raw_to_targets(policy(obs)), atol=1e-4)
