@@ -31,7 +31,7 @@ ARGUMENTS = [
     (
         "robot",
         "anymal_d",
-        "robot model; its models are <robot>_ppo.onnx, <robot>_rwm.onnx",
+        "robot model; its models are <robot>_ppo.onnx, <robot>_rwmu.onnx (+ .pt)",
         ["anymal_d", "anymal_c"],
     ),
     ("sim", "true", "start the simulated robot (false: a robot driver provides the topics)", BOOL),
@@ -52,7 +52,7 @@ ARGUMENTS = [
     (
         "world_model_file",
         "",
-        "the monitor's ONNX: a path or a name in models/ (empty: <robot>_rwm.onnx)",
+        "the monitor's ONNX: a path or a name in models/ (empty: <robot>_rwmu.onnx)",
         None,
     ),
     ("trainer", "false", "offline refinement of RWM from bag_dir (its own process, nice 19; heavy)", BOOL),

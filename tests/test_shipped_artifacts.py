@@ -84,3 +84,22 @@ def test_shipped_mbpo_policy_walks_through_a_command_change_in_simulation():
     result = evaluate_policy(OnnxPolicy(MBPO_POLICY), 48, PolicyEvalConfig(episodes=10, seed=2024))
     assert result["falls"] == 0, result["fall_events"]
     assert result["tracking_reward_normalized"] > 0.85
+
+
+ENSEMBLE = ROOT / "models" / "anymal_d_rwmu.onnx"
+
+
+@pytest.mark.skipif(not ENSEMBLE.is_file(), reason="no shipped ensemble yet")
+def test_shipped_ensemble_matches_its_checkpoint_and_carries_its_monitor_rule():
+    from rwm.control.world_model_monitor import validate_world_model
+    from rwm.export.runtime import OnnxWorldModel
+    from rwm.export.world_model_onnx import _Step, rollout_parity
+    from rwm.models.factory import load_checkpoint
+
+    onnx_model = OnnxWorldModel(ENSEMBLE)
+    validate_world_model(onnx_model)
+    model, _ = load_checkpoint(ENSEMBLE.with_suffix(".pt"))
+    assert model.heads_module.members == onnx_model.metadata["ensemble_size"] == 5
+    assert rollout_parity(_Step(model).eval(), ENSEMBLE, steps=50) <= 1e-4
+    rule = onnx_model.metadata["anomaly"]
+    assert rule["threshold"] > rule["validation_max"] and rule["validation_windows"] > 1000

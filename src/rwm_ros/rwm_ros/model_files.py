@@ -1,7 +1,8 @@
 """Find the stack's model files: shipped models by name, each robot's own models, and reloadable versions.
 
 A name is an existing path, else a file in share/rwm_bringup/models, else in ./models. Each robot has
-its own models, `<robot>_ppo.onnx` (policy), `<robot>_rwm.onnx` and `<robot>_rwm.pt` (world model);
+its own models, `<robot>_ppo.onnx` (policy), `<robot>_rwmu.onnx` and `<robot>_rwmu.pt` (the world-model
+ensemble, RWM-U: the monitor's model and the trainer's starting point);
 a model carries the robot it was trained on in its metadata, and no node runs a model made for another
 robot. Files named on a topic (a reload) are used only from inside the node's own versions directory.
 """
@@ -58,16 +59,16 @@ def models_for_robot(
     world_model_file: str | None = None,
 ) -> dict:
     """The files a stack on `robot` runs: policy (None: `<robot>_ppo.onnx`; False: no policy) and, with
-    `world_model`, the monitor's model (`world_model_file`, else `<robot>_rwm.onnx`) and the
-    checkpoint the trainer refines (`<robot>_rwm.pt`). Raises a clear error when one is missing or
+    `world_model`, the monitor's model (`world_model_file`, else `<robot>_rwmu.onnx`) and the
+    checkpoint the trainer refines (`<robot>_rwmu.pt`). Raises a clear error when one is missing or
     was made for another robot."""
     found: dict[str, Path] = {}
     wanted = {}
     if policy is not False:
         wanted["policy"] = policy or f"{robot}_ppo.onnx"
     if world_model:
-        wanted["world_model"] = world_model_file or f"{robot}_rwm.onnx"
-        wanted["checkpoint"] = f"{robot}_rwm.pt"
+        wanted["world_model"] = world_model_file or f"{robot}_rwmu.onnx"
+        wanted["checkpoint"] = f"{robot}_rwmu.pt"
     for role, name in wanted.items():
         try:
             found[role] = resolve_model(name)

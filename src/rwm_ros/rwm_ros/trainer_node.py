@@ -51,7 +51,7 @@ class TrainerNode(Node):
             declare(self, "model_dir", "model_versions", "where validated versions are written")
         )
         self.initial = declare(
-            self, "checkpoint", "anymal_d_rwm.pt", "starting checkpoint (path or name in models/)"
+            self, "checkpoint", "anymal_d_rwmu.pt", "starting checkpoint (path or name in models/)"
         )
         self.heldout = resolve_model(
             declare(self, "heldout", "anymal_d_heldout", "held-out set (shipped in models/, or a path)")

@@ -50,7 +50,7 @@ class WorldModelNode(Node):
         super().__init__("world_model", **kwargs)
 
         path = resolve_model(
-            declare(self, "model", "anymal_d_rwm.onnx", "world-model ONNX: path or name in models/")
+            declare(self, "model", "anymal_d_rwmu.onnx", "world-model ONNX: path or name in models/")
         )
         model = OnnxWorldModel(path)
         robot = declare(self, "robot", "anymal_d", "the robot monitored (anymal_d|anymal_c)")

@@ -57,10 +57,13 @@ def load_checkpoint(path: str | Path) -> tuple[WorldModel, dict[str, Any]]:
     return model, {k: v for k, v in ckpt.items() if k not in ("model", "config", "arch")}
 
 
-def with_ensemble(model: WorldModel, members: int) -> WorldModel:
+def with_ensemble(model: WorldModel, members: int, perturbation: float = 0.1, seed: int = 0) -> WorldModel:
     """`model` grown to an ensemble of `members` state heads (RWM-U): its weights, normalization and
-    first member kept, the new members freshly initialized (their random start is where an
-    ensemble's diversity comes from). Only RWM has the option."""
+    first member kept, each new member a copy of the first with every weight perturbed by Gaussian
+    noise of `perturbation` times that tensor's std. Members started at random instead made the
+    ensemble's mean much worse than the model it grew from for a long time (held-out AR error 0.82
+    after 250 updates, 0.42 after 1000: `make wm-ensemble`'s data); copies start as good, and the perturbation and each member's own bootstrap
+    of the data make them disagree where the data does not pin them down. Only RWM has the option."""
     arch, config = model_config(model).values()
     if arch != "rwm":
         raise ValueError(f"ensembles are built on RWM, not {arch!r}")
@@ -70,6 +73,14 @@ def with_ensemble(model: WorldModel, members: int) -> WorldModel:
     missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
     if unexpected or any(not k.startswith("heads_module.member_") for k in missing):
         raise ValueError(f"cannot grow the model to an ensemble: missing {missing}, unexpected {unexpected}")
+    heads, generator = grown.heads_module, torch.Generator().manual_seed(seed)
+    pairs = [(m, heads.mean_head) for m in heads.member_mean_heads]
+    pairs += [(m, heads.std_head) for m in heads.member_std_heads]
+    with torch.no_grad():
+        for member, source in pairs:
+            for target, weights in zip(member.parameters(), source.parameters(), strict=True):
+                noise = torch.randn(weights.shape, generator=generator) * perturbation * weights.std()
+                target.copy_(weights + noise)
     return grown
 
 
