@@ -62,8 +62,9 @@ def with_ensemble(model: WorldModel, members: int, perturbation: float = 0.1, se
     first member kept, each new member a copy of the first with every weight perturbed by Gaussian
     noise of `perturbation` times that tensor's std. Members started at random instead made the
     ensemble's mean much worse than the model it grew from for a long time (held-out AR error 0.82
-    after 250 updates, 0.42 after 1000: `make wm-ensemble`'s data); copies start as good, and the perturbation and each member's own bootstrap
-    of the data make them disagree where the data does not pin them down. Only RWM has the option."""
+    after 250 updates, 0.42 after 1000, on `make wm-ensemble`'s data; copies: 0.34 and 0.36); copies
+    start as good, and the perturbation and each member's own bootstrap of the data make them
+    disagree where the data does not pin them down. Only RWM has the option."""
     arch, config = model_config(model).values()
     if arch != "rwm":
         raise ValueError(f"ensembles are built on RWM, not {arch!r}")
