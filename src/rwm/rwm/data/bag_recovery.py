@@ -49,29 +49,25 @@ TRUNCATED_SUFFIX = ".truncated"
 """A recovered bag's original is kept under its name plus this (the loaders and the trainer skip it)."""
 
 _INFINITE = QosTime(sec=9223372036, nsec=854775807)
-OFFERED_QOS = Qos(
-    history=QosHistory.UNKNOWN,
-    depth=0,
-    reliability=QosReliability.RELIABLE,
-    durability=QosDurability.VOLATILE,
-    deadline=_INFINITE,
-    lifespan=_INFINITE,
-    liveliness=QosLiveliness.AUTOMATIC,
-    liveliness_lease_duration=_INFINITE,
-    avoid_ros_namespace_conventions=False,
-)
+
+
+def _reliable_publisher_qos(durability: QosDurability) -> Qos:
+    return Qos(
+        history=QosHistory.UNKNOWN,
+        depth=0,
+        reliability=QosReliability.RELIABLE,
+        durability=durability,
+        deadline=_INFINITE,
+        lifespan=_INFINITE,
+        liveliness=QosLiveliness.AUTOMATIC,
+        liveliness_lease_duration=_INFINITE,
+        avoid_ros_namespace_conventions=False,
+    )
+
+
+OFFERED_QOS = _reliable_publisher_qos(QosDurability.VOLATILE)
 """The publisher QoS that `ros2 bag record` stores for a default reliable publisher."""
-LATCHED_QOS = Qos(
-    history=QosHistory.UNKNOWN,
-    depth=0,
-    reliability=QosReliability.RELIABLE,
-    durability=QosDurability.TRANSIENT_LOCAL,
-    deadline=_INFINITE,
-    lifespan=_INFINITE,
-    liveliness=QosLiveliness.AUTOMATIC,
-    liveliness_lease_duration=_INFINITE,
-    avoid_ros_namespace_conventions=False,
-)
+LATCHED_QOS = _reliable_publisher_qos(QosDurability.TRANSIENT_LOCAL)
 """The same for a latched publisher (/tf_static, /robot_description): `ros2 bag play` latches them."""
 
 

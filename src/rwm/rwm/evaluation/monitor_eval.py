@@ -21,7 +21,7 @@ from rwm.robot import contract as C
 from rwm.robot.policy_io import includes_last_action, raw_to_targets
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig
 from rwm.sim.commands import CommandConfig
-from rwm.sim.variants import NOMINAL, RobotVariant, load_variants
+from rwm.sim.variants import NOMINAL, RobotVariant, variants_named
 
 
 @dataclass(frozen=True)
@@ -95,10 +95,7 @@ def evaluate_monitor(
 ) -> dict:
     """Per named variant: robots alarmed (and within `detect_within_s`), when, and among robots
     that did not fall (on the nominal robot every one of those is a false alarm)."""
-    variants = load_variants(variants_file)
-    unknown = sorted(set(names) - set(variants))
-    if unknown:
-        raise ValueError(f"unknown robot variants {unknown}; the variants are {sorted(variants)}")
+    variants = variants_named(names, variants_file)
     rule = world_model.metadata["anomaly"]
     results = {}
     for name in names:

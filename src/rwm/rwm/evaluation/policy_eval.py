@@ -19,7 +19,7 @@ import numpy as np
 from rwm.robot.policy_io import includes_last_action, raw_to_targets
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig
 from rwm.sim.reward import tracking_reward
-from rwm.sim.variants import NOMINAL, RobotVariant, load_variants
+from rwm.sim.variants import NOMINAL, RobotVariant, variants_named
 
 TRANSIENT_S = 1.0
 """Steps within this time after a command change count as transient in the RMSE split."""
@@ -122,10 +122,7 @@ def evaluate_on_variants(
 ) -> dict:
     """The robot-variant suite: `cfg.episodes` episodes on each named variant (`nominal` on
     `nominal_seeds` seeds, cfg.seed, cfg.seed + 1, ...); per variant the falls, tracking and RMSE."""
-    variants = load_variants(variants_file)
-    unknown = sorted(set(names) - set(variants))
-    if unknown:
-        raise ValueError(f"unknown robot variants {unknown}; the variants are {sorted(variants)}")
+    variants = variants_named(names, variants_file)
     results = {}
     for name in names:
         seeds = [cfg.seed + k for k in range(nominal_seeds if name == "nominal" else 1)]

@@ -198,6 +198,15 @@ def load_variants(path: str | Path | None = None, beyond_training: bool = True) 
     return out
 
 
+def variants_named(names: list[str], path: str | Path | None = None) -> dict[str, RobotVariant]:
+    """The named variants, in the order given; unknown names are refused, listing the known ones."""
+    variants = load_variants(path)
+    unknown = sorted(set(names) - set(variants))
+    if unknown:
+        raise ValueError(f"unknown robot variants {unknown}; the variants are {sorted(variants)}")
+    return {name: variants[name] for name in names}
+
+
 def variant_named(name: str, path: str | Path | None = None) -> RobotVariant:
     variants = load_variants(path)
     if name not in variants:
