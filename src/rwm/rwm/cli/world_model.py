@@ -125,7 +125,7 @@ def _refine_wm(args: argparse.Namespace) -> int:
     from rwm.runners.refinement import RefineConfig, refine_from_bags
 
     bags = bag_directories(args.bags)
-    cfg = RefineConfig(iterations=args.iterations, seed=args.seed)
+    cfg = RefineConfig(iterations=args.iterations, seed=args.seed, tolerance=args.tolerance)
     result = refine_from_bags(args.checkpoint, bags, args.heldout, args.model_dir, cfg, args.pretrain)
     print(json.dumps(asdict(result), indent=1, default=str))
     return 0 if result.accepted else 1
@@ -263,6 +263,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--pretrain", help="pretraining array dataset mixed into every batch")
     p.add_argument("--model-dir", default="model_versions", help="where versions rwm_v<N> go")
+    p.add_argument(
+        "--tolerance", type=float, default=0.0, help="accepted relative increase of the held-out set's error"
+    )
     p.add_argument("--iterations", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_refine_wm)
