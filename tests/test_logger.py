@@ -85,6 +85,9 @@ def test_logger_node_loses_nothing_at_400_hz_and_closes_on_sigterm(tmp_path):
             JointState, C.TOPIC_JOINT_STATES, QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         )
         wait_for(lambda t: time.sleep(t), lambda: pub.get_subscription_count() > 0, 20.0, "the logger")
+        # The writer has seen the reader; the reader's side of the match can come a moment later (it
+        # now discovers 12 topics), and what is sent before it is not the logger's to lose.
+        time.sleep(0.5)
         msg = JointState()
         msg.name = list(C.JOINT_NAMES)
         msg.position = [0.0] * 12
