@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -29,7 +30,10 @@ def ros_env(domain: int) -> dict[str, str]:
 
 @contextmanager
 def node_process(cmd: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen]:
-    """Run `cmd` for the duration of the block; SIGINT, then SIGKILL, whatever happens."""
+    """Run `cmd` for the duration of the block in a session of its own; then SIGINT, and SIGKILL
+    after 5 s, to its whole process group, whatever happens. The group matters for `ros2 launch`:
+    its nodes share it, and a launch killed alone (blocked on its full output pipe, say) left them
+    running on, orphaned, through the rest of the tests."""
     proc = subprocess.Popen(
         cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -37,12 +41,14 @@ def node_process(cmd: list[str], env: dict[str, str]) -> Iterator[subprocess.Pop
         yield proc
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            os.killpg(proc.pid, signal.SIGINT)
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        with contextlib.suppress(ProcessLookupError):  # what outlived its launch in the group
+            os.killpg(proc.pid, signal.SIGKILL)
         if proc.stdout is not None:
             proc.stdout.close()
 
