@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,11 @@ def node_process(cmd: list[str], env: dict[str, str]) -> Iterator[subprocess.Pop
     proc = subprocess.Popen(
         cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+    # The pipe is always drained (a node blocked on a full pipe cannot shut down); `proc.output`
+    # holds what it printed so far.
+    proc.output = []
+    reader = threading.Thread(target=lambda: proc.output.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
     try:
         yield proc
     finally:
@@ -49,6 +55,7 @@ def node_process(cmd: list[str], env: dict[str, str]) -> Iterator[subprocess.Pop
                 proc.wait()
         with contextlib.suppress(ProcessLookupError):  # what outlived its launch in the group
             os.killpg(proc.pid, signal.SIGKILL)
+        reader.join(timeout=2.0)
         if proc.stdout is not None:
             proc.stdout.close()
 

@@ -101,7 +101,8 @@ def test_logger_node_loses_nothing_at_400_hz_and_closes_on_sigterm(tmp_path):
                 time.sleep(delay)
         time.sleep(0.5)
         logger.send_signal(signal.SIGTERM)
-        out, _ = logger.communicate(timeout=15)
+        logger.wait(timeout=15)
+        out = "".join(logger.output)
         node.destroy_node()
     assert logger.returncode == 0, out
     bags = _bags(tmp_path)

@@ -107,7 +107,7 @@ def sim():
                 "/anymal/joint_states from the sim node",
             )
             if proc.poll() is not None:
-                pytest.fail(f"sim node exited with {proc.returncode}:\n{proc.stdout.read()}")
+                pytest.fail(f"sim node exited with {proc.returncode}:\n{''.join(proc.output)}")
             yield proc, listener
         finally:
             listener.executor.shutdown(timeout_sec=1.0)
