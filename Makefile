@@ -14,7 +14,7 @@ COMPOSITION := $(wildcard $(VENDOR)/rcl_interfaces/composition_interfaces)
 # tf2's TFMessage (not on PyPI): built here only where no ROS 2 install provides tf2_msgs.
 TF2_MSGS := $(if $(wildcard $(addsuffix /share/tf2_msgs,$(filter-out $(CURDIR)/install/%,$(subst :, ,$(AMENT_PREFIX_PATH))))),,interfaces/tf2_msgs)
 
-.PHONY: setup build test run bench lint clean ppo-model ppo-dr wm-heldout pretrain-data wm-model wm-ensemble adapt-offline wm-seeds wm-sweep mbpo-model
+.PHONY: setup build test run bench lint clean ppo-model ppo-dr wm-heldout pretrain-data wm-model wm-ensemble adapt-offline wm-seeds wm-sweep mbpo-model mbpo-dr adapt-demo
 
 setup: build
 
@@ -82,14 +82,18 @@ ppo-dr: setup
 
 # World-model data recorded with the shipped PPO policy (noise and pushes for coverage): 2.05 M
 # pretraining transitions, 100 held-out trajectories of 400 steps (other seed), a small bag.
-pretrain-data: setup
-	$(ROS_ENV) && rwm collect --dataset --policy models/anymal_d_ppo_nominal.onnx --action-noise 0.3 \
-		--steps 4000 --num-envs 512 --seed 100 --out data/pretrain
-	$(ROS_ENV) && rwm collect --dataset --policy models/anymal_d_ppo_nominal.onnx --action-noise 0.3 \
-		--steps 400 --num-envs 110 --episode-length 8 --seed 200 --out data/heldout
+pretrain-data: setup data/pretrain/meta.json data/heldout/meta.json
 	rm -rf tests/data/anymal_d_ppo_sample
 	$(ROS_ENV) && rwm collect --policy models/anymal_d_ppo_nominal.onnx --duration 5 --seed 300 \
 		--out tests/data/anymal_d_ppo_sample
+data/pretrain/meta.json: | setup
+	rm -rf data/pretrain
+	$(ROS_ENV) && rwm collect --dataset --policy models/anymal_d_ppo_nominal.onnx --action-noise 0.3 \
+		--steps 4000 --num-envs 512 --seed 100 --out data/pretrain
+data/heldout/meta.json: | setup
+	rm -rf data/heldout
+	$(ROS_ENV) && rwm collect --dataset --policy models/anymal_d_ppo_nominal.onnx --action-noise 0.3 \
+		--steps 400 --num-envs 110 --episode-length 8 --seed 200 --out data/heldout
 
 # The held-out set shipped with the models (validation (b) of the offline trainer, so that a fresh
 # clone refines without make pretrain-data): 16 trajectories of 8 s with the shipped PPO policy, action
@@ -142,6 +146,46 @@ adapt-offline: setup
 	$(ROS_ENV) && rwm adapt-policy --world-model runs/adapt/model_versions/rwm_v1.pt --bags runs/adapt/bags \
 		--pretrain data/pretrain --check-variant $(ADAPT_VARIANT) --versions-dir runs/adapt/policy_versions
 
+# MBPO-PPO on a family of robots (issue 16, item 5): pretraining data from randomized robots (a new
+# robot at every reset, rwm.sim.variants.TRAINING_RANGES) driven by the domain-randomized PPO policy
+# with action noise 0.5; a world model of that family (it tells the robots apart only by what its GRU
+# reads in their 32-step history); the MBPO loop collecting from randomized robots, with sensor noise on
+# the imagined observations; then the variant suite. Each step is skipped once its output exists
+# (delete it to redo that step). Real data: 512 k + 240 k transitions, 3.5 % of the DR PPO policy's.
+MBPO_DR_ARGS = $(MBPO_ARGS) --domain-randomization
+data/family_pretrain/meta.json: | setup
+	rm -rf data/family_pretrain
+	$(ROS_ENV) && rwm collect --dataset --domain-randomization --policy models/anymal_d_ppo.onnx --action-noise 0.5 \
+		--steps 1000 --num-envs 512 --seed 410 --out data/family_pretrain
+data/family_heldout/meta.json: | setup
+	rm -rf data/family_heldout
+	$(ROS_ENV) && rwm collect --dataset --domain-randomization --policy models/anymal_d_ppo.onnx --action-noise 0.3 \
+		--steps 400 --num-envs 110 --episode-length 8 --seed 420 --out data/family_heldout
+runs/mbpo_dr_wm/model.pt: data/family_pretrain/meta.json data/family_heldout/meta.json
+	$(ROS_ENV) && rwm train-wm --data data/family_pretrain --heldout data/family_heldout --out runs/mbpo_dr_wm \
+		--lr 1e-3 --batch-size 256 --iterations 1500 --eval-interval 500 --jacobian-weight 1e-3 --seed 0
+runs/mbpo_dr/policy.onnx: runs/mbpo_dr_wm/model.pt
+	rm -rf runs/mbpo_dr
+	$(ROS_ENV) && rwm train-mbpo --world-model runs/mbpo_dr_wm/model.pt --pretrain data/family_pretrain \
+		--out runs/mbpo_dr $(MBPO_DR_ARGS) --export runs/mbpo_dr/policy.onnx
+mbpo-dr: setup runs/mbpo_dr/policy.onnx
+	$(ROS_ENV) && rwm eval-policy runs/mbpo_dr/policy.onnx --variants all --json runs/mbpo_dr/suite.json
+
+# The loop of issue 17 through `ros2 launch` (tools/adapt_demo.py): the shipped stack walks a robot
+# beyond the training family for ADAPT_RECORD_S and records its bags; then the stack runs again with
+# the trainer on, which refines the world model and fine-tunes the policy in its imagination on those
+# bags, validates both and announces them; the nodes swap them in live; ADAPT_AFTER_S of walking after
+# the swap. Before/after figures (tracking, falls, the monitor's uncertainty): runs/adapt_demo/.
+# worn_heavy (18 kg, motors at 72 %, 15 ms of delay: each inside the training ranges, not together):
+# the deployed policy falls in 22 of 40 episodes of 20 s there (tracking 0.861).
+ADAPT_DEMO_VARIANT ?= worn_heavy
+ADAPT_RECORD_S ?= 300
+ADAPT_AFTER_S ?= 180
+adapt-demo: setup data/pretrain/meta.json
+	rm -rf runs/adapt_demo
+	$(ROS_ENV) && $(PY) tools/adapt_demo.py --variant $(ADAPT_DEMO_VARIANT) --record-s $(ADAPT_RECORD_S) \
+		--after-s $(ADAPT_AFTER_S) --out runs/adapt_demo
+
 # How firm the table's ranking is: a second seed of the RWM rows and the AR baselines that come close,
 # then the mean over the two seeds (docs/world_model/seeds.md). After wm-model; about 50 min.
 wm-seeds: setup
@@ -173,8 +217,8 @@ mbpo-model: setup
 	$(ROS_ENV) && rwm eval-policy models/anymal_d_mbpo.onnx --json models/anymal_d_mbpo_eval.json
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench launch
-	$(VENV)/bin/ruff format --check src tests bench launch
+	$(VENV)/bin/ruff check src tests bench launch tools
+	$(VENV)/bin/ruff format --check src tests bench launch tools
 
 clean:
 	rm -rf build install log

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,7 +39,13 @@ import psutil  # noqa: E402
 import yaml  # noqa: E402
 
 from rwm.robot import contract as C  # noqa: E402
-from rwm_ros.launch_stack import launch_command, node_exits, source_env, stack_report  # noqa: E402
+from rwm_ros.launch_stack import (  # noqa: E402
+    launch_command,
+    node_exits,
+    source_env,
+    stack_report,
+    stop_process_group,
+)
 from rwm_ros.topics import LATCHED  # noqa: E402
 
 WALK = [4.0, 0.6, 0.0, 0.0, 4.0, 0.0, 0.3, 0.0, 4.0, 0.0, 0.0, 0.8, 4.0, -0.5, 0.0, 0.0]
@@ -226,7 +231,9 @@ def main() -> int:
         duration=args.duration, report=True, world_model=True, bag_dir=bags, params_file=params
     )
     log = (work / "launch.log").open("w")
-    launch = subprocess.Popen(cmd, env=source_env(args.domain), stdout=log, stderr=subprocess.STDOUT)
+    launch = subprocess.Popen(
+        cmd, env=source_env(args.domain), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     stop, usage, diagnostics = threading.Event(), [], []
     samplers = [
         threading.Thread(target=_sample_nodes, args=(launch, stop, usage), daemon=True),
@@ -237,11 +244,7 @@ def main() -> int:
     try:
         code = launch.wait(timeout=args.duration + 120)
     except subprocess.TimeoutExpired:  # a stack that does not end: stopped as a terminal's Ctrl-C would
-        launch.send_signal(signal.SIGINT)
-        try:
-            launch.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            launch.kill()
+        stop_process_group(launch, timeout_s=30.0)
         code = -1
     stop.set()
     for t in samplers:

@@ -55,7 +55,12 @@ ARGUMENTS = [
         "the monitor's ONNX: a path or a name in models/ (empty: <robot>_rwmu.onnx)",
         None,
     ),
-    ("trainer", "false", "offline refinement of RWM from bag_dir (its own process, nice 19; heavy)", BOOL),
+    (
+        "trainer",
+        "false",
+        "refine RWM and adapt the policy from bag_dir's bags (its own process, nice 19; heavy)",
+        BOOL,
+    ),
     ("controller", "stand", "exploration controller when policy:=false", ["stand", "perturb", "gait"]),
     ("namespace", "", "node namespace (the contract's topics are absolute and do not move)", None),
     ("params_file", "", "extra ROS parameter file for every node (sections by node name)", None),
@@ -104,7 +109,8 @@ def _stack(context):
         ("world_model_node", "world_model", "world_model.yaml", on["world_model"],
          {**robot, "model": str(models.get("world_model"))}, {}),
         ("trainer_node", "world_model_trainer", "trainer.yaml", on["trainer"],
-         {"replay_buffer": arg["bag_dir"], "checkpoint": str(models.get("checkpoint"))},
+         {"replay_buffer": arg["bag_dir"], "checkpoint": str(models.get("checkpoint")),
+          **({"policy": str(models["policy"])} if models.get("policy") else {"adapt_policy": False})},
          {"prefix": "nice -n 19"}),  # training never takes the CPU from the control path
         ("exploration_node", "exploration_controller", "exploration.yaml", not on["policy"],
          {"controller": arg["controller"]}, {}),

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -46,15 +44,9 @@ def node_process(cmd: list[str], env: dict[str, str]) -> Iterator[subprocess.Pop
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        with contextlib.suppress(ProcessLookupError):  # what outlived its launch in the group
-            os.killpg(proc.pid, signal.SIGKILL)
+        from rwm_ros.launch_stack import stop_process_group
+
+        stop_process_group(proc, timeout_s=5.0)
         reader.join(timeout=2.0)
         if proc.stdout is not None:
             proc.stdout.close()

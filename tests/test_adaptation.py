@@ -59,7 +59,12 @@ def test_a_version_appears_only_after_validation(bags_and_model, tmp_path):
     bags, checkpoint, _, _ = bags_and_model
     imagination = ImaginationConfig(num_envs=16, history=8, episode_steps=20, online_fraction=1.0)
     cfg = AdaptConfig(
-        iterations=2, imagination=imagination, validation_episodes=4, validation_episode_s=3.0, threads=1
+        critic_warmup=1,
+        iterations=2,
+        imagination=imagination,
+        validation_episodes=4,
+        validation_episode_s=3.0,
+        threads=1,
     )
     rejected = adapt_policy(
         "models/anymal_d_ppo.onnx", checkpoint, bags, tmp_path, replace(cfg, tracking_tolerance=-1.0)
@@ -79,3 +84,31 @@ def test_a_version_appears_only_after_validation(bags_and_model, tmp_path):
     from rwm.export.runtime import OnnxPolicy
 
     assert OnnxPolicy(tmp_path / "policy_v1.onnx").metadata["version"] == 1
+
+
+def test_critic_warm_up_leaves_the_actor_and_the_learning_rate_as_they_were(bags_and_model, tmp_path):
+    """The warm-up trains the critic alone: the deployed actor is untouched, and the learning rate that
+    rsl-rl's adaptive schedule raised while the actor stood still is put back."""
+    from rsl_rl.runners import OnPolicyRunner
+
+    from rwm.export.policy_onnx import load_actor_from_onnx
+    from rwm.runners.adaptation import warm_up_critic
+    from rwm.runners.ppo import PPOConfig, TrainConfig, runner_config
+
+    _, _, model, trajectories = bags_and_model
+    buffer = ReplayBuffer(seed=0)
+    for t in trajectories:
+        buffer.add(t.state, t.action, t.contacts)
+    env = ImaginationEnv(model, buffer, ImaginationConfig(num_envs=16, history=8, episode_steps=20))
+    ppo = PPOConfig(learning_rate=3e-4)
+    runner = OnPolicyRunner(env, runner_config(TrainConfig(ppo=ppo)), log_dir=str(tmp_path), device="cpu")
+    load_actor_from_onnx(runner.alg.actor, "models/anymal_d_ppo.onnx")
+    actor = {k: v.clone() for k, v in runner.alg.actor.state_dict().items() if "normalizer" not in k}
+    critic = {k: v.clone() for k, v in runner.alg.critic.state_dict().items()}
+    warm_up_critic(runner, iterations=3)
+    after = runner.alg.actor.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in actor.items()), "the actor did not move"
+    assert any(not torch.equal(v, runner.alg.critic.state_dict()[k]) for k, v in critic.items())
+    assert runner.alg.learning_rate == 3e-4
+    assert all(g["lr"] == 3e-4 for g in runner.alg.optimizer.param_groups)
+    assert all(p.requires_grad for p in runner.alg.actor.parameters()), "the actor trains again after"

@@ -167,3 +167,28 @@ def test_collect_dataset(tmp_path: Path) -> None:
     ds = ArrayDataset(tmp_path / "policy")
     assert summary["trajectories"] == 2 and len(ds) == 42
     np.testing.assert_array_equal(ds.action[:], np.tile(C.DEFAULT_JOINT_POS, (42, 1)).astype(np.float32))
+
+
+def test_collect_dataset_of_a_family_of_robots(tmp_path: Path) -> None:
+    """randomization: a new robot at every reset, recorded in the dataset's metadata; the same seed
+    gives the same data, and the family's data differs from the nominal robot's."""
+    from rwm.sim.variants import TRAINING_RANGES
+
+    def run(name: str, randomization) -> ArrayDataset:
+        collect_dataset(
+            tmp_path / name,
+            steps=40,
+            num_envs=3,
+            controller="perturb",
+            seed=4,
+            episode_length_s=0.4,
+            num_threads=1,
+            randomization=randomization,
+        )
+        return ArrayDataset(tmp_path / name)
+
+    family, again, nominal = run("a", TRAINING_RANGES), run("b", TRAINING_RANGES), run("c", None)
+    assert family.meta.extra["randomization"]["payload_kg"] == list(TRAINING_RANGES.payload_kg)
+    assert nominal.meta.extra["randomization"] is None
+    np.testing.assert_array_equal(family.state[:], again.state[:])
+    assert not np.array_equal(family.state[:], nominal.state[:])

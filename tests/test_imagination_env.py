@@ -198,3 +198,34 @@ def test_fall_tilt_statistics_separate_falls_from_walking(tmp_path) -> None:
         "gravity_z": -0.9397,
     }
     assert stats["thresholds"]["25"]["falls_caught"] == 0.0
+
+
+def test_sensor_noise_acts_on_the_observation_only_within_the_simulators_widths():
+    """obs_noise: the policy sees the imagined state through the simulator's sensor noise (uniform, per
+    channel, none on the command and the last action); the state the model steps on stays exact."""
+    from rwm.sim.variants import OBS_NOISE_STD
+
+    states, actions, _, contacts, _, _ = _replay(steps=30, n=2)
+
+    def buffer():
+        replay = ReplayBuffer(seed=0)
+        for i in range(2):
+            replay.add(states[i], actions[i], contacts[i])
+        return replay
+
+    model = build_world_model("rwm", {"hidden_size": 32, "head_hidden": 16})
+    model.normalizer.fit(states.reshape(-1, 45), actions.reshape(-1, 12))
+    envs = [
+        ImaginationEnv(model, buffer(), ImaginationConfig(num_envs=64, history=8, seed=1, obs_noise=noise))
+        for noise in (0.0, 1.0)
+    ]
+    assert torch.equal(envs[0].state, envs[1].state)
+    exact = envs[0].get_observations()["policy"]
+    diff = (envs[1].get_observations()["policy"] - exact).abs()
+    width = torch.from_numpy(OBS_NOISE_STD).float()
+    assert (diff <= width + 1e-6).all(), "within the widths"
+    noisy = width > 0
+    assert (diff[:, ~noisy] == 0).all(), "command and last action exact"
+    assert (diff.amax(0)[noisy] > 0.8 * width[noisy]).all(), "every noisy channel spans its width"
+    first = envs[1].get_observations()["policy"]
+    assert not torch.equal(first, envs[1].get_observations()["policy"]), "drawn anew at every look"

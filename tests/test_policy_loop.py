@@ -141,6 +141,8 @@ def test_watchdog_holds_the_last_measured_posture_then_soft_starts_again():
     t, out = _run(loop, t, 2 * DT, feed=False)
     assert loop.mode is Mode.WATCHDOG and np.allclose(out, np.clip(measured, LOWER, UPPER))
     assert policy.calls == calls + 3
+    ages = loop.input_ages(t)
+    assert set(ages) == {"joints", "imu", "odom"} and min(ages.values()) > 3 * DT, "what went stale"
     _feed(loop, t)
     loop.tick(t)
     assert loop.mode is Mode.SOFT_START

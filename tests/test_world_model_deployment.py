@@ -115,8 +115,13 @@ def test_trainer_never_retries_a_failed_bag_until_it_changes(world, tmp_path):
         )
         try:
             assert node.new_bags() == [replay / "bag_corrupt"]
-            node._refine(node.new_bags())  # it cannot be read: nothing to train on, rejected
-            assert not node.results[-1]["accepted"] and node.new_bags() == [], "not retried unchanged"
+            node._train(node.new_bags())  # it cannot be read: nothing to train on, both stages reject
+            assert [(r["stage"], r["accepted"]) for r in node.results] == [
+                ("world_model", False),
+                ("policy", False),
+            ]
+            assert "no trajectory" in node.results[-1]["reason"]
+            assert node.new_bags() == [], "not retried unchanged"
             again = TrainerNode(
                 context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()]
             )
@@ -207,11 +212,11 @@ def _monitor_listener(ctx, name: str):
 
 @pytest.mark.ros
 @pytest.mark.slow
-def test_trainer_node_announces_a_version_that_the_world_model_node_loads(world, tmp_path):
+def test_trainer_node_announces_a_model_the_monitor_loads_and_an_adapted_policy(world, tmp_path):
     pytest.importorskip("rclpy")
     from std_msgs.msg import String
 
-    from rwm_ros.topics import TOPIC_WM_RELOAD
+    from rwm_ros.topics import TOPIC_POLICY_RELOAD, TOPIC_WM_RELOAD
 
     domain = domain_id(0)
     env = ros_env(domain)
@@ -229,14 +234,23 @@ def test_trainer_node_announces_a_version_that_the_world_model_node_loads(world,
         "heldout_length": 60,
         "tail_forecast": FAST.tail_forecast,
         "pretrain": "''",  # an empty string on the command line: no pretraining data
+        "policy_versions_dir": tmp_path / "policies",
+        "adapt.critic_warmup": 1,
+        "adapt.iterations": 1,
+        "adapt.validation_episodes": 2,
+        "adapt.validation_episode_s": 2.0,
+        "adapt.tracking_tolerance": 1.0,
+        "adapt.threads": 1,
     }.items():
         trainer += ["-p", f"{k}:={v}"]
     wm = [PYTHON, "-m", "rwm_ros.world_model_node", "--ros-args", "-r", "__node:=world_model"]
     wm += ["-p", f"model:={world / 'tiny.onnx'}", "-p", f"versions_dir:={tmp_path / 'versions'}"]
     announced: list[str] = []
+    policies: list[str] = []
     with ros_context(domain) as ctx, node_process(wm, env), node_process(trainer, env) as trainer_proc:
         node, diag, spin = _monitor_listener(ctx, "deploy_test")
         node.create_subscription(String, TOPIC_WM_RELOAD, lambda m: announced.append(m.data), 10)
+        node.create_subscription(String, TOPIC_POLICY_RELOAD, lambda m: policies.append(m.data), 10)
         wait_for(spin, lambda: announced, 90.0, "an announced model version")
         assert Path(announced[0]).is_file() and announced[0].endswith("rwm_v1.onnx")
         wait_for(spin, lambda: diag.get("reloads_accepted") == "1", 10.0, "the world model to load it")
@@ -254,6 +268,10 @@ def test_trainer_node_announces_a_version_that_the_world_model_node_loads(world,
         pub.publish(String(data=str(tmp_path / "versions" / ".." / "versions" / ".." / "bogus.onnx")))
         wait_for(spin, lambda: diag.get("reloads_rejected") == "3", 10.0, "a path escaping versions_dir")
         assert diag["model"] == announced[0], "the validated version stays in service"
+        # Stage 2: the policy adapted in that model's imagination, validated, announced for the policy node.
+        wait_for(spin, lambda: policies, 120.0, "an announced policy version")
+        assert policies == [str((tmp_path / "policies" / "policy_v1.onnx").resolve())]
+        assert (tmp_path / "policies" / "policy_v1.json").is_file()
         assert trainer_proc.poll() is None
         node.destroy_node()
 

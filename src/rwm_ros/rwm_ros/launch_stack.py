@@ -7,10 +7,13 @@ launch prints: each node's exit, and the stack probe's report.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -50,6 +53,21 @@ def source_env(domain: int | None = None) -> dict[str, str]:
         env.pop("ROS_LOCALHOST_ONLY", None)
         env.update(ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_STATIC_PEERS="")
     return env
+
+
+def stop_process_group(proc: subprocess.Popen, timeout_s: float) -> None:
+    """Stop a launch started with `start_new_session=True` as a terminal's Ctrl-C would: SIGINT to its
+    process group, SIGKILL after `timeout_s`; then SIGKILL to whatever of the group outlived it (a
+    launch killed alone leaves its nodes running, orphaned)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def node_exits(output: str) -> dict[str, int]:

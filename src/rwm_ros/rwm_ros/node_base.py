@@ -69,17 +69,19 @@ def declare(
     return node.declare_parameter(name, default, desc).value
 
 
-def declare_config(node: Node, cls: type[T], **defaults: Any) -> T:
+def declare_config(node: Node, cls: type[T], prefix: str = "", **defaults: Any) -> T:
     """An instance of the config dataclass `cls` whose plain fields (bool, int, float, str) are node
-    parameters of the same names, described by the fields' docstrings; `defaults` replace the
-    dataclass's defaults (the node's own)."""
+    parameters of the same names (after `prefix`, e.g. "policy." where two configs share field
+    names), described by the fields' docstrings; `defaults` replace the dataclass's defaults (the
+    node's own)."""
     docs = field_descriptions(cls)
     values = {}
     for f in fields(cls):
         default = defaults.get(f.name, f.default)
         if default is MISSING or not isinstance(default, bool | int | float | str):
             continue  # nested or optional configuration: not a parameter
-        values[f.name] = declare(node, f.name, default, docs.get(f.name, ""), f.metadata.get(RANGE))
+        name = prefix + f.name
+        values[f.name] = declare(node, name, default, docs.get(f.name, ""), f.metadata.get(RANGE))
     return cls(**values)
 
 

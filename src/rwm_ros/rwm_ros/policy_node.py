@@ -92,7 +92,7 @@ class PolicyNode(Node):
 
         self.reader = RobotStateReader(self.get_logger(), self.loop.rejected)
         self.pacer = StatePacer(self.period_s)
-        self._last_tick = -np.inf
+        self._last_tick = self._previous_tick = -np.inf
         self.ticks = 0
         self.published_commands = self.published_policy_ticks = 0
         """Joint commands published; ticks whose observation and action were published (policy mode)."""
@@ -264,7 +264,7 @@ class PolicyNode(Node):
         start = time.perf_counter()
         mode_before = self.loop.mode
         targets = self.loop.tick(now)
-        self._last_tick = now
+        self._previous_tick, self._last_tick = self._last_tick, now
         if targets is None:
             return
         self._targets_view[:] = targets
@@ -287,6 +287,10 @@ class PolicyNode(Node):
         self._modes[mode] = self._modes.get(mode, 0) + 1
         if self.loop.mode is not mode_before:
             text = f"mode {mode_before.value} -> {mode}"
+            if self.loop.mode is Mode.WATCHDOG:
+                ages = ", ".join(f"{k} {1e3 * v:.0f} ms" for k, v in self.loop.input_ages(now).items())
+                gap_ms = 1e3 * (now - self._previous_tick)
+                text += f" (last accepted: {ages} ago; this tick {gap_ms:.0f} ms after the one before)"
             if self.loop.mode in (Mode.WATCHDOG, Mode.ESTOP):  # rclpy: one severity per call site
                 self.get_logger().warning(text)
             else:

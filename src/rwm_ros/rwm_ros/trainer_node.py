@@ -1,11 +1,20 @@
-"""`world_model_trainer`: offline refinement of RWM from the replay buffer (never in the control process).
+"""`world_model_trainer`: offline refinement of RWM and of the policy from the replay buffer (never in
+the control process: its own process, started at nice 19 by the launch file).
 
 Every `scan_interval_s` it looks for complete bags in the replay buffer that it has not used yet; when
-there are at least `min_new_bags`, a worker thread refines the current checkpoint on them, mixed with
-the pretraining data (`rwm.runners.refinement.refine_from_bags`: load, train, validate on the new
-bags' held-out tail and on the held-out set shipped in models/, ONNX parity, atomic versioned files).
-An accepted version is announced on /rwm/world_model/reload for the world-model node; a rejected one
-is reported and the current model stays. Bags are remembered with their signature in
+there are at least `min_new_bags`, a worker thread runs two stages on them:
+1. the world model: the current checkpoint refined on the bags mixed with the pretraining data
+   (`rwm.runners.refinement.refine_from_bags`: load, train, validate on the new bags' held-out tail
+   and on the held-out set shipped in models/, ONNX parity, atomic versioned files); an accepted
+   version is announced on /rwm/world_model/reload for the world-model node;
+2. the policy (`adapt_policy`): the deployed policy fine-tuned in the imagination of the current
+   world model, its robots starting from the bags' histories, penalized by the ensemble's
+   disagreement (MOPO-PPO, `rwm.runners.adaptation`), validated in simulation against the deployed
+   one; a validated `policy_v<N>.onnx` appears in `policy_versions_dir` and is announced on
+   /rwm/policy/reload, where the policy node swaps it in (and rolls it back if the robot falls, its
+   watchdog holds or the monitor raises an anomaly soon after). The policy adapted is the one the
+   policy node reports in service on /diagnostics (so never a version it rolled back), else `policy`.
+A rejected version is reported and the current one stays. Bags are remembered with their signature in
 `<model_dir>/trainer_state.json`: a restart does not train on them twice, and a bag that was
 rejected or failed is not tried again until it changes. Bags a dead logger left in `.partial/` are
 recovered first.
@@ -23,12 +32,13 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from rwm.data.bag_recovery import TRUNCATED_SUFFIX, recover_orphans
+from rwm.runners.adaptation import AdaptConfig, adapt_policy
 from rwm.runners.refinement import RefineConfig, refine_from_bags
 from rwm_ros.conversions import diagnostic_array
 from rwm_ros.model_files import resolve_model
 from rwm_ros.node_base import declare, declare_config
 from rwm_ros.spin import spin_node
-from rwm_ros.topics import TOPIC_WM_RELOAD
+from rwm_ros.topics import TOPIC_POLICY_RELOAD, TOPIC_WM_RELOAD
 
 
 def bag_signature(bag: Path) -> list | None:
@@ -66,6 +76,22 @@ class TrainerNode(Node):
         self.min_new_bags = declare(self, "min_new_bags", 1, "refine once this many unused bags exist")
         scan = declare(self, "scan_interval_s", 10.0, "how often to look for new bags, s")
         self.cfg = declare_config(self, RefineConfig)
+        self.adapt = declare(
+            self,
+            "adapt_policy",
+            True,
+            "after each refinement, fine-tune the policy in imagination (MOPO-PPO)",
+        )
+        policy = declare(self, "policy", "anymal_d_ppo.onnx", "the deployed policy (path or name in models/)")
+        self.policy_versions = Path(
+            declare(
+                self,
+                "policy_versions_dir",
+                "policy_versions",
+                "validated policies appear here: the policy node's versions_dir",
+            )
+        )
+        self.adapt_cfg = declare_config(self, AdaptConfig, prefix="adapt.")
         self.model_dir.mkdir(parents=True, exist_ok=True)
         self.state_file = self.model_dir / "trainer_state.json"
         self.state = (
@@ -74,13 +100,24 @@ class TrainerNode(Node):
         if isinstance(self.state["used_bags"], list):  # older state: no signatures, taken as unchanged
             self.state["used_bags"] = dict.fromkeys(self.state["used_bags"])
         self.state.setdefault("checkpoint", str(resolve_model(self.initial)))
+        self.state["policy"] = str(resolve_model(policy))  # until the policy node reports its own
         self.results: list[dict] = []
         self._worker: threading.Thread | None = None
         self.pub_reload = self.create_publisher(String, TOPIC_WM_RELOAD, 10)
+        self.pub_policy_reload = self.create_publisher(String, TOPIC_POLICY_RELOAD, 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.create_timer(scan, self._scan)
         self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(f"watching {self.replay_buffer}/ ; current model {self.state['checkpoint']}")
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        """Follow the policy in service (a swap or a rollback by the policy node)."""
+        for status in msg.status:
+            if status.name.endswith(": control loop"):
+                version = next((kv.value for kv in status.values if kv.key == "policy_version"), None)
+                if version:
+                    self.state["policy"] = version
 
     def new_bags(self) -> list[Path]:
         """Complete bags not used yet, or changed since (not .partial/, not an original kept by a
@@ -114,10 +151,16 @@ class TrainerNode(Node):
         self._recover_orphans()
         bags = self.new_bags()
         if len(bags) >= self.min_new_bags:
-            self._worker = threading.Thread(target=self._refine, args=(bags,), daemon=True)
+            self._worker = threading.Thread(target=self._train, args=(bags,), daemon=True)
             self._worker.start()
 
-    def _refine(self, bags: list[Path]) -> None:
+    def _train(self, bags: list[Path]) -> None:
+        if self._refine(bags) and self.adapt:
+            self._adapt(bags)
+        self._save_state()
+
+    def _refine(self, bags: list[Path]) -> bool:
+        """Stage 1; False if it failed (its bags then wait until they change)."""
         log = self.get_logger()
         log.info(f"refining {self.state['checkpoint']} on {len(bags)} new bag(s)")
         self.state["used_bags"].update({str(b): bag_signature(b) for b in bags})  # never retried unchanged
@@ -127,9 +170,10 @@ class TrainerNode(Node):
             )
         except Exception as e:  # noqa: BLE001 - reported; the node keeps serving
             log.error(f"refinement failed: {type(e).__name__}: {e}; these bags wait until they change")
-            self.results.append({"accepted": False, "reason": f"{type(e).__name__}: {e}"})
-            self._save_state()
-            return
+            self.results.append(
+                {"stage": "world_model", "accepted": False, "reason": f"{type(e).__name__}: {e}"}
+            )
+            return False
         if result.load_report:
             log.warning(f"bag loading: {result.load_report}", throttle_duration_sec=1.0)
         if result.accepted:
@@ -143,8 +187,39 @@ class TrainerNode(Node):
             self.pub_reload.publish(String(data=result.onnx))
         else:
             log.warning(f"refinement rejected: {result.reason}")
-        self._save_state()
-        self.results.append(asdict(result))
+        self.results.append({"stage": "world_model", **asdict(result)})
+        return True
+
+    def _adapt(self, bags: list[Path]) -> None:
+        """Stage 2, on the current world model (refined or not: the bags' histories tell it the robot)."""
+        log = self.get_logger()
+        log.info(f"adapting {self.state['policy']} in the imagination of {self.state['checkpoint']}")
+        try:
+            result = adapt_policy(
+                self.state["policy"],
+                self.state["checkpoint"],
+                bags,
+                self.policy_versions,
+                self.adapt_cfg,
+                self.pretrain,
+            )
+        except Exception as e:  # noqa: BLE001 - reported; the node keeps serving
+            log.error(f"policy adaptation failed: {type(e).__name__}: {e}; these bags wait until they change")
+            self.results.append({"stage": "policy", "accepted": False, "reason": f"{type(e).__name__}: {e}"})
+            return
+        self.results.append({"stage": "policy", **asdict(result)})
+        if not result.accepted:
+            log.warning(f"policy adaptation rejected: {result.reason}")
+            return
+        before, after = result.deployed["nominal"], result.candidate["nominal"]
+        onnx = str(Path(result.onnx).resolve())
+        log.info(
+            f"policy version {result.version} validated on the nominal robot: falls {before['falls']} -> "
+            f"{after['falls']}, tracking {before['tracking_reward_normalized']:.3f} -> "
+            f"{after['tracking_reward_normalized']:.3f}; announcing {onnx}"
+        )
+        self.state["policy"] = onnx
+        self.pub_policy_reload.publish(String(data=onnx))
 
     def _save_state(self) -> None:
         tmp = self.state_file.with_suffix(".tmp")
@@ -153,17 +228,23 @@ class TrainerNode(Node):
 
     def _publish_diagnostics(self) -> None:
         last = self.results[-1] if self.results else {}
+        by_stage = {
+            stage: [r for r in self.results if r["stage"] == stage] for stage in ("world_model", "policy")
+        }
         values = {
             "checkpoint": self.state["checkpoint"],
+            "policy": self.state["policy"],
             "used_bags": len(self.state["used_bags"]),
-            "refinements": len(self.results),
-            "accepted": sum(r.get("accepted", False) for r in self.results),
+            "refinements": len(by_stage["world_model"]),
+            "accepted": sum(r.get("accepted", False) for r in by_stage["world_model"]),
+            "adaptations": len(by_stage["policy"]),
+            "policies_accepted": sum(r.get("accepted", False) for r in by_stage["policy"]),
             "busy": bool(self._worker and self._worker.is_alive()),
             "last_reason": last.get("reason", ""),
         }
         status = DiagnosticStatus(name=f"{self.get_name()}: trainer", hardware_id=str(self.model_dir))
         status.level = DiagnosticStatus.OK
-        status.message = "refining" if values["busy"] else "idle"
+        status.message = "training" if values["busy"] else "idle"
         self.pub_diag.publish(diagnostic_array(status, values, self.get_clock().now().to_msg()))
 
 

@@ -8,7 +8,7 @@ import json
 
 def _collect(args: argparse.Namespace) -> int:
     from rwm.data.collect import collect_bag, collect_dataset
-    from rwm.sim.variants import variant_named
+    from rwm.sim.variants import TRAINING_RANGES, variant_named
 
     controller = args.controller
     if args.policy:
@@ -30,6 +30,7 @@ def _collect(args: argparse.Namespace) -> int:
             pushes=not args.no_pushes,
             robot=args.robot,
             episode_length_s=args.episode_length,
+            randomization=TRAINING_RANGES if args.domain_randomization else None,
         )
     else:
         cmd = tuple(args.cmd) if args.cmd else None
@@ -113,6 +114,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--steps", type=int, default=10_000, help="dataset: environment steps (50 Hz)")
     p.add_argument("--num-envs", type=int, default=64, help="dataset: parallel robots")
+    p.add_argument(
+        "--domain-randomization",
+        action="store_true",
+        help="dataset: a new robot at every reset from rwm.sim.variants.TRAINING_RANGES (a family)",
+    )
     p.add_argument("--no-pushes", action="store_true", help="dataset: disable random pushes")
     p.add_argument("--episode-length", type=float, default=20.0, help="dataset: episode length, s")
     p.set_defaults(func=_collect)

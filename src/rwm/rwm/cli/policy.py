@@ -162,10 +162,14 @@ def _adapt_policy(args: argparse.Namespace) -> int:
 
     bags = bag_directories(args.bags)
     cfg = AdaptConfig(
+        critic_warmup=args.critic_warmup,
         iterations=args.iterations,
         uncertainty_penalty=args.uncertainty_penalty,
+        init_std=args.init_std,
+        learning_rate=args.lr,
         seed=args.seed,
         validation_episodes=args.episodes,
+        threads=args.threads,
     )
     check = (args.check_variant, variant_named(args.check_variant)) if args.check_variant else None
     result = adapt_policy(args.policy, args.world_model, bags, args.versions_dir, cfg, args.pretrain, check)
@@ -177,12 +181,14 @@ def _train_mbpo(args: argparse.Namespace) -> int:
     from rwm.rl.imagination_env import ImaginationConfig
     from rwm.runners.mbpo import MBPOConfig, train_mbpo
     from rwm.runners.ppo import PPOConfig
+    from rwm.sim.variants import TRAINING_RANGES
 
     cfg = MBPOConfig(
         iterations=args.iterations,
         real_envs=args.real_envs,
         real_steps=args.real_steps,
         real_command_resample_s=args.real_resample_time,
+        domain_randomization=args.domain_randomization,
         wm_iterations=args.wm_iterations,
         ppo_iterations=args.ppo_iterations,
         imagination=ImaginationConfig(
@@ -192,6 +198,7 @@ def _train_mbpo(args: argparse.Namespace) -> int:
             sample_temperature=args.sample_temperature,
             command_resample_steps=args.command_resample_steps,
             max_tilt_gravity_z=-math.cos(math.radians(args.fall_tilt_deg)),
+            obs_noise=TRAINING_RANGES.obs_noise if args.domain_randomization else 0.0,
             seed=args.seed,
         ),
         ppo=PPOConfig(init_std=args.init_std),
@@ -318,8 +325,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bags", nargs="+", required=True, help="bag directories, or directories holding bags")
     p.add_argument("--pretrain", help="array dataset mixed into the starting histories (20 %%)")
     p.add_argument("--versions-dir", default="policy_versions")
-    p.add_argument("--iterations", type=int, default=60)
+    p.add_argument(
+        "--critic-warmup", type=int, default=20, help="PPO iterations training only the critic first"
+    )
+    p.add_argument("--iterations", type=int, default=60, help="PPO iterations of the actor after them")
     p.add_argument("--uncertainty-penalty", type=float, default=1.0, help="MOPO's lambda")
+    p.add_argument("--init-std", type=float, default=0.3, help="exploration std of the deployed actor")
+    p.add_argument("--lr", type=float, default=3e-4, help="PPO's initial learning rate")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--episodes", type=int, default=50, help="simulated validation episodes per robot")
     p.add_argument("--check-variant", help="also report both policies on this simulated robot variant")
     p.add_argument("--seed", type=int, default=0)
@@ -338,6 +351,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=10.0,
         help="the collecting robots' new command every this many s",
+    )
+    p.add_argument(
+        "--domain-randomization",
+        action="store_true",
+        help="collect from a new randomized robot every episode; sensor noise on imagined observations",
     )
     p.add_argument("--wm-iterations", type=int, default=50, help="world-model updates per iteration")
     p.add_argument("--ppo-iterations", type=int, default=20, help="PPO updates in imagination per iteration")

@@ -136,6 +136,10 @@ class PolicyLoop:
         limit = self.cfg.watchdog_periods * self.period_s + 1e-6  # float slack on exact multiples
         return all(now - v <= limit for v in self._seen.values())
 
+    def input_ages(self, now: float) -> dict[str, float]:
+        """Seconds since each input (joints, imu, odom) was last accepted: why the watchdog holds."""
+        return {name: now - t for name, t in self._seen.items()}
+
     def tick(self, now: float) -> np.ndarray | None:
         """Joint targets to send now (a view reused next tick), or None while waiting for the robot."""
         self._now = now

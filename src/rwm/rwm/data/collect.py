@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Protocol
 
@@ -22,7 +23,7 @@ from rwm.sim.anymal_sim import AnymalSim
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig, PushConfig
 from rwm.sim.commands import CommandConfig, CommandSampler
 from rwm.sim.controllers import make_controller
-from rwm.sim.variants import NOMINAL, RobotVariant
+from rwm.sim.variants import NOMINAL, RobotVariant, VariantRanges
 
 MAX_TILT_GRAVITY_Z = EnvConfig.max_tilt_gravity_z
 """A robot whose projected gravity z rises above this has fallen (as in the batched environment)."""
@@ -148,10 +149,12 @@ def collect_dataset(
     robot: str = "anymal_d",
     episode_length_s: float = 20.0,
     num_threads: int = 0,
+    randomization: VariantRanges | None = None,
 ) -> dict:
     """Run the batched environment for `steps` steps under `controller` and store every robot's trajectories.
 
-    `controller` is a name from rwm.sim.controllers (one instance per robot) or a BatchPolicy.
+    `controller` is a name from rwm.sim.controllers (one instance per robot) or a BatchPolicy;
+    `randomization` draws a new robot at every reset (the data of a family of robots).
     Returns transitions, rows, trajectories, falls and wall time.
     """
     cfg = EnvConfig(
@@ -161,6 +164,7 @@ def collect_dataset(
         num_threads=num_threads,
         episode_length_s=episode_length_s,
         pushes=PushConfig(enabled=pushes),
+        randomization=randomization,
     )
     env = BatchedAnymalEnv(cfg)
     policy = (
@@ -173,7 +177,13 @@ def collect_dataset(
         robot=robot,
         seed=seed,
         source=f"batched_env {name}",
-        extra={"num_envs": num_envs, "steps": steps, "pushes": pushes, "episode_length_s": episode_length_s},
+        extra={
+            "num_envs": num_envs,
+            "steps": steps,
+            "pushes": pushes,
+            "episode_length_s": episode_length_s,
+            "randomization": None if randomization is None else asdict(randomization),
+        },
     )
     reset_envs = getattr(policy, "reset_envs", None)
     falls = 0

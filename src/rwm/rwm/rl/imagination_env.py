@@ -33,6 +33,7 @@ from rwm.robot import contract as C
 from rwm.robot.policy_io import OBS_DIM_WITH_LAST_ACTION, policy_observation, raw_to_targets
 from rwm.sim.commands import CommandConfig
 from rwm.sim.reward import RewardConfig, reward_terms, total_reward
+from rwm.sim.variants import OBS_NOISE_STD
 from rwm.storage.replay_buffer import ReplayBuffer
 
 
@@ -65,6 +66,11 @@ class ImaginationConfig:
     where the deployed policy meets command changes; a reset only switches from the gait of whoever
     collected the history. Measured (models/README.md): every 50 steps slowed MBPO-PPO and left its
     falls after command changes (7 / 100); a fall criterion imagination can show fixed them instead."""
+    obs_noise: float = 0.0
+    """Scale of the simulator's per-channel sensor noise (`rwm.sim.variants.OBS_NOISE_STD`, uniform) on
+    the policy's observation of the imagined state; the state the model steps on stays noise-free, as
+    the simulator's does. 1 with domain randomization, so that the policy meets the sensors it will
+    have (`rwm train-mbpo --domain-randomization`)."""
     online_fraction: float = 0.5
     """Share of starting histories drawn from data collected online (the rest: pretraining data)."""
     uncertainty_penalty: float = 0.0
@@ -100,6 +106,7 @@ class ImaginationEnv(VecEnv):
         self.episode_length_buf = torch.zeros(n, dtype=torch.long)
         self._default = torch.from_numpy(C.DEFAULT_JOINT_POS).float()
         self._obs = torch.zeros(n, OBS_DIM_WITH_LAST_ACTION)
+        self._noise_width = torch.from_numpy(OBS_NOISE_STD).float() * cfg.obs_noise
         self.reward_sum = 0.0
         """Sum of the mean imagined reward per step since the last `pop_reward_mean` (for logs)."""
         self.reward_steps = 0
@@ -134,7 +141,10 @@ class ImaginationEnv(VecEnv):
 
     # -- VecEnv ---------------------------------------------------------------------------------
     def _observation(self) -> torch.Tensor:
-        return policy_observation(self.state, self.command, self.action, out=self._obs)
+        obs = policy_observation(self.state, self.command, self.action, out=self._obs)
+        if self.cfg.obs_noise > 0.0:
+            obs += (2.0 * torch.rand(obs.shape, generator=self.gen) - 1.0) * self._noise_width
+        return obs
 
     def get_observations(self) -> TensorDict:
         return TensorDict({"policy": self._observation().clone()}, batch_size=[self.num_envs])

@@ -29,6 +29,7 @@ from rwm.robot.policy_io import OBS_DIM_WITH_LAST_ACTION, raw_to_targets
 from rwm.runners.ppo import PPOConfig, TrainConfig, export_runner_policy, runner_config
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig, PushConfig
 from rwm.sim.commands import CommandConfig
+from rwm.sim.variants import TRAINING_RANGES
 from rwm.storage.replay_buffer import ReplayBuffer
 from rwm.training.learner import LearnerConfig, WorldModelLearner
 
@@ -45,6 +46,9 @@ class MBPOConfig:
     real_command_resample_s: float = 10.0
     """How often the collecting robots get a new command: command changes are where a policy falls,
     so the model needs real transitions through them."""
+    domain_randomization: bool = False
+    """The collecting robots are a family: a new one from `rwm.sim.variants.TRAINING_RANGES` at every
+    reset (sensor noise included), so that the model learns the family and the policy meets it."""
     wm_iterations: int = 50
     wm_batch: int = 256
     wm_learning_rate: float = 1e-4
@@ -146,6 +150,7 @@ def train_mbpo(
             seed=cfg.seed,
             pushes=PushConfig(enabled=True),
             commands=CommandConfig(resample_time_s=cfg.real_command_resample_s),
+            randomization=TRAINING_RANGES if cfg.domain_randomization else None,
         )
     )
     # Seed the online part of the buffer before the first imagination (the paper starts from real data too).
