@@ -40,6 +40,7 @@ import yaml  # noqa: E402
 
 from rwm.robot import contract as C  # noqa: E402
 from rwm_ros.launch_stack import (  # noqa: E402
+    LOCAL_DISCOVERY,
     launch_command,
     node_exits,
     source_env,
@@ -89,6 +90,7 @@ def _sample_diagnostics(domain: int, stop: threading.Event, rows: list) -> None:
     from rclpy.context import Context  # noqa: PLC0415
     from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
 
+    os.environ.update(LOCAL_DISCOVERY)  # as the launched stack's (source_env)
     ctx = Context()
     rclpy.init(context=ctx, domain_id=domain)
     node = rclpy.create_node("soak_diagnostics", context=ctx)

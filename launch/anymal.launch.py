@@ -7,7 +7,9 @@ stops every node cleanly: the data logger writes all it received and closes its 
 """
 
 import os
+import tempfile
 
+import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import (
@@ -125,7 +127,11 @@ def _stack(context):
             executable=executable,
             name=name,
             namespace=arg["namespace"],
-            parameters=[os.path.join(config, config_file), parameters, *extra],
+            parameters=[
+                os.path.join(config, config_file),
+                *([_node_parameter_file(name, parameters)] if parameters else []),
+                *extra,
+            ],
             output="screen",
             emulate_tty=True,
             **extras,
@@ -138,6 +144,16 @@ def _stack(context):
             TimerAction(period=duration, actions=[EmitEvent(event=ShutdownEvent(reason="duration"))])
         )
     return actions
+
+
+def _node_parameter_file(name: str, parameters: dict) -> str:
+    """The parameters the arguments give one node, as a file keyed by the node's name like its config
+    file. rcl applies the entries of all parameter files by key, in the order the keys first appear,
+    and launch_ros writes a dict under `/**`: a dict would come after every `/**/<name>` entry and
+    so beat `params_file`. Keyed by name, the files merge in order: config < arguments < params_file."""
+    with tempfile.NamedTemporaryFile("w", prefix=f"rwm_{name}_", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump({f"/**/{name}": {"ros__parameters": parameters}}, f)
+    return f.name
 
 
 def _any_exit_ends_the_stack(event, context):

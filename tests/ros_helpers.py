@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import pytest
 
-DISCOVERY_ENV = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_STATIC_PEERS": ""}
+from rwm_ros.launch_stack import LOCAL_DISCOVERY as DISCOVERY_ENV
 
 
 def domain_id(slot: int) -> int:

@@ -280,3 +280,14 @@ def test_sigkilled_logger_loses_at_most_1_5_s_after_recovery(tmp_path: Path) -> 
     trajectories, report = load_bags([recovered])
     assert sum(len(t) for t in trajectories) > 50 * 8, report
     print(json.dumps({"recovered_s": last - first, "lost_s": killed_at - last}))
+
+
+def test_params_file_overrides_what_the_arguments_set(tmp_path: Path) -> None:
+    """`params_file` comes last: it beats the config files and the parameters the launch arguments
+    give (here the simulator's variant, which `variant:=` sets): a variant that does not exist makes
+    the simulator refuse to start."""
+    params = tmp_path / "params.yaml"
+    params.write_text("/**/anymal_sim:\n  ros__parameters:\n    variant: no_such_robot\n")
+    proc = _run(60, policy=False, record=False, state_publisher=False, duration=5, params_file=params)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "no_such_robot" in out, out[-3000:]

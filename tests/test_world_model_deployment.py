@@ -3,6 +3,7 @@ monitor, and the trainer and world-model nodes over real DDS (a new version is a
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -122,6 +123,8 @@ def test_trainer_never_retries_a_failed_bag_until_it_changes(world, tmp_path):
             ]
             assert "no trajectory" in node.results[-1]["reason"]
             assert node.new_bags() == [], "not retried unchanged"
+            saved = json.loads((tmp_path / "versions" / "trainer_state.json").read_text())
+            assert [r["stage"] for r in saved["results"]] == ["world_model", "policy"], "both on record"
             again = TrainerNode(
                 context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()]
             )

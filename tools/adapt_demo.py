@@ -2,17 +2,19 @@
 training family (a variant of `beyond_training:` in config/robot_variants.yaml).
 
 1. Before: the stack as deployed (shipped policy, RWM-U health monitor, data logger) walks the shifted
-   robot through a looping command sequence for --record-s; its bags go to OUT/bags_before.
-2. Adapt, live: the stack again, with the trainer on (its own process, nice 19) reading those bags: it
-   refines the world model and fine-tunes the policy in its imagination (MOPO-PPO), validates both
-   and announces them; the world-model node and the policy node swap them in while the robot walks.
-   The run goes on for --after-s after the policy swap; its bags go to OUT/bags_after.
-3. Figures, before against after the swap (the blend and the rollback window left out): tracking as
-   the suite measures it (the normalized tracking reward of every 50 Hz row of the bags), linear
-   velocity RMSE, falls (the simulator's resets), the monitor's uncertainty and its anomaly share;
-   the policy node's version and rollbacks. JSON and a PNG in OUT.
+   robot through a looping command sequence for --record-s; its bags go to OUT/bags.
+2. Adapt, live: the stack again, with the trainer on (its own process, nice 19) reading those bags
+   (`bag_dir`; recording off, so that it trains on them alone): it refines the world model and
+   fine-tunes the policy in its imagination (MOPO-PPO), validates both and announces them; the
+   world-model node and the policy node swap them in while the robot walks. The run goes on for
+   --after-s after the policy swap, or ends once the trainer refused the policy.
+3. Figures, before against after the swap (its blend and rollback window left out), from what the
+   demo hears on the graph: tracking as the suite measures it (the normalized tracking reward of
+   odometry against /cmd_vel), linear-velocity RMSE, falls (the simulator's resets), the monitor's
+   uncertainty and its anomaly share; the versions made and the policy node's rollbacks. JSON and a
+   PNG in OUT.
 
-    python tools/adapt_demo.py --variant payload_25kg --record-s 300 --after-s 180 --out runs/adapt_demo
+    python tools/adapt_demo.py --variant worn_heavy --record-s 300 --after-s 180 --out runs/adapt_demo
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -32,10 +35,15 @@ sys.path[:0] = [str(ROOT / "src" / "rwm"), str(ROOT / "src" / "rwm_ros")]
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from rwm.data.bag_loader import load_bags  # noqa: E402
 from rwm.robot import contract as C  # noqa: E402
 from rwm.sim.reward import RewardConfig  # noqa: E402
-from rwm_ros.launch_stack import launch_command, node_exits, source_env, stop_process_group  # noqa: E402
+from rwm_ros.launch_stack import (  # noqa: E402
+    LOCAL_DISCOVERY,
+    launch_command,
+    node_exits,
+    source_env,
+    stop_process_group,
+)
 
 WALK = [4.0, 0.6, 0.0, 0.0, 4.0, 0.0, 0.3, 0.0, 4.0, 0.0, 0.0, 0.8, 4.0, -0.5, 0.0, 0.0,
         4.0, 0.8, 0.2, 0.0, 4.0, 0.3, -0.3, -0.5, 4.0, 0.0, 0.0, 0.0]  # fmt: skip
@@ -53,6 +61,10 @@ class Listener:
         self.policy: list[tuple[float, str, int]] = []
         self.uncertainty: list[tuple[float, float]] = []
         self.anomaly: list[tuple[float, bool]] = []
+        self.odom: list[tuple[float, float, float, float]] = []
+        """(time, vx, vy, yaw rate) of the base, in its own frame, at 50 Hz."""
+        self.cmd: list[tuple[float, float, float, float]] = []
+        """(time, vx, vy, yaw rate) of every /cmd_vel."""
         self.trainer: dict[str, str] = {}
         """The trainer's latest diagnostics (its stages' counts and last reason)."""
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -60,12 +72,15 @@ class Listener:
     def _run(self) -> None:
         import rclpy  # noqa: PLC0415
         from diagnostic_msgs.msg import DiagnosticArray  # noqa: PLC0415
+        from geometry_msgs.msg import Twist  # noqa: PLC0415
+        from nav_msgs.msg import Odometry  # noqa: PLC0415
         from rclpy.context import Context  # noqa: PLC0415
         from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
         from std_msgs.msg import Bool, Float32  # noqa: PLC0415
 
         from rwm_ros.topics import STREAM_WRITER_QOS, TOPIC_WM_ANOMALY, TOPIC_WM_UNCERTAINTY  # noqa: PLC0415
 
+        os.environ.update(LOCAL_DISCOVERY)  # as the launched stack's (source_env)
         ctx = Context()
         rclpy.init(context=ctx, domain_id=self.domain)
         node = rclpy.create_node("adapt_demo_listener", context=ctx)
@@ -93,6 +108,21 @@ class Listener:
         node.create_subscription(
             Bool, TOPIC_WM_ANOMALY, lambda m: self.anomaly.append((time.time(), m.data)), 10
         )
+        odom_count = [0]
+
+        def on_odom(m) -> None:
+            odom_count[0] += 1
+            if odom_count[0] % 8 == 0:  # 400 Hz: every 8th, the policy's rate
+                v, w = m.twist.twist.linear, m.twist.twist.angular
+                self.odom.append((time.time(), v.x, v.y, w.z))
+
+        node.create_subscription(Odometry, C.TOPIC_ODOM, on_odom, STREAM_WRITER_QOS)
+        node.create_subscription(
+            Twist,
+            C.TOPIC_CMD_VEL,
+            lambda m: self.cmd.append((time.time(), m.linear.x, m.linear.y, m.angular.z)),
+            10,
+        )
         executor = SingleThreadedExecutor(context=ctx)
         executor.add_node(node)
         while not self.stop.is_set():
@@ -117,15 +147,17 @@ def _params_file(path: Path, trainer: dict | None) -> Path:
     return path
 
 
-def _run_stack(args, name: str, bag_dir: Path, trainer: dict | None, until) -> tuple[Listener, str]:
-    """Launch the stack on the variant; stop it (SIGINT, as Ctrl-C) once `until(listener, elapsed)`."""
+def _run_stack(args, name: str, trainer: dict | None, until) -> Listener:
+    """Launch the stack on the variant (recording into OUT/bags, or, with `trainer`, training from
+    them); stop it (SIGINT, as Ctrl-C) once `until(listener, elapsed)`."""
     domain = 60 + os.getpid() % 20
     out = Path(args.out)
     cmd = launch_command(
         variant=args.variant,
         world_model=True,
         trainer=trainer is not None,
-        bag_dir=bag_dir,
+        record=trainer is None,
+        bag_dir=out / "bags",  # the logger's directory, then the trainer's replay buffer
         params_file=_params_file(out / f"{name}.yaml", trainer),
     )
     listener = Listener(domain)
@@ -143,46 +175,58 @@ def _run_stack(args, name: str, bag_dir: Path, trainer: dict | None, until) -> t
             stop_process_group(launch, timeout_s=60.0)
             listener.stop.set()
             listener.thread.join(5.0)
-    text = log_path.read_text()
-    print(f"[adapt_demo] {name}: {time.monotonic() - start:.0f} s, exits {node_exits(text)}", flush=True)
-    return listener, text
+    exits = node_exits(log_path.read_text())
+    print(f"[adapt_demo] {name}: {time.monotonic() - start:.0f} s, exits {exits}", flush=True)
+    return listener
 
 
 def _window(pairs: list[tuple[float, float]], t0: float, t1: float) -> np.ndarray:
     return np.array([v for t, v in pairs if t0 <= t < t1], dtype=np.float64)
 
 
-def figures(bag_dir: Path, listener: Listener, t0: float, t1: float) -> dict:
-    """What the robot did between ROS times t0 and t1: tracking from its bags (the suite's measure),
-    falls from the simulator's reset counter, the monitor's uncertainty and anomaly share."""
-    trajectories, _ = load_bags(sorted(p for p in bag_dir.iterdir() if (p / "metadata.yaml").is_file()))
+def figures(listener: Listener, t0: float, t1: float) -> dict:
+    """What the robot did between times t0 and t1: tracking as the suite measures it (odometry against
+    the /cmd_vel in force), falls from the simulator's reset counter, the monitor's uncertainty and
+    anomaly share."""
+    odom, cmd = np.array(listener.odom), np.array(listener.cmd)
     reward = RewardConfig()
-    track, lin_sq, rows = 0.0, 0.0, 0
-    for t in trajectories:
-        keep = (t.time >= t0) & (t.time < t1)
-        if not keep.any():
-            continue
-        s, cmd = t.state[keep], t.command[keep]
-        lin_err = ((cmd[:, 0:2] - s[:, C.LIN_VEL][:, 0:2]) ** 2).sum(1)
-        yaw_err = (cmd[:, 2] - s[:, C.ANG_VEL][:, 2]) ** 2
+    row = {"seconds": round(t1 - t0, 1)}
+    inside = odom[(odom[:, 0] >= t0) & (odom[:, 0] < t1)] if len(odom) and len(cmd) else np.zeros((0, 4))
+    inside = inside[inside[:, 0] >= cmd[0, 0]] if len(inside) else inside
+    if len(inside):
+        command = cmd[np.searchsorted(cmd[:, 0], inside[:, 0], side="right") - 1, 1:]
+        lin_err = ((command[:, 0:2] - inside[:, 1:3]) ** 2).sum(1)
+        yaw_err = (command[:, 2] - inside[:, 3]) ** 2
         wl, wy = reward.lin_vel_tracking, reward.yaw_rate_tracking
-        terms = wl * np.exp(-lin_err / reward.tracking_sigma) + wy * np.exp(-yaw_err / reward.tracking_sigma)
-        track += float(terms.sum() / (wl + wy))
-        lin_sq += float(lin_err.sum())
-        rows += int(keep.sum())
+        track = (
+            wl * np.exp(-lin_err / reward.tracking_sigma) + wy * np.exp(-yaw_err / reward.tracking_sigma)
+        ) / (wl + wy)
+        row.update(
+            samples_50hz=len(inside),
+            tracking=round(float(track.mean()), 4),
+            lin_vel_rmse_m_s=round(float(np.sqrt(lin_err.mean())), 4),
+        )
     resets = [n for t, n in listener.resets if t0 <= t < t1]
+    if resets:
+        row.update(
+            falls=max(resets) - min(resets),
+            falls_per_minute=round(60 * (max(resets) - min(resets)) / (t1 - t0), 3),
+        )
     uncertainty = _window(listener.uncertainty, t0, t1)
-    anomaly = _window(listener.anomaly, t0, t1)
-    return {
-        "seconds": round(t1 - t0, 1),
-        "rows_50hz": rows,
-        "tracking": round(track / rows, 4) if rows else None,
-        "lin_vel_rmse_m_s": round(float(np.sqrt(lin_sq / rows)), 4) if rows else None,
-        "falls": (max(resets) - min(resets)) if resets else None,
-        "falls_per_minute": round(60.0 * (max(resets) - min(resets)) / (t1 - t0), 3) if resets else None,
-        "uncertainty_mean": round(float(uncertainty.mean()), 5) if len(uncertainty) else None,
-        "anomaly_share": round(float(anomaly.mean()), 4) if len(anomaly) else None,
-    }
+    if len(uncertainty):
+        row["uncertainty_mean"] = round(float(uncertainty.mean()), 5)
+        # the monitor publishes its anomaly flag when it changes: the share of time it was raised
+        times = np.array([t for t, _ in listener.uncertainty if t0 <= t < t1])
+        changes = np.array(listener.anomaly or [(-np.inf, False)], dtype=np.float64)
+        raised = changes[np.maximum(np.searchsorted(changes[:, 0], times, side="right") - 1, 0), 1]
+        raised[times < changes[0, 0]] = 0.0
+        row["anomaly_share"] = round(float(raised.mean()), 4)
+    return row
+
+
+def _trainer_results(state_file: Path) -> list[dict]:
+    """What each of the trainer's stages measured, accepted or refused (its state file)."""
+    return json.loads(state_file.read_text()).get("results", []) if state_file.is_file() else []
 
 
 def _plot(path: Path, before: Listener, after: Listener, swap: float | None) -> None:
@@ -224,6 +268,7 @@ def main() -> int:
     ap.add_argument("--out", default="runs/adapt_demo")
     ap.add_argument("--pretrain", default=str(ROOT / "data" / "pretrain"), help="the trainer's anchor data")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a terminated demo still stops its stack
     out = Path(args.out).resolve()
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"{out} is not empty: the demo starts from a clean directory")
@@ -231,56 +276,49 @@ def main() -> int:
     args.out = str(out)
     settle_s = 10.0  # soft start and the first command
 
-    before, _ = _run_stack(
-        args, "before", out / "bags_before", None, lambda _, t: t >= args.record_s + settle_s
-    )
+    before = _run_stack(args, "before", None, lambda _, t: t >= args.record_s + settle_s)
     # The stack runs in OUT: the trainer's model_versions/ and policy_versions/ are there, and so are the
     # directories the world-model and policy nodes accept reloads from (the same relative defaults).
-    trainer = {
-        "replay_buffer": str(out / "bags_before"),
-        "pretrain": args.pretrain,
-        "adapt.threads": 1,
-        "threads": 1,
-    }
+    trainer = {"pretrain": args.pretrain, "threads": 1, "adapt.threads": 1}
     first_policy: list[str] = []
 
     def adapted_long_enough(listener: Listener, elapsed: float) -> bool:
         if not first_policy and listener.policy:
             first_policy.append(listener.policy[0][1])
         swap = listener.swap_time(first_policy[0]) if first_policy else None
-        if swap is None:  # no swap: the trainer refused the policy, or gave up, or is slower than allowed
+        if swap is None:  # no swap: the trainer refused the policy, or is slower than allowed
             return elapsed > args.adapt_timeout_s or (
                 listener.trainer_done() and int(listener.trainer.get("policies_accepted", 0)) == 0
             )
         return time.time() - swap >= args.after_s
 
-    after, _ = _run_stack(args, "after", out / "bags_after", trainer, adapted_long_enough)
-    # The stack publishes from start to end; the bags of "after" are the logger's (bag_dir of that run).
+    after = _run_stack(args, "after", trainer, adapted_long_enough)
     swap = after.swap_time(first_policy[0]) if first_policy else None
-    t_before = (before.resets[0][0] + settle_s, before.resets[-1][0]) if before.resets else (0.0, 0.0)
+    start_before = before.odom[0][0] + settle_s if before.odom else 0.0
+    start_after = after.odom[0][0] + settle_s if after.odom else 0.0
+    end_after = after.odom[-1][0] if after.odom else 0.0
     result = {
         "variant": args.variant,
-        "before": figures(out / "bags_before", before, *t_before),
-        "swap_ros_time": swap,
-        "policy_versions": sorted(p.name for p in (out / "policy_versions").glob("policy_v*.onnx")),
+        "before": figures(before, start_before, before.odom[-1][0] if before.odom else 0.0),
+        "swap_time": swap,
         "model_versions": sorted(p.name for p in (out / "model_versions").glob("rwm_v*.onnx")),
+        "policy_versions": sorted(p.name for p in (out / "policy_versions").glob("policy_v*.onnx")),
         "rollbacks": max((r for *_, r in after.policy), default=0),
         "trainer_diagnostics": after.trainer,
-        "trainer": [
-            json.loads(p.read_text()) for p in sorted((out / "policy_versions").glob("policy_v*.json"))
-        ],
+        "trainer": _trainer_results(out / "model_versions" / "trainer_state.json"),
     }
-    start_after = after.resets[0][0] + settle_s if after.resets else 0.0
-    end_after = after.resets[-1][0] if after.resets else 0.0
     if swap is None:
-        result["while_training"] = figures(out / "bags_after", after, start_after, end_after)
+        result["while_training"] = figures(after, start_after, end_after)
     else:
         grace = 5.0  # the blend and the rollback window
-        result["while_training"] = figures(out / "bags_after", after, start_after, swap)
-        result["after"] = figures(out / "bags_after", after, swap + grace, end_after)
+        result["while_training"] = figures(after, start_after, swap)
+        result["after"] = figures(after, swap + grace, end_after)
     (out / "adapt_demo.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     _plot(out / "adapt_demo.png", before, after, swap)
-    print(json.dumps({k: v for k, v in result.items() if k != "trainer"}, indent=1, default=str))
+    keep = ("stage", "accepted", "reason", "error_before", "error_after", "new_error_before",
+            "new_error_after", "deployed", "candidate", "wall_s")  # fmt: skip
+    shown = {**result, "trainer": [{k: r[k] for k in keep if k in r} for r in result["trainer"]]}
+    print(json.dumps(shown, indent=1, default=str))
     # The loop ran if the trainer finished (a refused version is a result too); not if it timed out.
     return 0 if swap is not None or after.trainer_done() else 1
 

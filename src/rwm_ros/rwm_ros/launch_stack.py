@@ -19,6 +19,9 @@ from pathlib import Path
 
 LAUNCH = ("rwm_bringup", "anymal.launch.py")
 REPORT_MARK = "[stack_probe] report: "
+LOCAL_DISCOVERY = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_STATIC_PEERS": ""}
+"""DDS discovery kept on this host: a stack started from a script and whoever listens to it in the
+script's own process (set in `os.environ` before `rclpy.init`) must agree on it, or they never meet."""
 _EXIT = re.compile(
     r"\[INFO\] \[(?P<clean>[\w-]+)\]: process has finished cleanly \[pid \d+\]"
     r"|\[ERROR\] \[(?P<died>[\w-]+)\]: process has died \[pid \d+, exit code (?P<code>-?\d+)"
@@ -51,7 +54,7 @@ def source_env(domain: int | None = None) -> dict[str, str]:
     env.setdefault("PYTHONUNBUFFERED", "1")
     if domain is not None:
         env.pop("ROS_LOCALHOST_ONLY", None)
-        env.update(ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_STATIC_PEERS="")
+        env.update(ROS_DOMAIN_ID=str(domain), **LOCAL_DISCOVERY)
     return env
 
 

@@ -157,6 +157,10 @@ class TrainerNode(Node):
     def _train(self, bags: list[Path]) -> None:
         if self._refine(bags) and self.adapt:
             self._adapt(bags)
+        # what each stage measured, accepted or not, for whoever reads the state file (make adapt-demo)
+        self.state["results"] = [
+            {k: v for k, v in r.items() if k != "load_report"} for r in self.results[-20:]
+        ]
         self._save_state()
 
     def _refine(self, bags: list[Path]) -> bool:
