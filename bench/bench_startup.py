@@ -59,6 +59,9 @@ def main() -> int:
             "exit_code": proc.returncode,
             "watchdog_ticks": int(report.get("policy", {}).get("ticks_watchdog", 0)),
             "resets": int(report.get("sim", {}).get("resets", 0)),
+            # whether the simulator itself ran late, and how long its publish() calls could block
+            "sim_max_lateness_ms": float(report.get("sim", {}).get("max_lateness_ms", "nan")),
+            "sim_publish_max_ms": float(report.get("sim", {}).get("publish_max_ms", "nan")),
             "watchdog_lines": [
                 line.split("]: ", 1)[-1] for line in text.splitlines() if "-> watchdog" in line
             ],

@@ -130,6 +130,8 @@ class SimNode(Node):
         self.schedule = RealTimeSchedule(self.decimation * C.PHYSICS_DT / rtf, max_lag_s=MAX_LAG_S)
         self.sim.reset(height=self.initial_height)
         self.resets = 0
+        self.publish_max_s = 0.0
+        """The longest a tick's four publish() calls took (the run so far)."""
         self.published_ticks = 0
         """Ticks whose four robot messages were published."""
         """Resets after falls."""
@@ -270,6 +272,7 @@ class SimNode(Node):
             "real_time_factor": f"{sim_s / elapsed:.4f}" if elapsed > 0 else "0",
             "late_ticks": s.late_ticks,
             "max_lateness_ms": f"{1e3 * s.max_lateness_s:.3f}",
+            "publish_max_ms": f"{1e3 * self.publish_max_s:.3f}",
             "slips": s.slips,
             "slipped_s": f"{s.slipped_s:.4f}",
             "resets": self.resets,
@@ -333,10 +336,13 @@ class SimNode(Node):
             sim.reset(height=self.initial_height)
         self._fill()
         set_stamp_ns(self._stamp, stamp_ns)
+        start = time.perf_counter()
         self.pub_joints.publish(self.msg_joints)
         self.pub_imu.publish(self.msg_imu)
         self.pub_odom.publish(self.msg_odom)
         self.pub_contacts.publish(self.msg_contacts)
+        # a reliable writer with a full history waits in publish() for its slowest reader
+        self.publish_max_s = max(self.publish_max_s, time.perf_counter() - start)
         self.published_ticks += 1
         if self.pub_clock is not None:
             self.pub_clock.publish(self.msg_clock)
