@@ -76,9 +76,12 @@ class Listener:
         from nav_msgs.msg import Odometry  # noqa: PLC0415
         from rclpy.context import Context  # noqa: PLC0415
         from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
+        from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: PLC0415
         from std_msgs.msg import Bool, Float32  # noqa: PLC0415
 
         from rwm_ros.topics import STREAM_WRITER_QOS, TOPIC_WM_ANOMALY, TOPIC_WM_UNCERTAINTY  # noqa: PLC0415
+
+        SENSOR_QOS = QoSProfile(depth=400, reliability=ReliabilityPolicy.BEST_EFFORT)  # noqa: N806
 
         os.environ.update(LOCAL_DISCOVERY)  # as the launched stack's (source_env)
         ctx = Context()
@@ -116,7 +119,8 @@ class Listener:
                 v, w = m.twist.twist.linear, m.twist.twist.angular
                 self.odom.append((time.time(), v.x, v.y, w.z))
 
-        node.create_subscription(Odometry, C.TOPIC_ODOM, on_odom, STREAM_WRITER_QOS)
+        # best effort: a slow reliable reader of a 400 Hz stream would hold up the simulator's writer
+        node.create_subscription(Odometry, C.TOPIC_ODOM, on_odom, SENSOR_QOS)
         node.create_subscription(
             Twist,
             C.TOPIC_CMD_VEL,
@@ -131,8 +135,12 @@ class Listener:
         ctx.try_shutdown()
 
     def trainer_done(self) -> bool:
-        """Both stages have run once and the trainer is idle (a rejected policy makes no swap)."""
-        return int(self.trainer.get("adaptations", 0)) >= 1 and self.trainer.get("busy") == "False"
+        """The trainer's first round has ended (both stages, or a refinement that failed) and it is idle."""
+        return int(self.trainer.get("refinements", 0)) >= 1 and self.trainer.get("busy") == "False"
+
+    def origin(self) -> float:
+        """The time the first signal of this run was heard (the plots' zero)."""
+        return min(series[0][0] for series in (self.odom, self.resets, self.uncertainty) if series)
 
     def swap_time(self, first_policy: str) -> float | None:
         """ROS time of the first diagnostics naming another policy than `first_policy`."""
@@ -240,16 +248,19 @@ def _plot(path: Path, before: Listener, after: Listener, swap: float | None) -> 
         (before, "before (deployed policy)"),
         (after, "trainer on, then the adapted policy"),
     ):
-        if listener.uncertainty:
+        if not (listener.odom or listener.resets or listener.uncertainty):
+            continue
+        t0 = listener.origin()
+        if len(listener.uncertainty) >= 50:
             u = np.array(listener.uncertainty)
-            t = u[:, 0] - u[0, 0]
-            a.plot(t / 60, np.convolve(u[:, 1], np.ones(50) / 50, mode="same"), label=label, lw=0.8)
+            smooth = np.convolve(u[:, 1], np.ones(50) / 50, mode="valid")
+            a.plot((u[49:, 0] - t0) / 60, smooth, label=label, lw=0.8)
         if listener.resets:
             r = np.array(listener.resets, dtype=np.float64)
-            b.step((r[:, 0] - r[0, 0]) / 60, r[:, 1] - r[0, 1], where="post", label=label)
-    if swap is not None and after.uncertainty:
+            b.step((r[:, 0] - t0) / 60, r[:, 1] - r[0, 1], where="post", label=label)
+    if swap is not None and (after.odom or after.resets or after.uncertainty):
         for ax in (a, b):
-            ax.axvline((swap - after.uncertainty[0][0]) / 60, color="k", ls="--", lw=0.8, label="policy swap")
+            ax.axvline((swap - after.origin()) / 60, color="k", ls="--", lw=0.8, label="policy swap")
     a.set(ylabel="monitor uncertainty (1 s mean)")
     b.set(xlabel="time in run (min)", ylabel="falls (simulator resets)")
     for ax in (a, b):

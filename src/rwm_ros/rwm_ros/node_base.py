@@ -71,7 +71,7 @@ def declare(
 
 def declare_config(node: Node, cls: type[T], prefix: str = "", **defaults: Any) -> T:
     """An instance of the config dataclass `cls` whose plain fields (bool, int, float, str) are node
-    parameters of the same names (after `prefix`, e.g. "policy." where two configs share field
+    parameters of the same names (after `prefix`, e.g. "adapt." where two configs share field
     names), described by the fields' docstrings; `defaults` replace the dataclass's defaults (the
     node's own)."""
     docs = field_descriptions(cls)

@@ -177,6 +177,7 @@ class TrainerNode(Node):
             self.results.append(
                 {"stage": "world_model", "accepted": False, "reason": f"{type(e).__name__}: {e}"}
             )
+            self._save_state()
             return False
         if result.load_report:
             log.warning(f"bag loading: {result.load_report}", throttle_duration_sec=1.0)
@@ -192,6 +193,7 @@ class TrainerNode(Node):
         else:
             log.warning(f"refinement rejected: {result.reason}")
         self.results.append({"stage": "world_model", **asdict(result)})
+        self._save_state()  # the new checkpoint and the used bags survive a stop during stage 2
         return True
 
     def _adapt(self, bags: list[Path]) -> None:

@@ -44,7 +44,7 @@ VERSION = re.compile(r"policy_v(\d+)\.onnx$")
 
 @dataclass
 class AdaptConfig:
-    """A policy adaptation's budget and its acceptance rule (the trainer node's `policy.` parameters)."""
+    """A policy adaptation's budget and its acceptance rule (the trainer node's `adapt.` parameters)."""
 
     critic_warmup: int = field(default=20, metadata={"range": (0, 100_000)})
     """PPO iterations in imagination with the actor frozen first: the critic starts from scratch, and
@@ -103,12 +103,14 @@ def next_policy_version(versions_dir: Path) -> int:
 
 
 def warm_up_critic(runner: OnPolicyRunner, iterations: int) -> None:
-    """PPO iterations that train only the critic (the actor's parameters frozen); the learning rate,
-    which rsl-rl's adaptive schedule raises while the actor does not move, is put back after."""
+    """PPO iterations that train only the critic (the actor's parameters frozen, its observation
+    normalization put back after); the learning rate, which rsl-rl's adaptive schedule raises while
+    the actor does not move, is put back too."""
     if iterations <= 0:
         return
     alg = runner.alg
     frozen = [p for p in alg.actor.parameters() if p.requires_grad]
+    normalizer = {k: v.clone() for k, v in alg.actor.obs_normalizer.state_dict().items()}
     learning_rate = alg.learning_rate
     for p in frozen:
         p.requires_grad_(False)
@@ -117,6 +119,7 @@ def warm_up_critic(runner: OnPolicyRunner, iterations: int) -> None:
     finally:
         for p in frozen:
             p.requires_grad_(True)
+        alg.actor.obs_normalizer.load_state_dict(normalizer)  # rsl-rl updates it in every update()
         alg.learning_rate = learning_rate
         for group in alg.optimizer.param_groups:
             group["lr"] = learning_rate
