@@ -41,17 +41,24 @@ def test_sample_bag_replays_the_nominal_policy():
 WORLD_MODEL = ROOT / "models" / "anymal_d_rwm.onnx"
 
 
-@pytest.mark.skipif(not WORLD_MODEL.is_file(), reason="no shipped world model yet")
-def test_shipped_world_model_matches_its_checkpoint():
+def _world_model_and_checkpoint(path: Path, parity_steps: int):
+    """A shipped world model (checked by the nodes' own validation) and its checkpoint beside it, after
+    asserting that the two roll out alike: (ONNX model, torch model, checkpoint entries)."""
     from rwm.control.world_model_monitor import validate_world_model
     from rwm.export.runtime import OnnxWorldModel
     from rwm.export.world_model_onnx import _Step, rollout_parity
     from rwm.models.factory import load_checkpoint
 
-    onnx_model = OnnxWorldModel(WORLD_MODEL)
+    onnx_model = OnnxWorldModel(path)
     validate_world_model(onnx_model)
-    model, extra = load_checkpoint(WORLD_MODEL.with_suffix(".pt"))
-    assert rollout_parity(_Step(model).eval(), WORLD_MODEL, steps=100) <= 1e-4
+    model, extra = load_checkpoint(path.with_suffix(".pt"))
+    assert rollout_parity(_Step(model).eval(), path, steps=parity_steps) <= 1e-4
+    return onnx_model, model, extra
+
+
+@pytest.mark.skipif(not WORLD_MODEL.is_file(), reason="no shipped world model yet")
+def test_shipped_world_model_matches_its_checkpoint():
+    _, _, extra = _world_model_and_checkpoint(WORLD_MODEL, parity_steps=100)
     # The RWM-AR row of the table in models/README.md: dual autoregression, M = 32, N = 8, 2000 iterations,
     # scored (and shipped) as the mean weights of its last three checkpoints.
     cfg = extra["train_config"]
@@ -91,15 +98,7 @@ ENSEMBLE = ROOT / "models" / "anymal_d_rwmu.onnx"
 
 @pytest.mark.skipif(not ENSEMBLE.is_file(), reason="no shipped ensemble yet")
 def test_shipped_ensemble_matches_its_checkpoint_and_carries_its_monitor_rule():
-    from rwm.control.world_model_monitor import validate_world_model
-    from rwm.export.runtime import OnnxWorldModel
-    from rwm.export.world_model_onnx import _Step, rollout_parity
-    from rwm.models.factory import load_checkpoint
-
-    onnx_model = OnnxWorldModel(ENSEMBLE)
-    validate_world_model(onnx_model)
-    model, _ = load_checkpoint(ENSEMBLE.with_suffix(".pt"))
+    onnx_model, model, _ = _world_model_and_checkpoint(ENSEMBLE, parity_steps=50)
     assert model.heads_module.members == onnx_model.metadata["ensemble_size"] == 5
-    assert rollout_parity(_Step(model).eval(), ENSEMBLE, steps=50) <= 1e-4
     rule = onnx_model.metadata["anomaly"]
     assert rule["threshold"] > rule["validation_max"] and rule["validation_windows"] > 1000

@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from rwm.robot import contract as C  # noqa: E402
-from rwm.sim.reward import RewardConfig  # noqa: E402
+from rwm.sim.reward import RewardConfig, tracking_reward, tracking_terms  # noqa: E402
 from rwm_ros.launch_stack import (  # noqa: E402
     LOCAL_DISCOVERY,
     launch_command,
@@ -203,12 +203,8 @@ def figures(listener: Listener, t0: float, t1: float) -> dict:
     inside = inside[inside[:, 0] >= cmd[0, 0]] if len(inside) else inside
     if len(inside):
         command = cmd[np.searchsorted(cmd[:, 0], inside[:, 0], side="right") - 1, 1:]
+        track = tracking_reward(tracking_terms(command, inside[:, 1:3], inside[:, 3], reward), reward)
         lin_err = ((command[:, 0:2] - inside[:, 1:3]) ** 2).sum(1)
-        yaw_err = (command[:, 2] - inside[:, 3]) ** 2
-        wl, wy = reward.lin_vel_tracking, reward.yaw_rate_tracking
-        track = (
-            wl * np.exp(-lin_err / reward.tracking_sigma) + wy * np.exp(-yaw_err / reward.tracking_sigma)
-        ) / (wl + wy)
         row.update(
             samples_50hz=len(inside),
             tracking=round(float(track.mean()), 4),

@@ -57,6 +57,17 @@ def _where(cond: Any, a: Any, b: Any) -> Any:
     return np.where(cond, a, b)
 
 
+def tracking_terms(command: Any, lin_vel_xy: Any, yaw_rate: Any, cfg: RewardConfig = RewardConfig()) -> dict:
+    """The reward's two tracking terms: exp-kernels of the error of the base's planar velocity (..., 2)
+    and yaw rate (...,) against the command (..., 3), in the base frame."""
+    lin_err = ((command[..., 0:2] - lin_vel_xy) ** 2).sum(-1)
+    yaw_err = (command[..., 2] - yaw_rate) ** 2
+    return {
+        "lin_vel_tracking": _exp(-lin_err / cfg.tracking_sigma),
+        "yaw_rate_tracking": _exp(-yaw_err / cfg.tracking_sigma),
+    }
+
+
 def reward_terms(
     state: Any,
     next_state: Any,
@@ -76,8 +87,6 @@ def reward_terms(
     v = next_state[..., C.LIN_VEL]
     w = next_state[..., C.ANG_VEL]
     g = next_state[..., C.GRAVITY]
-    lin_err = ((command[..., 0:2] - v[..., 0:2]) ** 2).sum(-1)
-    yaw_err = (command[..., 2] - w[..., 2]) ** 2
     dq_dot = (next_state[..., C.JOINT_VEL] - state[..., C.JOINT_VEL]) / cfg.dt
 
     foot = contacts[..., C.FOOT_CONTACTS] > 0.5
@@ -88,8 +97,7 @@ def reward_terms(
     new_air_time = _where(foot, air_time * 0, air_time + cfg.dt)
 
     terms = {
-        "lin_vel_tracking": _exp(-lin_err / cfg.tracking_sigma),
-        "yaw_rate_tracking": _exp(-yaw_err / cfg.tracking_sigma),
+        **tracking_terms(command, v[..., 0:2], w[..., 2], cfg),
         "vertical_velocity": v[..., 2] ** 2,
         "roll_pitch_rate": (w[..., 0:2] ** 2).sum(-1),
         "joint_torque": (next_state[..., C.JOINT_TORQUE] ** 2).sum(-1),
