@@ -63,12 +63,24 @@ def write_bag(
     extra_joint: bool = False,
     unstamped_commands: bool = False,
     state_names: tuple[str, ...] | None = None,
+    stalled_contacts: bool = False,
 ) -> Path:
-    """Write `rec` as a bag, optionally leaving out topics, poisoning a sample or skipping 0.1 s of stamps."""
+    """Write `rec` as a bag, optionally leaving out topics, poisoning a sample or skipping 0.1 s of stamps.
+
+    `stalled_contacts`: contacts are logged 0.2 ms after their step, except that every third pair of
+    command periods the recorder stalls and logs their 16 contacts at once at the end of it."""
 
     def stamp(sample: int) -> int:
         late = gap_after is not None and sample > gap_after * C.DECIMATION
         return sample * STEP_NS + (100_000_000 if late else 0)
+
+    def contacts_logged(sample: int) -> int:
+        if not stalled_contacts:
+            return stamp(sample)
+        stall, i = divmod(sample, 2 * C.DECIMATION)
+        if stall % 3 == 1:
+            return stamp((stall + 1) * 2 * C.DECIMATION) + 100_000 + 1000 * i
+        return stamp(sample) + 200_000
 
     with BagWriter(path, storage, joint_order=joint_order) as bag:
         bag.write_cmd_vel(0, rec.cmd)
@@ -103,7 +115,7 @@ def write_bag(
                     sample.base_ang_vel,
                 )
             if C.TOPIC_CONTACTS not in skip:
-                bag.write_contacts(stamp(j), sample.contacts)
+                bag.write_contacts(contacts_logged(j), sample.contacts)
             if j % C.DECIMATION == 0 and j // C.DECIMATION < COMMANDS:
                 targets = rec.targets[j // C.DECIMATION]
                 if unstamped_commands:
@@ -212,6 +224,14 @@ def test_missing_topic_is_an_error_and_others_still_load(tmp_path: Path, recordi
     (error,) = report.errors
     assert error.path == str(no_imu) and C.TOPIC_IMU in error.message and "required" in error.message
     assert str(no_imu) in str(report)
+
+
+def test_contacts_logged_in_bursts_pair_with_their_step(tmp_path: Path, recording: Recording) -> None:
+    """Contacts have no header: a recorder that stalls logs them tens of ms late, after the joint
+    states of the same steps; each still pairs with the step it was published at."""
+    (t,), report = load_bag(write_bag(tmp_path / "bag", recording, stalled_contacts=True))
+    assert report.ok and report.dropped_rows == 0, str(report)
+    np.testing.assert_array_equal(t.contacts, recording.truth_contacts.astype(np.float32))
 
 
 def test_missing_contacts_give_zeros(tmp_path: Path, recording: Recording) -> None:

@@ -53,6 +53,8 @@ class LoaderConfig:
     """Shorter pieces hold no transition and are left out."""
     quat_norm_tol: float = 0.01
     """IMU orientations whose norm is further than this from 1 are dropped (e.g. all-zero: unknown)."""
+    pairing_window: int = 64
+    """Contact messages over which their pairing with the joint states is decided (see _stamps_by_pairing)."""
 
 
 @dataclass
@@ -398,6 +400,44 @@ def _log_offset(data: _BagData, path: Path, report: LoadReport) -> int:
     return offset
 
 
+def _stamps_by_pairing(log_ns: np.ndarray, joint_states: _Stream, window: int) -> np.ndarray:
+    """Header stamps for contact messages (no header; published with the joint states of each step,
+    which hold at least two).
+
+    Contact message i takes the stamp of joint state i + d, with the d that best matches their log
+    times summed over the `window` messages around i, each mismatch capped at one step. A recorder
+    that stalls logs a burst of one topic before the other, tens of ms late, so the nearest log time
+    pairs wrongly there (and any d costs the cap); the order within each topic holds, and outside
+    bursts a wrong d costs a whole step per message. Where the
+    two topics' message counts differ by more than 1 %, their rates differ: nearest log time instead.
+    """
+    ref_log = np.array(joint_states.log_stamps, dtype=np.int64)
+    order = np.argsort(ref_log, kind="stable")
+    ref_log, ref_stamps = ref_log[order], np.array(joint_states.stamps, dtype=np.int64)[order]
+    n, m = len(log_ns), len(ref_log)
+    right = np.clip(np.searchsorted(ref_log, log_ns), 1, m - 1)
+    left_nearer = np.abs(ref_log[right - 1] - log_ns) <= np.abs(ref_log[right] - log_ns)
+    nearest = np.where(left_nearer, right - 1, right)
+    if abs(n - m) > 0.01 * m:
+        return ref_stamps[nearest]
+    step = np.median(np.diff(ref_log))
+    index = np.arange(n)
+    shift = nearest - index
+    best = np.empty(n, dtype=np.int64)
+    half, block = window // 2, 4096
+    for start in range(0, n, block):
+        lo, hi = max(start - half, 0), min(start + block + half, n)
+        candidates = np.unique(shift[lo:hi])
+        paired = index[lo:hi, None] + candidates
+        mismatch = np.minimum(np.abs(log_ns[lo:hi, None] - ref_log[np.clip(paired, 0, m - 1)]), step)
+        mismatch[(paired < 0) | (paired >= m)] = step
+        summed = np.concatenate([np.zeros((1, len(candidates))), np.cumsum(mismatch, axis=0)])
+        rows = np.arange(start, min(start + block, n)) - lo
+        around = summed[np.minimum(rows + half + 1, hi - lo)] - summed[np.maximum(rows - half, 0)]
+        best[start : start + len(rows)] = candidates[np.argmin(around, axis=1)]
+    return ref_stamps[np.clip(index + best, 0, m - 1)]
+
+
 def _build(data: _BagData, path: Path, cfg: LoaderConfig, report: LoadReport) -> list[Trajectory]:
     """Aligned rows, one per joint command, split into trajectories at gaps and dropped samples."""
     s = data.streams
@@ -413,8 +453,18 @@ def _build(data: _BagData, path: Path, cfg: LoaderConfig, report: LoadReport) ->
     offset = _log_offset(data, path, report)
 
     def arrays(topic: str, width: int) -> tuple[np.ndarray, np.ndarray]:
-        stamps, values = s[topic].arrays(width)
-        return (stamps - offset if topic in data.log_clock else stamps), values
+        stream = s[topic]
+        if topic not in data.log_clock:
+            return stream.arrays(width)
+        log = np.array(stream.stamps, dtype=np.int64)
+        js = s[C.TOPIC_JOINT_STATES]
+        if topic == C.TOPIC_CONTACTS and C.TOPIC_JOINT_STATES not in data.log_clock and len(js.stamps) > 1:
+            stamps = _stamps_by_pairing(log, js, cfg.pairing_window)
+        else:
+            stamps = log - offset
+        values = np.array(stream.values, dtype=np.float64).reshape(len(stamps), width)
+        order = np.argsort(stamps, kind="stable")
+        return stamps[order], values[order]
 
     cmd_t, action = arrays(C.TOPIC_JOINT_COMMAND, C.ACTION_DIM)
     max_age = round(cfg.max_state_age_s * 1e9)
