@@ -12,6 +12,7 @@ from rwm.robot import contract as C
 from rwm.robot.description import DescriptionNotFoundError, find_urdf
 from rwm.robot.mjcf import build_robot
 from rwm.sim.anymal_sim import AnymalSim
+from rwm.sim.state import FallRule
 
 
 def test_mass_matches_urdf(anymal_d):
@@ -48,6 +49,24 @@ def test_stands_ten_seconds_at_contract_height(anymal_d):
     # PD with kp 80 under 57 kg sags: knees settle about 0.25 rad past the target.
     assert np.allclose(sim.joint_positions, C.DEFAULT_JOINT_POS, atol=0.3)
     assert not sim.fell
+
+
+def test_sitting_on_its_knees_or_tilting_is_a_fall(anymal_d):
+    """A deep crouch sinks the base to 0.27 m with the legs holding it off the ground: no base
+    contact, yet a fall (`FallRule`, the same in every simulator); so is a 70 degree roll."""
+    sim = AnymalSim(anymal_d)
+    sim.set_targets(2.5 * C.DEFAULT_JOINT_POS)
+    sim.step(800)
+    assert sim.base_position[2] < 0.3 and sim.fell
+    low_base_allowed = AnymalSim(anymal_d, falls=FallRule(min_height_fraction=0.0))
+    low_base_allowed.set_targets(2.5 * C.DEFAULT_JOINT_POS)
+    low_base_allowed.step(800)
+    assert low_base_allowed.base_position[2] < 0.3 and not low_base_allowed.fell, "no base contact"
+    rolled = np.radians(70.0) / 2
+    low_base_allowed.reset()
+    low_base_allowed.data.qpos[3:7] = [np.cos(rolled), np.sin(rolled), 0.0, 0.0]
+    low_base_allowed.step(1)
+    assert low_base_allowed.fell
 
 
 def test_level_robot_gravity_and_frames(anymal_d):

@@ -180,7 +180,11 @@ class SimNode(Node):
                 self, "publish_clock", False, "publish /clock and stamp with simulated time"
             ),
             "reset_on_fall": declare(
-                self, "reset_on_fall", True, "reset to the standing pose when the base hits ground"
+                self,
+                "reset_on_fall",
+                True,
+                "reset to the standing pose when the robot falls: base on the ground, tilted beyond "
+                "60 degrees, or base below half its standing height (rwm.sim.state.FallRule)",
             ),
             "initial_height": declare(
                 self, "initial_height", 0.0, "base height at reset, m; 0: the robot's default"
@@ -331,7 +335,7 @@ class SimNode(Node):
         if sim.fell and self.reset_on_fall:
             self.resets += 1
             self.get_logger().warning(
-                f"base touched the ground: reset ({self.resets} so far)", throttle_duration_sec=2.0
+                f"the robot fell: reset ({self.resets} so far)", throttle_duration_sec=2.0
             )
             sim.reset(height=self.initial_height)
         self._fill()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 
 from rwm.cli.common import invocation
 
@@ -39,8 +40,6 @@ def _train_ppo(args: argparse.Namespace) -> int:
 
 
 def _export_policy(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from rwm.export.policy_onnx import actor_from_checkpoint, export_policy
 
     ckpt = Path(args.checkpoint)
@@ -62,7 +61,6 @@ def _select_policy(args: argparse.Namespace) -> int:
     """Evaluate checkpoints on a validation seed (and robot variants) and export the best: fewest falls,
     then the best tracking (over the variants: their sum of falls and mean tracking)."""
     import tempfile
-    from pathlib import Path
 
     from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_on_variants, evaluate_policy
     from rwm.export.policy_onnx import OnnxPolicy, actor_from_checkpoint, export_policy
@@ -118,6 +116,8 @@ def _eval_policy(args: argparse.Namespace) -> int:
     cfg = PolicyEvalConfig(
         episodes=args.episodes, episode_length_s=args.episode_length, seed=args.seed, robot=args.robot
     )
+    if args.json:  # before minutes of evaluation, not after
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     if args.variants:
         return _eval_on_variants(args, policy, cfg)
     result = {
@@ -134,8 +134,6 @@ def _eval_policy(args: argparse.Namespace) -> int:
 
 
 def _eval_on_variants(args: argparse.Namespace, policy, cfg) -> int:
-    from pathlib import Path
-
     from rwm.evaluation.policy_eval import evaluate_on_variants, plot_variants, variants_table
     from rwm.sim.variants import load_variants
 

@@ -25,9 +25,6 @@ from rwm.sim.commands import CommandConfig, CommandSampler
 from rwm.sim.controllers import make_controller
 from rwm.sim.variants import NOMINAL, RobotVariant, VariantRanges
 
-MAX_TILT_GRAVITY_Z = EnvConfig.max_tilt_gravity_z
-"""A robot whose projected gravity z rises above this has fallen (as in the batched environment)."""
-
 
 class Controller(Protocol):
     """One robot: (episode time s, state (45,)) -> joint targets (12,), as in rwm.sim.controllers."""
@@ -112,7 +109,7 @@ def collect_bag(
             state = sim.state()
             targets = ctrl(sim.time, state)
             bag.write_joint_command(ns, targets)
-            if sim.fell or state[C.GRAVITY][2] > MAX_TILT_GRAVITY_Z:
+            if sim.fell:
                 falls += 1
                 ns += gap_ns
                 sim.reset(yaw=rng.uniform(-np.pi, np.pi))

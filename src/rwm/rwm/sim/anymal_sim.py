@@ -14,7 +14,7 @@ import numpy as np
 from rwm.robot import contract as C
 from rwm.robot.mjcf import RobotModel, build_robot
 from rwm.sim.dynamics import VariedRobot
-from rwm.sim.state import read_contacts, read_state
+from rwm.sim.state import FallRule, read_contacts, read_state
 from rwm.sim.variants import NOMINAL, RobotVariant
 
 
@@ -27,6 +27,7 @@ class AnymalSim:
         robot_name: str = "anymal_d",
         urdf: str | None = None,
         variant: RobotVariant = NOMINAL,
+        falls: FallRule = FallRule(),
     ) -> None:
         self.robot = robot or build_robot(robot_name, urdf)
         self.drives = VariedRobot(self.robot, variant)
@@ -36,7 +37,9 @@ class AnymalSim:
         self._accel_adr = int(self.model.sensor("imu_accelerometer").adr[0])
         self.targets = C.DEFAULT_JOINT_POS.copy()
         self.contacts = np.zeros(C.CONTACT_DIM)
+        self.falls = falls
         self.fell = False
+        """Whether the robot has fallen (`falls`), as of the last reset or step."""
         self.reset()
 
     def reset(
@@ -53,7 +56,7 @@ class AnymalSim:
         self.drives.reset(q)
         d.ctrl[:] = q
         mujoco.mj_forward(self.model, d)
-        self.fell = read_contacts(self.robot, d, self.contacts)
+        self._check_fall()
 
     def set_targets(self, targets: np.ndarray) -> None:
         """Joint position targets (12,), rad, contract order; held until the next call."""
@@ -66,7 +69,16 @@ class AnymalSim:
     def step(self, nstep: int = 1) -> None:
         """Advance `nstep` physics steps of 0.0025 s and refresh the contact flags."""
         self.drives.step(self.data, nstep)
-        self.fell = read_contacts(self.robot, self.data, self.contacts)
+        self._check_fall()
+
+    def _check_fall(self) -> None:
+        """Refresh the contact flags and `fell`."""
+        base_contact = read_contacts(self.robot, self.data, self.contacts)
+        _, x, y, _ = self.data.qpos[3:7]
+        gravity_z = 2.0 * (x * x + y * y) - 1.0  # the base frame's view of gravity, z
+        self.fell = bool(
+            self.falls.fell(base_contact, gravity_z, self.data.qpos[2], self.robot.standing_height)
+        )
 
     @property
     def time(self) -> float:

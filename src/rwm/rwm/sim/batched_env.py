@@ -3,7 +3,8 @@
 Each robot has its own `MjData`; a thread pool steps them (MuJoCo releases the GIL inside
 `mj_step`). One environment step is 0.02 s: the joint targets are held for 8 physics steps of
 0.0025 s with PD inside the physics loop. Commands are resampled per episode and within it, random
-pushes are optional, and robots reset when they fall (base contact or tilt) or time out.
+pushes are optional, and robots reset when they fall (`FallRule`: base contact, tilt or a sunk
+base) or time out.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from rwm.robot.policy_io import obs_dim, policy_observation
 from rwm.sim.commands import CommandConfig, CommandSampler
 from rwm.sim.dynamics import VariedRobot
 from rwm.sim.reward import RewardConfig, reward_terms, total_reward
-from rwm.sim.state import read_contacts, read_state, states_from_raw
+from rwm.sim.state import FallRule, read_contacts, read_state, states_from_raw
 from rwm.sim.variants import OBS_NOISE_STD, RobotVariant, VariantRanges
 
 
@@ -49,8 +50,8 @@ class EnvConfig:
     seed: int = 0
     include_last_action: bool = True
     """Append the last raw action to the policy observation (Table S4 plus 12)."""
-    max_tilt_gravity_z: float = -0.5
-    """Terminate when the projected gravity's z rises above this (tilt beyond 60 degrees)."""
+    falls: FallRule = field(default_factory=FallRule)
+    """When a robot's episode ends in a fall."""
     reset_joint_noise: float = 0.1
     """Uniform noise on the standing pose at reset, rad."""
     termination_penalty: float = 0.0
@@ -83,7 +84,7 @@ class StepOutput:
     terms: dict[str, np.ndarray]
     """(N,) unweighted reward terms."""
     terminated: np.ndarray
-    """(N,) fell (base contact or tilt)."""
+    """(N,) fell (`FallRule`)."""
     truncated: np.ndarray
     """(N,) episode time limit reached."""
     final_state: np.ndarray
@@ -212,7 +213,9 @@ class BatchedAnymalEnv:
         reward = total_reward(terms, self.cfg.reward)
         self.episode_step += 1
         self.command_step += 1
-        terminated = self._fell | (self._next[:, 8] > self.cfg.max_tilt_gravity_z)
+        terminated = self.cfg.falls.fell(
+            self._fell, self._next[:, 8], self._qpos[:, 2], self.robot.standing_height
+        )
         if self.cfg.termination_penalty:
             reward = reward - self.cfg.termination_penalty * terminated
         truncated = (self.episode_step >= self.max_episode_steps) & ~terminated

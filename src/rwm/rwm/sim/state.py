@@ -6,12 +6,35 @@ whole batch into states with vectorized math; the per-robot Python work stays a 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import mujoco
 import numpy as np
 
 from rwm.robot import contract as C
 from rwm.robot.frames import quat_rotate_inverse
 from rwm.robot.mjcf import RobotModel
+
+
+@dataclass(frozen=True)
+class FallRule:
+    """When a simulated robot has fallen, the same in training, the suite, data collection and the
+    ROS simulation node: its base touches the ground, it tilts too far, or its base sinks low while
+    the legs keep it off the ground (a robot sitting on its knees walks no more than a fallen one)."""
+
+    max_tilt_gravity_z: float = -0.5
+    """Fallen when the projected gravity's z rises above this (a tilt beyond 60 degrees)."""
+    min_height_fraction: float = 0.5
+    """Fallen when the base is lower than this fraction of the robot's standing height (ANYmal D:
+    0.30 m; on the nominal and every suite robot, robots that did not fall stayed above 0.44 m)."""
+
+    def fell(self, base_contact, gravity_z, base_height, standing_height: float):
+        """Elementwise over robots: arrays in, a boolean array out (scalars: a bool)."""
+        return (
+            base_contact
+            | (gravity_z > self.max_tilt_gravity_z)
+            | (base_height < self.min_height_fraction * standing_height)
+        )
 
 
 def states_from_raw(
