@@ -66,6 +66,13 @@ ARGUMENTS = [
     ("controller", "stand", "exploration controller when policy:=false", ["stand", "perturb", "gait"]),
     ("namespace", "", "node namespace (the contract's topics are absolute and do not move)", None),
     ("params_file", "", "extra ROS parameter file for every node (sections by node name)", None),
+    (
+        "use_sim_time",
+        "false",
+        "every node runs on /clock: the simulated robot publishes it (with sim:=false, the robot's "
+        "driver or `ros2 bag play --clock` must)",
+        BOOL,
+    ),
     ("duration", "0", "stop the stack after this many seconds (0: run until Ctrl-C)", None),
     ("report", "false", "the stack probe prints tracking, latency, rates and CPU at the end", BOOL),
     ("report_dir", "", "report:=true also writes report.json and its PNGs (tracking, latency) here", None),
@@ -97,10 +104,13 @@ def _stack(context):
     variant_named(arg["variant"], os.path.join(config, "robot_variants.yaml"))  # a clear error if unknown
 
     robot = {"robot": arg["robot"]}
+    sim_time = {"use_sim_time": True} if on["use_sim_time"] else {}
     report_file = os.path.join(os.path.abspath(arg["report_dir"]), "report.json") if arg["report_dir"] else ""
     # (executable, node name, parameter file in config/, runs, parameters from the arguments, extras)
     nodes = [
-        ("sim_node", "anymal_sim", "sim.yaml", on["sim"], {**robot, "variant": arg["variant"]}, {}),
+        # the simulated robot is the clock's source: it publishes /clock rather than reading it
+        ("sim_node", "anymal_sim", "sim.yaml", on["sim"],
+         {**robot, "variant": arg["variant"], **({"publish_clock": True} if sim_time else {})}, {}),
         ("policy_node", "policy", "policy.yaml", on["policy"],
          {**robot, "policy": str(models.get("policy"))}, {}),
         ("command_sequence_node", "command_sequence", "command_sequence.yaml",
@@ -121,6 +131,8 @@ def _stack(context):
          {"duration_s": duration, "report_file": report_file}, {}),
     ]  # fmt: skip
     extra = [arg["params_file"]] if arg["params_file"] else []
+    if sim_time:  # every node but the clock's source runs on /clock
+        nodes = [(e, n, c, r, p if n == "anymal_sim" else {**p, **sim_time}, x) for e, n, c, r, p, x in nodes]
     actions = [
         Node(
             package="rwm_ros",

@@ -64,11 +64,13 @@ def write_bag(
     unstamped_commands: bool = False,
     state_names: tuple[str, ...] | None = None,
     stalled_contacts: bool = False,
+    odom_angular: float | None = None,
 ) -> Path:
     """Write `rec` as a bag, optionally leaving out topics, poisoning a sample or skipping 0.1 s of stamps.
 
     `stalled_contacts`: contacts are logged 0.2 ms after their step, except that every third pair of
-    command periods the recorder stalls and logs their 16 contacts at once at the end of it."""
+    command periods the recorder stalls and logs their 16 contacts at once at the end of it.
+    `odom_angular`: the odometry's angular twist is this constant (an estimator's, not the gyro's)."""
 
     def stamp(sample: int) -> int:
         late = gap_after is not None and sample > gap_after * C.DECIMATION
@@ -112,7 +114,7 @@ def write_bag(
                     sample.base_position,
                     sample.base_orientation,
                     sample.base_lin_vel,
-                    sample.base_ang_vel,
+                    sample.base_ang_vel if odom_angular is None else np.full(3, odom_angular),
                 )
             if C.TOPIC_CONTACTS not in skip:
                 bag.write_contacts(contacts_logged(j), sample.contacts)
@@ -234,9 +236,18 @@ def test_contacts_logged_in_bursts_pair_with_their_step(tmp_path: Path, recordin
     np.testing.assert_array_equal(t.contacts, recording.truth_contacts.astype(np.float32))
 
 
-def test_missing_contacts_give_zeros(tmp_path: Path, recording: Recording) -> None:
+def test_angular_velocity_is_the_gyros_as_in_the_live_state(tmp_path: Path, recording: Recording) -> None:
+    """The state's angular velocity comes from the IMU, as the live nodes assemble it, not from the
+    odometry's twist (on hardware an estimator's output, filtered differently)."""
+    (t,), report = load_bag(write_bag(tmp_path / "bag", recording, odom_angular=7.0))
+    assert report.ok
+    np.testing.assert_allclose(t.state, recording.truth_state.astype(np.float32), rtol=1e-6, atol=1e-6)
+
+
+def test_missing_contacts_are_unknown(tmp_path: Path, recording: Recording) -> None:
+    """Hardware has no /anymal/contacts: the flags are NaN (unknown), never a made-up "no contact"."""
     (t,), report = load_bag(write_bag(tmp_path / "bag", recording, skip=(C.TOPIC_CONTACTS,)))
-    assert report.ok and not (t.contacts != 0).any()
+    assert report.ok and np.isnan(t.contacts).all() and np.isfinite(t.state).all()
     assert any(C.TOPIC_CONTACTS in p.message and p.level == "info" for p in report.problems)
 
 

@@ -57,6 +57,22 @@ def test_bad_commands_are_rejected_with_a_reason(
     assert e.value.reason == reason
 
 
+def test_joint_states_may_name_more_joints_than_the_contract() -> None:
+    """A robot's joint states may carry joints beyond the contract's 12 (an arm): ignored, the 12
+    read by name; a command naming a joint the robot lacks is still refused."""
+    names = ["ARM_J1", *reversed(C.JOINT_NAMES), "ARM_J2"]
+    msg = command(names, [float(i) for i in range(14)])
+    q = JointOrder(extra_joints_allowed=True).read(msg, "position")
+    assert [q[i] for i in range(12)] == [float(names.index(n)) for n in C.JOINT_NAMES]
+    with pytest.raises(JointMessageError) as e:
+        JointOrder().read(msg, "position")
+    assert e.value.reason == "unknown"
+    missing = command(["ARM_J1", *C.JOINT_NAMES[:11]], [0.0] * 12)
+    with pytest.raises(JointMessageError) as e:
+        JointOrder(extra_joints_allowed=True).read(missing, "position")
+    assert e.value.reason == "missing"
+
+
 def test_joint_order_cache_follows_name_changes() -> None:
     order = JointOrder()
     a = order.index(list(C.JOINT_NAMES))

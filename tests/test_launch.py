@@ -138,6 +138,26 @@ def test_exploration_stack_stands_and_reports() -> None:
     assert set(report["nodes"]) == {"anymal_sim", "exploration_controller"}
 
 
+@pytest.mark.slow
+def test_on_simulated_time_the_robot_walks_and_the_bag_keeps_that_clock(tmp_path: Path) -> None:
+    """use_sim_time:=true: the simulated robot publishes /clock and stamps with simulated time, every
+    other node runs on it; the robot walks the sequence and the bag's stamps and log times are
+    simulated seconds since its start."""
+    proc = _run(90, duration=12, report=True, use_sim_time=True, bag_dir=tmp_path / "bags")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    exits = node_exits(out)
+    assert exits and not any(exits.values()), exits
+    report = stack_report(out)
+    assert report["base"]["path_length_m"] > 1.0 and int(report["sim"]["resets"]) == 0, report["base"]
+    assert "latency_p99_ms" not in report["joint_states"], "no latency from simulated-time stamps"
+    (bag,) = _bags(tmp_path / "bags")
+    _assert_rows_for_nearly_every_command(bag)
+    with next(bag.glob("*.mcap")).open("rb") as f:
+        stats = make_reader(f).get_summary().statistics
+    assert stats.message_end_time < 60e9, "log times are simulated seconds, not the wall clock"
+
+
 def _assert_tf_matches_the_robot(bag: Path) -> None:
     """The bag draws the robot: its description and static transforms are there, and the TF tree read
     back puts every foot where the joint states say (forward kinematics, an independent model) and the

@@ -162,6 +162,20 @@ def test_estop_holds_sends_no_policy_action_and_rearms_through_soft_start():
     assert loop.mode is Mode.SOFT_START
 
 
+def test_estop_before_any_state_sends_nothing_then_holds_the_first_measured_pose():
+    """Engaged before the robot reported: no pose is known, so no command at all (not the standing
+    pose, which would pull a lying robot up at full gain); then the first measured pose is held."""
+    loop = _loop()
+    loop.set_estop(True)
+    assert loop.tick(0.0) is None and loop.mode is Mode.ESTOP
+    lying = C.DEFAULT_JOINT_POS + 0.3
+    _feed(loop, DT, lying)
+    out = loop.tick(DT)
+    assert loop.mode is Mode.ESTOP and np.allclose(out, np.clip(lying, LOWER, UPPER))
+    _feed(loop, 2 * DT, lying + 0.1)
+    assert np.allclose(loop.tick(2 * DT), np.clip(lying, LOWER, UPPER)), "held, not following"
+
+
 def test_foot_kinematics_and_contact_estimate_against_the_simulator():
     from rwm.robot.kinematics import AnymalKinematics
     from rwm.sim.anymal_sim import AnymalSim

@@ -17,7 +17,7 @@ from rwm.evaluation.autoregressive_error import (
 )
 from rwm.models.normalization import StateActionNormalizer
 from rwm.models.rwm import RobotWorldModel, RWMConfig
-from rwm.training.losses import world_model_loss
+from rwm.training.losses import contact_bce, world_model_loss
 from rwm.training.rollout import forecast
 
 SMALL = RWMConfig(hidden_size=32, head_hidden=16)
@@ -96,6 +96,31 @@ def test_loss_decreases_on_a_tiny_set(horizon):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] - 1.0
+
+
+def test_unknown_contacts_are_left_out_of_the_loss():
+    """NaN contact flags (a robot without /anymal/contacts) add nothing to the contact loss, whatever
+    is in their place; the known ones count as before; all unknown: the loss is 0, not NaN."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 4, 8, generator=g)
+    c = (torch.rand(6, 4, 8, generator=g) > 0.5).float()
+    unknown = c.clone()
+    unknown[3:] = float("nan")
+    torch.testing.assert_close(contact_bce(logits, unknown, (0, 2)), contact_bce(logits[:3], c[:3], (0, 2)))
+    torch.manual_seed(0)
+    model = RobotWorldModel(SMALL)
+    s, a, c = _batch(b=6)
+    full = world_model_loss(model, s[:3], a[:3], c[:3], history=8, horizon=1)["contact"]
+    unknown = c.clone()
+    unknown[3:] = float("nan")
+    mixed = world_model_loss(model, s, a, unknown, history=8, horizon=1)
+    assert mixed["contact"].item() == pytest.approx(full.item(), rel=1e-5)
+    for horizon in (1, 4):
+        none = world_model_loss(model, s, a, torch.full_like(c, float("nan")), history=8, horizon=horizon)
+        assert none["contact"].item() == 0.0 and torch.isfinite(none["total"])
+        model.zero_grad()
+        none["total"].backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
 def test_relative_error_hand_computed():

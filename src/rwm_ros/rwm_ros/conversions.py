@@ -76,9 +76,14 @@ def bind_array(msg, field: str, size: int, typecode: str = "d") -> np.ndarray:
 
 
 class JointOrder:
-    """Maps a JointState's name list to contract order, cached: senders keep the same names every message."""
+    """Maps a JointState's name list to contract order, cached: senders keep the same names every message.
 
-    def __init__(self) -> None:
+    `extra_joints_allowed`: a robot's joint states may name joints beyond the contract's 12 (an arm,
+    a payload's joints), which are ignored; a command to the robot may not name joints it lacks.
+    """
+
+    def __init__(self, extra_joints_allowed: bool = False) -> None:
+        self.extra_joints_allowed = extra_joints_allowed
         self._names: list[str] | None = None
         self._index: np.ndarray | None = None
 
@@ -89,13 +94,12 @@ class JointOrder:
             self._names = list(names)
         return self._index
 
-    @staticmethod
-    def _build(names: list[str]) -> np.ndarray:
+    def _build(self, names: list[str]) -> np.ndarray:
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})
             raise JointMessageError("duplicate", f"joint names repeat {dup}")
         unknown = [n for n in names if n not in C.JOINT_NAMES]
-        if unknown:
+        if unknown and not self.extra_joints_allowed:
             raise JointMessageError("unknown", f"unknown joints {unknown}; expected {list(C.JOINT_NAMES)}")
         try:
             return C.joint_index(names)

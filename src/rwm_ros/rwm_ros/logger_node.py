@@ -1,7 +1,8 @@
 """`data_logger`: records the contract topics and the policy's observations and actions into rosbag2
 (MCAP) files in the replay-buffer directory, for the offline trainer.
 
-Subscriptions are raw (serialized CDR, no deserialization at 400 Hz) with a deep reliable queue. A
+Subscriptions are raw (serialized CDR, no deserialization at 400 Hz) with a deep queue, reliable
+unless `reliable` is false (for a best-effort robot driver, which a reliable reader never hears). A
 receiver thread takes them as they come (`PolledSubscriptions`: ~1 800 messages/s through the rclpy
 executor cost 45 % of a core, and a logger that falls behind holds up the reliable writers of the
 simulator and the policy); a writer thread drains them into `rwm.data.bag_recorder.SplitBagRecorder`,
@@ -35,7 +36,7 @@ class LoggerNode(Node):
         super().__init__("data_logger", **kwargs)
 
         self.cfg = declare_config(self, RecorderConfig)
-        depth = declare(self, "queue_depth", 2000, "subscription queue per topic (reliable)", (10, 100000))
+        depth = declare(self, "queue_depth", 2000, "subscription queue per topic", (10, 100000))
         priority = declare(
             self, "realtime_priority", 0, "SCHED_FIFO priority of every thread (1-99; 0: normal)", (0, 99)
         )
@@ -43,7 +44,15 @@ class LoggerNode(Node):
         self.received: dict[str, int] = dict.fromkeys(RECORDED, 0)
         """Messages received per topic."""
         self._queue: deque[tuple[str, str, bytes, int]] = deque()
-        qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
+        reliable = declare(
+            self,
+            "reliable",
+            True,
+            "read reliably (nothing a reliable writer sends is lost, but a best-effort writer is never "
+            "heard); false for a robot driver that publishes best-effort",
+        )
+        reliability = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
+        qos = QoSProfile(depth=depth, reliability=reliability)
         latched = QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
         )

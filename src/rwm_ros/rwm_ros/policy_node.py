@@ -29,7 +29,6 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Bool, Float32MultiArray, String
 
@@ -58,6 +57,8 @@ from rwm_ros.topics import (
     TOPIC_OBSERVATION,
     TOPIC_POLICY_RELOAD,
     TOPIC_WM_ANOMALY,
+    reader_qos,
+    subscribe_any_writer,
 )
 
 
@@ -107,18 +108,17 @@ class PolicyNode(Node):
         self.msg_act = Float32MultiArray()
         self._act_view = bind_array(self.msg_act, "data", C.ACTION_DIM, "f")
 
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.pub = self.create_publisher(JointState, C.TOPIC_JOINT_COMMAND, STREAM_WRITER_QOS)
         self.pub_obs = self.create_publisher(Float32MultiArray, TOPIC_OBSERVATION, STREAM_WRITER_QOS)
         self.pub_act = self.create_publisher(Float32MultiArray, TOPIC_ACTION, STREAM_WRITER_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.inputs = PolledSubscriptions(self)
-        self.sub_joints = self.inputs.subscribe(JointState, C.TOPIC_JOINT_STATES, qos, wakes=True)
-        latest = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)  # one take gets the newest
+        self.sub_joints = self.inputs.subscribe(JointState, C.TOPIC_JOINT_STATES, reader_qos(10), wakes=True)
+        latest = reader_qos(1)  # one take gets the newest
         self.sub_imu = self.inputs.subscribe(Imu, C.TOPIC_IMU, latest, wakes=False)
         self.sub_odom = self.inputs.subscribe(Odometry, C.TOPIC_ODOM, latest, wakes=False)
-        self.create_subscription(Twist, C.TOPIC_CMD_VEL, self._on_cmd_vel, 10)
-        self.create_subscription(Bool, C.TOPIC_ESTOP, self._on_estop, 10)
+        subscribe_any_writer(self, Twist, C.TOPIC_CMD_VEL, self._on_cmd_vel)
+        subscribe_any_writer(self, Bool, C.TOPIC_ESTOP, self._on_estop)
         self.create_subscription(String, TOPIC_POLICY_RELOAD, self._on_reload, 10)
         self.create_subscription(Bool, TOPIC_WM_ANOMALY, self._on_anomaly, 10)
         self.anomaly = False

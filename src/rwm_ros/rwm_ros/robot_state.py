@@ -28,7 +28,7 @@ class RobotStateReader:
         self._logger = logger
         self.rejected: dict[str, int] = {} if rejected is None else rejected
         """Rejected inputs by reason (shared with the caller's diagnostics when given)."""
-        self._order = JointOrder()
+        self._order = JointOrder(extra_joints_allowed=True)  # robot joint states
         self.joint_pos, self.joint_vel, self.joint_torque = np.zeros(12), np.zeros(12), np.zeros(12)
         self.quat = np.zeros(4)
         """Last accepted orientation, world to base, (w, x, y, z)."""

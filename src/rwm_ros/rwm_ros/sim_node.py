@@ -27,7 +27,6 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Imu, JointState
@@ -57,7 +56,7 @@ from rwm_ros.realtime import (
     timing_summary,
 )
 from rwm_ros.spin import spin_node
-from rwm_ros.topics import STREAM_WRITER_QOS
+from rwm_ros.topics import STREAM_WRITER_QOS, reader_qos
 
 _NS = 1_000_000_000
 SLACK_S = 0.0015
@@ -151,8 +150,9 @@ class SimNode(Node):
         self.pub_clock = self.create_publisher(Clock, "/clock", qos) if self.publish_clock else None
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.inputs = PolledSubscriptions(self)
-        command_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.sub_command = self.inputs.subscribe(JointState, C.TOPIC_JOINT_COMMAND, command_qos, wakes=True)
+        self.sub_command = self.inputs.subscribe(
+            JointState, C.TOPIC_JOINT_COMMAND, reader_qos(10), wakes=True
+        )
 
         self.scheduling = set_realtime_priority(p["realtime_priority"])
         """How the process is scheduled (reported in the diagnostics)."""

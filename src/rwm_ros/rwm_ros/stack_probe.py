@@ -103,6 +103,8 @@ class StackProbe(Node):
 
     def __init__(self, full: bool = True, **kwargs) -> None:
         super().__init__("stack_probe", **kwargs)
+        self._wall_stamps = not self.get_parameter("use_sim_time").value
+        """Stamps are wall-clock ROS time, so latency is arrival minus stamp (not with use_sim_time)."""
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         self.joint_states = ArrivalWindow(capacity=PROBE_WINDOW)
         """Timing of /anymal/joint_states."""
@@ -230,7 +232,7 @@ class StackProbe(Node):
     def summary(self) -> dict:
         """Figures of the stack so far, JSON-ready."""
         arrival, wall, stamps = self.joint_states.arrays()
-        timing = timing_summary(arrival, stamps, wall)
+        timing = timing_summary(arrival, stamps, wall if self._wall_stamps else None)
         out: dict = {"joint_states": {k: round(v, 4) for k, v in timing.items()}}
         out["rates_hz"] = {
             k: round((n - 1) / (last - first), 1) if n > 1 and last > first else 0.0
@@ -255,7 +257,7 @@ class StackProbe(Node):
             }
         if self.joint_commands.count > 1:
             arrival, wall, stamps = self.joint_commands.arrays()
-            timing = timing_summary(arrival, stamps, wall)
+            timing = timing_summary(arrival, stamps, wall if self._wall_stamps else None)
             keys = ("rate_hz", "latency_p50_ms", "latency_p99_ms", "latency_max_ms", "arrival_jitter_p99_ms")
             out["joint_command"] = {k: round(timing[k], 4) for k in keys if k in timing}
         tracking = self.tracking.summary()
@@ -375,7 +377,7 @@ class ReportingProbe(StackProbe):
             modes = [(t - start, mode) for t, mode in self.mode_changes]
             plot_velocity_tracking(series[:, 0] - start, series[:, 1:4], series[:, 4:7], modes,
                                    report.with_name(f"{report.stem}_velocity.png"))  # fmt: skip
-        if self.joint_commands.count > 1:
+        if self.joint_commands.count > 1 and self._wall_stamps:
             _, wall, stamps = self.joint_commands.arrays()
             latency_ms = (wall - stamps.astype(np.float64) * 1e-9) * 1e3
             plot_latency(latency_ms, report.with_name(f"{report.stem}_latency.png"))

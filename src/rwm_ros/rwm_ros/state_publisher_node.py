@@ -28,7 +28,7 @@ from rwm_ros.conversions import JointMessageError, JointOrder
 from rwm_ros.node_base import declare, print_published
 from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.spin import spin_node
-from rwm_ros.topics import TOPIC_ROBOT_DESCRIPTION, TOPIC_TF, TOPIC_TF_STATIC
+from rwm_ros.topics import TOPIC_ROBOT_DESCRIPTION, TOPIC_TF, TOPIC_TF_STATIC, reader_qos
 
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
@@ -65,7 +65,7 @@ class StatePublisherNode(Node):
         )
         path = find_urdf(robot, urdf or None)
         self.tree = TransformTree(path)
-        self._order = JointOrder()
+        self._order = JointOrder(extra_joints_allowed=True)  # robot joint states
         self._q = np.zeros(C.NUM_JOINTS)
         self.published_tf = 0
         self.pub_description = self.create_publisher(String, TOPIC_ROBOT_DESCRIPTION, LATCHED)
@@ -84,7 +84,7 @@ class StatePublisherNode(Node):
             transforms=[_transform(t.parent, t.child, np.eye(1, 7, 6)[0]) for t in self.tree.moving]
         )
         self.msg_base = TFMessage(transforms=[_transform(C.ODOM_FRAME, C.BASE_FRAME, np.eye(1, 7, 6)[0])])
-        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        qos = reader_qos(1)
         self.inputs = PolledSubscriptions(self)
         self._joints = self.inputs.subscribe(JointState, C.TOPIC_JOINT_STATES, qos, wakes=False)
         self._odom = self.inputs.subscribe(Odometry, C.TOPIC_ODOM, qos, wakes=False)
@@ -95,13 +95,22 @@ class StatePublisherNode(Node):
         )
 
     def _publish_tf(self) -> None:
-        """The newest joint state and odometry, if new, as transforms."""
-        cdr = self.inputs.take_latest(self._joints)
-        if cdr is not None:
-            self._on_joints(deserialize_message(cdr, JointState))
-        cdr = self.inputs.take_latest(self._odom)
-        if cdr is not None:
-            self._on_odom(deserialize_message(cdr, Odometry))
+        """The newest joint state and odometry, if new, as transforms (an undecodable one is skipped)."""
+        for sub, cls, use in (
+            (self._joints, JointState, self._on_joints),
+            (self._odom, Odometry, self._on_odom),
+        ):
+            cdr = self.inputs.take_latest(sub)
+            if cdr is None:
+                continue
+            try:
+                msg = deserialize_message(cdr, cls)
+            except (TypeError, RuntimeError, ValueError) as e:
+                self.get_logger().warning(
+                    f"undecodable {cls.__name__} skipped: {e}", throttle_duration_sec=5.0
+                )
+                continue
+            use(msg)
 
     def _on_joints(self, msg: JointState) -> None:
         try:

@@ -15,6 +15,27 @@ STREAM_WRITER_QOS = QoSProfile(depth=400, reliability=ReliabilityPolicy.RELIABLE
 publish() for the slowest reliable reader to acknowledge; with a depth of 10, a data logger starved for
 25 ms (400 Hz) or 200 ms (50 Hz) stalled the physics loop and the policy (measured: p99 170 ms)."""
 
+
+def reader_qos(depth: int) -> QoSProfile:
+    """Readers of the contract's topics that act on the newest sample (the policy, the simulated
+    robot's command input, the monitor, the state publisher): best effort, which matches writers of
+    either reliability. A reliable reader never connects to a best-effort writer, the usual QoS of a
+    robot driver's sensor streams (rclpy's `qos_profile_sensor_data`) and of many teleop tools. The
+    data logger alone reads reliably: it must lose nothing a reliable writer sends."""
+    return QoSProfile(depth=depth, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+def subscribe_any_writer(node, msg_type: type, topic: str, callback, depth: int = 10) -> list:
+    """An operator's topic (/cmd_vel, /anymal/estop) read twice, reliably and best-effort, into one
+    callback: a reliable writer's message is delivered reliably (an e-stop sent once is not lost with
+    a dropped packet), a best-effort writer is heard too. The callback sees a reliable writer's
+    messages twice, so it must be idempotent."""
+    return [
+        node.create_subscription(msg_type, topic, callback, QoSProfile(depth=depth, reliability=r))
+        for r in (ReliabilityPolicy.RELIABLE, ReliabilityPolicy.BEST_EFFORT)
+    ]
+
+
 TOPIC_OBSERVATION = "/rwm/policy/observation"
 """std_msgs/Float32MultiArray: the policy's observation at each tick in policy mode (for the logger)."""
 TOPIC_ACTION = "/rwm/policy/action"

@@ -22,7 +22,6 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Bool, Float32, Float32MultiArray, String
 
@@ -42,6 +41,7 @@ from rwm_ros.topics import (
     TOPIC_WM_PREDICTION,
     TOPIC_WM_RELOAD,
     TOPIC_WM_UNCERTAINTY,
+    reader_qos,
 )
 
 
@@ -68,7 +68,6 @@ class WorldModelNode(Node):
         self._action = np.zeros(C.ACTION_DIM)
         self.msg_pred = Float32MultiArray()
         self._pred_view = bind_array(self.msg_pred, "data", C.STATE_DIM, "f")
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_pred = self.create_publisher(Float32MultiArray, TOPIC_WM_PREDICTION, STREAM_WRITER_QOS)
         self.pub_err = self.create_publisher(Float32, TOPIC_WM_ERROR, STREAM_WRITER_QOS)
         self.pub_uncertainty = self.create_publisher(Float32, TOPIC_WM_UNCERTAINTY, STREAM_WRITER_QOS)
@@ -77,14 +76,14 @@ class WorldModelNode(Node):
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # The 400 Hz streams never wake the executor: at each command the newest sample of each is taken.
         self.inputs = PolledSubscriptions(self)
-        latest = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        latest = reader_qos(1)
         sub, r = self.inputs.subscribe, self.reader
         self._streams = [
             (sub(JointState, C.TOPIC_JOINT_STATES, latest, wakes=False), r.joints),
             (sub(Imu, C.TOPIC_IMU, latest, wakes=False), r.imu),
             (sub(Odometry, C.TOPIC_ODOM, latest, wakes=False), r.odom),
         ]
-        self.create_subscription(JointState, C.TOPIC_JOINT_COMMAND, self._on_command, qos)
+        self.create_subscription(JointState, C.TOPIC_JOINT_COMMAND, self._on_command, reader_qos(10))
         self.create_subscription(String, TOPIC_WM_RELOAD, self._on_reload, 10)
         self.create_timer(1.0, self._publish_diagnostics)
         self._was_anomaly = False

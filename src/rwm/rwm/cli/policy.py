@@ -26,7 +26,7 @@ def _train_ppo(args: argparse.Namespace) -> int:
         randomization_ramp_steps=args.randomization_ramp * PPOConfig.num_steps_per_env,
     )
     ppo = PPOConfig(init_std=args.init_std)
-    cfg = TrainConfig(env=env, ppo=ppo, max_iterations=args.iterations, seed=args.seed)
+    cfg = TrainConfig(env=env, ppo=ppo, max_iterations=args.iterations, seed=args.seed, device=args.device)
     summary = train_ppo(
         cfg,
         args.log_dir,
@@ -257,6 +257,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="--domain-randomization: iterations over which the ranges widen from the nominal robot",
     )
     p.add_argument("--resample-time", type=float, default=10.0, help="new command every this many s")
+    p.add_argument(
+        "--device", default="cpu", choices=["cpu", "cuda"], help="where the networks learn (simulation: CPU)"
+    )
     p.add_argument("--termination-penalty", type=float, default=0.0, help="reward subtracted on a fall")
     p.add_argument("--export", help="write the final policy to this ONNX file")
     p.add_argument(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 
 def _wm_config(args: argparse.Namespace, arch: str = "rwm", jacobian_weight: float = 0.0):
@@ -22,6 +23,7 @@ def _wm_config(args: argparse.Namespace, arch: str = "rwm", jacobian_weight: flo
         eval_interval=args.eval_interval,
         seed=args.seed,
         threads=args.threads,
+        device=args.device,
         latent_noise=LatentNoise(sigma=args.latent_sigma, mu=args.latent_mu),
         jacobian_weight=jacobian_weight,
     )
@@ -47,7 +49,8 @@ def _train_wm(args: argparse.Namespace) -> int:
         cfg = replace(cfg, arch=trained.get("arch", cfg.arch), model=model)
     heldout = ArrayDataset(args.heldout) if args.heldout else None
     summary = train_world_model(cfg, ArrayDataset(args.data), heldout, args.out, init_model=init)
-    print(json.dumps(summary, indent=2))
+    if summary is not None:  # the first of data-parallel processes reports
+        print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -143,7 +146,14 @@ def _average_wm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_process(command: str) -> None:
+    """Tables and sweeps train many runs and score them: one process (`torchrun` is for train-wm)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SystemExit(f"rwm {command} runs in one process; under torchrun use `rwm train-wm`")
+
+
 def _wm_table(args: argparse.Namespace) -> int:
+    _one_process("wm-table")
     from rwm.experiments.world_model_table import markdown_table, run_table
 
     results = run_table(
@@ -170,6 +180,7 @@ def _wm_seeds(args: argparse.Namespace) -> int:
 
 
 def _wm_sweep(args: argparse.Namespace) -> int:
+    _one_process("wm-sweep")
     from rwm.experiments.horizon_sweep import run_sweep
 
     sweep = run_sweep(args.data, args.heldout, args.out, _wm_config(args), args.histories, args.horizons)
@@ -195,7 +206,14 @@ def _training_options(
     p.add_argument("--iterations", type=int, default=iterations)
     p.add_argument("--eval-interval", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (per process under torchrun)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda"],
+        help="where to train; `torchrun --nproc_per_node W -m rwm.cli ...` trains data-parallel over W "
+        "processes (gloo on the CPU, nccl on GPUs), --batch-size being the global batch",
+    )
     p.add_argument("--latent-sigma", type=float, default=0.0, help="latent noise std during training")
     p.add_argument("--latent-mu", type=float, default=0.0, help="latent noise drift during training")
 

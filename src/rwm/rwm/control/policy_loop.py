@@ -77,6 +77,8 @@ class PolicyLoop:
         self._desired = np.zeros(C.ACTION_DIM)
         self._previous = np.zeros(C.ACTION_DIM)
         self._hold = C.DEFAULT_JOINT_POS.copy()
+        self._hold_measured = False
+        """Whether `_hold` is a measured pose (an e-stop engaged before any state has none yet)."""
         self._start_pose = C.DEFAULT_JOINT_POS.copy()
         self._soft_start_t0 = 0.0
         self._seen = {"joints": -np.inf, "imu": -np.inf, "odom": -np.inf}
@@ -125,7 +127,9 @@ class PolicyLoop:
 
     def set_estop(self, engaged: bool) -> None:
         if engaged and not self.estop:
-            self._hold[:] = self.safety.clamp(self.state[C.JOINT_POS]) if self._has_state() else self.targets
+            self._hold_measured = np.isfinite(self._seen["joints"])
+            if self._hold_measured:
+                self._hold[:] = self.safety.clamp(self.state[C.JOINT_POS])
         self.estop = engaged
 
     # -- the tick ---------------------------------------------------------------------------------------
@@ -145,6 +149,11 @@ class PolicyLoop:
         self._now = now
         if self.estop:
             self.mode = Mode.ESTOP
+            if not np.isfinite(self._seen["joints"]):
+                return None  # no joint position measured yet: no pose to hold, so send nothing at all
+            if not self._hold_measured:
+                self._hold[:] = self.safety.clamp(self.state[C.JOINT_POS])
+                self._hold_measured = True
             self.targets[:] = self._hold
             return self.targets
         if not self._has_state():

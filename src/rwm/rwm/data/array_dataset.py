@@ -109,7 +109,10 @@ class ArrayDatasetWriter:
             if not np.isfinite(getattr(traj, name)).all():
                 raise ValueError(f"trajectory {name} holds NaN or Inf; drop those rows before adding it")
         if not np.isin(traj.contacts, (0.0, 1.0)).all():
-            raise ValueError("trajectory contacts must be 0 or 1")
+            raise ValueError(
+                "trajectory contacts must be 0 or 1 (a bag without /anymal/contacts gives unknown, NaN, "
+                "flags, which an array dataset cannot hold)"
+            )
         for name, (_, dtype, _) in ARRAYS.items():
             self._files[name].write(np.ascontiguousarray(getattr(traj, name), dtype=dtype).tobytes())
         self._offsets.append(self._offsets[-1] + len(traj))

@@ -195,12 +195,13 @@ def _imu(msg: Any, tol: float) -> np.ndarray:
     norm = np.linalg.norm(q)
     if np.isfinite(norm) and abs(norm - 1.0) > tol:
         raise _Drop(f"orientation is not a unit quaternion (norm {norm:.3g}; all-zero means unknown)")
-    return q / norm
+    w = msg.angular_velocity
+    return np.concatenate([q / norm, [w.x, w.y, w.z]])
 
 
 def _odom(msg: Any) -> np.ndarray:
-    t = msg.twist.twist
-    return np.array([t.linear.x, t.linear.y, t.linear.z, t.angular.x, t.angular.y, t.angular.z])
+    v = msg.twist.twist.linear  # base frame; the angular velocity is the IMU's
+    return np.array([v.x, v.y, v.z])
 
 
 def _contacts(msg: Any) -> np.ndarray:
@@ -481,13 +482,20 @@ def _build(data: _BagData, path: Path, cfg: LoaderConfig, report: LoadReport) ->
 
     state = np.empty((n, C.STATE_DIM))
     state[:, C.JOINT_POS.start :] = latest(C.TOPIC_JOINT_STATES, 3 * C.NUM_JOINTS)
-    state[:, C.GRAVITY] = quat_rotate_inverse(latest(C.TOPIC_IMU, 4), _DOWN)
-    state[:, 0:6] = latest(C.TOPIC_ODOM, 6)
+    imu = latest(C.TOPIC_IMU, 7)
+    state[:, C.GRAVITY] = quat_rotate_inverse(imu[:, :4], _DOWN)
+    state[:, C.ANG_VEL] = imu[:, 4:]  # the gyro, as the live nodes assemble the state (robot_state.py)
+    state[:, C.LIN_VEL] = latest(C.TOPIC_ODOM, 3)
     if s[C.TOPIC_CONTACTS].stamps:
         contacts = latest(C.TOPIC_CONTACTS, C.CONTACT_DIM)
     else:
-        contacts = np.zeros((n, C.CONTACT_DIM))
-        report.add(path, f"no {C.TOPIC_CONTACTS} (as on hardware): contact flags are zeros", "info")
+        contacts = np.full((n, C.CONTACT_DIM), np.nan)
+        report.add(
+            path,
+            f"no {C.TOPIC_CONTACTS} (as on hardware): contact flags unknown (NaN), left out of the "
+            "world model's contact loss",
+            "info",
+        )
     command = np.zeros((n, C.COMMAND_DIM))
     if s[C.TOPIC_CMD_VEL].stamps:
         vel_t, vel = arrays(C.TOPIC_CMD_VEL, C.COMMAND_DIM)

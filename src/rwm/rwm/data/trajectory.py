@@ -22,7 +22,7 @@ class Trajectory:
     action: np.ndarray
     """(T, 12) float32 joint position targets, rad."""
     contacts: np.ndarray
-    """(T, 8) float32 contact flags (0/1)."""
+    """(T, 8) float32 contact flags (0/1); NaN where unknown (a robot without /anymal/contacts)."""
     command: np.ndarray
     """(T, 3) float32 velocity command (vx, vy, yaw rate)."""
 

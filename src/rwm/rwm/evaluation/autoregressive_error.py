@@ -39,7 +39,8 @@ def rollout_trajectories(
     def noisy(x: torch.Tensor) -> torch.Tensor:
         if input_noise <= 0:
             return x
-        return x + input_noise * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)  # on the CPU: any device, same draw
+        return x + input_noise * noise.to(x.device)
 
     perturb = latent_noise is not None and latent_noise.active and model.has_latent
     seen = noisy(states_n[:, :history])
@@ -47,7 +48,7 @@ def rollout_trajectories(
     pred = [model.heads(features[:, -1], seen[:, -1])[0]]
     for t in range(history, states_n.shape[1] - 1):
         if perturb:
-            eps = torch.randn(hidden.shape, generator=generator)
+            eps = torch.randn(hidden.shape, generator=generator).to(hidden.device)
             hidden = hidden + latent_noise.mu + latent_noise.sigma * eps
         m, _, _, hidden = model.step(noisy(pred[-1]), noisy(actions_n[:, t]), hidden)
         pred.append(m)

@@ -50,11 +50,14 @@ def variant_config(base: WorldModelTrainConfig, spec: dict, jacobian_weight: flo
 
 
 def _trained(run_dir: Path, cfg: WorldModelTrainConfig) -> dict | None:
-    """The last log entry of a finished run with exactly this config, else None."""
+    """The last log entry of a finished run with exactly this config (wherever it ran), else None."""
     cfg_file, log_file = run_dir / "train_config.json", run_dir / "train_log.jsonl"
     if not ((run_dir / "model.pt").is_file() and cfg_file.is_file() and log_file.is_file()):
         return None
-    if json.loads(cfg_file.read_text()) != json.loads(json.dumps(asdict(cfg))):
+    saved, wanted = json.loads(cfg_file.read_text()), json.loads(json.dumps(asdict(cfg)))
+    saved.pop("device", None)
+    wanted.pop("device", None)
+    if saved != wanted:
         return None
     return json.loads(log_file.read_text().splitlines()[-1])
 

@@ -90,6 +90,11 @@ class WorldModel(nn.Module):
         self.normalizer = StateActionNormalizer()
         self.heads_module: GaussianHeads
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's tensors are (its initial hidden states are made there)."""
+        return self.normalizer.state_mean.device
+
     def initial_hidden(self, batch: int) -> torch.Tensor:
         raise NotImplementedError
 

@@ -34,7 +34,7 @@ class MLPWorldModel(WorldModel):
         self.heads_module = GaussianHeads(inp, cfg.head_hidden)
 
     def initial_hidden(self, batch: int) -> torch.Tensor:
-        return torch.zeros(batch, 0, INPUT_DIM)
+        return torch.zeros(batch, 0, INPUT_DIM, device=self.device)
 
     def recurrent(
         self, state_n: torch.Tensor, action_n: torch.Tensor, hidden: torch.Tensor | None = None

@@ -48,7 +48,7 @@ class RSSMWorldModel(WorldModel):
         self._kl: list[torch.Tensor] = []
 
     def initial_hidden(self, batch: int) -> torch.Tensor:
-        return torch.zeros(self.cfg.num_layers, batch, self.cfg.hidden_size)
+        return torch.zeros(self.cfg.num_layers, batch, self.cfg.hidden_size, device=self.device)
 
     def _sample(self, logits: torch.Tensor) -> torch.Tensor:
         probs = logits.softmax(-1)

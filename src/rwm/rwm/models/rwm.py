@@ -44,7 +44,7 @@ class RobotWorldModel(WorldModel):
 
     def initial_hidden(self, batch: int) -> torch.Tensor:
         """(num_layers, batch, hidden) zeros."""
-        return torch.zeros(self.cfg.num_layers, batch, self.cfg.hidden_size)
+        return torch.zeros(self.cfg.num_layers, batch, self.cfg.hidden_size, device=self.device)
 
     def recurrent(
         self, state_n: torch.Tensor, action_n: torch.Tensor, hidden: torch.Tensor | None = None

@@ -48,7 +48,7 @@ class TransformerWorldModel(WorldModel):
         self.heads_module = GaussianHeads(cfg.dim, cfg.head_hidden)
 
     def initial_hidden(self, batch: int) -> torch.Tensor:
-        return torch.zeros(batch, 0, INPUT_DIM)
+        return torch.zeros(batch, 0, INPUT_DIM, device=self.device)
 
     def _decode(self, tokens: torch.Tensor) -> torch.Tensor:
         t = tokens.shape[1]

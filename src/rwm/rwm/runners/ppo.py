@@ -12,6 +12,7 @@ from rsl_rl.runners import OnPolicyRunner
 
 from rwm.rl.vec_env import AnymalVecEnv
 from rwm.sim.batched_env import EnvConfig, PushConfig
+from rwm.training.distributed import check_device
 
 
 @dataclass
@@ -45,6 +46,8 @@ class TrainConfig:
     max_iterations: int = 1500
     seed: int = 1
     torch_threads: int = 2
+    device: str = "cpu"
+    """Where rsl-rl's networks learn (cpu or cuda); the simulation runs on the CPU either way."""
 
 
 def runner_config(cfg: TrainConfig) -> dict:
@@ -124,7 +127,7 @@ def train_ppo(
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.torch_threads)
     env = AnymalVecEnv(cfg.env)
-    runner = OnPolicyRunner(env, runner_config(cfg), log_dir=str(log_dir), device="cpu")
+    runner = OnPolicyRunner(env, runner_config(cfg), log_dir=str(log_dir), device=check_device(cfg.device))
     done_iterations = 0
     start_iteration = _stage_start(init_from)
     ckpt = latest_checkpoint(log_dir) if resume else None

@@ -1,5 +1,8 @@
 """Pretrain a world model on array datasets: the runner around `WorldModelLearner` (windows of M + N
-steps sampled, updates, the relative autoregressive error on held-out trajectories, logs, checkpoints)."""
+steps sampled, updates, the relative autoregressive error on held-out trajectories, logs, checkpoints).
+
+On the CPU or a CUDA device (`device`); started by `torchrun --nproc_per_node W`, data-parallel over
+W processes (`rwm.training.distributed`): the batch is the global one, split over them."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from rwm.data.array_dataset import ArrayDataset
 from rwm.evaluation.heldout import heldout_error, heldout_tensors
 from rwm.models.base import WorldModel
 from rwm.models.factory import build_world_model, save_checkpoint
+from rwm.training.distributed import start, stop
 from rwm.training.latent_regularization import LatentNoise
 from rwm.training.learner import LearnerConfig, WorldModelLearner
 
@@ -44,6 +48,9 @@ class WorldModelTrainConfig:
     eval_interval: int = 200
     seed: int = 0
     threads: int = 2
+    """Torch threads per process."""
+    device: str = "cpu"
+    """cpu or cuda (under torchrun, each process on its local GPU)."""
     latent_noise: LatentNoise = field(default_factory=LatentNoise)
     jacobian_weight: float = 0.0
     """lambda of the Jacobian penalty on the latent transition (0 = off)."""
@@ -67,8 +74,9 @@ class WindowSampler:
             raise ValueError(f"{dataset.path}: no trajectory holds {length} steps")
         self.rng = np.random.default_rng(seed)
 
-    def sample(self, batch: int) -> dict[str, torch.Tensor]:
-        starts = self.rng.choice(self.starts, size=batch)
+    def sample(self, batch: int, rows: slice = slice(None)) -> dict[str, torch.Tensor]:
+        """A batch of windows, or the `rows` of it (data-parallel processes draw the same batch)."""
+        starts = self.rng.choice(self.starts, size=batch)[rows]
         arrays = self.dataset.gather(starts, self.length)
         return {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in arrays.items()}
 
@@ -80,14 +88,17 @@ def train_world_model(
     out_dir: str | Path,
     heldout_length: int = 400,
     init_model: WorldModel | None = None,
-) -> dict:
+) -> dict | None:
     """Train a world model; checkpoints `model_<it>.pt`, `train_log.jsonl` go to out_dir.
 
     `init_model` refines an existing model (its architecture and normalization are kept) instead of
-    building a fresh one. Returns the last log entry, with the training time and time per iteration.
+    building a fresh one. Returns the last log entry, with the training time and time per iteration
+    (the losses averaged over the processes); None in data-parallel processes other than the first,
+    which alone logs, evaluates and writes.
     """
+    parallel = start(cfg.device)
+    rows = parallel.shard(cfg.batch_size)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     if init_model is None:
@@ -95,18 +106,27 @@ def train_world_model(
         model.normalizer.fit(train.state, train.action)
     else:
         model = init_model
-    learner = WorldModelLearner(model, cfg.learner, total_updates=cfg.iterations)
+    model.to(parallel.device)
+    learner = WorldModelLearner(model, cfg.learner, total_updates=cfg.iterations, parallel=parallel)
+    parallel.seed(cfg.seed)  # the same model everywhere (seeded above, DDP broadcasts it); own noise
     sampler = WindowSampler(train, cfg.learner.window, cfg.seed)
-    held = heldout_tensors(heldout, heldout_length) if heldout is not None else None
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    log = (out / "train_log.jsonl").open("w")
+    held = None
+    if heldout is not None and parallel.is_main:
+        held = {k: v.to(parallel.device) for k, v in heldout_tensors(heldout, heldout_length).items()}
+    if parallel.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        log = (out / "train_log.jsonl").open("w")
     train_s = 0.0
     summary: dict = {}
     for it in range(1, cfg.iterations + 1):
         tick = time.perf_counter()
-        losses = learner.update(sampler.sample(cfg.batch_size))
+        losses = learner.update(sampler.sample(cfg.batch_size, rows))
         train_s += time.perf_counter() - tick
         if it % cfg.eval_interval == 0 or it == cfg.iterations:
+            losses = parallel.mean(losses)
+            if not parallel.is_main:
+                continue
             entry = {
                 "iteration": it,
                 "train_s": round(train_s, 1),
@@ -121,6 +141,9 @@ def train_world_model(
             print(json.dumps(entry), flush=True)
             save_checkpoint(model, out / f"model_{it}.pt", train_config=asdict(cfg), iteration=it)
             summary = entry
+    stop(parallel)
+    if not parallel.is_main:
+        return None
     log.close()
     save_checkpoint(model, out / "model.pt", train_config=asdict(cfg), iteration=cfg.iterations)
     return summary

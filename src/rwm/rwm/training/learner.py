@@ -12,8 +12,11 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from rwm.models.base import WorldModel
+from rwm.training.distributed import Parallel
 from rwm.training.latent_regularization import LatentNoise
 from rwm.training.losses import world_model_loss
 
@@ -54,15 +57,54 @@ class LearnerConfig:
         return asdict(self)
 
 
-class WorldModelLearner:
-    """Adam on the multi-step loss; `update(batch)` normalizes, steps and returns the loss terms."""
+class _BatchLoss(nn.Module):
+    """The loss terms of a batch as one module call: what DistributedDataParallel wraps."""
 
-    def __init__(self, model: WorldModel, cfg: LearnerConfig, total_updates: int | None = None) -> None:
+    def __init__(self, model: WorldModel, cfg: LearnerConfig) -> None:
+        super().__init__()
+        self.model, self.cfg = model, cfg
+
+    def forward(self, state: torch.Tensor, action: torch.Tensor, contacts: torch.Tensor) -> dict:
+        model, cfg = self.model, self.cfg
+        # the Jacobian penalty differentiates twice, which cuDNN's fused GRU cannot
+        with torch.backends.cudnn.flags(enabled=cfg.jacobian_weight <= 0):
+            return world_model_loss(
+                model,
+                model.normalizer.state(state),
+                model.normalizer.action(action),
+                contacts,
+                cfg.history,
+                cfg.horizon,
+                cfg.decay,
+                latent_noise=cfg.latent_noise,
+                jacobian_weight=cfg.jacobian_weight,
+            )
+
+
+class WorldModelLearner:
+    """Adam on the multi-step loss; `update(batch)` normalizes, steps and returns the loss terms.
+
+    With a `parallel` of several processes, the loss runs under DistributedDataParallel: each
+    process passes its slice of the batch and the gradients are averaged before the step."""
+
+    def __init__(
+        self,
+        model: WorldModel,
+        cfg: LearnerConfig,
+        total_updates: int | None = None,
+        parallel: Parallel | None = None,
+    ) -> None:
         if cfg.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule {cfg.lr_schedule!r}: constant or cosine")
         if cfg.lr_schedule == "cosine" and not total_updates:
             raise ValueError("a cosine schedule needs the run's total number of updates")
         self.model, self.cfg = model, cfg
+        self.device = model.device
+        loss = _BatchLoss(model, cfg)
+        if parallel is not None and parallel.world_size > 1:
+            ids = [parallel.device] if parallel.device.type == "cuda" else None
+            loss = DistributedDataParallel(loss, device_ids=ids)
+        self._loss = loss
         self.optimizer = torch.optim.Adam(
             model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
         )
@@ -77,21 +119,11 @@ class WorldModelLearner:
         return self.optimizer.param_groups[0]["lr"]
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One step on (B, window, .) physical-unit windows of state, action and contacts."""
-        model, cfg = self.model, self.cfg
-        model.train()
-        s_n, a_n = model.normalizer.state(batch["state"]), model.normalizer.action(batch["action"])
-        losses = world_model_loss(
-            model,
-            s_n,
-            a_n,
-            batch["contacts"],
-            cfg.history,
-            cfg.horizon,
-            cfg.decay,
-            latent_noise=cfg.latent_noise,
-            jacobian_weight=cfg.jacobian_weight,
-        )
+        """One step on (B, window, .) physical-unit windows of state, action and contacts (moved to
+        the model's device here)."""
+        self.model.train()
+        on = {k: batch[k].to(self.device, non_blocking=True) for k in ("state", "action", "contacts")}
+        losses = self._loss(on["state"], on["action"], on["contacts"])
         self.optimizer.zero_grad()
         losses["total"].backward()
         self.optimizer.step()

@@ -25,8 +25,16 @@ def ensemble_nll(member_mean: torch.Tensor, member_std: torch.Tensor, target: to
     if len(member_mean) == 1:
         return nll[0]
     shape = nll.shape[:2] + (1,) * (nll.dim() - 2)
-    weights = torch.poisson(torch.ones(shape, dtype=nll.dtype))
+    weights = torch.poisson(torch.ones(shape, dtype=nll.dtype, device=nll.device))
     return (weights * nll).mean(0)
+
+
+def contact_bce(logits: torch.Tensor, contacts: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """Binary cross-entropy of the contact logits averaged over `dims`, over the known flags only:
+    NaN flags (bags of a robot without /anymal/contacts) teach nothing rather than "no contact"."""
+    known = torch.isfinite(contacts)
+    bce = F.binary_cross_entropy_with_logits(logits, torch.nan_to_num(contacts), reduction="none")
+    return (bce * known).sum(dims) / known.sum(dims).clamp(min=1)
 
 
 def _jacobian_on_history(model: WorldModel, states_n: torch.Tensor, actions_n: torch.Tensor) -> torch.Tensor:
@@ -50,13 +58,13 @@ def world_model_loss(
     jacobian_weight: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """Loss terms for (B, history + horizon, .) windows; 'total' is what is minimized."""
-    jacobian = torch.zeros(())
+    jacobian = torch.zeros((), device=states_n.device)
     use_jacobian = jacobian_weight > 0 and model.has_latent
     if horizon == 1:
         features, _ = model.recurrent(states_n[:, :-1], actions_n[:, :-1])
         member_mean, member_std, logits = model.member_heads(features, states_n[:, :-1])
         state_loss = ensemble_nll(member_mean, member_std, states_n[:, 1:]).mean()
-        contact_loss = F.binary_cross_entropy_with_logits(logits, contacts[:, 1:])
+        contact_loss = contact_bce(logits, contacts[:, 1:], (0, 1, 2))
         if use_jacobian:
             jacobian = _jacobian_on_history(model, states_n, actions_n)
     else:
@@ -64,13 +72,11 @@ def world_model_loss(
             model, states_n, actions_n, history, horizon, True, latent_noise, keep_transitions=use_jacobian
         )
         target = states_n[:, history : history + horizon]
-        weights = decay ** torch.arange(horizon, dtype=states_n.dtype)
+        weights = decay ** torch.arange(horizon, dtype=states_n.dtype, device=states_n.device)
         weights = weights / weights.sum()
         state_loss = (ensemble_nll(f.member_mean, f.member_std, target).mean(0) * weights).sum()
-        bce = F.binary_cross_entropy_with_logits(
-            f.contact_logits, contacts[:, history : history + horizon], reduction="none"
-        )
-        contact_loss = (bce.mean((0, 2)) * weights).sum()
+        per_step = contact_bce(f.contact_logits, contacts[:, history : history + horizon], (0, 2))
+        contact_loss = (per_step * weights).sum()
         if use_jacobian:
             k = int(torch.randint(len(f.transitions), ()))
             jacobian = jacobian_frobenius_sq(f.transitions[k][1], f.transitions[k][0])

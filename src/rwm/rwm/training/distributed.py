@@ -1,0 +1,80 @@
+"""Where a training run computes (CPU or a CUDA device) and, under `torchrun`, which share of it this
+process has: data-parallel training with PyTorch's DistributedDataParallel (gloo on the CPU, nccl on
+GPUs). Every process draws the same global batch and trains on its own slice of it; DDP averages
+the gradients. Where the loss draws no noise (teacher forcing, no latent noise), W processes take
+the steps one process takes on the whole batch, up to the order of floating-point sums; where it
+does (the sampled predictions fed back), each process draws its own, so they match in distribution."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """This process's place in the run."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """The process that logs, evaluates and writes checkpoints."""
+        return self.rank == 0
+
+    def shard(self, batch_size: int) -> slice:
+        """This process's rows of a global batch."""
+        if batch_size % self.world_size:
+            raise ValueError(f"batch size {batch_size} does not split over {self.world_size} processes")
+        part = batch_size // self.world_size
+        return slice(self.rank * part, (self.rank + 1) * part)
+
+    def seed(self, seed: int) -> None:
+        """Seed torch's generator per process: each draws its own noise for its slice of the batch."""
+        torch.manual_seed(seed + self.rank)
+
+    def mean(self, values: dict[str, float]) -> dict[str, float]:
+        """Figures averaged over the processes (every process must call it at the same point)."""
+        if self.world_size == 1:
+            return values
+        t = torch.tensor(list(values.values()), dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return dict(zip(values, (t / self.world_size).tolist(), strict=True))
+
+
+def check_device(device: str) -> str:
+    """`device` if this machine has it; a clear error (before any work) if not."""
+    if device not in DEVICES:
+        raise ValueError(f"device {device!r}: one of {DEVICES}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device cuda, but torch {torch.__version__} sees no CUDA device")
+    return device
+
+
+def start(device: str) -> Parallel:
+    """The run's device; started by `torchrun` (WORLD_SIZE > 1), also join its process group, each
+    process on its local GPU under CUDA."""
+    check_device(device)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Parallel(torch.device(device))
+    local = int(os.environ["LOCAL_RANK"])
+    where = torch.device("cuda", local) if device == "cuda" else torch.device("cpu")
+    if device == "cuda":
+        torch.cuda.set_device(where)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    return Parallel(where, dist.get_rank(), dist.get_world_size())
+
+
+def stop(parallel: Parallel) -> None:
+    """Leave the process group (after the run's last collective call)."""
+    if parallel.world_size > 1 and dist.is_initialized():
+        dist.destroy_process_group()

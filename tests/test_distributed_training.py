@@ -1,0 +1,58 @@
+"""Data-parallel world-model training: `torchrun --nproc_per_node 2` (gloo, on the CPU) takes the steps
+one process takes on the same global batch, up to the order of floating-point sums (teacher forcing:
+the loss draws no noise, which each process would draw for itself)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rwm.training.distributed import start
+
+TRAIN = ["--iterations", "6", "--eval-interval", "2", "--batch-size", "16", "--history", "8"]
+TRAIN += ["--horizon", "1", "--lr", "1e-3", "--threads", "1", "--seed", "3"]
+
+
+def _log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_two_processes_train_as_one_on_the_same_batch(tmp_path: Path) -> None:
+    from rwm.data.collect import collect_dataset
+
+    collect_dataset(tmp_path / "data", steps=60, num_envs=4, controller="perturb", seed=1, num_threads=1)
+    args = ["-m", "rwm.cli", "train-wm", "--data", str(tmp_path / "data"), *TRAIN]
+    one = subprocess.run(
+        [sys.executable, *args, "--out", str(tmp_path / "one")], capture_output=True, text=True, timeout=300
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    two = subprocess.run(
+        [*torchrun, *args, "--out", str(tmp_path / "two")], capture_output=True, text=True, timeout=300
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count('"iteration": 6') == 2, "the first process alone reports (log line and summary)"
+    for a, b in zip(_log(tmp_path / "one"), _log(tmp_path / "two"), strict=True):
+        assert a["iteration"] == b["iteration"]
+        assert b["total"] == pytest.approx(a["total"], rel=1e-4, abs=1e-4), (a, b)
+    first = _log(tmp_path / "one")[0]["total"]
+    assert _log(tmp_path / "one")[-1]["total"] < first, "it trained"
+    w1 = torch.load(tmp_path / "one" / "model.pt", weights_only=True)["model"]
+    w2 = torch.load(tmp_path / "two" / "model.pt", weights_only=True)["model"]
+    for name, value in w1.items():
+        np.testing.assert_allclose(w2[name].numpy(), value.numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_unknown_device_or_cuda_without_a_gpu_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="one of"):
+        start("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            start("cuda")
