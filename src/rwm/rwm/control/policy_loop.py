@@ -78,7 +78,7 @@ class PolicyLoop:
         self._previous = np.zeros(C.ACTION_DIM)
         self._hold = C.DEFAULT_JOINT_POS.copy()
         self._hold_measured = False
-        """Whether `_hold` is a measured pose (an e-stop engaged before any state has none yet)."""
+        """Whether `_hold` is the e-stop's pose: measured at its first tick with a joint state."""
         self._start_pose = C.DEFAULT_JOINT_POS.copy()
         self._soft_start_t0 = 0.0
         self._seen = {"joints": -np.inf, "imu": -np.inf, "odom": -np.inf}
@@ -127,9 +127,7 @@ class PolicyLoop:
 
     def set_estop(self, engaged: bool) -> None:
         if engaged and not self.estop:
-            self._hold_measured = np.isfinite(self._seen["joints"])
-            if self._hold_measured:
-                self._hold[:] = self.safety.clamp(self.state[C.JOINT_POS])
+            self._hold_measured = False  # the next tick holds the pose measured then
         self.estop = engaged
 
     # -- the tick ---------------------------------------------------------------------------------------
