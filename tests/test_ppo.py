@@ -7,7 +7,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy
+from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy, evaluate_standing
 from rwm.export.policy_onnx import OnnxPolicy, export_policy
 from rwm.rl.vec_env import AnymalVecEnv
 from rwm.robot import contract as C
@@ -236,3 +236,21 @@ def test_train_then_select_best_checkpoint(tmp_path, capsys):
     )
     env = json.loads((tmp_path / "dr" / "train_config.json").read_text())["env"]
     assert env["randomization"]["payload_kg"] == [0.0, 20.0] and env["randomization"]["obs_noise"] == 1.0
+
+
+def test_standing_drift_measures_how_far_the_base_walks():
+    """At zero command the drift is the base's distance from its start; a policy told (behind the
+    evaluation's back) to walk at 0.5 m/s drifts about that speed times the time."""
+    policy = OnnxPolicy("models/anymal_d_ppo_nominal.onnx")
+
+    def walking(obs):
+        obs = obs.copy()
+        obs[:, 9] = 0.5  # the command's vx slot (Table S4: v, w, g, command, ...)
+        return policy(obs)
+
+    cfg = PolicyEvalConfig(episodes=4, episode_length_s=4.0, seed=9, num_threads=1)
+    standing = evaluate_standing(policy, 48, cfg)
+    walked = evaluate_standing(walking, 48, cfg)
+    assert standing["falls"] == walked["falls"] == 0
+    assert standing["drift_m_max"] < 0.4
+    assert 1.2 < walked["drift_m_median"] < 2.2

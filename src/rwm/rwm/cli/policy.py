@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 from rwm.cli.common import invocation
@@ -20,7 +21,7 @@ def _train_ppo(args: argparse.Namespace) -> int:
         num_envs=args.num_envs,
         seed=args.seed,
         pushes=PushConfig(enabled=True),
-        commands=CommandConfig(resample_time_s=args.resample_time),
+        commands=CommandConfig(resample_time_s=args.resample_time, standing_fraction=args.standing_fraction),
         termination_penalty=args.termination_penalty,
         randomization=TRAINING_RANGES if args.domain_randomization else None,
         randomization_ramp_steps=args.randomization_ramp * PPOConfig.num_steps_per_env,
@@ -59,22 +60,42 @@ def _export_policy(args: argparse.Namespace) -> int:
 
 def _select_policy(args: argparse.Namespace) -> int:
     """Evaluate checkpoints on a validation seed (and robot variants) and export the best: fewest falls,
-    then the best tracking (over the variants: their sum of falls and mean tracking)."""
+    then the best tracking (over the variants: their sum of falls and mean tracking). With
+    --max-drift, a checkpoint that does not stand still at zero command ranks after every one that does."""
     import tempfile
 
-    from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_on_variants, evaluate_policy
+    from rwm.evaluation.policy_eval import (
+        PolicyEvalConfig,
+        evaluate_on_variants,
+        evaluate_policy,
+        evaluate_standing,
+    )
     from rwm.export.policy_onnx import OnnxPolicy, actor_from_checkpoint, export_policy
 
     def validate(policy: OnnxPolicy) -> dict:
         if not args.variants:
-            return evaluate_policy(policy, args.obs_dim, cfg)
-        per_variant = evaluate_on_variants(policy, args.obs_dim, args.variants, cfg, nominal_seeds=1)
-        tracking = [r["tracking_reward_normalized"] for r in per_variant.values()]
-        return {
-            "falls": sum(r["falls"] for r in per_variant.values()),
-            "tracking_reward_normalized": round(sum(tracking) / len(tracking), 4),
-            "per_variant": {k: (r["falls"], r["tracking_reward_normalized"]) for k, r in per_variant.items()},
-        }
+            result = evaluate_policy(policy, args.obs_dim, cfg)
+        else:
+            per_variant = evaluate_on_variants(policy, args.obs_dim, args.variants, cfg, nominal_seeds=1)
+            tracking = [r["tracking_reward_normalized"] for r in per_variant.values()]
+            result = {
+                "falls": sum(r["falls"] for r in per_variant.values()),
+                "tracking_reward_normalized": round(sum(tracking) / len(tracking), 4),
+                "per_variant": {
+                    k: (r["falls"], r["tracking_reward_normalized"]) for k, r in per_variant.items()
+                },
+            }
+        if args.max_drift is not None:
+            standing = evaluate_standing(
+                policy, args.obs_dim, replace(cfg, episodes=20, episode_length_s=60.0)
+            )
+            result["standing_drift_m_per_min"] = standing["drift_m_median"]
+            result["falls"] += standing["falls"]
+        return result
+
+    def drifts(result: dict) -> bool:
+        drift = result.get("standing_drift_m_per_min")
+        return drift is not None and drift > args.max_drift
 
     log_dir = Path(args.log_dir)
     runner_cfg = json.loads((log_dir / "runner_config.json").read_text())
@@ -101,15 +122,16 @@ def _select_policy(args: argparse.Namespace) -> int:
             export_policy(actor_from_checkpoint(ckpt, runner_cfg, args.obs_dim), path, meta)
             result = validate(OnnxPolicy(path))
             print(json.dumps({"checkpoint": ckpt.name, **result}), flush=True)
-            results.append((result["falls"], -result["tracking_reward_normalized"], it, path, result))
-        _, _, it, path, result = min(results, key=lambda r: r[:3])
+            rank = (drifts(result), result["falls"], -result["tracking_reward_normalized"], it)
+            results.append((rank, path, result))
+        (*_, it), path, result = min(results, key=lambda r: r[0])
         Path(args.out).write_bytes(path.read_bytes())
     print(json.dumps({"selected": f"model_{it}.pt", "out": args.out, "validation": result}, indent=2))
     return 0
 
 
 def _eval_policy(args: argparse.Namespace) -> int:
-    from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy
+    from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy, evaluate_standing
     from rwm.export.policy_onnx import OnnxPolicy
 
     policy = OnnxPolicy(args.policy)
@@ -120,9 +142,10 @@ def _eval_policy(args: argparse.Namespace) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     if args.variants:
         return _eval_on_variants(args, policy, cfg)
+    evaluate = evaluate_standing if args.standing else evaluate_policy
     result = {
         "policy": args.policy,
-        **evaluate_policy(policy, policy.obs_dim, cfg),
+        **evaluate(policy, policy.obs_dim, cfg),
         "real_transitions_used": policy.metadata.get("real_transitions"),
     }
     text = json.dumps(result, indent=2)
@@ -200,9 +223,18 @@ def _train_mbpo(args: argparse.Namespace) -> int:
             seed=args.seed,
         ),
         ppo=PPOConfig(init_std=args.init_std),
+        critic_warmup=args.critic_warmup,
         seed=args.seed,
     )
-    summary = train_mbpo(cfg, args.world_model, args.pretrain, args.out, args.export, command=invocation())
+    summary = train_mbpo(
+        cfg,
+        args.world_model,
+        args.pretrain,
+        args.out,
+        args.export,
+        command=invocation(),
+        init_from=args.init_from,
+    )
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -260,6 +292,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--device", default="cpu", choices=["cpu", "cuda"], help="where the networks learn (simulation: CPU)"
     )
+    p.add_argument(
+        "--standing-fraction",
+        type=float,
+        default=0.0,
+        help="share of commands that are zero (Isaac Lab's standing robots), so the policy learns to stand",
+    )
     p.add_argument("--termination-penalty", type=float, default=0.0, help="reward subtracted on a fall")
     p.add_argument("--export", help="write the final policy to this ONNX file")
     p.add_argument(
@@ -295,6 +333,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--variants", nargs="+", help="validate on these robot variants too (never the evaluation's seeds)"
     )
+    p.add_argument(
+        "--max-drift",
+        type=float,
+        help="m per minute: a checkpoint whose base drifts further at zero command (median of 20 robots, "
+        "60 s) ranks after all that do not",
+    )
     p.set_defaults(func=_select_policy)
 
     p = sub.add_parser("eval-policy", help="evaluate an ONNX policy: 100 episodes of 20 s, fixed seed")
@@ -311,6 +355,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--json also <json>.md and <json>.png)",
     )
     p.add_argument("--nominal-seeds", type=int, default=5, help="--variants: seeds of the nominal robot")
+    p.add_argument(
+        "--standing",
+        action="store_true",
+        help="zero command throughout: how far each base drifts over --episode-length (issue 19's figure)",
+    )
     p.add_argument("--variants-file", help="named variants (default: config/robot_variants.yaml)")
     p.set_defaults(func=_eval_policy)
 
@@ -382,6 +431,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=0.5,
         help="scale of the model's std when imagined states are drawn (0: its mean, 1: its distribution)",
+    )
+    p.add_argument(
+        "--init-from",
+        help="start the actor from this exported policy (its real transitions are counted), not from scratch",
+    )
+    p.add_argument(
+        "--critic-warmup",
+        type=int,
+        default=20,
+        help="--init-from: PPO iterations training only the critic first",
     )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_train_mbpo)

@@ -18,6 +18,7 @@ import numpy as np
 
 from rwm.robot.policy_io import includes_last_action, raw_to_targets
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig
+from rwm.sim.commands import CommandConfig
 from rwm.sim.reward import tracking_reward
 from rwm.sim.variants import NOMINAL, RobotVariant, variants_named
 
@@ -106,6 +107,41 @@ def evaluate_policy(
         "steps_evaluated": int(total),
         "fall_events": falls,
         "wall_time_s": round(wall, 1),
+    }
+
+
+def evaluate_standing(
+    policy: Callable[[np.ndarray], np.ndarray], obs_dim: int, cfg: PolicyEvalConfig = PolicyEvalConfig()
+) -> dict:
+    """Zero command for a whole episode: how far each robot's base wanders (the ground plane's
+    horizontal distance from where it started), the figure a robot left standing is judged on."""
+    env_cfg = EnvConfig(
+        num_envs=cfg.episodes,
+        robot=cfg.robot,
+        episode_length_s=cfg.episode_length_s,
+        seed=cfg.seed,
+        num_threads=cfg.num_threads,
+        include_last_action=includes_last_action(obs_dim),
+        variant=cfg.variant,
+        commands=CommandConfig(standing_fraction=1.0, resample_time_s=cfg.episode_length_s),
+    )
+    env = BatchedAnymalEnv(env_cfg)
+    start = np.array([d.qpos[0:2] for d in env.datas])
+    fell = np.zeros(cfg.episodes, dtype=bool)
+    obs = env.observation()
+    for _ in range(env.max_episode_steps - 1):  # the last step would reset every robot
+        out = env.step(raw_to_targets(policy(obs)))
+        fell |= out.terminated
+        obs = out.obs
+    drift = np.linalg.norm(np.array([d.qpos[0:2] for d in env.datas]) - start, axis=1)[~fell]
+    env.close()
+    return {
+        "episodes": cfg.episodes,
+        "duration_s": cfg.episode_length_s,
+        "seed": cfg.seed,
+        "falls": int(fell.sum()),
+        "drift_m_median": round(float(np.median(drift)), 3) if len(drift) else None,
+        "drift_m_max": round(float(drift.max()), 3) if len(drift) else None,
     }
 
 

@@ -35,7 +35,7 @@ from rwm.export.runtime import OnnxPolicy
 from rwm.models.factory import load_checkpoint
 from rwm.rl.imagination_env import ImaginationConfig, ImaginationEnv
 from rwm.runners.mbpo import deterministic_policy
-from rwm.runners.ppo import PPOConfig, TrainConfig, export_runner_policy, runner_config
+from rwm.runners.ppo import PPOConfig, TrainConfig, export_runner_policy, runner_config, warm_up_critic
 from rwm.sim.variants import NOMINAL, TRAINING_RANGES, RobotVariant
 from rwm.storage.replay_buffer import ReplayBuffer
 
@@ -100,29 +100,6 @@ class AdaptResult:
 def next_policy_version(versions_dir: Path) -> int:
     found = [int(m.group(1)) for p in versions_dir.glob("policy_v*.onnx") if (m := VERSION.search(p.name))]
     return max(found, default=0) + 1
-
-
-def warm_up_critic(runner: OnPolicyRunner, iterations: int) -> None:
-    """PPO iterations that train only the critic (the actor's parameters frozen, its observation
-    normalization put back after); the learning rate, which rsl-rl's adaptive schedule raises while
-    the actor does not move, is put back too."""
-    if iterations <= 0:
-        return
-    alg = runner.alg
-    frozen = [p for p in alg.actor.parameters() if p.requires_grad]
-    normalizer = {k: v.clone() for k, v in alg.actor.obs_normalizer.state_dict().items()}
-    learning_rate = alg.learning_rate
-    for p in frozen:
-        p.requires_grad_(False)
-    try:
-        runner.learn(num_learning_iterations=iterations, init_at_random_ep_len=True)
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
-        alg.actor.obs_normalizer.load_state_dict(normalizer)  # rsl-rl updates it in every update()
-        alg.learning_rate = learning_rate
-        for group in alg.optimizer.param_groups:
-            group["lr"] = learning_rate
 
 
 def _figures(policy, obs_dim: int, cfg: AdaptConfig, variant: RobotVariant) -> dict:

@@ -23,10 +23,12 @@ from torch.utils.tensorboard import SummaryWriter
 from rwm.data.array_dataset import ArrayDataset
 from rwm.evaluation.heldout import heldout_error, trajectory_tensors
 from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy
+from rwm.export.policy_onnx import load_actor_from_onnx
+from rwm.export.runtime import OnnxPolicy
 from rwm.models.factory import load_checkpoint, save_checkpoint
 from rwm.rl.imagination_env import ImaginationConfig, ImaginationEnv
 from rwm.robot.policy_io import OBS_DIM_WITH_LAST_ACTION, raw_to_targets
-from rwm.runners.ppo import PPOConfig, TrainConfig, export_runner_policy, runner_config
+from rwm.runners.ppo import PPOConfig, TrainConfig, export_runner_policy, runner_config, warm_up_critic
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig, PushConfig
 from rwm.sim.commands import CommandConfig
 from rwm.sim.variants import TRAINING_RANGES
@@ -62,6 +64,8 @@ class MBPOConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     eval_episodes: int = 16
     """Simulated episodes (20 s) for the true reward logged each iteration."""
+    critic_warmup: int = 20
+    """With a starting policy: PPO iterations in imagination that train only the fresh critic first."""
     seed: int = 0
     threads: int = 2
 
@@ -131,11 +135,13 @@ def train_mbpo(
     out_dir: str | Path,
     export_path: str | Path | None = None,
     command: str = "",
+    init_from: str | Path | None = None,
 ) -> dict:
     """Run the loop; logs and checkpoints go to out_dir; optionally export the policy to ONNX.
 
+    `init_from` (an exported policy) starts the actor from that policy instead of from scratch.
     `real_transitions` counts every real transition the result depends on: the pretraining data of
-    the world model and the transitions collected online.
+    the world model, the transitions collected online and those behind `init_from`.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -160,6 +166,11 @@ def train_mbpo(
     first = collect_real(real_env, stand, learner.cfg.window, buffer)
     imagination = ImaginationEnv(model, buffer, cfg.imagination)
     runner = OnPolicyRunner(imagination, runner_cfg, log_dir=str(out / "ppo"), device="cpu")
+    prior_transitions = 0
+    if init_from is not None:
+        load_actor_from_onnx(runner.alg.actor, init_from)
+        prior_transitions = int(OnnxPolicy(init_from).metadata.get("real_transitions") or 0)
+        warm_up_critic(runner, cfg.critic_warmup)
     writer = SummaryWriter(str(out / "tensorboard"))
     log_rows: list[dict] = []
     start = time.time()
@@ -175,7 +186,9 @@ def train_mbpo(
             learner.update(buffer.sample(cfg.wm_batch, learner.cfg.window))
         model.eval()
         imagination.pop_reward_mean()
-        runner.learn(num_learning_iterations=cfg.ppo_iterations, init_at_random_ep_len=(it == 0))
+        runner.learn(
+            num_learning_iterations=cfg.ppo_iterations, init_at_random_ep_len=(it == 0 and init_from is None)
+        )
         imagined_reward = imagination.pop_reward_mean()
         true = evaluate_policy(
             deterministic_policy(runner),
@@ -184,7 +197,7 @@ def train_mbpo(
         )
         row = {
             "iteration": it,
-            "real_transitions": buffer.rows,
+            "real_transitions": prior_transitions + buffer.rows,
             "collected_transitions": buffer.collected_rows,
             "imagined_reward_per_step": imagined_reward,
             "true_tracking_reward": true["tracking_reward_normalized"],
@@ -209,13 +222,19 @@ def train_mbpo(
     summary = {
         "log_dir": str(out),
         "iterations": cfg.iterations,
-        "real_transitions": buffer.rows,
+        "real_transitions": prior_transitions + buffer.rows,
         "collected_transitions": buffer.collected_rows,
         "wall_time_s": round(time.time() - start, 1),
         "last": log_rows[-1],
     }
     if export_path is not None:
-        meta = {"source": "mbpo", "real_transitions": buffer.rows, "iterations": cfg.iterations}
+        meta = {
+            "source": "mbpo",
+            "real_transitions": prior_transitions + buffer.rows,
+            "iterations": cfg.iterations,
+        }
+        if init_from is not None:
+            meta["init_from"] = str(init_from)
         summary.update(
             export_runner_policy(runner, export_path, {**meta, "seed": cfg.seed, "command": command})
         )

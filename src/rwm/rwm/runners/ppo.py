@@ -173,6 +173,29 @@ def train_ppo(
     return summary
 
 
+def warm_up_critic(runner: OnPolicyRunner, iterations: int) -> None:
+    """PPO iterations that train only the critic (the actor's parameters frozen, its observation
+    normalization put back after); the learning rate, which rsl-rl's adaptive schedule raises while
+    the actor does not move, is put back too."""
+    if iterations <= 0:
+        return
+    alg = runner.alg
+    frozen = [p for p in alg.actor.parameters() if p.requires_grad]
+    normalizer = {k: v.clone() for k, v in alg.actor.obs_normalizer.state_dict().items()}
+    learning_rate = alg.learning_rate
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        runner.learn(num_learning_iterations=iterations, init_at_random_ep_len=True)
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+        alg.actor.obs_normalizer.load_state_dict(normalizer)  # rsl-rl updates it in every update()
+        alg.learning_rate = learning_rate
+        for group in alg.optimizer.param_groups:
+            group["lr"] = learning_rate
+
+
 def export_runner_policy(runner: OnPolicyRunner, path: str | Path, metadata: dict) -> dict:
     """Export the runner's current actor to ONNX with `metadata` (source, real transitions, seed,
     command); returns the file and its parity error for the run's summary."""
