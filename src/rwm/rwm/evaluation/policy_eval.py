@@ -42,11 +42,9 @@ class PolicyEvalConfig:
     """The simulated robot's deviation from its model (`rwm.sim.dynamics`)."""
 
 
-def evaluate_policy(
-    policy: Callable[[np.ndarray], np.ndarray], obs_dim: int, cfg: PolicyEvalConfig = PolicyEvalConfig()
-) -> dict:
-    """Run `policy` (observations -> raw actions, batched) and return the summary figures."""
-    env_cfg = EnvConfig(
+def _env_config(cfg: PolicyEvalConfig, obs_dim: int, commands: CommandConfig | None = None) -> EnvConfig:
+    """One robot per episode, no pushes; commands from the training distribution unless given."""
+    return EnvConfig(
         num_envs=cfg.episodes,
         robot=cfg.robot,
         episode_length_s=cfg.episode_length_s,
@@ -54,7 +52,15 @@ def evaluate_policy(
         num_threads=cfg.num_threads,
         include_last_action=includes_last_action(obs_dim),
         variant=cfg.variant,
+        commands=commands or CommandConfig(),
     )
+
+
+def evaluate_policy(
+    policy: Callable[[np.ndarray], np.ndarray], obs_dim: int, cfg: PolicyEvalConfig = PolicyEvalConfig()
+) -> dict:
+    """Run `policy` (observations -> raw actions, batched) and return the summary figures."""
+    env_cfg = _env_config(cfg, obs_dim)
     env = BatchedAnymalEnv(env_cfg)
     n, steps = cfg.episodes, env.max_episode_steps
     alive = np.ones(n, dtype=bool)
@@ -115,17 +121,8 @@ def evaluate_standing(
 ) -> dict:
     """Zero command for a whole episode: how far each robot's base wanders (the ground plane's
     horizontal distance from where it started), the figure a robot left standing is judged on."""
-    env_cfg = EnvConfig(
-        num_envs=cfg.episodes,
-        robot=cfg.robot,
-        episode_length_s=cfg.episode_length_s,
-        seed=cfg.seed,
-        num_threads=cfg.num_threads,
-        include_last_action=includes_last_action(obs_dim),
-        variant=cfg.variant,
-        commands=CommandConfig(standing_fraction=1.0, resample_time_s=cfg.episode_length_s),
-    )
-    env = BatchedAnymalEnv(env_cfg)
+    commands = CommandConfig(standing_fraction=1.0, resample_time_s=cfg.episode_length_s)
+    env = BatchedAnymalEnv(_env_config(cfg, obs_dim, commands))
     start = np.array([d.qpos[0:2] for d in env.datas])
     fell = np.zeros(cfg.episodes, dtype=bool)
     obs = env.observation()
