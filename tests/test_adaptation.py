@@ -92,8 +92,7 @@ def test_critic_warm_up_leaves_the_actor_and_the_learning_rate_as_they_were(bags
     from rsl_rl.runners import OnPolicyRunner
 
     from rwm.export.policy_onnx import load_actor_from_onnx
-    from rwm.runners.ppo import warm_up_critic
-    from rwm.runners.ppo import PPOConfig, TrainConfig, runner_config
+    from rwm.runners.ppo import PPOConfig, TrainConfig, runner_config, warm_up_critic
 
     _, _, model, trajectories = bags_and_model
     buffer = ReplayBuffer(seed=0)
