@@ -219,10 +219,11 @@ def train_mbpo(
     writer.close()
     real_env.close()
     plot_mbpo(log_rows, out / "mbpo.png")
+    real_transitions = prior_transitions + buffer.rows
     summary = {
         "log_dir": str(out),
         "iterations": cfg.iterations,
-        "real_transitions": prior_transitions + buffer.rows,
+        "real_transitions": real_transitions,
         "collected_transitions": buffer.collected_rows,
         "wall_time_s": round(time.time() - start, 1),
         "last": log_rows[-1],
@@ -230,7 +231,7 @@ def train_mbpo(
     if export_path is not None:
         meta = {
             "source": "mbpo",
-            "real_transitions": prior_transitions + buffer.rows,
+            "real_transitions": real_transitions,
             "iterations": cfg.iterations,
         }
         if init_from is not None:
