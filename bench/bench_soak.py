@@ -3,9 +3,9 @@ logger and the world-model monitor, started by `ros2 launch` as `make run` does,
 
 Prints JSON and writes it (--out, with a PNG of latency and memory over time):
 - messages: per topic, what each publisher says it sent (its own counter, printed at shutdown)
-  against what the bags hold; for the 400 Hz stamped streams also the gaps inside the recording
-  (true losses; the difference to the publisher's count also holds what was sent before the logger's
-  subscription matched and after it closed);
+  against what the bags hold. The data logger runs as its own process, started before the stack and
+  stopped after it has ended, so every message a publisher sent was sent while the logger listened:
+  a difference is a loss. For the 400 Hz stamped streams also the gaps inside the recording;
 - watchdog ticks and robot resets (falls), from the policy's and the simulator's diagnostics;
 - latency at the robot (state stamp -> command arrival, the simulator's figures over its last 60 s,
   sampled every second) p50 / p99 / max over the run, and the probe's whole-run figures;
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -43,8 +42,10 @@ from rwm_ros.launch_stack import (  # noqa: E402
     LOCAL_DISCOVERY,
     launch_command,
     node_exits,
+    published_counts,
     source_env,
     stack_report,
+    start_logger,
     stop_process_group,
 )
 from rwm_ros.topics import LATCHED  # noqa: E402
@@ -61,19 +62,22 @@ def _node_name(proc: psutil.Process) -> str | None:
     return None
 
 
-def _sample_nodes(launch: subprocess.Popen, stop: threading.Event, rows: list, period_s: float = 5.0) -> None:
-    """(time, node, cpu % of a core, rss MB) of every node of the launch, every `period_s`."""
+def _sample_nodes(
+    roots: list[subprocess.Popen], stop: threading.Event, rows: list, period_s: float = 5.0
+) -> None:
+    """(time, node, cpu % of a core, rss MB) of every node started by `roots`, every `period_s`."""
     procs: dict[str, psutil.Process] = {}
     start = time.monotonic()
     while not stop.wait(period_s):
-        try:
-            for child in psutil.Process(launch.pid).children(recursive=True):
-                name = _node_name(child)
-                if name and name not in procs:
-                    procs[name] = child
-                    child.cpu_percent(None)  # baseline
-        except psutil.Error:
-            return
+        for root in roots:
+            try:
+                for child in psutil.Process(root.pid).children(recursive=True):
+                    name = _node_name(child)
+                    if name and name not in procs:
+                        procs[name] = child
+                        child.cpu_percent(None)  # baseline
+            except psutil.Error:
+                continue
         for name, proc in procs.items():
             try:
                 rows.append(
@@ -229,16 +233,16 @@ def main() -> int:
         )
     )
     bags = work / "bags"
+    env = source_env(args.domain)
+    logger = start_logger(bags, env, work / "logger.log")
     cmd = launch_command(
-        duration=args.duration, report=True, world_model=True, bag_dir=bags, params_file=params
+        duration=args.duration, report=True, world_model=True, record=False, params_file=params
     )
     log = (work / "launch.log").open("w")
-    launch = subprocess.Popen(
-        cmd, env=source_env(args.domain), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    launch = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     stop, usage, diagnostics = threading.Event(), [], []
     samplers = [
-        threading.Thread(target=_sample_nodes, args=(launch, stop, usage), daemon=True),
+        threading.Thread(target=_sample_nodes, args=([launch, logger], stop, usage), daemon=True),
         threading.Thread(target=_sample_diagnostics, args=(args.domain, stop, diagnostics), daemon=True),
     ]
     for t in samplers:
@@ -252,13 +256,14 @@ def main() -> int:
     for t in samplers:
         t.join(5.0)
     log.close()
+    time.sleep(2.0)  # what the stack sent last is still on its way to the logger
+    stop_process_group(logger, timeout_s=30.0)
     text = (work / "launch.log").read_text()
-    if code != 0:
-        print(text[-5000:], file=sys.stderr)
+    logger_code = logger.returncode
+    if code != 0 or logger_code != 0:
+        print(text[-5000:], (work / "logger.log").read_text()[-3000:], sep="\n", file=sys.stderr)
         return 1
-    published: dict[str, int] = {}
-    for m in re.finditer(r"\] published: (\{.*\})", text):
-        published.update(json.loads(m.group(1)))
+    published = published_counts(text)
     recorded = _bag_counts(bags)
     report = stack_report(text)
     latency = np.array(diagnostics)
@@ -273,7 +278,7 @@ def main() -> int:
         }
     result = {
         "duration_s": args.duration,
-        "node_exit_codes": node_exits(text),
+        "node_exit_codes": {**node_exits(text), "logger_node (own process)": logger_code},
         "messages": {  # the latched topics are left out: every split opens with a copy of them
             t: {"published": n, "recorded": recorded.get(t, 0), "difference": n - recorded.get(t, 0)}
             for t, n in sorted(published.items())

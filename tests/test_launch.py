@@ -14,13 +14,24 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from mcap.reader import make_reader
 from rosbags.highlevel import AnyReader
 
 from ros_helpers import PYTHON, domain_id
 from rwm.data.bag_loader import load_bags
 from rwm.data.bag_recovery import PARTIAL
-from rwm_ros.launch_stack import launch_command, node_exits, source_env, stack_report
+from rwm.robot import contract as C
+from rwm_ros.launch_stack import (
+    launch_command,
+    node_exits,
+    published_counts,
+    source_env,
+    stack_report,
+    start_logger,
+    stop_process_group,
+)
+from rwm_ros.topics import LATCHED
 
 pytestmark = pytest.mark.ros
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,6 +150,29 @@ def test_exploration_stack_stands_and_reports() -> None:
 
 
 @pytest.mark.slow
+def test_a_logger_heard_from_start_to_end_holds_what_every_publisher_sent(tmp_path: Path) -> None:
+    """The data logger started before the stack (`record:=false`) and stopped after it: its bag holds
+    exactly as many messages per topic as each of the stack's publishers says it sent."""
+    logger = start_logger(tmp_path / "bags", source_env(domain_id(2)), tmp_path / "logger.log")
+    try:
+        proc = _run(90, duration=8, record=False)
+        time.sleep(2.0)  # what the stack sent last is still on its way
+    finally:
+        stop_process_group(logger, timeout_s=30.0)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert logger.returncode == 0, (tmp_path / "logger.log").read_text()[-3000:]
+    published = published_counts(proc.stdout + proc.stderr)
+    (bag,) = _bags(tmp_path / "bags")
+    info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    recorded = {t["topic_metadata"]["name"]: t["message_count"] for t in info["topics_with_message_count"]}
+    assert published[C.TOPIC_JOINT_STATES] > 2000  # 8 s at 400 Hz, less the start
+    for topic in (C.TOPIC_JOINT_STATES, C.TOPIC_IMU, C.TOPIC_JOINT_COMMAND, C.TOPIC_CMD_VEL):
+        assert topic in published, topic
+    assert {t: n for t, n in recorded.items() if t in published and t not in LATCHED} == {
+        t: n for t, n in published.items() if t not in LATCHED
+    }
+
+
 def test_on_simulated_time_the_robot_walks_and_the_bag_keeps_that_clock(tmp_path: Path) -> None:
     """use_sim_time:=true: the simulated robot publishes /clock and stamps with simulated time, every
     other node runs on it; the robot walks the sequence and the bag's stamps and log times are

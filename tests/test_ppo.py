@@ -249,8 +249,13 @@ def test_standing_drift_measures_how_far_the_base_walks():
         return policy(obs)
 
     cfg = PolicyEvalConfig(episodes=4, episode_length_s=4.0, seed=9, num_threads=1)
-    standing = evaluate_standing(policy, 48, cfg)
-    walked = evaluate_standing(walking, 48, cfg)
+    standing = evaluate_standing(policy, 48, cfg, interval_s=1.0)
+    walked = evaluate_standing(walking, 48, cfg, interval_s=1.0)
     assert standing["falls"] == walked["falls"] == 0
     assert standing["drift_m_max"] < 0.4
     assert 1.2 < walked["drift_m_median"] < 2.2
+    # per second: three whole seconds (the episode's last step is not taken), walking ~0.5 m in each
+    # once under way, standing far less
+    assert len(standing["moved_m_median_per_interval"]) == len(walked["moved_m_median_per_interval"]) == 3
+    assert all(0.3 < m < 0.8 for m in walked["moved_m_median_per_interval"][1:])
+    assert max(standing["moved_m_median_per_interval"]) < 0.2

@@ -45,6 +45,7 @@ def test_perfect_standing_scores_only_tracking():
         "feet_air_time",
         "undesired_contacts",
         "flat_orientation",
+        "stand_still",
     ):
         assert terms[name] == pytest.approx(0.0), name
     assert total_reward(terms, CFG) == pytest.approx(CFG.dt * 1.5)
@@ -96,6 +97,31 @@ def test_feet_air_time_rewards_touchdown_after_long_swing():
     assert np.allclose(new_air, [0.0, 0.0, 0.0, 0.02])
     standing, _ = _terms(command=np.zeros(3), contacts=contacts, air_time=air)
     assert standing["feet_air_time"] == 0.0
+
+
+def test_stand_still_measures_the_pose_only_while_told_to_stand():
+    ns = _standing_state()
+    ns[C.JOINT_POS] += np.linspace(-0.3, 0.3, 12)
+    expected = np.abs(np.linspace(-0.3, 0.3, 12)).sum()
+    standing, _ = _terms(next_state=ns, command=np.zeros(3))
+    assert standing["stand_still"] == pytest.approx(expected)
+    for command in ([0.3, 0.0, 0.0], [0.0, 0.0, 0.5]):
+        walking, _ = _terms(next_state=ns, command=np.array(command))
+        assert walking["stand_still"] == 0.0, command
+    assert CFG.weights()["stand_still"] == 0.0  # Table S5's reward is unchanged by default
+    batch = torch.tensor(np.stack([ns, ns]), dtype=torch.float32)
+    terms, _ = reward_terms(
+        batch,
+        batch,
+        torch.zeros(2, 12),
+        torch.zeros(2, 12),
+        torch.zeros(2, 3),
+        torch.zeros(2, 8),
+        torch.zeros(2, 4),
+        RewardConfig(stand_still=-0.5),
+    )
+    assert terms["stand_still"].dtype == torch.float32
+    assert terms["stand_still"][0].item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_numpy_and_torch_agree_batched():

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 LAUNCH = ("rwm_bringup", "anymal.launch.py")
@@ -82,6 +83,37 @@ def node_exits(output: str) -> dict[str, int]:
         else:
             exits[m.group("died")] = int(m.group("code"))
     return exits
+
+
+def start_logger(
+    bag_dir: Path, env: dict[str, str], log_path: Path, timeout_s: float = 60.0
+) -> subprocess.Popen:
+    """The data logger of the launch file (its executable and parameter file) as a process of its own,
+    recording into `bag_dir`; returns once it says it is recording, i.e. its subscriptions exist.
+    Started before a stack with `record:=false` and stopped after it, it hears every message sent."""
+    from ament_index_python.packages import get_package_prefix, get_package_share_directory  # noqa: PLC0415
+
+    config = Path(get_package_share_directory("rwm_bringup")) / "config" / "logger.yaml"
+    node = Path(get_package_prefix("rwm_ros")) / "lib" / "rwm_ros" / "logger_node"  # what `ros2 run` runs
+    cmd = [str(node), "--ros-args", "--params-file", str(config)]
+    cmd += ["-r", "__node:=data_logger", "-p", f"directory:={bag_dir}"]
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    while "recording " not in log_path.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_process_group(proc, timeout_s=5.0)
+            raise RuntimeError(f"the data logger did not start: {log_path.read_text()[-2000:]}")
+        time.sleep(0.2)
+    return proc
+
+
+def published_counts(output: str) -> dict[str, int]:
+    """Per topic, what the nodes in launch's output say they published (`[name] published: {json}`)."""
+    counts: dict[str, int] = {}
+    for m in re.finditer(r"\] published: (\{.*\})", output):
+        counts.update(json.loads(m.group(1)))
+    return counts
 
 
 def stack_report(output: str) -> dict:

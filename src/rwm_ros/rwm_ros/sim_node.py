@@ -129,11 +129,9 @@ class SimNode(Node):
         self.schedule = RealTimeSchedule(self.decimation * C.PHYSICS_DT / rtf, max_lag_s=MAX_LAG_S)
         self.sim.reset(height=self.initial_height)
         self.resets = 0
+        """Resets after falls."""
         self.publish_max_s = 0.0
         """The longest a tick's four publish() calls took (the run so far)."""
-        self.published_ticks = 0
-        """Ticks whose four robot messages were published."""
-        """Resets after falls."""
 
         self.commands = CommandMailbox()
         self.command_arrivals = ArrivalWindow(capacity=round(60 / C.POLICY_DT))
@@ -148,6 +146,15 @@ class SimNode(Node):
         self.pub_odom = self.create_publisher(Odometry, C.TOPIC_ODOM, qos)
         self.pub_contacts = self.create_publisher(Float32MultiArray, C.TOPIC_CONTACTS, qos)
         self.pub_clock = self.create_publisher(Clock, "/clock", qos) if self.publish_clock else None
+        self._robot_streams = (
+            (C.TOPIC_JOINT_STATES, self.pub_joints, self.msg_joints),
+            (C.TOPIC_IMU, self.pub_imu, self.msg_imu),
+            (C.TOPIC_ODOM, self.pub_odom, self.msg_odom),
+            (C.TOPIC_CONTACTS, self.pub_contacts, self.msg_contacts),
+        )
+        self.published = dict.fromkeys((topic for topic, _, _ in self._robot_streams), 0)
+        """Messages each robot topic's publish() took, counted one by one (a tick cut short by
+        shutdown between two of them is counted as far as it got)."""
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.inputs = PolledSubscriptions(self)
         self.sub_command = self.inputs.subscribe(
@@ -341,13 +348,12 @@ class SimNode(Node):
         self._fill()
         set_stamp_ns(self._stamp, stamp_ns)
         start = time.perf_counter()
-        self.pub_joints.publish(self.msg_joints)
-        self.pub_imu.publish(self.msg_imu)
-        self.pub_odom.publish(self.msg_odom)
-        self.pub_contacts.publish(self.msg_contacts)
+        published = self.published
+        for topic, pub, msg in self._robot_streams:
+            pub.publish(msg)
+            published[topic] += 1
         # a reliable writer with a full history waits in publish() for its slowest reader
         self.publish_max_s = max(self.publish_max_s, time.perf_counter() - start)
-        self.published_ticks += 1
         if self.pub_clock is not None:
             self.pub_clock.publish(self.msg_clock)
 
@@ -403,8 +409,7 @@ class SimNode(Node):
             if physics.stop():
                 self.inputs.close()
             self._gc.close()
-            topics = (C.TOPIC_JOINT_STATES, C.TOPIC_IMU, C.TOPIC_ODOM, C.TOPIC_CONTACTS)
-            print_published(self, dict.fromkeys(topics, self.published_ticks))
+            print_published(self, self.published)
         super().destroy_node()
 
 

@@ -15,6 +15,7 @@ def _train_ppo(args: argparse.Namespace) -> int:
     from rwm.runners.ppo import PPOConfig, TrainConfig, train_ppo
     from rwm.sim.batched_env import EnvConfig, PushConfig
     from rwm.sim.commands import CommandConfig
+    from rwm.sim.reward import RewardConfig
     from rwm.sim.variants import TRAINING_RANGES
 
     env = EnvConfig(
@@ -23,6 +24,7 @@ def _train_ppo(args: argparse.Namespace) -> int:
         pushes=PushConfig(enabled=True),
         commands=CommandConfig(resample_time_s=args.resample_time, standing_fraction=args.standing_fraction),
         termination_penalty=args.termination_penalty,
+        reward=RewardConfig(stand_still=args.stand_still_weight),
         randomization=TRAINING_RANGES if args.domain_randomization else None,
         randomization_ramp_steps=args.randomization_ramp * PPOConfig.num_steps_per_env,
     )
@@ -297,6 +299,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=0.0,
         help="share of commands that are zero (Isaac Lab's standing robots), so the policy learns to stand",
+    )
+    p.add_argument(
+        "--stand-still-weight",
+        type=float,
+        default=0.0,
+        help="reward weight of the joints' distance from the standing pose at zero command (< 0; paper: 0)",
     )
     p.add_argument("--termination-penalty", type=float, default=0.0, help="reward subtracted on a fall")
     p.add_argument("--export", help="write the final policy to this ONNX file")

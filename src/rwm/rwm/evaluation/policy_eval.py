@@ -117,20 +117,35 @@ def evaluate_policy(
 
 
 def evaluate_standing(
-    policy: Callable[[np.ndarray], np.ndarray], obs_dim: int, cfg: PolicyEvalConfig = PolicyEvalConfig()
+    policy: Callable[[np.ndarray], np.ndarray],
+    obs_dim: int,
+    cfg: PolicyEvalConfig = PolicyEvalConfig(),
+    interval_s: float = 60.0,
 ) -> dict:
     """Zero command for a whole episode: how far each robot's base wanders (the ground plane's
-    horizontal distance from where it started), the figure a robot left standing is judged on."""
+    horizontal distance from where it started), the figure a robot left standing is judged on; also,
+    per `interval_s`, the median distance moved in it (a robot that rests, then starts to shuffle)."""
     commands = CommandConfig(standing_fraction=1.0, resample_time_s=cfg.episode_length_s)
     env = BatchedAnymalEnv(_env_config(cfg, obs_dim, commands))
-    start = np.array([d.qpos[0:2] for d in env.datas])
+
+    def base_xy() -> np.ndarray:
+        return np.array([d.qpos[0:2] for d in env.datas])
+
+    start = last = base_xy()
     fell = np.zeros(cfg.episodes, dtype=bool)
+    interval = round(interval_s / env.cfg.reward.dt)
+    per_interval = []
     obs = env.observation()
-    for _ in range(env.max_episode_steps - 1):  # the last step would reset every robot
+    for k in range(1, env.max_episode_steps):  # the last step would reset every robot
         out = env.step(raw_to_targets(policy(obs)))
         fell |= out.terminated
         obs = out.obs
-    drift = np.linalg.norm(np.array([d.qpos[0:2] for d in env.datas]) - start, axis=1)[~fell]
+        if k % interval == 0:
+            now = base_xy()
+            moved = np.linalg.norm(now - last, axis=1)[~fell]
+            per_interval.append(round(float(np.median(moved)), 3) if len(moved) else None)
+            last = now
+    drift = np.linalg.norm(base_xy() - start, axis=1)[~fell]
     env.close()
     return {
         "episodes": cfg.episodes,
@@ -139,6 +154,8 @@ def evaluate_standing(
         "falls": int(fell.sum()),
         "drift_m_median": round(float(np.median(drift)), 3) if len(drift) else None,
         "drift_m_max": round(float(drift.max()), 3) if len(drift) else None,
+        "interval_s": interval_s,
+        "moved_m_median_per_interval": per_interval,
     }
 
 

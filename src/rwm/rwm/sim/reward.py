@@ -31,12 +31,16 @@ class RewardConfig:
     feet_air_time: float = 0.5
     undesired_contacts: float = -1.0
     flat_orientation: float = -5.0
+    stand_still: float = 0.0
+    """Not in Table S5 (0 there): legged_gym's term, the joints' L1 distance from the standing pose
+    while the command is zero, so that a robot told to stand stops stepping instead of shuffling."""
     tracking_sigma: float = 0.25
     """Exp-kernel temperature: exp(-error^2 / sigma)."""
     air_time_target: float = 0.5
     """Feet air time is rewarded above this duration, s."""
     air_time_min_command: float = 0.1
-    """No air-time reward for commands slower than this (m/s), so standing is not penalized."""
+    """A command slower than this (m/s; rad/s for its yaw rate in `stand_still`) is standing: no
+    air-time reward, so standing is not penalized, and `stand_still` applies."""
     dt: float = C.POLICY_DT
     """Step time; the weighted sum is multiplied by it."""
 
@@ -55,6 +59,11 @@ def _where(cond: Any, a: Any, b: Any) -> Any:
 
         return torch.where(cond, a, b)
     return np.where(cond, a, b)
+
+
+def _like(value: np.ndarray, x: Any) -> Any:
+    """A constant in the dtype (and device) of `x`, so that a term does not promote the reward."""
+    return x.new_tensor(value) if hasattr(x, "new_tensor") else value.astype(x.dtype)
 
 
 def tracking_terms(command: Any, lin_vel_xy: Any, yaw_rate: Any, cfg: RewardConfig = RewardConfig()) -> dict:
@@ -87,12 +96,14 @@ def reward_terms(
     v = next_state[..., C.LIN_VEL]
     w = next_state[..., C.ANG_VEL]
     g = next_state[..., C.GRAVITY]
+    q = next_state[..., C.JOINT_POS]
     dq_dot = (next_state[..., C.JOINT_VEL] - state[..., C.JOINT_VEL]) / cfg.dt
 
     foot = contacts[..., C.FOOT_CONTACTS] > 0.5
     knee = contacts[..., C.KNEE_CONTACTS] > 0.5
     first_contact = foot & (air_time > 0)
     moving = ((command[..., 0:2] ** 2).sum(-1) > cfg.air_time_min_command**2) * 1.0
+    still = (1.0 - moving) * (abs(command[..., 2]) <= cfg.air_time_min_command)
     air_reward = ((air_time + cfg.dt - cfg.air_time_target) * first_contact).sum(-1) * moving
     new_air_time = _where(foot, air_time * 0, air_time + cfg.dt)
 
@@ -106,6 +117,7 @@ def reward_terms(
         "feet_air_time": air_reward,
         "undesired_contacts": knee.sum(-1) * 1.0,
         "flat_orientation": (g[..., 0:2] ** 2).sum(-1),
+        "stand_still": abs(q - _like(C.DEFAULT_JOINT_POS, q)).sum(-1) * still,
     }
     return terms, new_air_time
 
