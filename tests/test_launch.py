@@ -150,9 +150,12 @@ def test_exploration_stack_stands_and_reports() -> None:
 
 
 @pytest.mark.slow
-def test_a_logger_heard_from_start_to_end_holds_what_every_publisher_sent(tmp_path: Path) -> None:
-    """The data logger started before the stack (`record:=false`) and stopped after it: its bag holds
-    exactly as many messages per topic as each of the stack's publishers says it sent."""
+def test_a_logger_heard_from_start_to_end_loses_nothing_once_matched(tmp_path: Path) -> None:
+    """The data logger started before the stack (`record:=false`) and stopped after it. What a
+    publisher sent before DDS matched its writer with the logger's reader never reaches the bag (up to
+    2 s under load, measured); from then on nothing is lost: no 400 Hz tick is missing between the
+    bag's first and last joint states, and the policy's observations and actions, which start after
+    the soft start, are all there, to the last one sent at shutdown."""
     logger = start_logger(tmp_path / "bags", source_env(domain_id(2)), tmp_path / "logger.log")
     try:
         proc = _run(90, duration=8, record=False)
@@ -165,12 +168,20 @@ def test_a_logger_heard_from_start_to_end_holds_what_every_publisher_sent(tmp_pa
     (bag,) = _bags(tmp_path / "bags")
     info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     recorded = {t["topic_metadata"]["name"]: t["message_count"] for t in info["topics_with_message_count"]}
-    assert published[C.TOPIC_JOINT_STATES] > 2000  # 8 s at 400 Hz, less the start
-    for topic in (C.TOPIC_JOINT_STATES, C.TOPIC_IMU, C.TOPIC_JOINT_COMMAND, C.TOPIC_CMD_VEL):
-        assert topic in published, topic
-    assert {t: n for t, n in recorded.items() if t in published and t not in LATCHED} == {
-        t: n for t, n in published.items() if t not in LATCHED
-    }
+    for topic, sent in published.items():
+        if topic not in LATCHED:
+            assert 0 < recorded.get(topic, 0) <= sent, topic
+    for topic in ("/rwm/policy/observation", "/rwm/policy/action"):
+        assert recorded[topic] == published[topic] > 150, topic
+    with AnyReader([bag]) as reader:
+        conns = [c for c in reader.connections if c.topic == C.TOPIC_JOINT_STATES]
+        stamps = [
+            (m.header.stamp.sec, m.header.stamp.nanosec)
+            for m in (reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages(conns))
+        ]
+    t_ns = [sec * 10**9 + ns for sec, ns in stamps]
+    ticks_between = [round((b - a) / (C.PHYSICS_DT * 1e9)) for a, b in zip(t_ns, t_ns[1:], strict=False)]
+    assert len(t_ns) > 2000 and set(ticks_between) == {1}
 
 
 def test_on_simulated_time_the_robot_walks_and_the_bag_keeps_that_clock(tmp_path: Path) -> None:
