@@ -4,8 +4,9 @@ logger and the world-model monitor, started by `ros2 launch` as `make run` does,
 Prints JSON and writes it (--out, with a PNG of latency and memory over time):
 - messages: per topic, what each publisher says it sent (its own counter, printed at shutdown)
   against what the bags hold. The data logger runs as its own process, started before the stack and
-  stopped after it has ended, so every message a publisher sent was sent while the logger listened:
-  a difference is a loss. For the 400 Hz stamped streams also the gaps inside the recording;
+  stopped after it has ended; a difference is what was lost, or sent before DDS had matched the
+  publisher's new writer with the logger's reader (at start-up). For the 400 Hz stamped streams also
+  the gaps inside the recording (losses after that match);
 - watchdog ticks and robot resets (falls), from the policy's and the simulator's diagnostics;
 - latency at the robot (state stamp -> command arrival, the simulator's figures over its last 60 s,
   sampled every second) p50 / p99 / max over the run, and the probe's whole-run figures;
@@ -40,6 +41,7 @@ import yaml  # noqa: E402
 from rwm.robot import contract as C  # noqa: E402
 from rwm_ros.launch_stack import (  # noqa: E402
     LOCAL_DISCOVERY,
+    bag_message_counts,
     launch_command,
     node_exits,
     published_counts,
@@ -128,16 +130,6 @@ def _sample_diagnostics(domain: int, stop: threading.Event, rows: list) -> None:
             )
     node.destroy_node()
     ctx.try_shutdown()
-
-
-def _bag_counts(bag_dir: Path) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for meta in bag_dir.glob("*/metadata.yaml"):
-        info = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
-        for topic in info["topics_with_message_count"]:
-            name = topic["topic_metadata"]["name"]
-            counts[name] = counts.get(name, 0) + int(topic["message_count"])
-    return counts
 
 
 def _stream_gaps_and_drift(bag_dir: Path) -> dict:
@@ -264,7 +256,7 @@ def main() -> int:
         print(text[-5000:], (work / "logger.log").read_text()[-3000:], sep="\n", file=sys.stderr)
         return 1
     published = published_counts(text)
-    recorded = _bag_counts(bags)
+    recorded = bag_message_counts(bags)
     report = stack_report(text)
     latency = np.array(diagnostics)
     memory = {}

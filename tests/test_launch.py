@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from mcap.reader import make_reader
 from rosbags.highlevel import AnyReader
 
@@ -23,6 +22,7 @@ from rwm.data.bag_loader import load_bags
 from rwm.data.bag_recovery import PARTIAL
 from rwm.robot import contract as C
 from rwm_ros.launch_stack import (
+    bag_message_counts,
     launch_command,
     node_exits,
     published_counts,
@@ -166,8 +166,7 @@ def test_a_logger_heard_from_start_to_end_loses_nothing_once_matched(tmp_path: P
     assert logger.returncode == 0, (tmp_path / "logger.log").read_text()[-3000:]
     published = published_counts(proc.stdout + proc.stderr)
     (bag,) = _bags(tmp_path / "bags")
-    info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
-    recorded = {t["topic_metadata"]["name"]: t["message_count"] for t in info["topics_with_message_count"]}
+    recorded = bag_message_counts(tmp_path / "bags")
     for topic, sent in published.items():
         if topic not in LATCHED:
             assert 0 < recorded.get(topic, 0) <= sent, topic
@@ -184,6 +183,7 @@ def test_a_logger_heard_from_start_to_end_loses_nothing_once_matched(tmp_path: P
     assert len(t_ns) > 2000 and set(ticks_between) == {1}
 
 
+@pytest.mark.slow
 def test_on_simulated_time_the_robot_walks_and_the_bag_keeps_that_clock(tmp_path: Path) -> None:
     """use_sim_time:=true: the simulated robot publishes /clock and stamps with simulated time, every
     other node runs on it; the robot walks the sequence and the bag's stamps and log times are

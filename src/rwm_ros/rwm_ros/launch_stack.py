@@ -90,7 +90,8 @@ def start_logger(
 ) -> subprocess.Popen:
     """The data logger of the launch file (its executable and parameter file) as a process of its own,
     recording into `bag_dir`; returns once it says it is recording, i.e. its subscriptions exist.
-    Started before a stack with `record:=false` and stopped after it, it hears every message sent."""
+    Started before a stack with `record:=false` and stopped after it, it hears every message sent
+    once DDS has matched its reader with each new writer."""
     from ament_index_python.packages import get_package_prefix, get_package_share_directory  # noqa: PLC0415
 
     config = Path(get_package_share_directory("rwm_bringup")) / "config" / "logger.yaml"
@@ -113,6 +114,19 @@ def published_counts(output: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     for m in re.finditer(r"\] published: (\{.*\})", output):
         counts.update(json.loads(m.group(1)))
+    return counts
+
+
+def bag_message_counts(bag_dir: Path) -> dict[str, int]:
+    """Per topic, the messages in every bag under `bag_dir` (their rosbag2 metadata)."""
+    import yaml  # noqa: PLC0415
+
+    counts: dict[str, int] = {}
+    for meta in bag_dir.glob("*/metadata.yaml"):
+        info = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
+        for topic in info["topics_with_message_count"]:
+            name = topic["topic_metadata"]["name"]
+            counts[name] = counts.get(name, 0) + int(topic["message_count"])
     return counts
 
 

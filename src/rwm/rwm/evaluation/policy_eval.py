@@ -133,7 +133,7 @@ def evaluate_standing(
 
     start = last = base_xy()
     fell = np.zeros(cfg.episodes, dtype=bool)
-    interval = round(interval_s / env.cfg.reward.dt)
+    interval = max(1, round(interval_s / env.cfg.reward.dt))
     per_interval = []
     obs = env.observation()
     for k in range(1, env.max_episode_steps):  # the last step would reset every robot
