@@ -140,16 +140,36 @@ wm-model: setup
 	mkdir -p docs/world_model && cp runs/wm_table/table.md runs/wm_table/results.json runs/wm_table/*.png docs/world_model/
 
 # RWM-U (issue 17): the shipped RWM grown into an ensemble of 5 state heads on its GRU (member 0 is
-# RWM's own head), trained on the pretraining data with per-member bootstrap weights; its monitor
-# threshold calibrated on data/heldout; the evaluation suite with the uncertainty's calibration, and
-# the monitor on the robot variants. After pretrain-data.
-wm-ensemble: setup
+# RWM's own head), trained on the pretraining data with per-member bootstrap weights; then trained on
+# to the deployed policy's own walking and standing (the robots it monitors: a new command every 8 s,
+# 40 % of them zero); its monitor threshold calibrated on that policy driving 100 nominal robots as
+# deployed (no action noise, a new command every 4 s, a quarter of them zero, 30 s each); the
+# evaluation suite with the uncertainty's calibration, and the monitor on the robot variants. After
+# pretrain-data.
+MONITOR_DATA := --dataset --policy models/anymal_d_ppo.onnx --action-noise 0.15 --standing-fraction 0.4
+data/monitor_pretrain/meta.json: | setup
+	rm -rf data/monitor_pretrain
+	$(ROS_ENV) && rwm collect $(MONITOR_DATA) --steps 2000 --num-envs 512 --episode-length 60 --resample-time 8 \
+		--seed 500 --out data/monitor_pretrain
+data/monitor_heldout/meta.json: | setup
+	rm -rf data/monitor_heldout
+	$(ROS_ENV) && rwm collect $(MONITOR_DATA) --steps 400 --num-envs 110 --episode-length 8 --resample-time 4 \
+		--seed 510 --out data/monitor_heldout
+data/monitor_calibration/meta.json: | setup
+	rm -rf data/monitor_calibration
+	$(ROS_ENV) && rwm collect --dataset --policy models/anymal_d_ppo.onnx --standing-fraction 0.25 --no-pushes \
+		--steps 1500 --num-envs 100 --episode-length 31 --resample-time 4 --seed 520 --out data/monitor_calibration
+wm-ensemble: setup data/monitor_pretrain/meta.json data/monitor_heldout/meta.json data/monitor_calibration/meta.json
 	$(ROS_ENV) && rwm train-wm --data data/pretrain --heldout data/heldout --init models/anymal_d_rwm.pt \
 		--ensemble-size 5 --batch-size 256 --lr 3e-4 --iterations 1000 --eval-interval 250 --seed 5 \
 		--out runs/wm_ensemble
-	cp runs/wm_ensemble/model.pt models/anymal_d_rwmu.pt
-	$(ROS_ENV) && rwm export-wm models/anymal_d_rwmu.pt --out models/anymal_d_rwmu.onnx --heldout data/heldout \
-		--source "RWM-U: anymal_d_rwm grown to 5 members (make wm-ensemble)"
+	$(ROS_ENV) && rwm train-wm --data data/monitor_pretrain --heldout data/monitor_heldout \
+		--init runs/wm_ensemble/model.pt --batch-size 256 --lr 3e-4 --iterations 1000 --eval-interval 250 \
+		--seed 6 --out runs/wm_monitor
+	cp runs/wm_monitor/model.pt models/anymal_d_rwmu.pt
+	$(ROS_ENV) && rwm export-wm models/anymal_d_rwmu.pt --out models/anymal_d_rwmu.onnx \
+		--heldout data/monitor_calibration --length 1500 \
+		--source "RWM-U: anymal_d_rwm grown to 5 members, trained on to the deployed policy (make wm-ensemble)"
 	$(ROS_ENV) && rwm eval --heldout data/heldout --model RWM=models/anymal_d_rwm.pt \
 		--model RWM-U=models/anymal_d_rwmu.pt --out docs/world_model_ensemble
 	$(ROS_ENV) && rwm eval-monitor models/anymal_d_rwmu.onnx --json docs/monitor/anymal_d_rwmu_ppo.json

@@ -12,7 +12,9 @@ Prints JSON and writes it (--out, with a PNG of latency and memory over time):
   sampled every second) p50 / p99 / max over the run, and the probe's whole-run figures;
 - CPU share and memory (RSS) of every node sampled every 5 s, and each node's memory growth between
   the first and the last fifth of the run (a leak shows as growth);
-- base drift at zero command: the odometry displacement over each standing phase of the sequence.
+- base drift at zero command: the odometry displacement over each standing phase of the sequence;
+- the policy's ticks per mode (policy, stand hold, ...) and how often the world-model monitor raised
+  its anomaly (the robot is the nominal one: each is a false alarm).
 
     python bench/bench_soak.py [--duration 3600] [--out runs/soak/soak.json]
 Goals (issue 19): 0 lost, 0 watchdog ticks, 0 resets, latency p99 <= 2 ms and max <= 5 ms at the
@@ -55,6 +57,8 @@ from rwm_ros.topics import LATCHED  # noqa: E402
 WALK = [4.0, 0.6, 0.0, 0.0, 4.0, 0.0, 0.3, 0.0, 4.0, 0.0, 0.0, 0.8, 4.0, -0.5, 0.0, 0.0]
 STAND_S = 60.0
 """Each loop of the sequence walks 16 s, then stands this long at zero command."""
+ANOMALY_RAISED = "anomaly: windowed prediction error"
+"""The world-model node's warning each time its anomaly flag turns true."""
 
 
 def _node_name(proc: psutil.Process) -> str | None:
@@ -258,6 +262,7 @@ def main() -> int:
     published = published_counts(text)
     recorded = bag_message_counts(bags)
     report = stack_report(text)
+    policy_diagnostics = report.get("policy", {})
     latency = np.array(diagnostics)
     memory = {}
     for name in sorted({r[1] for r in usage}):
@@ -277,7 +282,11 @@ def main() -> int:
             if t not in LATCHED
         },
         **_stream_gaps_and_drift(bags),
-        "watchdog_ticks": int(report.get("policy", {}).get("ticks_watchdog", 0)),
+        "watchdog_ticks": int(policy_diagnostics.get("ticks_watchdog", 0)),
+        "policy_ticks_by_mode": {
+            k.removeprefix("ticks_"): int(v) for k, v in policy_diagnostics.items() if k.startswith("ticks_")
+        },
+        "world_model_anomalies_raised": text.count(ANOMALY_RAISED),
         "resets": int(report.get("sim", {}).get("resets", 0)),
         "latency_at_robot_ms": {
             "p50_median": round(float(np.median(latency[:, 1])), 3) if len(latency) else None,

@@ -13,6 +13,7 @@ from rwm.data.collect import collect_dataset
 from rwm.data.trajectory import Trajectory
 from rwm.robot import contract as C
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig
+from rwm.sim.commands import CommandConfig
 
 LENGTHS = (5, 1, 7)
 
@@ -169,6 +170,12 @@ def test_collect_dataset(tmp_path: Path) -> None:
     ds = ArrayDataset(tmp_path / "policy")
     assert summary["trajectories"] == 2 and len(ds) == 42
     np.testing.assert_array_equal(ds.action[:], np.tile(C.DEFAULT_JOINT_POS, (42, 1)).astype(np.float32))
+    assert np.abs(ds.command[:]).max() > 0.0, "commands from the training distribution by default"
+
+    stand = CommandConfig(resample_time_s=0.2, standing_fraction=1.0)
+    collect_dataset(tmp_path / "stand", steps=20, num_envs=2, controller=hold, num_threads=1, commands=stand)
+    ds = ArrayDataset(tmp_path / "stand")
+    assert not ds.command[:].any() and ds.meta.extra["commands"]["standing_fraction"] == 1.0
 
 
 def test_collect_dataset_of_a_family_of_robots(tmp_path: Path) -> None:

@@ -82,7 +82,7 @@ def test_onnx_step_exports_the_mean_and_the_members_spread(tmp_path):
     model = build_world_model("rwm", {**SMALL, "ensemble_size": 3})
     rng = np.random.default_rng(0)
     model.normalizer.fit(rng.normal(2.0, 3.0, (500, 45)), rng.normal(0.5, 0.2, (500, 12)))
-    validation = {k: v for k, v in _batch(rng, 3, 70).items() if k != "contacts"}
+    validation = {k: v for k, v in _batch(rng, 3, 100).items() if k != "contacts"}
     validation["state"] = 2.0 + 3.0 * validation["state"]
     assert export_world_model(model, tmp_path / "u.onnx", {"source": "test"}, [validation]) <= 1e-4
     wm = OnnxWorldModel(tmp_path / "u.onnx")

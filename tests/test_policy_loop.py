@@ -31,11 +31,11 @@ def _loop(policy=None, **safety):
     return PolicyLoop(policy or FakePolicy(), 48, LOWER, UPPER, cfg)
 
 
-def _feed(loop, t, q=None):
+def _feed(loop, t, q=None, dq=None, lin_vel=None):
     q = C.DEFAULT_JOINT_POS + 0.1 if q is None else q
-    assert loop.update_joints(q, np.zeros(12), np.zeros(12), t)
+    assert loop.update_joints(q, np.zeros(12) if dq is None else dq, np.zeros(12), t)
     assert loop.update_imu(np.array([0.0, 0.0, -1.0]), np.zeros(3), t)
-    assert loop.update_odom(np.zeros(3), t)
+    assert loop.update_odom(np.zeros(3) if lin_vel is None else lin_vel, t)
 
 
 def _run(loop, t0, seconds, feed=True):
@@ -128,6 +128,46 @@ def test_command_reaches_the_policy_ramped_at_the_acceleration_limits():
     _feed(instant, t)
     instant.tick(t)
     np.testing.assert_array_equal(instant.command, [1.0, -0.5, 1.0])
+
+
+class StanceThenSway(FakePolicy):
+    """A different target every call: a policy that never stands still by itself."""
+
+    def __call__(self, obs):
+        super().__call__(obs)
+        return self.raw + 0.1 * np.sin(self.calls)
+
+
+def test_a_still_robot_at_zero_command_holds_its_stance_until_a_command_or_a_push():
+    policy = StanceThenSway()
+    loop = _loop(policy, stand_hold_after_s=0.5, stand_still_s=0.1)
+    t, _ = _run(loop, 0.0, 0.12)  # soft start over
+    moving = np.full(12, 0.5)  # rad/s: a foot in swing
+    for _ in range(50):  # 1 s at zero command, joints moving: the policy keeps control
+        _feed(loop, t, dq=moving)
+        loop.tick(t)
+        t += DT
+    assert loop.mode is Mode.POLICY
+    t, _ = _run(loop, t, 0.1)  # still for 0.1 s: the hold starts
+    assert loop.mode is Mode.STAND
+    held, calls = loop.targets.copy(), policy.calls
+    t, out = _run(loop, t, 2.0)
+    assert np.array_equal(out, held) and policy.calls == calls, "the last targets sent, no policy call"
+
+    _feed(loop, t, lin_vel=np.array([0.4, 0.0, 0.0]))  # pushed: the policy catches the robot
+    loop.tick(t)
+    assert loop.mode is Mode.POLICY and policy.calls == calls + 1
+    t, _ = _run(loop, t + DT, 0.7)  # still again at zero command: back to the hold
+    assert loop.mode is Mode.STAND
+    loop.set_command(0.3, 0.0, 0.0)  # a command: the policy walks from the held pose at once
+    t, out = _run(loop, t, DT)
+    assert loop.mode is Mode.POLICY and loop.command[0] > 0 and np.abs(out - held).max() <= 0.5
+    t, _ = _run(loop, t, 2.0)
+    assert loop.mode is Mode.POLICY, "moving commanded: no hold however still the robot is"
+
+    never = _loop(StanceThenSway(), stand_hold_after_s=0.0)
+    _run(never, 0.0, 3.0)
+    assert never.mode is Mode.POLICY
 
 
 def test_watchdog_holds_the_last_measured_posture_then_soft_starts_again():

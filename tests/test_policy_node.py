@@ -102,12 +102,13 @@ class Operator:
 
 @contextmanager
 def _running_stack(*policy_params: str):
-    """The simulated robot and the policy node (with `name:=value` parameters), in policy mode."""
+    """The simulated robot and the policy node (with `name:=value` parameters), in policy mode (the
+    stand hold off: these tests read the policy's own commands at zero command)."""
     domain = domain_id(3)
     env = ros_env(domain)
     sim = [PYTHON, "-m", "rwm_ros.sim_node", "--ros-args", "-r", "__node:=anymal_sim"]
     policy = [PYTHON, "-m", "rwm_ros.policy_node", "--ros-args", "-r", "__node:=policy"]
-    for param in ("soft_start_s:=0.5", *policy_params):
+    for param in ("soft_start_s:=0.5", "stand_hold_after_s:=0.0", *policy_params):
         policy += ["-p", param]
     with (
         ros_context(domain) as ctx,

@@ -7,6 +7,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 
+from rwm.control.safety import SafetyConfig
 from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy, evaluate_standing
 from rwm.export.policy_onnx import OnnxPolicy, export_policy
 from rwm.rl.vec_env import AnymalVecEnv
@@ -259,3 +260,19 @@ def test_standing_drift_measures_how_far_the_base_walks():
     assert len(standing["moved_m_median_per_interval"]) == len(walked["moved_m_median_per_interval"]) == 3
     assert all(0.3 < m < 0.8 for m in walked["moved_m_median_per_interval"][1:])
     assert max(standing["moved_m_median_per_interval"]) < 0.2
+
+
+def test_through_the_control_loop_a_robot_stopped_after_walking_is_held_where_it_stands():
+    """evaluate_standing(walk_s, safety): the deployed loop walks each robot, the command drops to
+    zero, and once the robot is still the loop holds its stance; the bare policy keeps shuffling."""
+    policy = OnnxPolicy("models/anymal_d_ppo.onnx")
+    cfg = PolicyEvalConfig(episodes=3, episode_length_s=24.0, seed=4, num_threads=1)
+    loop = SafetyConfig(soft_start_s=0.5)
+    held = evaluate_standing(policy, policy.obs_dim, cfg, interval_s=5.0, walk_s=3.0, safety=loop)
+    assert held["falls"] == 0 and held["walked_first_s"] == 3.0 and held["duration_s"] == 21.0
+    assert held["robots_held_at_end"] == 3 and held["control_loop"]["stand_hold_after_s"] == 1.0
+    moved = held["moved_m_median_per_interval"]
+    assert len(moved) == 4 and moved[0] > 0.1, "the first 5 s: stopping from a walk"
+    assert moved[-1] < 0.01, "held: the last 5 s, still"
+    bare = evaluate_standing(policy, policy.obs_dim, cfg, interval_s=5.0, walk_s=3.0)
+    assert bare["robots_held_at_end"] is None and bare["moved_m_median_per_interval"][-1] > moved[-1]

@@ -30,7 +30,7 @@ FAST = RefineConfig(
     learning_rate=3e-3,
     history=8,
     horizon=3,
-    heldout_length=60,
+    heldout_length=90,
     tail_forecast=10,
     threads=1,
 )
@@ -41,15 +41,16 @@ def world(tmp_path_factory):
     """A tiny RWM (checkpoint + ONNX), two short bags, one corrupt bag, a small held-out set."""
     root = tmp_path_factory.mktemp("wm")
     held = root / "heldout"
-    collect_dataset(held, steps=70, num_envs=3, controller="perturb", seed=5, num_threads=1)
+    collect_dataset(held, steps=100, num_envs=3, controller="perturb", seed=5, num_threads=1)
     torch.manual_seed(0)
     model = build_world_model("rwm", TINY)
     from rwm.data.array_dataset import ArrayDataset
 
     data = ArrayDataset(held)
-    model.normalizer.fit(data.state, data.action)
+    first = heldout_tensors(data, 71)  # normalized on each robot's first 70 steps, as FAST was sized with
+    model.normalizer.fit(first["state"].reshape(-1, C.STATE_DIM), first["action"].reshape(-1, C.ACTION_DIM))
     save_checkpoint(model, root / "tiny.pt", train_config={"history": 8, "horizon": 3})
-    export_world_model(model, root / "tiny.onnx", {"source": "test"}, [heldout_tensors(data, 60)])
+    export_world_model(model, root / "tiny.onnx", {"source": "test"}, [heldout_tensors(data, 90)])
     replay = root / "replay"
     replay.mkdir()
     for i in range(2):
@@ -234,7 +235,7 @@ def test_trainer_node_announces_a_model_the_monitor_loads_and_an_adapted_policy(
         "batch_size": FAST.batch_size,
         "learning_rate": FAST.learning_rate,
         "tolerance": 100.0,
-        "heldout_length": 60,
+        "heldout_length": 90,
         "tail_forecast": FAST.tail_forecast,
         "pretrain": "''",  # an empty string on the command line: no pretraining data
         "policy_versions_dir": tmp_path / "policies",

@@ -321,6 +321,7 @@ class PolicyNode(Node):
             Mode.WAITING: "waiting for the robot state",
             Mode.SOFT_START: "soft start to the standing pose",
             Mode.POLICY: "policy in control",
+            Mode.STAND: "zero command, robot still: holding its stance",
         }[mode]
         self.pub_diag.publish(diagnostic_array(status, values, self.get_clock().now().to_msg()))
 

@@ -8,6 +8,7 @@ import json
 
 def _collect(args: argparse.Namespace) -> int:
     from rwm.data.collect import collect_bag, collect_dataset
+    from rwm.sim.commands import CommandConfig
     from rwm.sim.variants import TRAINING_RANGES, variant_named
 
     controller = args.controller
@@ -31,6 +32,9 @@ def _collect(args: argparse.Namespace) -> int:
             robot=args.robot,
             episode_length_s=args.episode_length,
             randomization=TRAINING_RANGES if args.domain_randomization else None,
+            commands=CommandConfig(
+                resample_time_s=args.resample_time, standing_fraction=args.standing_fraction
+            ),
         )
     else:
         cmd = tuple(args.cmd) if args.cmd else None
@@ -121,6 +125,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-pushes", action="store_true", help="dataset: disable random pushes")
     p.add_argument("--episode-length", type=float, default=20.0, help="dataset: episode length, s")
+    p.add_argument(
+        "--resample-time", type=float, default=10.0, help="dataset: a new command every this many s"
+    )
+    p.add_argument(
+        "--standing-fraction", type=float, default=0.0, help="dataset: share of commands that are zero"
+    )
     p.set_defaults(func=_collect)
 
     p = sub.add_parser("load-bag", help="load rosbag2 files on the contract topics and report what was found")

@@ -144,10 +144,16 @@ def _eval_policy(args: argparse.Namespace) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     if args.variants:
         return _eval_on_variants(args, policy, cfg)
-    evaluate = evaluate_standing if args.standing else evaluate_policy
+    if args.standing:
+        from rwm.control.safety import SafetyConfig
+
+        safety = SafetyConfig() if args.control_loop else None
+        figures = evaluate_standing(policy, policy.obs_dim, cfg, walk_s=args.walk_first, safety=safety)
+    else:
+        figures = evaluate_policy(policy, policy.obs_dim, cfg)
     result = {
         "policy": args.policy,
-        **evaluate(policy, policy.obs_dim, cfg),
+        **figures,
         "real_transitions_used": policy.metadata.get("real_transitions"),
     }
     text = json.dumps(result, indent=2)
@@ -222,6 +228,7 @@ def _train_mbpo(args: argparse.Namespace) -> int:
             command_resample_steps=args.command_resample_steps,
             max_tilt_gravity_z=-math.cos(math.radians(args.fall_tilt_deg)),
             obs_noise=TRAINING_RANGES.obs_noise if args.domain_randomization else 0.0,
+            uncertainty_penalty=args.uncertainty_penalty,
             seed=args.seed,
         ),
         ppo=PPOConfig(init_std=args.init_std),
@@ -368,6 +375,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="zero command throughout: how far each base drifts over --episode-length (issue 19's figure)",
     )
+    p.add_argument(
+        "--walk-first",
+        type=float,
+        default=0.0,
+        help="--standing: first walk this long under a training command, then stand (s, of --episode-length)",
+    )
+    p.add_argument(
+        "--control-loop",
+        action="store_true",
+        help="--standing: through the policy node's control loop (soft start, command ramp, stand hold) "
+        "with its default settings, not the bare policy",
+    )
     p.add_argument("--variants-file", help="named variants (default: config/robot_variants.yaml)")
     p.set_defaults(func=_eval_policy)
 
@@ -449,6 +468,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=20,
         help="--init-from: PPO iterations training only the critic first",
+    )
+    p.add_argument(
+        "--uncertainty-penalty",
+        type=float,
+        default=0.0,
+        help="MOPO-PPO (RWM-U): imagined reward minus this times the ensemble's disagreement (0: MBPO-PPO)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_train_mbpo)

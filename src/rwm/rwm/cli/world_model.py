@@ -98,6 +98,7 @@ def _export_wm(args: argparse.Namespace) -> int:
 
 
 def _eval_monitor(args: argparse.Namespace) -> int:
+    from dataclasses import replace
     from pathlib import Path
 
     from rwm.evaluation.monitor_eval import MonitorEvalConfig, evaluate_monitor, monitor_table
@@ -108,6 +109,8 @@ def _eval_monitor(args: argparse.Namespace) -> int:
     all_names = list(load_variants(args.variants_file, beyond_training=False))
     names = all_names if args.variants == ["all"] else args.variants
     cfg = MonitorEvalConfig(robots=args.robots, duration_s=args.duration, seed=args.seed)
+    if args.standing_fraction is not None:
+        cfg = replace(cfg, standing_fraction=args.standing_fraction)
     results = evaluate_monitor(
         policy, policy.obs_dim, world_model, names, cfg, args.within, args.variants_file
     )
@@ -265,6 +268,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--robots", type=int, default=20, help="robots per variant")
     p.add_argument("--duration", type=float, default=30.0, help="seconds each robot walks")
     p.add_argument("--within", type=float, default=2.0, help="count alarms raised within this time (s)")
+    p.add_argument(
+        "--standing-fraction",
+        type=float,
+        help="share of the commands (one every 4 s) that are zero (default: MonitorEvalConfig's)",
+    )
     p.add_argument("--seed", type=int, default=4242)
     p.add_argument("--json", help="write the results here (and the table beside it, .md)")
     p.set_defaults(func=_eval_monitor)

@@ -6,12 +6,15 @@ Modes, in order of precedence:
   WATCHDOG   no fresh robot state for `watchdog_periods` periods: hold the last measured posture.
   WAITING    no complete robot state yet: send nothing.
   SOFT_START ramp from the measured pose to the standing pose, then hand over to the policy.
+  STAND      zero command and the robot still: hold the targets last sent (the policy's own stance)
+             until a command or a push comes, then the policy again, from that pose.
   POLICY     the policy's targets through the safety filter.
 After an e-stop is released or the state comes back, the loop soft-starts again from the measured pose.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from enum import Enum
 
@@ -34,6 +37,7 @@ class Mode(Enum):
     WAITING = "waiting"
     SOFT_START = "soft_start"
     POLICY = "policy"
+    STAND = "stand"
     WATCHDOG = "watchdog"
     ESTOP = "estop"
 
@@ -82,6 +86,9 @@ class PolicyLoop:
         self._start_pose = C.DEFAULT_JOINT_POS.copy()
         self._soft_start_t0 = 0.0
         self._seen = {"joints": -np.inf, "imu": -np.inf, "odom": -np.inf}
+        self._zero_command_s = 0.0
+        self._still_s = 0.0
+        self._joint_speed = np.zeros(C.NUM_JOINTS)
 
     # -- inputs (already parsed and mapped by name by the caller) ---------------------------------
     def _accept(self, name: str, t: float, *arrays: np.ndarray) -> bool:
@@ -168,13 +175,44 @@ class PolicyLoop:
             self._soft_start_t0 = now
             self.mode = Mode.SOFT_START
             self.command[:] = 0.0  # the policy starts from standing; /cmd_vel is ramped from there
+            self._zero_command_s = self._still_s = 0.0
         if self.mode is Mode.SOFT_START:
             progress = (now - self._soft_start_t0) / max(self.cfg.soft_start_s, 1e-9)
             soft_start_targets(self._start_pose, progress, self.targets)
             if progress >= 1.0:
                 self.mode = Mode.POLICY
             return self.targets
+        self._update_stand_mode()
+        if self.mode is Mode.STAND:
+            return self.targets
         return self._policy_step()
+
+    # -- standing still ---------------------------------------------------------------------------------
+    def _update_stand_mode(self) -> None:
+        """POLICY -> STAND after `stand_hold_after_s` at zero command once still for `stand_still_s`;
+        STAND -> POLICY on a command or a push."""
+        cfg = self.cfg
+        zero = not self.command_target.any() and not self.command.any()
+        self._zero_command_s = self._zero_command_s + self.period_s if zero else 0.0
+        s = self.state
+        base_speed = math.hypot(s[0], s[1])
+        turn_speed = math.sqrt(s[3] * s[3] + s[4] * s[4] + s[5] * s[5])
+        if self.mode is Mode.STAND:
+            limit = cfg.stand_release_base_speed
+            if not zero or base_speed > limit or turn_speed > 2.0 * limit:
+                self.mode, self._still_s = Mode.POLICY, 0.0
+            return
+        limit = cfg.stand_still_base_speed
+        np.abs(s[C.JOINT_VEL], out=self._joint_speed)
+        still = (
+            self._joint_speed.max() < cfg.stand_still_joint_speed
+            and base_speed < limit
+            and turn_speed < 2.0 * limit
+        )
+        self._still_s = self._still_s + self.period_s if still else 0.0
+        due = cfg.stand_hold_after_s > 0 and self._zero_command_s >= cfg.stand_hold_after_s
+        if due and self._still_s >= cfg.stand_still_s - 1e-9:
+            self.mode = Mode.STAND
 
     # -- live policy swap ------------------------------------------------------------------------------
     def swap_policy(self, policy: Policy, now: float) -> None:

@@ -37,6 +37,20 @@ class SafetyConfig:
     rollback_window_s: float = field(default=5.0, metadata={"range": (0.0, 600.0)})
     """After a swap, a fall, a watchdog hold or a world-model anomaly within this long brings the
     previous policy back, s."""
+    stand_hold_after_s: float = field(default=1.0, metadata={"range": (0.0, 600.0)})
+    """After this long at zero command, once the robot is still, hold the joint targets last sent
+    instead of running the policy, until a command or a push comes, s (0: never). Left standing,
+    the shipped policy rests, then shuffles about 0.6 m per minute, for as long as it stands."""
+    stand_still_s: float = field(default=0.2, metadata={"range": (0.02, 10.0)})
+    """Still for this long before the hold starts: every joint and the base below the speeds below, s
+    (a foot in swing moves, so a still robot stands on its four feet)."""
+    stand_still_joint_speed: float = field(default=0.2, metadata={"range": (0.0, 10.0)})
+    """Still: no joint faster than this, rad/s."""
+    stand_still_base_speed: float = field(default=0.05, metadata={"range": (0.0, 1.0)})
+    """Still: the base's horizontal speed below this, m/s; and its angular speed below twice this, rad/s."""
+    stand_release_base_speed: float = field(default=0.3, metadata={"range": (0.0, 5.0)})
+    """A push: the base's horizontal speed above this (or its angular speed above twice this, rad/s)
+    ends the hold and the policy catches the robot, m/s."""
 
 
 class SafetyFilter:

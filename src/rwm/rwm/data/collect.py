@@ -147,11 +147,13 @@ def collect_dataset(
     episode_length_s: float = 20.0,
     num_threads: int = 0,
     randomization: VariantRanges | None = None,
+    commands: CommandConfig = CommandConfig(),
 ) -> dict:
     """Run the batched environment for `steps` steps under `controller` and store every robot's trajectories.
 
     `controller` is a name from rwm.sim.controllers (one instance per robot) or a BatchPolicy;
-    `randomization` draws a new robot at every reset (the data of a family of robots).
+    `randomization` draws a new robot at every reset (the data of a family of robots); `commands`
+    how often the command changes and how often it is zero (a deployed robot also stands).
     Returns transitions, rows, trajectories, falls and wall time.
     """
     cfg = EnvConfig(
@@ -162,6 +164,7 @@ def collect_dataset(
         episode_length_s=episode_length_s,
         pushes=PushConfig(enabled=pushes),
         randomization=randomization,
+        commands=commands,
     )
     env = BatchedAnymalEnv(cfg)
     policy = (
@@ -180,6 +183,7 @@ def collect_dataset(
             "pushes": pushes,
             "episode_length_s": episode_length_s,
             "randomization": None if randomization is None else asdict(randomization),
+            "commands": asdict(commands),
         },
     )
     reset_envs = getattr(policy, "reset_envs", None)

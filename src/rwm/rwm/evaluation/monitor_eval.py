@@ -29,6 +29,9 @@ class MonitorEvalConfig:
     robots: int = 20
     duration_s: float = 30.0
     command_change_s: float = 4.0
+    standing_fraction: float = 0.25
+    """Share of commands that are zero: a deployed robot also stands (the soak stands 60 s of every
+    76), and a policy's stance is where a model fit on walking data errs."""
     seed: int = 4242
     variant: RobotVariant = NOMINAL
 
@@ -47,7 +50,7 @@ def one_step_errors(
         seed=cfg.seed,
         include_last_action=includes_last_action(obs_dim),
         variant=cfg.variant,
-        commands=replace(CommandConfig(), resample_time_s=cfg.command_change_s),
+        commands=CommandConfig(resample_time_s=cfg.command_change_s, standing_fraction=cfg.standing_fraction),
     )
     env = BatchedAnymalEnv(env_cfg)
     mean = np.asarray(world_model.metadata["state_mean"])

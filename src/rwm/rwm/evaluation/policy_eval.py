@@ -16,6 +16,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from rwm.control.policy_loop import Mode, PolicyLoop
+from rwm.control.safety import SafetyConfig
+from rwm.robot import contract as C
+from rwm.robot.kinematics import AnymalKinematics
 from rwm.robot.policy_io import includes_last_action, raw_to_targets
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig
 from rwm.sim.commands import CommandConfig
@@ -116,31 +120,73 @@ def evaluate_policy(
     }
 
 
+class ControlLoops:
+    """The deployed control path (`rwm.control.policy_loop.PolicyLoop`: soft start, command ramp,
+    stand hold, safety filter) for each robot of a batched simulation: state in, joint targets out."""
+
+    def __init__(
+        self, policy: Callable[[np.ndarray], np.ndarray], obs_dim: int, n: int, safety: SafetyConfig
+    ) -> None:
+        kin = AnymalKinematics()
+        self.loops = [PolicyLoop(policy, obs_dim, kin.joint_lower, kin.joint_upper, safety) for _ in range(n)]
+        self.targets = np.zeros((n, C.NUM_JOINTS))
+
+    def __call__(self, state: np.ndarray, command: np.ndarray, t: float) -> np.ndarray:
+        for i, loop in enumerate(self.loops):
+            s = state[i]
+            loop.update_joints(s[C.JOINT_POS], s[C.JOINT_VEL], s[C.JOINT_TORQUE], t)
+            loop.update_imu(s[C.GRAVITY], s[C.ANG_VEL], t)
+            loop.update_odom(s[C.LIN_VEL], t)
+            loop.set_command(*command[i])
+            self.targets[i] = loop.tick(t)
+        return self.targets
+
+    def count_in(self, mode: Mode) -> int:
+        """Robots whose loop is in `mode` now."""
+        return sum(loop.mode is mode for loop in self.loops)
+
+
 def evaluate_standing(
     policy: Callable[[np.ndarray], np.ndarray],
     obs_dim: int,
     cfg: PolicyEvalConfig = PolicyEvalConfig(),
     interval_s: float = 60.0,
+    walk_s: float = 0.0,
+    safety: SafetyConfig | None = None,
 ) -> dict:
     """Zero command for a whole episode: how far each robot's base wanders (the ground plane's
     horizontal distance from where it started), the figure a robot left standing is judged on; also,
-    per `interval_s`, the median distance moved in it (a robot that rests, then starts to shuffle)."""
-    commands = CommandConfig(standing_fraction=1.0, resample_time_s=cfg.episode_length_s)
+    per `interval_s`, the median distance moved in it (a robot that rests, then starts to shuffle).
+
+    `walk_s`: first walk that long under a command from the training distribution (a robot stopped
+    after walking shuffles sooner), then stand; the drift counts from the stop. `safety` (a
+    `SafetyConfig`): drive each robot through the deployed control loop with it (its stand hold
+    included; the loop soft-starts first, as on the robot) instead of the bare policy."""
+    commands = CommandConfig(standing_fraction=1.0 if walk_s <= 0 else 0.0, resample_time_s=1e9)
     env = BatchedAnymalEnv(_env_config(cfg, obs_dim, commands))
+    loops = None if safety is None else ControlLoops(policy, obs_dim, cfg.episodes, safety)
 
     def base_xy() -> np.ndarray:
         return np.array([d.qpos[0:2] for d in env.datas])
 
+    walk_steps = round(walk_s / env.cfg.reward.dt)
     start = last = base_xy()
     fell = np.zeros(cfg.episodes, dtype=bool)
     interval = max(1, round(interval_s / env.cfg.reward.dt))
     per_interval = []
     obs = env.observation()
     for k in range(1, env.max_episode_steps):  # the last step would reset every robot
-        out = env.step(raw_to_targets(policy(obs)))
+        if k == walk_steps:
+            env.command[:] = 0.0
+            start = last = base_xy()
+        if loops is None:
+            targets = raw_to_targets(policy(obs))
+        else:
+            targets = loops(env.state, env.command, k * env.cfg.reward.dt)
+        out = env.step(targets)
         fell |= out.terminated
         obs = out.obs
-        if k % interval == 0:
+        if k > walk_steps and (k - walk_steps) % interval == 0:
             now = base_xy()
             moved = np.linalg.norm(now - last, axis=1)[~fell]
             per_interval.append(round(float(np.median(moved)), 3) if len(moved) else None)
@@ -149,7 +195,10 @@ def evaluate_standing(
     env.close()
     return {
         "episodes": cfg.episodes,
-        "duration_s": cfg.episode_length_s,
+        "duration_s": cfg.episode_length_s - walk_s,
+        "walked_first_s": walk_s,
+        "control_loop": None if safety is None else dataclasses.asdict(safety),
+        "robots_held_at_end": None if loops is None else loops.count_in(Mode.STAND),
         "seed": cfg.seed,
         "falls": int(fell.sum()),
         "drift_m_median": round(float(np.median(drift)), 3) if len(drift) else None,
