@@ -7,7 +7,9 @@ import pytest
 import torch
 from tensordict import TensorDict
 
+from rwm.control.policy_loop import Mode
 from rwm.control.safety import SafetyConfig
+from rwm.control.simulated import SimulatedControlLoops
 from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy, evaluate_standing
 from rwm.export.policy_onnx import OnnxPolicy, export_policy
 from rwm.rl.vec_env import AnymalVecEnv
@@ -267,12 +269,12 @@ def test_through_the_control_loop_a_robot_stopped_after_walking_is_held_where_it
     zero, and once the robot is still the loop holds its stance; the bare policy keeps shuffling."""
     policy = OnnxPolicy("models/anymal_d_ppo.onnx")
     cfg = PolicyEvalConfig(episodes=3, episode_length_s=24.0, seed=4, num_threads=1)
-    loop = SafetyConfig(soft_start_s=0.5)
-    held = evaluate_standing(policy, policy.obs_dim, cfg, interval_s=5.0, walk_s=3.0, safety=loop)
+    loops = SimulatedControlLoops(policy, policy.obs_dim, 3, SafetyConfig(soft_start_s=0.5))
+    held = evaluate_standing(policy, policy.obs_dim, cfg, interval_s=5.0, walk_s=3.0, controller=loops)
     assert held["falls"] == 0 and held["walked_first_s"] == 3.0 and held["duration_s"] == 21.0
-    assert held["robots_held_at_end"] == 3 and held["control_loop"]["stand_hold_after_s"] == 1.0
+    assert loops.count_in(Mode.STAND) == 3
     moved = held["moved_m_median_per_interval"]
     assert len(moved) == 4 and moved[0] > 0.1, "the first 5 s: stopping from a walk"
     assert moved[-1] < 0.01, "held: the last 5 s, still"
     bare = evaluate_standing(policy, policy.obs_dim, cfg, interval_s=5.0, walk_s=3.0)
-    assert bare["robots_held_at_end"] is None and bare["moved_m_median_per_interval"][-1] > moved[-1]
+    assert bare["moved_m_median_per_interval"][-1] > moved[-1]

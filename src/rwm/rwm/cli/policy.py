@@ -133,7 +133,7 @@ def _select_policy(args: argparse.Namespace) -> int:
 
 
 def _eval_policy(args: argparse.Namespace) -> int:
-    from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy, evaluate_standing
+    from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy
     from rwm.export.policy_onnx import OnnxPolicy
 
     policy = OnnxPolicy(args.policy)
@@ -145,10 +145,7 @@ def _eval_policy(args: argparse.Namespace) -> int:
     if args.variants:
         return _eval_on_variants(args, policy, cfg)
     if args.standing:
-        from rwm.control.safety import SafetyConfig
-
-        safety = SafetyConfig() if args.control_loop else None
-        figures = evaluate_standing(policy, policy.obs_dim, cfg, walk_s=args.walk_first, safety=safety)
+        figures = _eval_standing(args, policy, cfg)
     else:
         figures = evaluate_policy(policy, policy.obs_dim, cfg)
     result = {
@@ -162,6 +159,22 @@ def _eval_policy(args: argparse.Namespace) -> int:
         with open(args.json, "w") as f:
             f.write(text + "\n")
     return 0
+
+
+def _eval_standing(args: argparse.Namespace, policy, cfg) -> dict:
+    """The standing figures, of the bare policy or through the policy node's control loop."""
+    from dataclasses import asdict
+
+    from rwm.control.policy_loop import Mode
+    from rwm.control.safety import SafetyConfig
+    from rwm.control.simulated import SimulatedControlLoops
+    from rwm.evaluation.policy_eval import evaluate_standing
+
+    if not args.control_loop:
+        return evaluate_standing(policy, policy.obs_dim, cfg, walk_s=args.walk_first)
+    loops = SimulatedControlLoops(policy, policy.obs_dim, cfg.episodes, SafetyConfig())
+    figures = evaluate_standing(policy, policy.obs_dim, cfg, walk_s=args.walk_first, controller=loops)
+    return {**figures, "control_loop": asdict(loops.safety), "robots_held_at_end": loops.count_in(Mode.STAND)}
 
 
 def _eval_on_variants(args: argparse.Namespace, policy, cfg) -> int:

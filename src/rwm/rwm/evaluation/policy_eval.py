@@ -16,10 +16,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from rwm.control.policy_loop import Mode, PolicyLoop
-from rwm.control.safety import SafetyConfig
-from rwm.robot import contract as C
-from rwm.robot.kinematics import AnymalKinematics
 from rwm.robot.policy_io import includes_last_action, raw_to_targets
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig
 from rwm.sim.commands import CommandConfig
@@ -120,51 +116,25 @@ def evaluate_policy(
     }
 
 
-class ControlLoops:
-    """The deployed control path (`rwm.control.policy_loop.PolicyLoop`: soft start, command ramp,
-    stand hold, safety filter) for each robot of a batched simulation: state in, joint targets out."""
-
-    def __init__(
-        self, policy: Callable[[np.ndarray], np.ndarray], obs_dim: int, n: int, safety: SafetyConfig
-    ) -> None:
-        kin = AnymalKinematics()
-        self.loops = [PolicyLoop(policy, obs_dim, kin.joint_lower, kin.joint_upper, safety) for _ in range(n)]
-        self.targets = np.zeros((n, C.NUM_JOINTS))
-
-    def __call__(self, state: np.ndarray, command: np.ndarray, t: float) -> np.ndarray:
-        for i, loop in enumerate(self.loops):
-            s = state[i]
-            loop.update_joints(s[C.JOINT_POS], s[C.JOINT_VEL], s[C.JOINT_TORQUE], t)
-            loop.update_imu(s[C.GRAVITY], s[C.ANG_VEL], t)
-            loop.update_odom(s[C.LIN_VEL], t)
-            loop.set_command(*command[i])
-            self.targets[i] = loop.tick(t)
-        return self.targets
-
-    def count_in(self, mode: Mode) -> int:
-        """Robots whose loop is in `mode` now."""
-        return sum(loop.mode is mode for loop in self.loops)
-
-
 def evaluate_standing(
     policy: Callable[[np.ndarray], np.ndarray],
     obs_dim: int,
     cfg: PolicyEvalConfig = PolicyEvalConfig(),
     interval_s: float = 60.0,
     walk_s: float = 0.0,
-    safety: SafetyConfig | None = None,
+    controller: Callable[[np.ndarray, np.ndarray, float], np.ndarray] | None = None,
 ) -> dict:
     """Zero command for a whole episode: how far each robot's base wanders (the ground plane's
     horizontal distance from where it started), the figure a robot left standing is judged on; also,
     per `interval_s`, the median distance moved in it (a robot that rests, then starts to shuffle).
 
     `walk_s`: first walk that long under a command from the training distribution (a robot stopped
-    after walking shuffles sooner), then stand; the drift counts from the stop. `safety` (a
-    `SafetyConfig`): drive each robot through the deployed control loop with it (its stand hold
-    included; the loop soft-starts first, as on the robot) instead of the bare policy."""
+    after walking shuffles sooner), then stand; the drift counts from the stop. `controller`
+    ((robots, 45) states, (robots, 3) commands, time s -> (robots, 12) joint targets): drive the
+    robots with it instead of the bare policy, e.g. the deployed control loop
+    (`rwm.control.simulated.SimulatedControlLoops`, its stand hold included)."""
     commands = CommandConfig(standing_fraction=1.0 if walk_s <= 0 else 0.0, resample_time_s=1e9)
     env = BatchedAnymalEnv(_env_config(cfg, obs_dim, commands))
-    loops = None if safety is None else ControlLoops(policy, obs_dim, cfg.episodes, safety)
 
     def base_xy() -> np.ndarray:
         return np.array([d.qpos[0:2] for d in env.datas])
@@ -179,10 +149,10 @@ def evaluate_standing(
         if k == walk_steps:
             env.command[:] = 0.0
             start = last = base_xy()
-        if loops is None:
+        if controller is None:
             targets = raw_to_targets(policy(obs))
         else:
-            targets = loops(env.state, env.command, k * env.cfg.reward.dt)
+            targets = controller(env.state, env.command, k * env.cfg.reward.dt)
         out = env.step(targets)
         fell |= out.terminated
         obs = out.obs
@@ -197,8 +167,6 @@ def evaluate_standing(
         "episodes": cfg.episodes,
         "duration_s": cfg.episode_length_s - walk_s,
         "walked_first_s": walk_s,
-        "control_loop": None if safety is None else dataclasses.asdict(safety),
-        "robots_held_at_end": None if loops is None else loops.count_in(Mode.STAND),
         "seed": cfg.seed,
         "falls": int(fell.sum()),
         "drift_m_median": round(float(np.median(drift)), 3) if len(drift) else None,
