@@ -12,15 +12,96 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src" / "rwm"), str(ROOT / "src" / "rwm_ros")]
 
-from rwm_ros.launch_stack import launch_command, source_env, stack_report, stop_process_group  # noqa: E402
+from rwm_ros.launch_stack import (  # noqa: E402
+    launch_command,
+    node_exits,
+    source_env,
+    stack_report,
+    stop_process_group,
+)
+
+SCHED_FIFO = 1
+TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
+
+
+def _threads_of_session(session: int) -> dict[tuple[int, int], tuple[str, int, float]]:
+    """(pid, tid) -> (process:thread name, scheduling policy, CPU seconds) of every thread whose
+    process belongs to `session` (the launch and its nodes)."""
+    out = {}
+    for pid_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            head = (pid_dir / "stat").read_text()
+            if int(head.rsplit(")", 1)[1].split()[3]) != session:  # field 6: session id
+                continue
+            argv = (pid_dir / "cmdline").read_bytes().split(b"\0")
+            names = [a[8:].decode() for a in argv if a.startswith(b"__node:=")]
+            process = names[0] if names else Path(argv[0].decode() or "?").name
+            for task in (pid_dir / "task").iterdir():
+                stat = (task / "stat").read_text()
+                comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+                f = stat.rsplit(")", 1)[1].split()  # f[0] is field 3
+                cpu = (int(f[11]) + int(f[12])) * TICK_S  # utime + stime
+                out[(int(pid_dir.name), int(task.name))] = (f"{process}:{comm}", int(f[38]), cpu)
+        except (OSError, ValueError, IndexError):  # a process or thread that ended meanwhile
+            continue
+    return out
+
+
+class RealtimeLoad:
+    """The CPU time taken by the stack's SCHED_FIFO threads, per second of wall time.
+
+    Why: Linux stops every real-time thread on a CPU for the rest of each second once they have used
+    `sched_rt_runtime_us` of it (950 ms of 1 000 by default): the simulator and the policy, both
+    SCHED_FIFO, would then stall together for up to 50 ms, the size of the start-up stalls seen. This
+    shows whether the real-time threads come near that budget, and which ones."""
+
+    def __init__(self, session: int, period_s: float = 0.1) -> None:
+        self.session, self.period_s = session, period_s
+        self.samples: list[tuple[float, dict]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        t0 = time.monotonic()
+        while not self._stop.wait(self.period_s):
+            self.samples.append((time.monotonic() - t0, _threads_of_session(self.session)))
+
+    def stop(self) -> dict:
+        """Stop sampling; the busiest second of the real-time threads (who used it), and the median."""
+        self._stop.set()
+        self._thread.join()
+        worst = {"rt_cpu_s_per_s": 0.0, "at_s": None, "threads": {}}
+        seconds = []
+        per = max(1, round(1.0 / self.period_s))
+        for i in range(per, len(self.samples)):
+            (t_a, a), (t_b, b) = self.samples[i - per], self.samples[i]
+            used = {}
+            for key, (name, policy, cpu) in b.items():
+                if policy == SCHED_FIFO and key in a:
+                    used[name] = used.get(name, 0.0) + cpu - a[key][2]
+            total = sum(used.values()) / (t_b - t_a)
+            seconds.append(total)
+            if total > worst["rt_cpu_s_per_s"]:
+                top = sorted(used.items(), key=lambda kv: -kv[1])[:4]
+                worst = {
+                    "rt_cpu_s_per_s": round(total, 3),
+                    "at_s": round(t_b, 1),
+                    "threads": {k: round(v, 3) for k, v in top},
+                }
+        median = round(float(statistics.median(seconds)), 3) if seconds else None
+        return {**worst, "median_rt_cpu_s_per_s": median}
 
 
 def main() -> int:
@@ -45,11 +126,13 @@ def main() -> int:
                 text=True,
                 start_new_session=True,
             )
+            load = RealtimeLoad(proc.pid)
             try:
                 text, _ = proc.communicate(timeout=args.duration + 90)
             except subprocess.TimeoutExpired:
                 stop_process_group(proc, timeout_s=20.0)
                 text = proc.stdout.read() if proc.stdout else ""
+            busiest = load.stop()
         try:
             report = stack_report(text)
         except ValueError:
@@ -62,6 +145,9 @@ def main() -> int:
             # whether the simulator itself ran late, and how long its publish() calls could block
             "sim_max_lateness_ms": float(report.get("sim", {}).get("max_lateness_ms", "nan")),
             "sim_publish_max_ms": float(report.get("sim", {}).get("publish_max_ms", "nan")),
+            "busiest_realtime_second": busiest,
+            "nodes_failed": {name: code for name, code in node_exits(text).items() if code != 0},
+            "error_lines": [line for line in text.splitlines() if "ERROR" in line or "Traceback" in line][:8],
             "watchdog_lines": [
                 line.split("]: ", 1)[-1] for line in text.splitlines() if "-> watchdog" in line
             ],
@@ -69,6 +155,7 @@ def main() -> int:
         runs.append(row)
         print(json.dumps(row), flush=True)
     result = {
+        "sched_rt_runtime_us": int(Path("/proc/sys/kernel/sched_rt_runtime_us").read_text()),
         "starts": len(runs),
         "duration_s": args.duration,
         "world_model": args.world_model,

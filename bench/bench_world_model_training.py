@@ -2,7 +2,11 @@
 
 Compares the trainer's step (fused nn.GRU over the history, then N autoregressive steps) with a
 straightforward loop that advances the GRU one step at a time over all M + N steps, measured in the
-same run on the same batch. Prints JSON with the speed-up ratio.
+same run on the same batch. Prints JSON with the speed-up ratio, and the same for the trainer with
+backpropagation through only the last --history-grad-steps of the history (`LearnerConfig`).
+
+Both are bound by the GRU's matrix products on this CPU: `--profile` prints the GFLOP a step takes
+in them and the rate inside them, against a plain matrix product of the GRU's shape.
 """
 
 from __future__ import annotations
@@ -31,6 +35,24 @@ def per_step_loss(model: RobotWorldModel, s: torch.Tensor, a: torch.Tensor, c: t
     return loss / n
 
 
+def gemm_figures(step, threads: int) -> dict:
+    """The matrix products of one trainer step (profiled): GFLOP, seconds, GFLOP/s inside them; and the
+    rate of one plain product of the GRU's recurrent shape (1024 x 256 x 768) for comparison."""
+    with torch.profiler.profile(with_flops=True) as prof:
+        step()
+    events = [e for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm")]
+    flop = sum(e.flops for e in events)
+    seconds = sum(e.self_cpu_time_total for e in events) / 1e6
+    x, w = torch.randn(1024, 256), torch.randn(256, 768)
+    plain = timed(lambda: x @ w, 50)
+    return {
+        "gemm_gflop_per_step": round(flop / 1e9, 1),
+        "gemm_s_per_step": round(seconds, 3),
+        "gemm_gflop_per_s": round(flop / seconds / 1e9, 1),
+        "plain_gemm_gflop_per_s": round(2 * 1024 * 256 * 768 / plain / 1e9, 1),
+    }
+
+
 def timed(fn, repeats: int) -> float:
     fn()  # warm-up
     start = time.perf_counter()
@@ -46,6 +68,8 @@ def main() -> None:
     ap.add_argument("--horizon", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--history-grad-steps", type=int, default=8, help="the truncated trainer's")
+    ap.add_argument("--profile", action="store_true", help="GFLOP and GFLOP/s of the matrix products")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -55,8 +79,10 @@ def main() -> None:
     s, a = torch.randn(args.batch, length, 45), torch.randn(args.batch, length, 12)
     c = (torch.rand(args.batch, length, 8) > 0.5).float()
 
-    def trainer_step() -> None:
-        loss = world_model_loss(model, s, a, c, args.history, args.horizon)["total"]
+    def trainer_step(history_grad_steps: int = 0) -> None:
+        loss = world_model_loss(
+            model, s, a, c, args.history, args.horizon, history_grad_steps=history_grad_steps
+        )["total"]
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -68,7 +94,9 @@ def main() -> None:
         opt.step()
 
     t_trainer = timed(trainer_step, args.repeats)
+    t_burn_in = timed(lambda: trainer_step(args.history_grad_steps), args.repeats)
     t_loop = timed(loop_step, args.repeats)
+    gemm = gemm_figures(trainer_step, args.threads) if args.profile else {}
     print(
         json.dumps(
             {
@@ -81,6 +109,10 @@ def main() -> None:
                 "trainer_sequences_per_s": round(args.batch / t_trainer, 1),
                 "per_step_loop_sequences_per_s": round(args.batch / t_loop, 1),
                 "speedup": round(t_loop / t_trainer, 2),
+                "history_grad_steps": args.history_grad_steps,
+                "trainer_history_grad_steps_s_per_step": round(t_burn_in, 3),
+                "speedup_history_grad_steps": round(t_loop / t_burn_in, 2),
+                **gemm,
             },
             indent=2,
         )

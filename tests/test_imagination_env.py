@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -189,9 +191,12 @@ def test_fall_tilt_statistics_separate_falls_from_walking(tmp_path) -> None:
     with ArrayDatasetWriter(tmp_path / "d", meta) as w:
         w.add_trajectory(traj(0.0, [2, 3, 2, 4, 3]))  # time limit (5 rows = 0.1 s): walking
         w.add_trajectory(traj(0.1, [2, 5, 12, 24]))  # stopped at 0.18 s, before both limits: a fall
-        w.add_trajectory(traj(0.14, [3, 2, 30]))  # cut by the collection's end (0.2 s): no fall
+        knee = traj(0.14, [3, 2, 30])  # cut by the collection's end (0.2 s): no fall
+        knee.contacts[1, C.KNEE_CONTACTS.start] = 1.0  # one walking step of 8 with a knee down
+        w.add_trajectory(knee)
     stats = fall_tilt_statistics(ArrayDataset(tmp_path / "d"), thresholds_deg=(20.0, 25.0))
     assert stats["falls"] == 1 and stats["walking_steps"] == 8
+    assert stats["walking_steps_with_knee_contact"] == 0.125
     assert stats["thresholds"]["20"] == {
         "falls_caught": 1.0,
         "walking_steps_flagged": 0.125,
@@ -229,3 +234,25 @@ def test_sensor_noise_acts_on_the_observation_only_within_the_simulators_widths(
     assert (diff.amax(0)[noisy] > 0.8 * width[noisy]).all(), "every noisy channel spans its width"
     first = envs[1].get_observations()["policy"]
     assert not torch.equal(first, envs[1].get_observations()["policy"]), "drawn anew at every look"
+
+
+def test_imagined_robots_start_only_from_upright_histories_when_asked() -> None:
+    """`start_max_tilt_deg` keeps histories whose base stays within the tilt at every step; a buffer
+    with none is a clear error, not an endless resampling."""
+    states, actions, _, contacts, _, _ = _replay(steps=40, n=4)
+    tilted = states.copy()
+    tilted[:2, :, C.GRAVITY] = [0.0, -np.sin(np.radians(30)), -np.cos(np.radians(30))]  # 30 deg, robots 0-1
+    buffer = ReplayBuffer(seed=3)
+    for i in range(4):
+        buffer.add(tilted[i], actions[i], contacts[i])
+    model = build_world_model("rwm", {"hidden_size": 32, "head_hidden": 16})
+    model.normalizer.fit(states.reshape(-1, 45), actions.reshape(-1, 12))
+    cfg = ImaginationConfig(num_envs=16, history=8, knee_contact_terminates=False, start_max_tilt_deg=10.0)
+    env = ImaginationEnv(model, buffer, cfg)
+    assert (env.state[:, C.GRAVITY_Z] < -np.cos(np.radians(10.0))).all(), "every start is upright"
+    anywhere = ImaginationEnv(model, buffer, replace(cfg, start_max_tilt_deg=0.0))
+    assert (anywhere.state[:, C.GRAVITY_Z] > -0.9).any(), "without the bound, tilted histories are drawn"
+    only_tilted = ReplayBuffer(seed=3)
+    only_tilted.add(tilted[0], actions[0], contacts[0])
+    with pytest.raises(ValueError, match="within 10 deg of upright"):
+        ImaginationEnv(model, only_tilted, cfg)

@@ -195,3 +195,20 @@ def test_world_model_onnx_parity_over_100_steps(tmp_path):
     anomaly = wm.metadata["anomaly"]
     assert anomaly["validation_windows"] == 4 * (100 - 1 - 32 - 50 + 1), "row 0 has no prediction"
     assert anomaly["threshold"] == pytest.approx(1.1 * anomaly["validation_max"], rel=1e-4), "1.1 x the max"
+
+
+def test_history_grad_steps_reads_the_burn_in_without_gradients() -> None:
+    """A truncated history changes the gradient, not the loss: the same value, and no gradient reaches
+    the history steps before the last `history_grad_steps`."""
+    model = RobotWorldModel(RWMConfig(hidden_size=32, head_hidden=16))
+    states = torch.randn(3, 12, 45, requires_grad=True)
+    actions, contacts = torch.randn(3, 12, 12), (torch.rand(3, 12, 8) > 0.5).float()
+    torch.manual_seed(0)
+    full = world_model_loss(model, states, actions, contacts, history=8, horizon=4)["total"]
+    torch.manual_seed(0)
+    truncated = world_model_loss(model, states, actions, contacts, 8, 4, history_grad_steps=3)["total"]
+    assert torch.allclose(full, truncated)
+    (grad_full,) = torch.autograd.grad(full, states)
+    (grad,) = torch.autograd.grad(truncated, states)
+    assert (grad[:, :5] == 0).all() and (grad_full[:, :5] != 0).any()
+    assert (grad[:, 5:8] != 0).any()

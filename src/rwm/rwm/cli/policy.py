@@ -242,6 +242,8 @@ def _train_mbpo(args: argparse.Namespace) -> int:
             max_tilt_gravity_z=-math.cos(math.radians(args.fall_tilt_deg)),
             obs_noise=TRAINING_RANGES.obs_noise if args.domain_randomization else 0.0,
             uncertainty_penalty=args.uncertainty_penalty,
+            start_max_tilt_deg=args.start_max_tilt_deg,
+            knee_contact_terminates=args.fall_on_knee_contact,
             seed=args.seed,
         ),
         ppo=PPOConfig(init_std=args.init_std),
@@ -275,7 +277,12 @@ def _imagine_policy(args: argparse.Namespace) -> int:
     model, _ = load_checkpoint(args.world_model)
     data = ArrayDataset(args.data)
     cfg = ImaginationConfig(
-        num_envs=args.robots, online_fraction=0.0, sample_temperature=args.temperature, seed=args.seed
+        num_envs=args.robots,
+        online_fraction=0.0,
+        sample_temperature=args.temperature,
+        start_max_tilt_deg=args.start_max_tilt_deg,
+        knee_contact_terminates=args.fall_on_knee_contact,
+        seed=args.seed,
     )
     results = compare_with_standing(
         model, lambda: ReplayBuffer(data, seed=args.seed), OnnxPolicy(args.policy), cfg, args.steps
@@ -290,6 +297,23 @@ def _fall_tilt(args: argparse.Namespace) -> int:
 
     print(json.dumps(fall_tilt_statistics(ArrayDataset(args.data), args.thresholds), indent=1))
     return 0
+
+
+def _imagined_start_and_fall_options(p: argparse.ArgumentParser) -> None:
+    """Where imagined robots start and what ends their episodes (`ImaginationConfig`)."""
+    p.add_argument(
+        "--start-max-tilt-deg",
+        type=float,
+        default=0.0,
+        help="start imagined robots only from histories within this tilt throughout (0: any)",
+    )
+    p.add_argument(
+        "--fall-on-knee-contact",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a knee contact the model is sure of ends an imagined episode as a fall (off where the "
+        "robots' data has knee contacts in walking: `rwm fall-tilt DATA`)",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -488,6 +512,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=0.0,
         help="MOPO-PPO (RWM-U): imagined reward minus this times the ensemble's disagreement (0: MBPO-PPO)",
     )
+    _imagined_start_and_fall_options(p)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_train_mbpo)
 
@@ -498,6 +523,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--world-model", required=True, help="world-model checkpoint (.pt)")
     p.add_argument("--data", required=True, help="array dataset the imagined robots start from")
     p.add_argument("--temperature", type=float, default=0.5, help="sampling temperature of the states")
+    _imagined_start_and_fall_options(p)
     p.add_argument("--robots", type=int, default=256)
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--seed", type=int, default=1)

@@ -26,6 +26,7 @@ def _wm_config(args: argparse.Namespace, arch: str = "rwm", jacobian_weight: flo
         device=args.device,
         latent_noise=LatentNoise(sigma=args.latent_sigma, mu=args.latent_mu),
         jacobian_weight=jacobian_weight,
+        history_grad_steps=args.history_grad_steps,
     )
 
 
@@ -216,6 +217,12 @@ def _training_options(
         choices=["cpu", "cuda"],
         help="where to train; `torchrun --nproc_per_node W -m rwm.cli ...` trains data-parallel over W "
         "processes (gloo on the CPU, nccl on GPUs), --batch-size being the global batch",
+    )
+    p.add_argument(
+        "--history-grad-steps",
+        type=int,
+        default=0,
+        help="backpropagate through only the last this many history steps (0: all M, the paper)",
     )
     p.add_argument("--latent-sigma", type=float, default=0.0, help="latent noise std during training")
     p.add_argument("--latent-mu", type=float, default=0.0, help="latent noise drift during training")

@@ -49,6 +49,8 @@ COMMAND_DIM = 3
 LIN_VEL = slice(0, 3)
 ANG_VEL = slice(3, 6)
 GRAVITY = slice(6, 9)
+GRAVITY_Z = GRAVITY.stop - 1
+"""Index of the projected gravity's z in the state: -1 upright, -cos(tilt) in general."""
 JOINT_POS = slice(9, 21)
 JOINT_VEL = slice(21, 33)
 JOINT_TORQUE = slice(33, 45)

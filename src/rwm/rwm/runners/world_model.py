@@ -54,6 +54,8 @@ class WorldModelTrainConfig:
     latent_noise: LatentNoise = field(default_factory=LatentNoise)
     jacobian_weight: float = 0.0
     """lambda of the Jacobian penalty on the latent transition (0 = off)."""
+    history_grad_steps: int = 0
+    """Backpropagate through only the last this many history steps (0: all; `LearnerConfig`)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.latent_noise, dict):  # read back from a checkpoint's train_config

@@ -38,6 +38,11 @@ class LearnerConfig:
     latent_noise: LatentNoise = field(default_factory=LatentNoise)
     jacobian_weight: float = 0.0
     """lambda of the Jacobian penalty on the latent transition (0 = off)."""
+    history_grad_steps: int = 0
+    """Backpropagate through only the last this many history steps (0: all M, the paper). The rest
+    is read without gradients. Backward passes cost about twice the forward ones and the GRU's
+    matrix products are most of both (`bench/bench_world_model_training.py`), so 8 of 32 trains
+    about 1.5x faster; the held-out figures of the comparison are in docs/world_model/."""
 
     @property
     def window(self) -> int:
@@ -78,6 +83,7 @@ class _BatchLoss(nn.Module):
                 cfg.decay,
                 latent_noise=cfg.latent_noise,
                 jacobian_weight=cfg.jacobian_weight,
+                history_grad_steps=cfg.history_grad_steps,
             )
 
 

@@ -56,6 +56,7 @@ def world_model_loss(
     contact_weight: float = 1.0,
     latent_noise: LatentNoise | None = None,
     jacobian_weight: float = 0.0,
+    history_grad_steps: int = 0,
 ) -> dict[str, torch.Tensor]:
     """Loss terms for (B, history + horizon, .) windows; 'total' is what is minimized."""
     jacobian = torch.zeros((), device=states_n.device)
@@ -69,7 +70,15 @@ def world_model_loss(
             jacobian = _jacobian_on_history(model, states_n, actions_n)
     else:
         f = forecast(
-            model, states_n, actions_n, history, horizon, True, latent_noise, keep_transitions=use_jacobian
+            model,
+            states_n,
+            actions_n,
+            history,
+            horizon,
+            True,
+            latent_noise,
+            keep_transitions=use_jacobian,
+            history_grad_steps=history_grad_steps,
         )
         target = states_n[:, history : history + horizon]
         weights = decay ** torch.arange(horizon, dtype=states_n.dtype, device=states_n.device)

@@ -37,17 +37,25 @@ def forecast(
     sample: bool,
     latent_noise: LatentNoise | None = None,
     keep_transitions: bool = False,
+    history_grad_steps: int = 0,
 ) -> Forecast:
     """Predict states history..history+horizon-1 of (B, history+horizon, .) windows.
 
     The model runs over the true history (inner autoregression); each forecast step then takes the
     previous prediction (a reparameterized sample if `sample`, else the mean) with the true action
     (outer autoregression). `latent_noise` perturbs the latent before each forecast step.
+    `history_grad_steps` > 0 reads all but the last that many history steps without gradients (a
+    burn-in, as in truncated backpropagation through time); 0 backpropagates through all of them.
     """
     if states_n.shape[1] < history + horizon - 1:
         raise ValueError(f"windows of {states_n.shape[1]} steps are too short for M={history}, N={horizon}")
     perturb = latent_noise is not None and latent_noise.active and model.has_latent
-    features, hidden = model.recurrent(states_n[:, :history], actions_n[:, :history])
+    burn_in = history - history_grad_steps if 0 < history_grad_steps < history else 0
+    hidden = None
+    if burn_in:
+        with torch.no_grad():
+            _, hidden = model.recurrent(states_n[:, :burn_in], actions_n[:, :burn_in])
+    features, hidden = model.recurrent(states_n[:, burn_in:history], actions_n[:, burn_in:history], hidden)
     m_k, s_k, contact = model.member_heads(
         features[:, -1], states_n[:, history - 1]
     )  # heads only where needed
