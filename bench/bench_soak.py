@@ -260,6 +260,7 @@ def main() -> int:
         print(text[-5000:], (work / "logger.log").read_text()[-3000:], sep="\n", file=sys.stderr)
         return 1
     published = published_counts(text)
+    before_match = published_counts(text, before_match=True)
     recorded = bag_message_counts(bags)
     report = stack_report(text)
     policy_diagnostics = report.get("policy", {})
@@ -277,7 +278,12 @@ def main() -> int:
         "duration_s": args.duration,
         "node_exit_codes": {**node_exits(text), "logger_node (own process)": logger_code},
         "messages": {  # the latched topics are left out: every split opens with a copy of them
-            t: {"published": n, "recorded": recorded.get(t, 0), "difference": n - recorded.get(t, 0)}
+            t: {
+                "published": n,
+                "recorded": recorded.get(t, 0),
+                "difference": n - recorded.get(t, 0),
+                **({"published_before_a_reader_matched": before_match[t]} if t in before_match else {}),
+            }
             for t, n in sorted(published.items())
             if t not in LATCHED
         },

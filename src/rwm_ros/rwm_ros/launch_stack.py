@@ -109,10 +109,12 @@ def start_logger(
     return proc
 
 
-def published_counts(output: str) -> dict[str, int]:
-    """Per topic, what the nodes in launch's output say they published (`[name] published: {json}`)."""
+def published_counts(output: str, before_match: bool = False) -> dict[str, int]:
+    """Per topic, what the nodes in launch's output say they published (`[name] published: {json}`);
+    `before_match`: of that, what they sent before the topic's first reader matched, where they count it."""
+    mark = r"published before a reader matched" if before_match else r"published"
     counts: dict[str, int] = {}
-    for m in re.finditer(r"\] published: (\{.*\})", output):
+    for m in re.finditer(r"\] " + mark + r": (\{.*\})", output):
         counts.update(json.loads(m.group(1)))
     return counts
 

@@ -131,7 +131,12 @@ class WorkerThread:
         return not self._thread.is_alive()
 
 
-def print_published(node: Node, counts: dict[str, int]) -> None:
+def print_published(node: Node, counts: dict[str, int], before_match: dict[str, int] | None = None) -> None:
     """At shutdown: the messages this node published per topic, one line on stdout (`[name]
-    published: {json}`), so that a soak counts losses from the publishers' side, not the logger's."""
+    published: {json}`), so that a soak counts losses from the publishers' side, not the logger's.
+    `before_match`: of those, how many went out before the topic's first reader matched (DDS
+    discovery), which no reader can have received (`[name] published before a reader matched: {json}`)."""
     print(f"[{node.get_name()}] published: {json.dumps(counts)}", flush=True)
+    if before_match is not None:
+        text = json.dumps(before_match)
+        print(f"[{node.get_name()}] published before a reader matched: {text}", flush=True)

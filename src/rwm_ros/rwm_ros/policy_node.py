@@ -97,6 +97,10 @@ class PolicyNode(Node):
         self.ticks = 0
         self.published_commands = self.published_policy_ticks = 0
         """Joint commands published; ticks whose observation and action were published (policy mode)."""
+        self.policy_ticks_before_match = 0
+        """Of those ticks, the ones before the observations and actions both had a matched reader (a
+        logger cannot have them: DDS had not yet connected it); counted only until then."""
+        self._policy_topics_matched = False
         self.tick_s_max = 0.0
         self.tick_s_sum = 0.0
         self._modes: dict[str, int] = {}
@@ -176,6 +180,7 @@ class PolicyNode(Node):
                 TOPIC_OBSERVATION: self.published_policy_ticks,
                 TOPIC_ACTION: self.published_policy_ticks,
             },
+            {TOPIC_OBSERVATION: self.policy_ticks_before_match, TOPIC_ACTION: self.policy_ticks_before_match},
         )
         super().destroy_node()
 
@@ -279,6 +284,11 @@ class PolicyNode(Node):
             self.pub_obs.publish(self.msg_obs)
             self.pub_act.publish(self.msg_act)
             self.published_policy_ticks += 1
+            if not self._policy_topics_matched:
+                self._policy_topics_matched = (
+                    self.pub_obs.get_subscription_count() > 0 and self.pub_act.get_subscription_count() > 0
+                )
+                self.policy_ticks_before_match += not self._policy_topics_matched
         elapsed = time.perf_counter() - start
         self.ticks += 1
         self.tick_s_sum += elapsed
