@@ -61,10 +61,11 @@ def _threads_of_session(session: int) -> dict[tuple[int, int], tuple[str, int, f
 class RealtimeLoad:
     """The CPU time taken by the stack's SCHED_FIFO threads, per second of wall time.
 
-    Why: Linux stops every real-time thread on a CPU for the rest of each second once they have used
-    `sched_rt_runtime_us` of it (950 ms of 1 000 by default): the simulator and the policy, both
-    SCHED_FIFO, would then stall together for up to 50 ms, the size of the start-up stalls seen. This
-    shows whether the real-time threads come near that budget, and which ones."""
+    Why: when real-time threads keep a CPU busy while an ordinary task waits there, the kernel's fair
+    server gives that task 50 ms of the second, preempting every real-time thread on the CPU
+    (`bench/bench_rt_preemption.py`): the simulator and the policy, both SCHED_FIFO, would then stall
+    together for about 50 ms, the size of the start-up stalls seen. This shows how near a CPU's worth
+    the real-time threads come, and which ones."""
 
     def __init__(self, session: int, period_s: float = 0.1) -> None:
         self.session, self.period_s = session, period_s

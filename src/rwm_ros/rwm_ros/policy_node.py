@@ -99,7 +99,8 @@ class PolicyNode(Node):
         """Joint commands published; ticks whose observation and action were published (policy mode)."""
         self.policy_ticks_before_match = 0
         """Of those ticks, the ones before the observations and actions both had a matched reader (a
-        logger cannot have them: DDS had not yet connected it); counted only until then."""
+        logger cannot have them: DDS had not yet connected it); counted only until then, at two
+        matched-count queries per tick (1.5 us each, no allocation)."""
         self._policy_topics_matched = False
         self.tick_s_max = 0.0
         self.tick_s_sum = 0.0

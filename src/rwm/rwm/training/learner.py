@@ -42,7 +42,8 @@ class LearnerConfig:
     """Backpropagate through only the last this many history steps (0: all M, the paper). The rest
     is read without gradients. Backward passes cost about twice the forward ones and the GRU's
     matrix products are most of both (`bench/bench_world_model_training.py`), so 8 of 32 trains
-    about 1.5x faster; the held-out figures of the comparison are in docs/world_model/."""
+    about 1.6x faster; the held-out figures of the comparison are in
+    docs/world_model/history_grad_steps.md. Teacher forcing (horizon 1) has no history to cut."""
 
     @property
     def window(self) -> int:

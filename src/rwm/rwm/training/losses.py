@@ -62,6 +62,8 @@ def world_model_loss(
     jacobian = torch.zeros((), device=states_n.device)
     use_jacobian = jacobian_weight > 0 and model.has_latent
     if horizon == 1:
+        if history_grad_steps:
+            raise ValueError("history_grad_steps needs a forecast (horizon > 1), not teacher forcing")
         features, _ = model.recurrent(states_n[:, :-1], actions_n[:, :-1])
         member_mean, member_std, logits = model.member_heads(features, states_n[:, :-1])
         state_loss = ensemble_nll(member_mean, member_std, states_n[:, 1:]).mean()
