@@ -71,6 +71,16 @@ def test_alarm_times_follow_the_detector_and_skip_fallen_robots():
     assert times[1] == pytest.approx(13 * 0.02), "above at steps 11, 12, 13 (mean of 4 passes 0.5 at 11)"
 
 
+def test_first_moving_times_find_each_robots_first_moving_command():
+    from rwm.evaluation.monitor_eval import first_moving_times
+
+    moving = np.zeros((10, 3), dtype=bool)
+    moving[:, 0] = True
+    moving[4:, 1] = True
+    times = first_moving_times(moving, 0.02)
+    assert times[0] == 0.0 and times[1] == pytest.approx(0.08) and np.isnan(times[2])
+
+
 def test_monitor_in_simulation_stays_silent_on_the_nominal_robot_and_flags_a_delay():
     from rwm.evaluation.monitor_eval import MonitorEvalConfig, evaluate_monitor
     from rwm.export.runtime import OnnxPolicy, OnnxWorldModel
@@ -81,3 +91,4 @@ def test_monitor_in_simulation_stays_silent_on_the_nominal_robot_and_flags_a_del
     result = evaluate_monitor(policy, policy.obs_dim, wm, ["nominal", "delay_20ms"], cfg)["variants"]
     assert result["nominal"]["alarmed"] == 0
     assert result["delay_20ms"]["alarmed_within_s"] == 2 and result["delay_20ms"]["fell"] == 0
+    assert result["delay_20ms"]["alarmed_within_s_of_moving"] == 2

@@ -182,6 +182,22 @@ def test_a_model_without_a_calibrated_threshold_needs_one_set(world, tmp_path):
     assert WorldModelMonitor(old, MonitorConfig(error_threshold=0.3)).threshold == 0.3
 
 
+def test_a_threshold_calibrated_on_another_error_is_refused(world, tmp_path):
+    import json
+
+    import onnx
+
+    graph = onnx.load(world / "tiny.onnx")
+    for p in graph.metadata_props:
+        if p.key == "rwm_world_model":
+            meta = json.loads(p.value)
+            meta["anomaly"].pop("error")  # as exported before the monitor's error changed
+            p.value = json.dumps(meta)
+    onnx.save(graph, tmp_path / "old.onnx")
+    with pytest.raises(ValueError, match="another one-step error"):
+        WorldModelMonitor(OnnxWorldModel(tmp_path / "old.onnx"))
+
+
 def test_validation_refuses_a_model_without_normalization(world, tmp_path):
     import onnx
 

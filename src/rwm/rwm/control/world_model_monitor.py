@@ -2,10 +2,10 @@
 predict the next state at every 50 Hz step, score the last prediction against what was measured, and
 flag an anomaly when the error, averaged over a short window, stays above a threshold.
 
-The error is the paper's relative error of one step (normalized space, sum |pred - truth| over sum
-|truth|), with the normalization the model was trained with; the window, the threshold and how long
-it must be exceeded are the rule calibrated into the model's own metadata at export
-(`rwm.export.anomaly`), so a new model version brings its own threshold.
+The error is one step's absolute error in units of the std the model predicted with it
+(`rwm.export.anomaly.monitor_step_error`, which says why not the paper's relative error); the
+window, the threshold and how long it must be exceeded are the rule calibrated into the model's own
+metadata at export (`rwm.export.anomaly`), so a new model version brings its own threshold.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rwm.export.anomaly import AnomalyCalibration, AnomalyDetector, relative_step_error
+from rwm.export.anomaly import AnomalyCalibration, AnomalyDetector, monitor_step_error
 from rwm.export.runtime import OnnxWorldModel
 from rwm.robot import contract as C
 
@@ -40,6 +40,12 @@ def anomaly_detector(model: OnnxWorldModel, cfg: MonitorConfig) -> AnomalyDetect
         )
     rule = rule or {}
     default = AnomalyCalibration()
+    if rule and rule.get("error") != default.error and not cfg.error_threshold:
+        raise ValueError(
+            f"the world model's anomaly threshold is calibrated on another one-step error "
+            f"({rule.get('error', 'relative')!r}, the monitor scores {default.error!r}); "
+            "re-export it with `rwm export-wm`, or set error_threshold"
+        )
     return AnomalyDetector(
         cfg.error_threshold or rule["threshold"],
         int(rule.get("window_steps", default.window_steps)),
@@ -74,7 +80,6 @@ class WorldModelMonitor:
         detector = anomaly_detector(model, self.cfg)
         self.model, self.detector = model, detector
         self._std = np.asarray(model.metadata["state_std"])
-        self._mean = np.asarray(model.metadata["state_mean"])
         self._error = np.zeros(1)
         self.reset()
 
@@ -91,8 +96,10 @@ class WorldModelMonitor:
         self.hidden = self.model.initial_hidden(1)
         self.prediction: np.ndarray | None = None
         """Predicted next state (45,), physical units."""
+        self.prediction_std = np.ones(C.STATE_DIM)
+        """The std predicted with it (45,), physical units."""
         self.error = float("nan")
-        """Relative error of the last scored prediction."""
+        """One-step error of the last scored prediction (`monitor_step_error`)."""
         self.uncertainty = float("nan")
         """Epistemic uncertainty of the last prediction: the ensemble members' disagreement (std of
         their means, normalized units, averaged over the state); 0 for a single model."""
@@ -108,11 +115,12 @@ class WorldModelMonitor:
     def step(self, state: np.ndarray, action: np.ndarray) -> np.ndarray:
         """Score the last prediction against `state`, then predict the state after `action`."""
         if self.prediction is not None:
-            self.error = float(relative_step_error(self.prediction, state, self._mean, self._std))
+            self.error = float(monitor_step_error(self.prediction, self.prediction_std, state))
             self._error[0] = self.error
             self.anomaly = bool(self.detector.update(self._error)[0])
-        mean, _, _, self.hidden, spread = self.model(state[None], action[None], self.hidden)
+        mean, std, _, self.hidden, spread = self.model(state[None], action[None], self.hidden)
         self.prediction = mean[0].astype(np.float64)
+        self.prediction_std = std[0].astype(np.float64)
         self.uncertainty = float((spread[0] / self._std).mean())
         self.steps += 1
         return self.prediction

@@ -19,7 +19,7 @@ import onnx
 import torch
 from torch import nn
 
-from rwm.export.anomaly import AnomalyCalibration, calibrate_threshold, relative_step_error
+from rwm.export.anomaly import AnomalyCalibration, calibrate_threshold, monitor_step_error
 from rwm.export.onnx_files import strip_debug_metadata
 from rwm.export.runtime import WM_INPUTS, WM_METADATA_KEY, WM_OUTPUTS, OnnxWorldModel
 from rwm.models.rwm import RobotWorldModel
@@ -75,12 +75,11 @@ def validation_errors(model: RobotWorldModel, trajectories: dict[str, torch.Tens
     model.eval()
     norm = model.normalizer
     state, action = trajectories["state"], trajectories["action"]
-    mean_n = model.sequence(norm.state(state[:, :-1]), norm.action(action[:, :-1]))[0]
-    errors = relative_step_error(
+    mean_n, std_n = model.sequence(norm.state(state[:, :-1]), norm.action(action[:, :-1]))[:2]
+    errors = monitor_step_error(
         norm.state_inverse(mean_n).double().numpy(),
+        (std_n * norm.state_std).double().numpy(),
         state[:, 1:].double().numpy(),
-        norm.state_mean.double().numpy(),
-        norm.state_std.double().numpy(),
     )
     return np.concatenate([np.full((1, len(state)), np.nan), errors.T])
 
