@@ -65,12 +65,16 @@ def write_bag(
     state_names: tuple[str, ...] | None = None,
     stalled_contacts: bool = False,
     odom_angular: float | None = None,
+    reset_after: tuple[int, str] | None = None,
 ) -> Path:
     """Write `rec` as a bag, optionally leaving out topics, poisoning a sample or skipping 0.1 s of stamps.
 
     `stalled_contacts`: contacts are logged 0.2 ms after their step, except that every third pair of
     command periods the recorder stalls and logs their 16 contacts at once at the end of it.
-    `odom_angular`: the odometry's angular twist is this constant (an estimator's, not the gyro's)."""
+    `odom_angular`: the odometry's angular twist is this constant (an estimator's, not the gyro's).
+    `reset_after` (command k, "joints" or "base"): after command k the robot is set elsewhere, as the
+    simulation node resets a fallen robot with no gap in the streams: its legs 1 rad further, or its
+    base turned on its side."""
 
     def stamp(sample: int) -> int:
         late = gap_after is not None and sample > gap_after * C.DECIMATION
@@ -89,6 +93,16 @@ def write_bag(
         for j, sample in enumerate(rec.samples):
             if j == nan_sample:
                 sample = replace(sample, joint_pos=np.where(np.arange(12) == 3, np.nan, sample.joint_pos))
+            if reset_after is not None and j > reset_after[0] * C.DECIMATION:
+                if reset_after[1] == "joints":
+                    sample = replace(sample, joint_pos=sample.joint_pos + 1.0)
+                else:  # (w, x, y, z): a quarter turn about the base's x axis, then the recorded attitude
+                    w, x, y, z = sample.base_orientation
+                    c = np.sqrt(0.5)
+                    sample = replace(
+                        sample,
+                        base_orientation=np.array([c * (w - x), c * (x + w), c * (y - z), c * (z + y)]),
+                    )
             if extra_joint:
                 bag.write_joint_states(
                     stamp(j),
@@ -216,6 +230,15 @@ def test_gap_splits_trajectories(tmp_path: Path, recording: Recording) -> None:
     assert [len(t) for t in trajs] == [31, COMMANDS - 31]
     assert trajs[1].time[0] - trajs[0].time[-1] == pytest.approx(0.12)
     np.testing.assert_allclose(trajs[1].state, recording.truth_state[31:], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("what", ["joints", "base"])
+def test_a_reset_of_the_robot_splits_trajectories(tmp_path: Path, recording: Recording, what: str) -> None:
+    trajs, report = load_bag(write_bag(tmp_path / "bag", recording, reset_after=(30, what)))
+    assert [len(t) for t in trajs] == [31, COMMANDS - 31], "no window spans the jump"
+    assert any("1 reset(s) of the robot" in p.message for p in report.problems), str(report)
+    whole, clean = load_bag(write_bag(tmp_path / "clean", recording))
+    assert [len(t) for t in whole] == [COMMANDS] and not any("reset" in p.message for p in clean.problems)
 
 
 def test_missing_topic_is_an_error_and_others_still_load(tmp_path: Path, recording: Recording) -> None:
