@@ -56,7 +56,7 @@ from rwm_ros.topics import LATCHED  # noqa: E402
 
 WALK = [4.0, 0.6, 0.0, 0.0, 4.0, 0.0, 0.3, 0.0, 4.0, 0.0, 0.0, 0.8, 4.0, -0.5, 0.0, 0.0]
 STAND_S = 60.0
-"""Each loop of the sequence walks 16 s, then stands this long at zero command."""
+"""Each loop of the sequence walks 16 s, then stands this long at zero command (`--stand-s`)."""
 ANOMALY_RAISED = "anomaly: windowed prediction error"
 """The world-model node's warning each time its anomaly flag turns true."""
 
@@ -214,6 +214,12 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=3600.0)
     ap.add_argument("--domain", type=int, default=80 + os.getpid() % 10)
     ap.add_argument("--out", default="runs/soak/soak.json")
+    ap.add_argument(
+        "--stand-s",
+        type=float,
+        default=STAND_S,
+        help="zero command this long after each 16 s walk (600 with --duration 660: ten minutes of standing)",
+    )
     args = ap.parse_args()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -223,7 +229,7 @@ def main() -> int:
         yaml.safe_dump(
             {
                 "/**/command_sequence": {
-                    "ros__parameters": {"loop": True, "segments": [*WALK, STAND_S, 0.0, 0.0, 0.0]}
+                    "ros__parameters": {"loop": True, "segments": [*WALK, args.stand_s, 0.0, 0.0, 0.0]}
                 }
             }
         )
@@ -276,6 +282,7 @@ def main() -> int:
         }
     result = {
         "duration_s": args.duration,
+        "stand_s": args.stand_s,
         "node_exit_codes": {**node_exits(text), "logger_node (own process)": logger_code},
         "messages": {  # the latched topics are left out: every split opens with a copy of them
             t: {
