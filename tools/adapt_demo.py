@@ -320,7 +320,8 @@ def main() -> int:
         grace = 5.0  # the blend and the rollback window
         result["while_training"] = figures(after, start_after, swap)
         result["after"] = figures(after, swap + grace, end_after)
-    (out / "adapt_demo.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    text = json.dumps(result, indent=1, default=str).replace(f"{ROOT}/", "")  # paths in the checkout
+    (out / "adapt_demo.json").write_text(text + "\n")
     _plot(out / "adapt_demo.png", before, after, swap)
     keep = ("stage", "accepted", "reason", "error_before", "error_after", "new_error_before",
             "new_error_after", "deployed", "candidate", "wall_s")  # fmt: skip

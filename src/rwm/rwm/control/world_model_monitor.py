@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rwm.export.anomaly import AnomalyCalibration, AnomalyDetector, monitor_step_error
+from rwm.export.anomaly import AnomalyCalibration, AnomalyDetector, check_rule_error, monitor_step_error
 from rwm.export.runtime import OnnxWorldModel
 from rwm.robot import contract as C
 
@@ -40,12 +40,8 @@ def anomaly_detector(model: OnnxWorldModel, cfg: MonitorConfig) -> AnomalyDetect
         )
     rule = rule or {}
     default = AnomalyCalibration()
-    if rule and rule.get("error") != default.error and not cfg.error_threshold:
-        raise ValueError(
-            f"the world model's anomaly threshold is calibrated on another one-step error "
-            f"({rule.get('error', 'relative')!r}, the monitor scores {default.error!r}); "
-            "re-export it with `rwm export-wm`, or set error_threshold"
-        )
+    if rule and not cfg.error_threshold:
+        check_rule_error(rule)
     return AnomalyDetector(
         cfg.error_threshold or rule["threshold"],
         int(rule.get("window_steps", default.window_steps)),
@@ -120,7 +116,7 @@ class WorldModelMonitor:
             self.anomaly = bool(self.detector.update(self._error)[0])
         mean, std, _, self.hidden, spread = self.model(state[None], action[None], self.hidden)
         self.prediction = mean[0].astype(np.float64)
-        self.prediction_std = std[0].astype(np.float64)
+        self.prediction_std[:] = std[0]
         self.uncertainty = float((spread[0] / self._std).mean())
         self.steps += 1
         return self.prediction

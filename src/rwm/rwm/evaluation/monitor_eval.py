@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from rwm.export.anomaly import AnomalyDetector, monitor_step_error, windowed_mean
+from rwm.export.anomaly import AnomalyDetector, check_rule_error, monitor_step_error, windowed_mean
 from rwm.export.runtime import OnnxWorldModel
 from rwm.robot import contract as C
 from rwm.robot.policy_io import includes_last_action, raw_to_targets
@@ -109,6 +109,7 @@ def evaluate_monitor(
     each robot's first moving command (an alarm raised while it still stood counts as 0 s)."""
     variants = variants_named(names, variants_file)
     rule = world_model.metadata["anomaly"]
+    check_rule_error(rule)
     results = {}
     for name in names:
         errors, moving = one_step_errors(policy, obs_dim, world_model, replace(cfg, variant=variants[name]))

@@ -55,6 +55,17 @@ def monitor_step_error(prediction: np.ndarray, predicted_std: np.ndarray, truth:
     return (np.abs(prediction - truth) / predicted_std).mean(-1)
 
 
+def check_rule_error(rule: dict) -> None:
+    """Raise ValueError unless the `anomaly` rule was calibrated on `monitor_step_error`."""
+    expected = AnomalyCalibration.error
+    if rule.get("error") != expected:
+        raise ValueError(
+            f"the world model's anomaly threshold is calibrated on another one-step error "
+            f"({rule.get('error', 'relative')!r}, the monitor scores {expected!r}); "
+            "re-export it with `rwm export-wm`, or set error_threshold"
+        )
+
+
 def windowed_mean(errors: np.ndarray, window: int) -> np.ndarray:
     """Mean of every full window of `window` consecutive steps along axis 0: (T - window + 1, ...)."""
     if len(errors) < window:
