@@ -52,10 +52,12 @@ def _small_loop(**changes) -> MBPOConfig:
 
 def test_one_loop_iteration_end_to_end(tmp_path):
     data = _small_world_model(tmp_path)
-    cfg = _small_loop()
+    cfg = _small_loop(eval_variants=("payload_15kg",))
     summary = train_mbpo(cfg, tmp_path / "wm.pt", tmp_path / "pre", tmp_path / "out", tmp_path / "mbpo.onnx")
     rows = list(csv.DictReader((tmp_path / "out" / "mbpo_log.csv").open()))
     assert len(rows) == 2 and (tmp_path / "out" / "mbpo.png").is_file()
+    assert 0 <= int(rows[-1]["true_falls_payload_15kg"]) <= cfg.eval_episodes
+    assert 0.0 <= float(rows[-1]["true_tracking_payload_15kg"]) <= 1.0
     assert summary["collected_transitions"] == 4 * 11 + 4 * 20, "stand-in start, then one collection"
     assert summary["real_transitions"] == len(data) + summary["collected_transitions"]
     assert np.isfinite(float(rows[-1]["imagined_reward_per_step"]))
@@ -87,3 +89,22 @@ def test_a_loop_started_from_a_policy_begins_as_that_policy_and_counts_its_data(
     )
     obs = np.random.default_rng(0).normal(0, 1, (64, 48)).astype(np.float32)
     assert np.abs(OnnxPolicy(tmp_path / "mbpo.onnx")(obs) - start(obs)).max() < 1e-4
+
+
+def test_a_resumed_loop_continues_where_it_stopped(tmp_path):
+    """A loop resumed after its last iteration exports the policy it had; resumed with more iterations
+    it keeps its log and collected data and adds to them."""
+    _small_world_model(tmp_path)
+    out = tmp_path / "out"
+    first = train_mbpo(_small_loop(), tmp_path / "wm.pt", tmp_path / "pre", out, tmp_path / "a.onnx")
+    rows = list(csv.DictReader((out / "mbpo_log.csv").open()))
+    again = train_mbpo(
+        _small_loop(), tmp_path / "wm.pt", tmp_path / "pre", out, tmp_path / "b.onnx", resume=True
+    )
+    assert again["collected_transitions"] == first["collected_transitions"]
+    obs = np.random.default_rng(0).normal(0, 1, (64, 48)).astype(np.float32)
+    assert np.array_equal(OnnxPolicy(tmp_path / "a.onnx")(obs), OnnxPolicy(tmp_path / "b.onnx")(obs))
+    more = train_mbpo(_small_loop(iterations=3), tmp_path / "wm.pt", tmp_path / "pre", out, resume=True)
+    rows_after = list(csv.DictReader((out / "mbpo_log.csv").open()))
+    assert [r["iteration"] for r in rows_after] == ["0", "1", "2"] and rows_after[:2] == rows
+    assert more["collected_transitions"] == first["collected_transitions"] + 4 * 20

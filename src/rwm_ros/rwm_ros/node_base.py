@@ -28,6 +28,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.node import Node
 
 from rwm_ros.conversions import diagnostic_array
+from rwm_ros.realtime import name_os_thread
 
 T = TypeVar("T")
 RANGE = "range"
@@ -100,6 +101,7 @@ class WorkerThread:
         self._thread.start()
 
     def _run(self) -> None:
+        name_os_thread(self.name)
         try:
             self._target(self.stop_event)
         except Exception as e:  # noqa: BLE001 - kept, reported, and the node ends

@@ -248,6 +248,7 @@ def _train_mbpo(args: argparse.Namespace) -> int:
         ),
         ppo=PPOConfig(init_std=args.init_std),
         critic_warmup=args.critic_warmup,
+        eval_variants=tuple(args.eval_variant),
         seed=args.seed,
     )
     summary = train_mbpo(
@@ -258,6 +259,7 @@ def _train_mbpo(args: argparse.Namespace) -> int:
         args.export,
         command=invocation(),
         init_from=args.init_from,
+        resume=args.resume,
     )
     print(json.dumps(summary, indent=2))
     return 0
@@ -457,7 +459,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrain", help="the array dataset it was pretrained on (replay buffer start)")
     p.add_argument("--out", default="runs/mbpo")
     p.add_argument("--export", help="write the final policy to this ONNX file")
-    p.add_argument("--iterations", type=int, default=40)
+    p.add_argument(
+        "--iterations", type=int, default=40, help="iterations in all (a resumed loop runs up to it)"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the last finished iteration in --out (loop_state.pt)",
+    )
+    p.add_argument(
+        "--eval-variant",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="judge each iteration's policy on this robot variant too (repeatable)",
+    )
     p.add_argument("--real-envs", type=int, default=32, help="robots collecting real data per iteration")
     p.add_argument("--real-steps", type=int, default=100, help="steps each collects per iteration")
     p.add_argument(

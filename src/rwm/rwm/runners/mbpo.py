@@ -31,7 +31,7 @@ from rwm.robot.policy_io import OBS_DIM_WITH_LAST_ACTION, raw_to_targets
 from rwm.runners.ppo import PPOConfig, TrainConfig, export_runner_policy, runner_config, warm_up_critic
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig, PushConfig
 from rwm.sim.commands import CommandConfig
-from rwm.sim.variants import TRAINING_RANGES
+from rwm.sim.variants import TRAINING_RANGES, variant_named
 from rwm.storage.replay_buffer import ReplayBuffer
 from rwm.training.learner import LearnerConfig, WorldModelLearner
 
@@ -64,6 +64,9 @@ class MBPOConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     eval_episodes: int = 16
     """Simulated episodes (20 s) for the true reward logged each iteration."""
+    eval_variants: tuple[str, ...] = ()
+    """Robot variants (`config/robot_variants.yaml`) each iteration's policy is also judged on, as many
+    episodes each: a loop on a family of robots shows there whether it grows robust."""
     critic_warmup: int = 20
     """With a starting policy: PPO iterations in imagination that train only the fresh critic first."""
     seed: int = 0
@@ -119,6 +122,33 @@ def model_error_on(model, pieces: list[dict[str, np.ndarray]], learner: LearnerC
     return None if held is None else heldout_error(model, held, learner.history)["mean"]
 
 
+LOOP_STATE = "loop_state.pt"
+"""What `train_mbpo(resume=True)` continues from, in the loop's output folder."""
+
+
+def save_loop_state(
+    path: Path,
+    iteration: int,
+    learner: WorldModelLearner,
+    buffer: ReplayBuffer,
+    runner: OnPolicyRunner,
+    log: list,
+) -> None:
+    """Everything a resumed loop needs after `iteration`, in one file written atomically (a loop killed
+    while writing resumes from the iteration before)."""
+    state = {
+        "iteration": iteration,
+        "world_model": learner.model.state_dict(),
+        "learner_optimizer": learner.optimizer.state_dict(),
+        "collected": buffer.collected_tensors(),
+        "runner": {**runner.alg.save(), "iter": runner.current_learning_iteration},
+        "log_rows": log,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
 def learner_config(cfg: MBPOConfig, pretrained: dict) -> LearnerConfig:
     """The world model's pretraining loss, at the loop's learning rate (and history/forecast if set)."""
     learner = LearnerConfig.from_dict(pretrained)
@@ -136,24 +166,41 @@ def train_mbpo(
     export_path: str | Path | None = None,
     command: str = "",
     init_from: str | Path | None = None,
+    resume: bool = False,
 ) -> dict:
     """Run the loop; logs and checkpoints go to out_dir; optionally export the policy to ONNX.
 
     `init_from` (an exported policy) starts the actor from that policy instead of from scratch.
     `real_transitions` counts every real transition the result depends on: the pretraining data of
     the world model, the transitions collected online and those behind `init_from`.
+    `resume` continues from the last finished iteration in out_dir (`loop_state.pt`: world model,
+    its optimizer, the collected data, policy and PPO optimizer, the log) up to `cfg.iterations`; the
+    collecting robots and the buffer's sampling are seeded anew from the iteration it resumes at.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
+    state_file = out / LOOP_STATE
+    resumed = (
+        torch.load(state_file, map_location="cpu", weights_only=True)
+        if resume and state_file.exists()
+        else None
+    )
+    if resume and resumed is None:
+        print(f"nothing to resume in {out}: starting from iteration 0")
+    first_iteration = resumed["iteration"] + 1 if resumed else 0
     model, entries = load_checkpoint(world_model)
     learner = WorldModelLearner(model, learner_config(cfg, entries.get("train_config", {})))
-    buffer = ReplayBuffer(ArrayDataset(pretrain) if pretrain else None, seed=cfg.seed)
+    buffer = ReplayBuffer(ArrayDataset(pretrain) if pretrain else None, seed=cfg.seed + first_iteration)
+    if resumed:
+        model.load_state_dict(resumed["world_model"])
+        learner.optimizer.load_state_dict(resumed["learner_optimizer"])
+        buffer.add_collected(resumed["collected"])
     real_env = BatchedAnymalEnv(
         EnvConfig(
             num_envs=cfg.real_envs,
-            seed=cfg.seed,
+            seed=cfg.seed + first_iteration,
             pushes=PushConfig(enabled=True),
             commands=CommandConfig(resample_time_s=cfg.real_command_resample_s),
             randomization=TRAINING_RANGES if cfg.domain_randomization else None,
@@ -163,21 +210,25 @@ def train_mbpo(
     runner_cfg = runner_config(TrainConfig(ppo=cfg.ppo, seed=cfg.seed))
     runner_cfg["logger"] = "tensorboard"
     stand = lambda o: np.zeros((len(o), 12))  # noqa: E731 - the standing pose, before any policy exists
-    first = collect_real(real_env, stand, learner.cfg.window, buffer)
+    pieces = [] if resumed else collect_real(real_env, stand, learner.cfg.window, buffer)
     imagination = ImaginationEnv(model, buffer, cfg.imagination)
     runner = OnPolicyRunner(imagination, runner_cfg, log_dir=str(out / "ppo"), device="cpu")
     prior_transitions = 0
     if init_from is not None:
-        load_actor_from_onnx(runner.alg.actor, init_from)
         prior_transitions = int(OnnxPolicy(init_from).metadata.get("real_transitions") or 0)
+    if resumed:  # what runner.load does, without unpickling code (weights_only)
+        runner.alg.load(resumed["runner"], None, True)
+        runner.current_learning_iteration = resumed["runner"]["iter"]
+        print(f"resumed from {state_file} at iteration {first_iteration}")
+    elif init_from is not None:
+        load_actor_from_onnx(runner.alg.actor, init_from)
         warm_up_critic(runner, cfg.critic_warmup)
     writer = SummaryWriter(str(out / "tensorboard"))
-    log_rows: list[dict] = []
-    start = time.time()
+    log_rows: list[dict] = list(resumed["log_rows"]) if resumed else []
+    start = time.time() - (log_rows[-1]["wall_s"] if log_rows else 0.0)
     config = {**asdict(cfg), "world_model_learner": learner.cfg.as_dict()}
     (out / "mbpo_config.json").write_text(json.dumps(config, indent=2, default=str))
-    pieces = first
-    for it in range(cfg.iterations):
+    for it in range(first_iteration, cfg.iterations):
         policy = deterministic_policy(runner)
         if it > 0:
             pieces = collect_real(real_env, policy, cfg.real_steps, buffer)
@@ -203,19 +254,30 @@ def train_mbpo(
             "true_tracking_reward": true["tracking_reward_normalized"],
             "true_falls": true["falls"],
             "model_error_new_data": error_new,
-            "wall_s": round(time.time() - start, 1),
         }
+        for name in cfg.eval_variants:
+            on_variant = evaluate_policy(
+                deterministic_policy(runner),
+                OBS_DIM_WITH_LAST_ACTION,
+                PolicyEvalConfig(episodes=cfg.eval_episodes, seed=1000 + it, variant=variant_named(name)),
+            )
+            row[f"true_tracking_{name}"] = on_variant["tracking_reward_normalized"]
+            row[f"true_falls_{name}"] = on_variant["falls"]
+        row["wall_s"] = round(time.time() - start, 1)
         log_rows.append(row)
         for k, v in row.items():
             if k != "iteration" and v is not None:
                 writer.add_scalar(f"mbpo/{k}", v, it)
         print(json.dumps(row), flush=True)
         with (out / "mbpo_log.csv").open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
+            w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in log_rows for k in r)))
             w.writeheader()
             w.writerows(log_rows)
         runner.save(str(out / f"policy_{it}.pt"))  # not in ppo/: rsl-rl saves model_<PPO iteration> there
-        save_checkpoint(model, out / "world_model.pt", iteration=it)
+        save_checkpoint(
+            model, out / "world_model.pt", iteration=it, train_config=entries.get("train_config", {})
+        )
+        save_loop_state(state_file, it, learner, buffer, runner, log_rows)
     writer.close()
     real_env.close()
     plot_mbpo(log_rows, out / "mbpo.png")

@@ -63,3 +63,22 @@ class ReplayBuffer:
             k: torch.from_numpy(np.concatenate([np.asarray(p[k], np.float32) for p in pieces]))
             for k in ("state", "action", "contacts")
         }
+
+    def collected_tensors(self) -> dict[str, torch.Tensor]:
+        """The rows added online with each trajectory's length, as tensors (a resumable loop saves them
+        with `torch.save` and reads them back with `weights_only=True`)."""
+        keys = ("state", "action", "contacts")
+        out = {"lengths": torch.tensor([len(p["state"]) for p in self._parts], dtype=torch.int64)}
+        for k in keys:
+            out[k] = (
+                torch.from_numpy(np.concatenate([p[k] for p in self._parts]))
+                if self._parts
+                else torch.zeros(0)
+            )
+        return out
+
+    def add_collected(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Add back what `collected_tensors` returned, trajectory by trajectory."""
+        ends = np.cumsum(tensors["lengths"].numpy())
+        for start, end in zip(np.concatenate([[0], ends[:-1]]), ends, strict=True):
+            self.add(*(tensors[k][start:end].numpy() for k in ("state", "action", "contacts")))
