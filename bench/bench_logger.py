@@ -33,6 +33,7 @@ from sensor_msgs.msg import Imu, JointState  # noqa: E402
 
 from rwm.robot import contract as C  # noqa: E402
 from rwm_ros.launch_stack import source_env  # noqa: E402
+from rwm_ros.middleware import script_dds_env  # noqa: E402
 
 
 def main() -> int:
@@ -43,8 +44,8 @@ def main() -> int:
     args = ap.parse_args()
     out_dir = Path(tempfile.mkdtemp(prefix="bench_logger_"))
     env = source_env()
-    env.update(ROS_DOMAIN_ID=str(args.domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    os.environ.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    env.update(ROS_DOMAIN_ID=str(args.domain), **script_dds_env())
+    os.environ.update(script_dds_env())
     cmd = [sys.executable, "-m", "rwm_ros.logger_node", "--ros-args", "-r", "__node:=data_logger"]
     cmd += ["-p", f"directory:={out_dir}", "-p", "split_duration_s:=60.0"]
     logger = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

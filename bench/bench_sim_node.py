@@ -29,6 +29,7 @@ import rclpy  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 from rwm_ros.launch_stack import source_env  # noqa: E402
+from rwm_ros.middleware import script_dds_env  # noqa: E402
 from rwm_ros.realtime import ArrivalWindow  # noqa: E402
 from rwm_ros.stack_probe import StackProbe  # noqa: E402
 
@@ -48,7 +49,7 @@ def main() -> int:
     a = ap.parse_args()
 
     os.environ["ROS_DOMAIN_ID"] = str(101 + os.getpid() % 100)  # private domain: 101..200
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.update(script_dds_env())
     cmd = [
         sys.executable,
         "-m",

@@ -42,7 +42,6 @@ import yaml  # noqa: E402
 
 from rwm.robot import contract as C  # noqa: E402
 from rwm_ros.launch_stack import (  # noqa: E402
-    LOCAL_DISCOVERY,
     bag_message_counts,
     launch_command,
     node_exits,
@@ -52,6 +51,7 @@ from rwm_ros.launch_stack import (  # noqa: E402
     start_logger,
     stop_process_group,
 )
+from rwm_ros.middleware import script_dds_env  # noqa: E402
 from rwm_ros.topics import LATCHED  # noqa: E402
 
 WALK = [4.0, 0.6, 0.0, 0.0, 4.0, 0.0, 0.3, 0.0, 4.0, 0.0, 0.0, 0.8, 4.0, -0.5, 0.0, 0.0]
@@ -100,7 +100,7 @@ def _sample_diagnostics(domain: int, stop: threading.Event, rows: list) -> None:
     from rclpy.context import Context  # noqa: PLC0415
     from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
 
-    os.environ.update(LOCAL_DISCOVERY)  # as the launched stack's (source_env)
+    os.environ.update(script_dds_env())  # as the launched stack's (source_env)
     ctx = Context()
     rclpy.init(context=ctx, domain_id=domain)
     node = rclpy.create_node("soak_diagnostics", context=ctx)

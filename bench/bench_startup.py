@@ -4,6 +4,7 @@ watchdog ticks and the simulator's resets come from the report, and every "-> wa
 policy node (which inputs were how old, and the gap between its ticks) is collected.
 
     python bench/bench_startup.py [--starts 20] [--duration 25] [--world-model] [--out runs/startup.json]
+        [--logs runs/startup_logs]
 Goal (issue 19): 0 watchdog ticks in 20 consecutive starts.
 """
 
@@ -112,6 +113,9 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=25.0)
     ap.add_argument("--world-model", action="store_true", help="with the health monitor on")
     ap.add_argument("--out", default="runs/startup.json")
+    ap.add_argument(
+        "--logs", help="keep the launch output of each start that tripped or failed in this folder"
+    )
     args = ap.parse_args()
     domain = 40 + os.getpid() % 20
     runs = []
@@ -147,6 +151,13 @@ def main() -> int:
             # whether the simulator itself ran late, and how long its publish() calls could block
             "sim_max_lateness_ms": float(report.get("sim", {}).get("max_lateness_ms", "nan")),
             "sim_publish_max_ms": float(report.get("sim", {}).get("publish_max_ms", "nan")),
+            "latency_at_robot_ms": {
+                k: report.get("joint_command", {}).get(f"latency_{k}_ms") for k in ("p50", "p99", "max")
+            },
+            # the same joint states seen by another process: did the stream stop for everyone?
+            "probe_joint_states_gap_max_ms": float(
+                report.get("joint_states", {}).get("arrival_interval_max_ms", "nan")
+            ),
             "busiest_realtime_second": busiest,
             "nodes_failed": {name: code for name, code in node_exits(text).items() if code != 0},
             "error_lines": [line for line in text.splitlines() if "ERROR" in line or "Traceback" in line][:8],
@@ -156,6 +167,9 @@ def main() -> int:
         }
         runs.append(row)
         print(json.dumps(row), flush=True)
+        if args.logs and (row["watchdog_ticks"] or row["exit_code"]):
+            Path(args.logs).mkdir(parents=True, exist_ok=True)
+            (Path(args.logs) / f"start_{i}.log").write_text(text)
     result = {
         "sched_rt_runtime_us": int(Path("/proc/sys/kernel/sched_rt_runtime_us").read_text()),
         "starts": len(runs),

@@ -15,8 +15,10 @@ from launch import LaunchDescription
 from launch.actions import (
     DeclareLaunchArgument,
     EmitEvent,
+    LogInfo,
     OpaqueFunction,
     RegisterEventHandler,
+    SetEnvironmentVariable,
     Shutdown,
     TimerAction,
 )
@@ -26,6 +28,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from rwm.sim.variants import variant_named
+from rwm_ros.middleware import profile_overridden, stack_dds_env
 from rwm_ros.model_files import models_for_robot
 
 BOOL = ["true", "false"]
@@ -180,9 +183,20 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(name, default_value=default, description=description, choices=choices)
         for name, default, description, choices in ARGUMENTS
     ]
+    # Fast DDS's shared-memory port health check bounded at 30 ms (rwm_ros.middleware, config/fastdds.xml)
+    dds = [SetEnvironmentVariable(k, v) for k, v in stack_dds_env().items() if k not in os.environ]
+    if profile_overridden(os.environ):
+        dds.append(
+            LogInfo(
+                msg="WARNING: with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST rmw_fastrtps replaces the stack's "
+                "Fast DDS transports with its own, whose shared-memory health check can stop the policy's "
+                "joint states for 333 ms when a node joins; keep the stack apart with ROS_DOMAIN_ID instead"
+            )
+        )
     return LaunchDescription(
         [
             *declared,
+            *dds,
             RegisterEventHandler(OnProcessExit(on_exit=_any_exit_ends_the_stack)),
             OpaqueFunction(function=_stack),
         ]

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from rwm_ros.launch_stack import LOCAL_DISCOVERY as DISCOVERY_ENV
+from rwm_ros.middleware import script_dds_env
 
 
 def domain_id(slot: int) -> int:
@@ -58,8 +58,9 @@ def ros_context(domain: int):
     rclpy = pytest.importorskip("rclpy")
     from rclpy.context import Context
 
-    saved = {k: os.environ.get(k) for k in DISCOVERY_ENV}
-    os.environ.update(DISCOVERY_ENV)
+    dds = script_dds_env()
+    saved = {k: os.environ.get(k) for k in dds}
+    os.environ.update(dds)
     ctx = Context()
     rclpy.init(context=ctx, domain_id=domain)
     try:

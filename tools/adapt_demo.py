@@ -38,12 +38,12 @@ import yaml  # noqa: E402
 from rwm.robot import contract as C  # noqa: E402
 from rwm.sim.reward import RewardConfig, tracking_reward, tracking_terms  # noqa: E402
 from rwm_ros.launch_stack import (  # noqa: E402
-    LOCAL_DISCOVERY,
     launch_command,
     node_exits,
     source_env,
     stop_process_group,
 )
+from rwm_ros.middleware import script_dds_env  # noqa: E402
 
 WALK = [4.0, 0.6, 0.0, 0.0, 4.0, 0.0, 0.3, 0.0, 4.0, 0.0, 0.0, 0.8, 4.0, -0.5, 0.0, 0.0,
         4.0, 0.8, 0.2, 0.0, 4.0, 0.3, -0.3, -0.5, 4.0, 0.0, 0.0, 0.0]  # fmt: skip
@@ -83,7 +83,7 @@ class Listener:
 
         SENSOR_QOS = QoSProfile(depth=400, reliability=ReliabilityPolicy.BEST_EFFORT)  # noqa: N806
 
-        os.environ.update(LOCAL_DISCOVERY)  # as the launched stack's (source_env)
+        os.environ.update(script_dds_env())  # as the launched stack's (source_env)
         ctx = Context()
         rclpy.init(context=ctx, domain_id=self.domain)
         node = rclpy.create_node("adapt_demo_listener", context=ctx)

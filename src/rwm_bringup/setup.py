@@ -14,7 +14,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
         (f"share/{package_name}", ["package.xml"]),
         (f"share/{package_name}/launch", glob("launch/*.py")),
-        (f"share/{package_name}/config", glob("config/*.yaml")),
+        (f"share/{package_name}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{package_name}/models", glob("models/*.onnx") + glob("models/*.json") + glob("models/*.pt")),
         (f"share/{package_name}/models/anymal_d_heldout", glob("models/anymal_d_heldout/*")),
     ],

@@ -18,11 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+from rwm_ros.middleware import script_dds_env
+
 LAUNCH = ("rwm_bringup", "anymal.launch.py")
 REPORT_MARK = "[stack_probe] report: "
-LOCAL_DISCOVERY = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_STATIC_PEERS": ""}
-"""DDS discovery kept on this host: a stack started from a script and whoever listens to it in the
-script's own process (set in `os.environ` before `rclpy.init`) must agree on it, or they never meet."""
 _EXIT = re.compile(
     r"\[INFO\] \[(?P<clean>[\w-]+)\]: process has finished cleanly \[pid \d+\]"
     r"|\[ERROR\] \[(?P<died>[\w-]+)\]: process has died \[pid \d+, exit code (?P<code>-?\d+)"
@@ -44,7 +43,7 @@ def launch_command(**arguments) -> list[str]:
 
 def source_env(domain: int | None = None) -> dict[str, str]:
     """This environment with the source checkout of rwm and rwm_ros first on PYTHONPATH (the launched
-    nodes then run the code under test), on a private domain and loopback discovery if `domain`."""
+    nodes then run the code under test), on a private domain if `domain` (`rwm_ros.middleware`)."""
     import rwm  # noqa: PLC0415 - only to locate it
     import rwm_ros  # noqa: PLC0415
 
@@ -55,7 +54,7 @@ def source_env(domain: int | None = None) -> dict[str, str]:
     env.setdefault("PYTHONUNBUFFERED", "1")
     if domain is not None:
         env.pop("ROS_LOCALHOST_ONLY", None)
-        env.update(ROS_DOMAIN_ID=str(domain), **LOCAL_DISCOVERY)
+        env.update(ROS_DOMAIN_ID=str(domain), **script_dds_env())
     return env
 
 

@@ -137,6 +137,9 @@ class PolicyNode(Node):
         self._next_diagnostics = time.monotonic() + 1.0
         self._wall_stamps = not self.get_parameter("use_sim_time").value  # latency needs wall stamps
         self.tick_times = ArrivalWindow(capacity=round(60 * rate_hz))
+        self.joint_receptions = ArrivalWindow(capacity=64)
+        """The last joint states taken (due or not): stamp, when the middleware received them (wall) and
+        when the loop took them, so that a watchdog trip says whether the stream stopped arriving."""
         """The last minute of state-driven ticks: the state's stamp, when the tick began, when its
         command was out (period jitter of the loop, and stamp-to-command latency)."""
         self.control = WorkerThread(self, "policy_control", self._control_loop)
@@ -155,8 +158,8 @@ class PolicyNode(Node):
             if stop.is_set():
                 return
             last = self._last_tick
-            while (cdr := self.inputs.take(self.sub_joints)) is not None:
-                self._on_joint_states(cdr)
+            while (taken := self.inputs.take_received(self.sub_joints)) is not None:
+                self._on_joint_states(*taken)
             now = time.monotonic()
             if self.pacer.backup_due(now, self._last_tick):  # no state accepted (none, or all rejected)
                 with self._lock:
@@ -235,13 +238,14 @@ class PolicyNode(Node):
             self.get_logger().warning(f"rolled back to {self._previous_file} after {reason}")
             self.policy_file = self._previous_file
 
-    def _on_joint_states(self, cdr: bytes) -> None:
+    def _on_joint_states(self, cdr: bytes, received_ns: int) -> None:
         now = time.monotonic()
         try:
             stamp_ns = raw_stamp_ns(cdr)
         except (struct.error, IndexError):
             self.reader.reject("joint_states_malformed", "joint state too short to hold a header")
             return
+        self.joint_receptions.add(stamp_ns, now, received_ns * 1e-9)
         if not self.pacer.due(stamp_ns):
             return  # not due on the 50 Hz grid: the 400 Hz stream is read 1 in 8
         msg = self.reader.joints(cdr)
@@ -301,11 +305,25 @@ class PolicyNode(Node):
             if self.loop.mode is Mode.WATCHDOG:
                 ages = ", ".join(f"{k} {1e3 * v:.0f} ms" for k, v in self.loop.input_ages(now).items())
                 gap_ms = 1e3 * (now - self._previous_tick)
-                text += f" (last accepted: {ages} ago; this tick {gap_ms:.0f} ms after the one before)"
+                text += f" (last accepted: {ages} ago; this tick {gap_ms:.0f} ms after the one before"
+                text += f"{self._receptions()})"
             if self.loop.mode in (Mode.WATCHDOG, Mode.ESTOP):  # rclpy: one severity per call site
                 self.get_logger().warning(text)
             else:
                 self.get_logger().info(text)
+
+    def _receptions(self) -> str:
+        """What the joint-state stream did before a watchdog trip (a rare event: it may allocate)."""
+        taken, received, stamps = self.joint_receptions.arrays()
+        if len(stamps) < 2:
+            return "; no joint state taken yet"
+        ms = lambda s: f"{1e3 * s:.1f}"  # noqa: E731
+        return (
+            f"; the last joint state taken was received {ms(time.time() - received[-1])} ms ago, "
+            f"stamped {ms(received[-1] - 1e-9 * stamps[-1])} ms before; over the last {len(stamps)} taken, "
+            f"largest gap between stamps {ms(1e-9 * np.diff(stamps).max())} ms, between receptions "
+            f"{ms(np.diff(received).max())} ms; reception to take varied by {ms(np.ptp(taken - received))} ms"
+        )
 
     def _loop_timing(self) -> dict[str, str]:
         """Over the last minute: jitter of the loop's period (when state-driven ticks began) and the

@@ -77,6 +77,14 @@ class PolledSubscriptions:
             taken = sub.handle.take_message(sub.msg_type, True)
         return None if taken is None else taken[0]
 
+    @staticmethod
+    def take_received(sub: Subscription) -> tuple[bytes, int] | None:
+        """The oldest waiting message of `sub` (CDR bytes) and when the middleware received it (ns, the
+        system clock), or None."""
+        with sub.handle:
+            taken = sub.handle.take_message(sub.msg_type, True)
+        return None if taken is None else (taken[0], taken[1]["received_timestamp"])
+
     @classmethod
     def take_latest(cls, sub: Subscription) -> bytes | None:
         """The newest waiting message of `sub`, dropping older ones, or None when none waits."""

@@ -1,0 +1,58 @@
+"""The stack's Fast DDS profile: Fast DDS accepts it, and a failed shared-memory port health check
+sleeps less than the policy's watchdog waits (`rwm_ros.middleware`, `docs/startup/README.md`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from rwm.control.safety import SafetyConfig
+from rwm.robot import contract as C
+from rwm_ros.middleware import profile_overridden, script_dds_env, stack_dds_env
+
+NS = {"d": "http://www.eprosima.com"}
+
+
+def _profile() -> ET.Element:
+    return ET.parse(Path(stack_dds_env()["FASTDDS_DEFAULT_PROFILES_FILE"])).getroot()
+
+
+def test_a_failed_health_check_sleeps_less_than_the_watchdog_waits():
+    shm = [
+        t
+        for t in _profile().iterfind(".//d:transport_descriptor", NS)
+        if t.findtext("d:type", namespaces=NS) == "SHM"
+    ]
+    assert len(shm) == 1
+    sleep_ms = int(shm[0].findtext("d:healthy_check_timeout_ms", namespaces=NS)) / 3  # Fast DDS: timeout / 3
+    assert sleep_ms < SafetyConfig().watchdog_periods * C.POLICY_DT * 1e3 / 2
+
+
+def test_the_default_participant_uses_only_the_profiles_transports():
+    participant = _profile().find(".//d:participant[@is_default_profile='true']", NS)
+    assert participant is not None
+    assert participant.findtext("d:rtps/d:useBuiltinTransports", namespaces=NS) == "false"
+    used = {t.text for t in participant.iterfind("d:rtps/d:userTransports/d:transport_id", NS)}
+    declared = {
+        t.findtext("d:transport_id", namespaces=NS)
+        for t in _profile().iterfind(".//d:transport_descriptor", NS)
+    }
+    assert used == declared and len(used) == 2
+
+
+def test_fast_dds_loads_the_profile_without_an_error():
+    """A participant made with the profile: Fast DDS reports an element it does not know on stderr."""
+    code = "import rclpy; rclpy.init(); rclpy.create_node('profile_check').destroy_node(); rclpy.shutdown()"
+    env = {**os.environ, **script_dds_env(), "ROS_DOMAIN_ID": str(150 + os.getpid() % 50)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "XMLPARSER" not in out.stderr and "Error" not in out.stderr, out.stderr
+
+
+def test_localhost_discovery_is_recognized_as_replacing_the_profile():
+    assert profile_overridden({"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"})
+    assert profile_overridden({"ROS_LOCALHOST_ONLY": "1"})
+    assert not profile_overridden(script_dds_env())
