@@ -137,11 +137,11 @@ class PolicyNode(Node):
         self._next_diagnostics = time.monotonic() + 1.0
         self._wall_stamps = not self.get_parameter("use_sim_time").value  # latency needs wall stamps
         self.tick_times = ArrivalWindow(capacity=round(60 * rate_hz))
+        """The last minute of state-driven ticks: the state's stamp, when the tick began, when its
+        command was out (period jitter of the loop, and stamp-to-command latency)."""
         self.joint_receptions = ArrivalWindow(capacity=64)
         """The last joint states taken (due or not): stamp, when the middleware received them (wall) and
         when the loop took them, so that a watchdog trip says whether the stream stopped arriving."""
-        """The last minute of state-driven ticks: the state's stamp, when the tick began, when its
-        command was out (period jitter of the loop, and stamp-to-command latency)."""
         self.control = WorkerThread(self, "policy_control", self._control_loop)
         self.workers = [self.control]
         self.control.start()  # inherits the schedule

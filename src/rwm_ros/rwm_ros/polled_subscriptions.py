@@ -70,11 +70,10 @@ class PolledSubscriptions:
             self._wait_set.destroy_when_not_in_use()
             self._wait_set = None
 
-    @staticmethod
-    def take(sub: Subscription) -> bytes | None:
+    @classmethod
+    def take(cls, sub: Subscription) -> bytes | None:
         """The oldest waiting message of `sub` (CDR bytes), or None."""
-        with sub.handle:
-            taken = sub.handle.take_message(sub.msg_type, True)
+        taken = cls.take_received(sub)
         return None if taken is None else taken[0]
 
     @staticmethod

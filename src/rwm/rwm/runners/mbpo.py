@@ -241,8 +241,9 @@ def train_mbpo(
             num_learning_iterations=cfg.ppo_iterations, init_at_random_ep_len=(it == 0 and init_from is None)
         )
         imagined_reward = imagination.pop_reward_mean()
+        policy = deterministic_policy(runner)
         true = evaluate_policy(
-            deterministic_policy(runner),
+            policy,
             OBS_DIM_WITH_LAST_ACTION,
             PolicyEvalConfig(episodes=cfg.eval_episodes, seed=1000 + it),
         )
@@ -257,7 +258,7 @@ def train_mbpo(
         }
         for name in cfg.eval_variants:
             on_variant = evaluate_policy(
-                deterministic_policy(runner),
+                policy,
                 OBS_DIM_WITH_LAST_ACTION,
                 PolicyEvalConfig(episodes=cfg.eval_episodes, seed=1000 + it, variant=variant_named(name)),
             )
