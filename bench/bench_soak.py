@@ -51,7 +51,7 @@ from rwm_ros.launch_stack import (  # noqa: E402
     start_logger,
     stop_process_group,
 )
-from rwm_ros.middleware import script_dds_env  # noqa: E402
+from rwm_ros.middleware import TRANSPORTS, script_dds_env  # noqa: E402
 from rwm_ros.topics import LATCHED  # noqa: E402
 
 WALK = [4.0, 0.6, 0.0, 0.0, 4.0, 0.0, 0.3, 0.0, 4.0, 0.0, 0.0, 0.8, 4.0, -0.5, 0.0, 0.0]
@@ -93,14 +93,14 @@ def _sample_nodes(
                 continue
 
 
-def _sample_diagnostics(domain: int, stop: threading.Event, rows: list) -> None:
+def _sample_diagnostics(domain: int, transport: str, stop: threading.Event, rows: list) -> None:
     """(time, sim's command latency p50 / p99 / max over its last 60 s, watchdog ticks, resets), 1 Hz."""
     import rclpy  # noqa: PLC0415
     from diagnostic_msgs.msg import DiagnosticArray  # noqa: PLC0415
     from rclpy.context import Context  # noqa: PLC0415
     from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
 
-    os.environ.update(script_dds_env())  # as the launched stack's (source_env)
+    os.environ.update(script_dds_env(transport))  # as the launched stack's (source_env)
     ctx = Context()
     rclpy.init(context=ctx, domain_id=domain)
     node = rclpy.create_node("soak_diagnostics", context=ctx)
@@ -227,6 +227,12 @@ def main() -> int:
     ap.add_argument("--domain", type=int, default=80 + os.getpid() % 10)
     ap.add_argument("--out", default="runs/soak/soak.json")
     ap.add_argument(
+        "--dds",
+        choices=TRANSPORTS,
+        default="stack",
+        help="the stack's Fast DDS profile, or Fast DDS's default",
+    )
+    ap.add_argument(
         "--stand-s",
         type=float,
         default=STAND_S,
@@ -247,7 +253,7 @@ def main() -> int:
         )
     )
     bags = work / "bags"
-    env = source_env(args.domain)
+    env = source_env(args.domain, args.dds)
     logger = start_logger(bags, env, work / "logger.log")
     cmd = launch_command(
         duration=args.duration, report=True, world_model=True, record=False, params_file=params
@@ -257,7 +263,9 @@ def main() -> int:
     stop, usage, diagnostics = threading.Event(), [], []
     samplers = [
         threading.Thread(target=_sample_nodes, args=([launch, logger], stop, usage), daemon=True),
-        threading.Thread(target=_sample_diagnostics, args=(args.domain, stop, diagnostics), daemon=True),
+        threading.Thread(
+            target=_sample_diagnostics, args=(args.domain, args.dds, stop, diagnostics), daemon=True
+        ),
     ]
     for t in samplers:
         t.start()

@@ -31,6 +31,7 @@ from rwm_ros.launch_stack import (  # noqa: E402
     stack_report,
     stop_process_group,
 )
+from rwm_ros.middleware import TRANSPORTS  # noqa: E402
 
 SCHED_FIFO = 1
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
@@ -114,6 +115,12 @@ def main() -> int:
     ap.add_argument("--world-model", action="store_true", help="with the health monitor on")
     ap.add_argument("--out", default="runs/startup.json")
     ap.add_argument(
+        "--dds",
+        choices=TRANSPORTS,
+        default="stack",
+        help="the stack's Fast DDS profile, or Fast DDS's default",
+    )
+    ap.add_argument(
         "--logs", help="keep the launch output of each start that tripped or failed in this folder"
     )
     args = ap.parse_args()
@@ -126,7 +133,7 @@ def main() -> int:
             )
             proc = subprocess.Popen(
                 cmd,
-                env=source_env(domain),
+                env=source_env(domain, args.dds),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,

@@ -9,6 +9,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from rwm.control.safety import SafetyConfig
 from rwm.robot import contract as C
 from rwm_ros.middleware import profile_overridden, script_dds_env, stack_dds_env
@@ -56,3 +58,8 @@ def test_localhost_discovery_is_recognized_as_replacing_the_profile():
     assert profile_overridden({"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"})
     assert profile_overridden({"ROS_LOCALHOST_ONLY": "1"})
     assert not profile_overridden(script_dds_env())
+    assert profile_overridden(script_dds_env("default")), (
+        "the benches' comparison: rmw_fastrtps's own transports"
+    )
+    with pytest.raises(ValueError, match="transport"):
+        script_dds_env("udp")

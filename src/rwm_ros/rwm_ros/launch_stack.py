@@ -41,7 +41,7 @@ def launch_command(**arguments) -> list[str]:
     return words
 
 
-def source_env(domain: int | None = None) -> dict[str, str]:
+def source_env(domain: int | None = None, transport: str = "stack") -> dict[str, str]:
     """This environment with the source checkout of rwm and rwm_ros first on PYTHONPATH (the launched
     nodes then run the code under test), on a private domain if `domain` (`rwm_ros.middleware`)."""
     import rwm  # noqa: PLC0415 - only to locate it
@@ -54,7 +54,7 @@ def source_env(domain: int | None = None) -> dict[str, str]:
     env.setdefault("PYTHONUNBUFFERED", "1")
     if domain is not None:
         env.pop("ROS_LOCALHOST_ONLY", None)
-        env.update(ROS_DOMAIN_ID=str(domain), **script_dds_env())
+        env.update(ROS_DOMAIN_ID=str(domain), **script_dds_env(transport))
     return env
 
 

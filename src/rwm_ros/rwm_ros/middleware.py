@@ -32,10 +32,19 @@ def stack_dds_env() -> dict[str, str]:
     return {"FASTDDS_DEFAULT_PROFILES_FILE": str(path)}
 
 
-def script_dds_env() -> dict[str, str]:
+TRANSPORTS = ("stack", "default")
+"""What `script_dds_env` can give: the stack's profile, or rmw_fastrtps's own transports (host-only
+discovery, Fast DDS's 1 s health check) for the benches to compare against."""
+
+
+def script_dds_env(transport: str = "stack") -> dict[str, str]:
     """What a script that starts the stack (tests, benches) and listens to it in its own process sets in
     `os.environ` before `rclpy.init`, with a ROS_DOMAIN_ID of its own: both sides must agree, or they
     never meet."""
+    if transport == "default":  # rmw_fastrtps then replaces the profile's transports with its own
+        return {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_STATIC_PEERS": ""}
+    if transport != "stack":
+        raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
     return {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET", "ROS_STATIC_PEERS": "127.0.0.1", **stack_dds_env()}
 
 
