@@ -56,3 +56,49 @@ def test_wait_take_and_take_latest_outside_the_executor() -> None:
         finally:
             executor.shutdown()
             node.destroy_node()
+
+
+def test_stamp_aligned_stream_takes_the_sample_of_a_stamp_and_keeps_newer_ones() -> None:
+    """The world-model monitor pairs each command with the state it was computed from, not the newest."""
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import JointState
+
+    from rwm_ros.conversions import set_stamp_ns, stamp_to_ns
+    from rwm_ros.polled_subscriptions import PolledSubscriptions, StampAlignedStream
+
+    qos = QoSProfile(depth=32, reliability=ReliabilityPolicy.RELIABLE)
+    with ros_context(domain_id(3)) as ctx:
+        node = Node("stamp_aligned_test", context=ctx)
+        inputs = PolledSubscriptions(node)
+        stream = StampAlignedStream(inputs.subscribe(JointState, "/polled/stamped", qos, wakes=False))
+        pub = node.create_publisher(JointState, "/polled/stamped", qos)
+        try:
+            end = time.monotonic() + 10.0
+            while pub.get_subscription_count() < 1:
+                assert time.monotonic() < end, "subscription not matched"
+                time.sleep(0.02)
+            for k in range(1, 11):
+                msg = JointState()
+                set_stamp_ns(msg.header.stamp, k * 2_500_000)
+                pub.publish(msg)
+            end = time.monotonic() + 5.0
+            taken = None
+            while taken is None:  # the first sample stamped at or before 12.5 ms, once delivered
+                assert time.monotonic() < end, "nothing delivered"
+                taken = stream.take_at(1)  # older than every sample: nothing, and nothing lost
+                assert taken is None
+                time.sleep(0.2)
+                taken = stream.take_at(12_500_000)
+
+            def stamp(t):
+                return stamp_to_ns(deserialize_message(t[0], JointState).header.stamp)
+
+            assert taken[1] == 12_500_000 == stamp(taken), "the newest at or before the stamp, older dropped"
+            assert stream.take_at(14_000_000) is None, "the next sample is newer: kept for later"
+            assert stream.take_at(17_500_000)[1] == 17_500_000
+            assert stream.take_at(10**12)[1] == 25_000_000
+            assert stream.take_at(10**12) is None
+        finally:
+            node.destroy_node()

@@ -162,6 +162,38 @@ def test_monitor_tracks_the_robot_and_flags_a_persistent_error(world):
     for _ in range(rule["window_steps"] + 5):
         monitor.step(state, C.DEFAULT_JOINT_POS)
     assert not monitor.anomaly, "cleared once the predictions match again"
+    windowed = monitor.windowed_error
+    monitor.skip()  # a step without a usable state: the next one has nothing to be scored against
+    monitor.step(state + jump, C.DEFAULT_JOINT_POS)
+    assert monitor.windowed_error == windowed and monitor.steps == 3 + 3 * rule["window_steps"] + 6
+    monitor.step(state, C.DEFAULT_JOINT_POS)
+    assert monitor.windowed_error != windowed, "scored again from the step after"
+
+
+def test_monitor_scores_recorded_bags_as_the_node_runs_over_them(world):
+    """`rwm eval-monitor --bags`: a recording split into pieces is one run; healthy data stays below the
+    threshold, states that jump away from every prediction raise the alarm."""
+    from dataclasses import replace
+
+    from rwm.data.bag_loader import load_bags
+    from rwm.evaluation.monitor_eval import monitor_on_bags, recorded_runs
+
+    model = OnnxWorldModel(world / "tiny.onnx")
+    trajectories, report = load_bags(sorted((world / "replay").glob("bag_[0-9]")))
+    assert report.ok and len(trajectories) == 2
+    first = trajectories[0]
+    half = len(first) // 2
+    fields = ("time", "state", "action", "contacts", "command")
+    bounds = ((0, half), (half, len(first)))
+    pieces = [replace(first, **{k: getattr(first, k)[a:b] for k in fields}) for a, b in bounds]
+    assert len(recorded_runs(pieces)) == 1, "contiguous pieces are one run of the monitor"
+    healthy = monitor_on_bags(model, pieces, warmup_steps=5)
+    assert healthy["runs"] == 1 and healthy["rows"] == len(first)
+    assert healthy["alarms_raised"] == 0 and healthy["windowed_error_max"] < healthy["threshold"]
+    jump = 50 * np.asarray(model.metadata["state_std"], dtype=np.float32)
+    wrong = replace(first, state=first.state + jump * (-1) ** np.arange(len(first))[:, None])
+    broken = monitor_on_bags(model, [wrong], warmup_steps=5)
+    assert broken["alarms_raised"] >= 1 and broken["windowed_error_max"] > broken["threshold"]
 
 
 def test_a_model_without_a_calibrated_threshold_needs_one_set(world, tmp_path):
@@ -300,7 +332,8 @@ def test_trainer_node_announces_a_model_the_monitor_loads_and_an_adapted_policy(
 @pytest.mark.slow
 def test_world_model_node_monitors_the_running_stack() -> None:
     """world_model:=true: the monitor steps on every command of the live robot with the shipped RWM,
-    its 400 Hz inputs taken at the step, and its one-step error stays below the anomaly threshold."""
+    its 400 Hz inputs those of each command's stamp, and its one-step error stays below the anomaly
+    threshold."""
     pytest.importorskip("rclpy")
     domain = domain_id(3)
     env = ros_env(domain)
@@ -311,4 +344,5 @@ def test_world_model_node_monitors_the_running_stack() -> None:
         assert proc.poll() is None
         windowed, threshold = float(diag["windowed_error"]), float(diag["threshold"])
         assert np.isfinite(windowed) and windowed < threshold and diag["anomaly"] == "False", diag
+        assert int(diag["steps_skipped"]) <= int(diag["steps"]) // 50, "states found for the commands' stamps"
         node.destroy_node()

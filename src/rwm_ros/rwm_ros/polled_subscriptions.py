@@ -10,6 +10,7 @@ never runs, so the node's executor keeps serving its low-rate topics, timers and
 
 from __future__ import annotations
 
+import struct
 from contextlib import ExitStack
 from typing import Any
 
@@ -18,6 +19,8 @@ from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.subscription import Subscription
+
+from rwm_ros.conversions import raw_stamp_ns
 
 
 class NeverExecuted(CallbackGroup):
@@ -91,6 +94,42 @@ class PolledSubscriptions:
         while (cdr := cls.take(sub)) is not None:
             latest = cdr
         return latest
+
+
+class StampAlignedStream:
+    """A stamped stream of `PolledSubscriptions` read in step with another stream's stamps.
+
+    Why: a consumer that takes the newest sample when it acts pairs each 50 Hz command with a state
+    one to several physics ticks newer than the one the command was computed from, more so the later
+    it runs (the world-model monitor, at normal priority beside the control loop). Its subscription
+    needs a queue as deep as the samples that arrive between two of its steps, and then some.
+    """
+
+    def __init__(self, sub: Subscription) -> None:
+        self.sub = sub
+        self._held: tuple[bytes, int] | None = None
+        """The first sample found newer than the last stamp asked for: the next step's."""
+
+    def take_at(self, stamp_ns: int) -> tuple[bytes, int] | None:
+        """(CDR, stamp ns) of the newest waiting sample stamped at or before `stamp_ns`, dropping older
+        ones, or None when none waits. A sample too short to hold a header is returned as if stamped
+        `stamp_ns`, for the reader to reject."""
+        best = None
+        while True:
+            if self._held is not None:
+                taken, self._held = self._held, None
+            else:
+                cdr = PolledSubscriptions.take(self.sub)
+                if cdr is None:
+                    return best
+                try:
+                    taken = (cdr, raw_stamp_ns(cdr))
+                except (struct.error, IndexError):
+                    taken = (cdr, stamp_ns)
+            if taken[1] > stamp_ns:
+                self._held = taken
+                return best
+            best = taken
 
 
 def _never_called(_msg: bytes) -> None:  # pragma: no cover - the group is never executed

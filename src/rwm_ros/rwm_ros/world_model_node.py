@@ -1,9 +1,10 @@
 """`world_model`: RWM as a live health monitor of the robot (`rwm.control.world_model_monitor`).
 
-Each joint command (50 Hz) is one step: the state is assembled from the newest joint state, IMU and
-odometry samples, taken at the step (`PolledSubscriptions`: the 400 Hz streams never wake the
-executor, and only the samples used are deserialized), the previous prediction is scored
-against it (/rwm/world_model/error), and the model predicts the next state from (state, command)
+Each joint command (50 Hz) is one step: the state is assembled from the joint state, IMU and
+odometry samples the command was computed from, those stamped at or before the command's stamp
+(`StampAlignedStream`; the 400 Hz streams never wake the executor, and only the samples used are
+deserialized), as the bag loader aligns its rows. The previous prediction is scored against it
+(/rwm/world_model/error), and the model predicts the next state from (state, command)
 (/rwm/world_model/prediction), with the ensemble's disagreement on it (/rwm/world_model/uncertainty,
 epistemic; 0 for a single model). /rwm/world_model/anomaly turns true while the error, averaged over
 a short window, stays above the threshold calibrated into the model's metadata (each version brings
@@ -28,10 +29,10 @@ from std_msgs.msg import Bool, Float32, Float32MultiArray, String
 from rwm.control.world_model_monitor import MonitorConfig, WorldModelMonitor
 from rwm.export.runtime import OnnxWorldModel
 from rwm.robot import contract as C
-from rwm_ros.conversions import JointMessageError, JointOrder, bind_array, diagnostic_array
+from rwm_ros.conversions import JointMessageError, JointOrder, bind_array, diagnostic_array, stamp_to_ns
 from rwm_ros.model_files import check_model_robot, inside_directory, resolve_model
 from rwm_ros.node_base import declare, declare_config
-from rwm_ros.polled_subscriptions import PolledSubscriptions
+from rwm_ros.polled_subscriptions import PolledSubscriptions, StampAlignedStream
 from rwm_ros.robot_state import RobotStateReader
 from rwm_ros.spin import spin_node
 from rwm_ros.topics import (
@@ -74,31 +75,46 @@ class WorldModelNode(Node):
         self.msg_uncertainty = Float32()
         self.pub_anomaly = self.create_publisher(Bool, TOPIC_WM_ANOMALY, 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        # The 400 Hz streams never wake the executor: at each command the newest sample of each is taken.
+        # The 400 Hz streams never wake the executor: at each command the samples of its stamp are taken.
+        # 32 samples queued: 80 ms of each stream, four steps of lag before a step goes unscored.
         self.inputs = PolledSubscriptions(self)
-        latest = reader_qos(1)
+        queued = reader_qos(32)
         sub, r = self.inputs.subscribe, self.reader
         self._streams = [
-            (sub(JointState, C.TOPIC_JOINT_STATES, latest, wakes=False), r.joints),
-            (sub(Imu, C.TOPIC_IMU, latest, wakes=False), r.imu),
-            (sub(Odometry, C.TOPIC_ODOM, latest, wakes=False), r.odom),
+            (StampAlignedStream(sub(JointState, C.TOPIC_JOINT_STATES, queued, wakes=False)), r.joints),
+            (StampAlignedStream(sub(Imu, C.TOPIC_IMU, queued, wakes=False)), r.imu),
+            (StampAlignedStream(sub(Odometry, C.TOPIC_ODOM, queued, wakes=False)), r.odom),
         ]
+        self._sample_stamps = np.zeros(len(self._streams), dtype=np.int64)
+        self._max_age_ns = round(C.STATE_MAX_AGE_S * 1e9)
+        self.steps_skipped = 0
+        """Commands whose state could not be assembled (rejected or stale samples, a bad command)."""
         self.create_subscription(JointState, C.TOPIC_JOINT_COMMAND, self._on_command, reader_qos(10))
         self.create_subscription(String, TOPIC_WM_RELOAD, self._on_reload, 10)
         self.create_timer(1.0, self._publish_diagnostics)
         self._was_anomaly = False
         self.get_logger().info(f"world model {path}")
 
-    def _assemble(self) -> bool:
-        """The state at this step from the newest sample of each stream (the last one where none is
-        new); a step whose new sample is rejected (`RobotStateReader`) is not scored."""
+    def _assemble(self, stamp_ns: int) -> bool:
+        """The state a command stamped `stamp_ns` was computed from (0, unset: the newest samples). A
+        step is not scored where a sample was rejected (`RobotStateReader`) or is older than
+        `C.STATE_MAX_AGE_S` at the stamp (queue overrun, a stream that stopped, a commander's clock)."""
+        at = stamp_ns or np.iinfo(np.int64).max
         accepted = True
-        for sub, read in self._streams:
-            cdr = self.inputs.take_latest(sub)
-            if cdr is not None:
-                result = read(cdr)  # the message, True, or None/False when rejected
+        for i, (stream, read) in enumerate(self._streams):
+            taken = stream.take_at(at)
+            if taken is not None:
+                self._sample_stamps[i] = taken[1]
+                result = read(taken[0])  # the message, True, or None/False when rejected
                 accepted = accepted and result is not None and result is not False
         if not accepted or not self.reader.complete:
+            return False
+        if stamp_ns and stamp_ns - int(self._sample_stamps.min()) > self._max_age_ns:
+            self.get_logger().warning(
+                f"no robot sample within {self._max_age_ns / 1e6:.1f} ms before a command's stamp: "
+                "step not scored",
+                throttle_duration_sec=5.0,
+            )
             return False
         self.reader.state(self._state)
         return True
@@ -106,9 +122,13 @@ class WorldModelNode(Node):
     def _on_command(self, msg: JointState) -> None:
         try:
             self._order.read(msg, "position", self._action)
+            usable = np.isfinite(self._action).all() and self._assemble(stamp_to_ns(msg.header.stamp))
         except JointMessageError:
-            return
-        if not np.isfinite(self._action).all() or not self._assemble():
+            usable = False
+        if not usable:
+            with self._lock:
+                self.monitor.skip()
+            self.steps_skipped += 1
             return
         with self._lock:
             pred = self.monitor.step(self._state, self._action)
@@ -153,6 +173,7 @@ class WorldModelNode(Node):
         values = {
             "model": self.model_path,
             "steps": m.steps,
+            "steps_skipped": self.steps_skipped,
             "error": f"{m.error:.4f}",
             "windowed_error": f"{m.windowed_error:.4f}",
             "uncertainty": f"{m.uncertainty:.4f}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 
 def _wm_config(args: argparse.Namespace, arch: str = "rwm", jacobian_weight: float = 0.0):
@@ -106,6 +107,8 @@ def _eval_monitor(args: argparse.Namespace) -> int:
     from rwm.export.runtime import OnnxPolicy, OnnxWorldModel
     from rwm.sim.variants import load_variants
 
+    if args.bags:
+        return _eval_monitor_on_bags(args)
     policy, world_model = OnnxPolicy(args.policy), OnnxWorldModel(args.world_model)
     all_names = list(load_variants(args.variants_file, beyond_training=False))
     names = all_names if args.variants == ["all"] else args.variants
@@ -122,6 +125,28 @@ def _eval_monitor(args: argparse.Namespace) -> int:
         out = Path(args.json)
         out.write_text(json.dumps(results, indent=1) + "\n")
         out.with_suffix(".md").write_text(table)
+    return 0
+
+
+def _eval_monitor_on_bags(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rwm.cli.common import bag_directories
+    from rwm.data.bag_loader import load_bags
+    from rwm.evaluation.monitor_eval import monitor_on_bags
+    from rwm.export.runtime import OnnxWorldModel
+
+    bags = bag_directories(args.bags)
+    trajectories, report = load_bags(bags)
+    if not trajectories:
+        print(f"no trajectories in {args.bags}:\n{report}", file=sys.stderr)
+        return 1
+    results = monitor_on_bags(OnnxWorldModel(args.world_model), trajectories, args.warmup_steps)
+    results = {"world_model": args.world_model, "bags": [str(b) for b in bags], **results}
+    text = json.dumps(results, indent=1)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
     return 0
 
 
@@ -282,6 +307,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=4242)
     p.add_argument("--json", help="write the results here (and the table beside it, .md)")
+    p.add_argument(
+        "--bags",
+        nargs="+",
+        help="instead of simulating: score these recorded bags (or directories of bags) as the node would",
+    )
+    p.add_argument(
+        "--warmup-steps",
+        type=int,
+        help="with --bags: steps not judged after a start (default: the model's rule; the stack's node "
+        "uses config/world_model.yaml's)",
+    )
     p.set_defaults(func=_eval_monitor)
 
     p = sub.add_parser(

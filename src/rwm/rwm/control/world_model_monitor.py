@@ -108,6 +108,10 @@ class WorldModelMonitor:
         it is not usable)."""
         self._use(model)
 
+    def skip(self) -> None:
+        """A step without a usable state: its successor is not scored against a prediction two steps old."""
+        self.prediction = None
+
     def step(self, state: np.ndarray, action: np.ndarray) -> np.ndarray:
         """Score the last prediction against `state`, then predict the state after `action`."""
         if self.prediction is not None:

@@ -49,7 +49,7 @@ class LoaderConfig:
     """Split where consecutive commands are more than this many periods apart (a gap)."""
     min_period_factor: float = 0.5
     """Split where they are less than this many periods apart (duplicate or burst commands)."""
-    max_state_age_s: float = 2 * C.PHYSICS_DT
+    max_state_age_s: float = C.STATE_MAX_AGE_S
     """A row needs a sample of every robot topic at most this old at the command stamp."""
     max_joint_step_rad: float = 0.6
     """Split where a joint position moves further than this between consecutive rows: 30 rad/s, far

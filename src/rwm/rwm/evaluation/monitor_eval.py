@@ -7,6 +7,9 @@ does (the state assembled at the step, the command sent, the GRU state carried) 
 errors are scored by the rule the node uses (`rwm.export.anomaly`). A robot that falls is no longer
 scored (a fall is not a subtle anomaly). Time to alarm is counted from the start and, beside it, from
 the robot's first moving command: a robot standing still shows nothing of a delay or a weak drive.
+
+`monitor_on_bags` scores recorded bags (a robot's, or the stack's in simulation) by the same rule, as
+the node would have run over them: how often it alarms on data known to be healthy.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from rwm.data.trajectory import Trajectory
 from rwm.export.anomaly import AnomalyDetector, check_rule_error, monitor_step_error, windowed_mean
 from rwm.export.runtime import OnnxWorldModel
 from rwm.robot import contract as C
@@ -138,6 +142,63 @@ def evaluate_monitor(
         "detect_within_s": detect_within_s,
         "seed": cfg.seed,
         "variants": results,
+    }
+
+
+def recorded_runs(trajectories: list[Trajectory], dt: float = C.POLICY_DT) -> list[list[Trajectory]]:
+    """Trajectories joined where one follows the previous within 1.5 steps: a recording split into
+    files (or at a reset of the robot) is one run of the monitor node, which does not restart there."""
+    runs: list[list[Trajectory]] = []
+    for t in sorted(trajectories, key=lambda t: t.time[0]):
+        if runs and 0 < t.time[0] - runs[-1][-1].time[-1] <= 1.5 * dt:
+            runs[-1].append(t)
+        else:
+            runs.append([t])
+    return runs
+
+
+def monitor_on_bags(
+    world_model: OnnxWorldModel, trajectories: list[Trajectory], warmup_steps: int | None = None
+) -> dict:
+    """The node's rule over recorded trajectories (`rwm.data.bag_loader`: rows aligned at each
+    command's stamp, as the node aligns them): alarms raised per run, with their times from the run's
+    start, and the windowed error's distribution. `warmup_steps`: steps not judged after a start
+    (default: the rule's; the node may set its own)."""
+    rule = world_model.metadata["anomaly"]
+    check_rule_error(rule)
+    if warmup_steps is None:
+        warmup_steps = rule["warmup_steps"]
+    alarms, windows, rows = [], [], 0
+    runs = recorded_runs(trajectories)
+    for run in runs:
+        detector = AnomalyDetector(rule["threshold"], rule["window_steps"], rule["hold_steps"], warmup_steps)
+        hidden = world_model.initial_hidden(1)
+        prediction = prediction_std = None
+        raised = False
+        start = run[0].time[0]
+        for t in run:
+            for state, action, stamp in zip(t.state, t.action, t.time, strict=True):
+                state = state[None].astype(np.float64)
+                if prediction is not None:
+                    now = detector.update(monitor_step_error(prediction, prediction_std, state))[0]
+                    if now and not raised:
+                        alarms.append(round(float(stamp - start), 2))
+                    raised = now
+                    if np.isfinite(detector.windowed[0]):
+                        windows.append(detector.windowed[0])
+                prediction, prediction_std, _, hidden, _ = world_model(state, action[None], hidden)
+                rows += 1
+    w = np.array(windows) if windows else np.full(1, np.nan)
+    return {
+        "threshold": rule["threshold"],
+        "runs": len(runs),
+        "rows": rows,
+        "minutes": round(rows * C.POLICY_DT / 60.0, 2),
+        "alarms_raised": len(alarms),
+        "alarm_s": alarms,
+        "windowed_error_median": round(float(np.median(w)), 4),
+        "windowed_error_p99": round(float(np.quantile(w, 0.99)), 4),
+        "windowed_error_max": round(float(w.max()), 4),
     }
 
 

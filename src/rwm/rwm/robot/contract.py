@@ -26,6 +26,9 @@ PHYSICS_DT = 0.0025
 """Joint PD and physics step, s (400 Hz)."""
 DECIMATION = round(POLICY_DT / PHYSICS_DT)
 """Physics steps per policy step (8)."""
+STATE_MAX_AGE_S = 2 * PHYSICS_DT
+"""A state assembled for a step (a command's stamp) uses samples of each robot stream at most this much
+older than the stamp: the bag loader's rows and the live monitor's steps follow the same rule."""
 KP = 80.0
 """Joint PD stiffness, Nm/rad."""
 KD = 2.0
