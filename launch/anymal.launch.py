@@ -28,7 +28,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from rwm.sim.variants import variant_named
-from rwm_ros.middleware import profile_overridden, stack_dds_env
+from rwm_ros.middleware import profile_overridden, remove_zombie_shm_files, stack_dds_env
 from rwm_ros.model_files import models_for_robot
 
 BOOL = ["true", "false"]
@@ -178,6 +178,14 @@ def _any_exit_ends_the_stack(event, context):
     return None if context.is_shutdown else [Shutdown(reason=f"{event.action.name} exited")]
 
 
+def _remove_zombie_shm_files(context):
+    """Before any node starts: the shared-memory ports are created anew, with the profile's timeouts."""
+    removed = remove_zombie_shm_files()
+    if removed:
+        return [LogInfo(msg=f"removed {len(removed)} Fast DDS shared-memory files no process holds")]
+    return None
+
+
 def generate_launch_description() -> LaunchDescription:
     declared = [
         DeclareLaunchArgument(name, default_value=default, description=description, choices=choices)
@@ -198,6 +206,7 @@ def generate_launch_description() -> LaunchDescription:
             *declared,
             *dds,
             RegisterEventHandler(OnProcessExit(on_exit=_any_exit_ends_the_stack)),
+            OpaqueFunction(function=_remove_zombie_shm_files),
             OpaqueFunction(function=_stack),
         ]
     )

@@ -63,3 +63,34 @@ def test_localhost_discovery_is_recognized_as_replacing_the_profile():
     )
     with pytest.raises(ValueError, match="transport"):
         script_dds_env("udp")
+
+
+def test_zombie_shared_memory_files_are_removed_and_held_ones_kept(tmp_path):
+    """A port left by a dead process keeps its creator's health-check timeouts for whoever reuses it:
+    the launch file removes what no living process holds, as `fastdds shm clean` does."""
+    import fcntl
+    import time
+
+    from rwm_ros.middleware import remove_zombie_shm_files
+
+    names = [
+        "fastdds_port7411", "fastdds_port7411_el", "sem.fastdds_port7411_mutex",  # lock not held: dead
+        "fastdds_0123456789abcdef", "fastdds_0123456789abcdef_el",  # segment, held below: alive
+        "fastdds_port7413", "sem.fastdds_port7413_mutex",  # no lock file, old: dead
+        "fastdds_port7415",  # no lock file, just created: left alone
+        "lttng-ust-wait-6",  # not Fast DDS's
+    ]  # fmt: skip
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    old = time.time() - 60
+    os.utime(tmp_path / "fastdds_port7413", (old, old))
+    with (tmp_path / "fastdds_0123456789abcdef_el").open("rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        removed = remove_zombie_shm_files(tmp_path)
+    assert sorted(removed) == sorted(
+        ["fastdds_port7411", "fastdds_port7411_el", "sem.fastdds_port7411_mutex", "fastdds_port7413",
+         "sem.fastdds_port7413_mutex"]
+    )  # fmt: skip
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["fastdds_0123456789abcdef", "fastdds_0123456789abcdef_el", "fastdds_port7415",
+                           "lttng-ust-wait-6"])  # fmt: skip

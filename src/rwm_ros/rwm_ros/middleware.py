@@ -11,6 +11,14 @@ logger, an operator's `ros2 topic echo`) could so cut the policy off from the ro
 raised the latency at the robot (p99 6.9 against 1.8 ms over ten minutes); with a 30 ms timeout the
 sleep is 10 ms, under the policy's 60 ms watchdog.
 
+The timeouts a port's check uses are those stored in the port by the process that created it, and
+port files outlive processes that die without closing them. A run that reused a port left by a
+process on Fast DDS's defaults slept 333 ms again (12-03: 1 of 20 starts; `docs/startup/README.md`).
+So the launch file first removes the Fast DDS files in /dev/shm that no living process holds
+(`remove_zombie_shm_files`), and the ports are created anew, with the profile's timeouts. A tool
+joining without the profile (`ros2 topic echo` in a plain shell) still creates its own port with the
+defaults: give it FASTDDS_DEFAULT_PROFILES_FILE too.
+
 rmw_fastrtps replaces the profile's transports with its own when discovery is limited to the host
 (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST), so a stack of its own is kept apart by its domain id, with
 this host as a static peer so that discovery does not depend on multicast.
@@ -18,6 +26,9 @@ this host as a static peer so that discovery does not depend on multicast.
 
 from __future__ import annotations
 
+import fcntl
+import re
+import time
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
@@ -46,6 +57,55 @@ def script_dds_env(transport: str = "stack") -> dict[str, str]:
     if transport != "stack":
         raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
     return {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET", "ROS_STATIC_PEERS": "127.0.0.1", **stack_dds_env()}
+
+
+SHM_DIRECTORY = Path("/dev/shm")
+_LOCK_FILE = re.compile(r"^fastdds_(port\d+|[0-9a-f]{16})_(el|sl)$")
+_PORT_FILE = re.compile(r"^fastdds_port\d+$")
+
+
+def _held(lock_file: Path) -> bool:
+    """Whether a living process holds this Fast DDS lock file (flock, as Fast DDS takes it)."""
+    try:
+        with lock_file.open("rb") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f, fcntl.LOCK_UN)
+    except BlockingIOError:
+        return True
+    except OSError:  # gone meanwhile, or not ours to lock: leave it
+        return True
+    return False
+
+
+def remove_zombie_shm_files(directory: Path = SHM_DIRECTORY, min_age_s: float = 10.0) -> list[str]:
+    """Remove the Fast DDS shared-memory files in `directory` that no living process holds, and return
+    their names: ports and segments whose lock files nobody holds (the rule of Fast DDS's own
+    `fastdds shm clean`), and ports older than `min_age_s` that have no lock file at all (a listener
+    that died before it took one; the age leaves alone a port being created)."""
+    if not directory.is_dir():
+        return []
+    names = set(p.name for p in directory.iterdir())
+    dead: set[str] = set()
+    for name in names:
+        match = _LOCK_FILE.match(name)
+        if match and not _held(directory / name):
+            dead.add(match.group(1))
+    now = time.time()
+    for name in names:
+        if _PORT_FILE.match(name) and not {f"{name}_el", f"{name}_sl"} & names:
+            try:
+                if now - (directory / name).stat().st_mtime > min_age_s:
+                    dead.add(name.removeprefix("fastdds_"))
+            except FileNotFoundError:
+                pass
+    removed = []
+    for base in sorted(dead):
+        files = (f"fastdds_{base}", f"fastdds_{base}_el", f"fastdds_{base}_sl", f"sem.fastdds_{base}_mutex")
+        for name in files:
+            if name in names:
+                (directory / name).unlink(missing_ok=True)
+                removed.append(name)
+    return removed
 
 
 def profile_overridden(environ: dict[str, str]) -> bool:
