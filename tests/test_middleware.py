@@ -67,30 +67,37 @@ def test_localhost_discovery_is_recognized_as_replacing_the_profile():
 
 def test_zombie_shared_memory_files_are_removed_and_held_ones_kept(tmp_path):
     """A port left by a dead process keeps its creator's health-check timeouts for whoever reuses it:
-    the launch file removes what no living process holds, as `fastdds shm clean` does."""
+    the launch file removes what no living process holds, locks or maps, as `fastdds shm clean` does."""
     import fcntl
+    import mmap
     import time
 
     from rwm_ros.middleware import remove_zombie_shm_files
 
     names = [
         "fastdds_port7411", "fastdds_port7411_el", "sem.fastdds_port7411_mutex",  # lock not held: dead
-        "fastdds_0123456789abcdef", "fastdds_0123456789abcdef_el",  # segment, held below: alive
+        "fastdds_0123456789abcdef", "fastdds_0123456789abcdef_el",  # segment, its lock held below
         "fastdds_port7413", "sem.fastdds_port7413_mutex",  # no lock file, old: dead
         "fastdds_port7415",  # no lock file, just created: left alone
+        "fastdds_port7417",  # no lock file, old, but mapped below (a process writing to it)
+        "fastdds_port7419", "fastdds_port7419_el", "fastdds_port7419_sl",  # one of two locks held (shared)
         "lttng-ust-wait-6",  # not Fast DDS's
     ]  # fmt: skip
     for name in names:
-        (tmp_path / name).write_bytes(b"")
+        (tmp_path / name).write_bytes(b"\0" * 64)
     old = time.time() - 60
-    os.utime(tmp_path / "fastdds_port7413", (old, old))
-    with (tmp_path / "fastdds_0123456789abcdef_el").open("rb") as held:
+    for name in ("fastdds_port7413", "fastdds_port7417"):
+        os.utime(tmp_path / name, (old, old))
+    with (
+        (tmp_path / "fastdds_0123456789abcdef_el").open("rb") as held,
+        (tmp_path / "fastdds_port7419_sl").open("rb") as shared,
+        (tmp_path / "fastdds_port7417").open("r+b") as written,
+        mmap.mmap(written.fileno(), 64),
+    ):
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(shared, fcntl.LOCK_SH | fcntl.LOCK_NB)
         removed = remove_zombie_shm_files(tmp_path)
-    assert sorted(removed) == sorted(
-        ["fastdds_port7411", "fastdds_port7411_el", "sem.fastdds_port7411_mutex", "fastdds_port7413",
-         "sem.fastdds_port7413_mutex"]
-    )  # fmt: skip
-    left = sorted(p.name for p in tmp_path.iterdir())
-    assert left == sorted(["fastdds_0123456789abcdef", "fastdds_0123456789abcdef_el", "fastdds_port7415",
-                           "lttng-ust-wait-6"])  # fmt: skip
+    dead = ["fastdds_port7411", "fastdds_port7411_el", "sem.fastdds_port7411_mutex", "fastdds_port7413",
+            "sem.fastdds_port7413_mutex"]  # fmt: skip
+    assert sorted(removed) == sorted(dead)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(names) - set(dead))

@@ -79,26 +79,36 @@ def test_stamp_aligned_stream_takes_the_sample_of_a_stamp_and_keeps_newer_ones()
             while pub.get_subscription_count() < 1:
                 assert time.monotonic() < end, "subscription not matched"
                 time.sleep(0.02)
-            for k in range(1, 11):
-                msg = JointState()
-                set_stamp_ns(msg.header.stamp, k * 2_500_000)
-                pub.publish(msg)
-            end = time.monotonic() + 5.0
-            taken = None
-            while taken is None:  # the first sample stamped at or before 12.5 ms, once delivered
-                assert time.monotonic() < end, "nothing delivered"
-                taken = stream.take_at(1)  # older than every sample: nothing, and nothing lost
-                assert taken is None
-                time.sleep(0.2)
-                taken = stream.take_at(12_500_000)
 
-            def stamp(t):
-                return stamp_to_ns(deserialize_message(t[0], JointState).header.stamp)
+            def publish(stamps_ms):
+                for ms in stamps_ms:
+                    msg = JointState()
+                    set_stamp_ns(msg.header.stamp, round(ms * 1e6))
+                    pub.publish(msg)
 
-            assert taken[1] == 12_500_000 == stamp(taken), "the newest at or before the stamp, older dropped"
-            assert stream.take_at(14_000_000) is None, "the next sample is newer: kept for later"
-            assert stream.take_at(17_500_000)[1] == 17_500_000
-            assert stream.take_at(10**12)[1] == 25_000_000
-            assert stream.take_at(10**12) is None
+            def take_at(ms):
+                """The stamp (ms) of what take_at returns, after waiting for the sample of that stamp."""
+                end = time.monotonic() + 5.0
+                while True:  # samples may still be on their way: the earlier ones are taken and dropped
+                    taken = stream.take_at(round(ms * 1e6))
+                    if taken is not None and taken[1] == round(ms * 1e6) or time.monotonic() > end:
+                        break
+                    time.sleep(0.05)
+                assert (
+                    taken is not None
+                    and stamp_to_ns(deserialize_message(taken[0], JointState).header.stamp) == taken[1]
+                )
+                return taken[1] / 1e6
+
+            publish(2.5 * k for k in range(1, 11))
+            assert take_at(12.5) == 12.5, "the newest at or before the stamp, older ones dropped"
+            assert stream.take_at(14_000_000) is None, "the next sample is newer: held for a later step"
+            assert take_at(17.5) == 17.5
+            assert take_at(25.0) == 25.0
+            assert stream.take_at(10**12) is None, "nothing left"
+            publish([30.0, 2.5, 5.0])  # after 30 ms the publisher restarts on its own clock
+            time.sleep(0.5)
+            assert stream.take_at(27_500_000) is None, "the old timeline's 30 ms is held for a later step"
+            assert take_at(5.0) == 5.0, "asked for an earlier stamp than before: the held 30 ms is dropped"
         finally:
             node.destroy_node()

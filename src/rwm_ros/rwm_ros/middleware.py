@@ -27,6 +27,7 @@ this host as a static peer so that discovery does not depend on multicast.
 from __future__ import annotations
 
 import fcntl
+import os
 import re
 import time
 from pathlib import Path
@@ -64,47 +65,79 @@ _LOCK_FILE = re.compile(r"^fastdds_(port\d+|[0-9a-f]{16})_(el|sl)$")
 _PORT_FILE = re.compile(r"^fastdds_port\d+$")
 
 
-def _held(lock_file: Path) -> bool:
-    """Whether a living process holds this Fast DDS lock file (flock, as Fast DDS takes it)."""
+def _mapped_paths(directory: Path) -> set[str]:
+    """Files of `directory` that a process maps (whose maps this user can read: its own processes)."""
+    prefix = f"{directory.resolve()}/"
+    mapped = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        try:
+            text = maps.read_text()
+        except OSError:  # ended meanwhile, or another user's
+            continue
+        for line in text.splitlines():
+            at = line.find(prefix)
+            if at >= 0:
+                mapped.add(line[at + len(prefix) :].removesuffix(" (deleted)"))
+    return mapped
+
+
+def _take_locks(lock_files: list[Path]) -> list | None:
+    """Exclusive locks on all of a port's or segment's lock files (open files, released on close), or
+    None when a living process holds one of them."""
+    taken = []
     try:
-        with lock_file.open("rb") as f:
+        for lock_file in lock_files:
+            f = lock_file.open("rb")
+            taken.append(f)
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            fcntl.flock(f, fcntl.LOCK_UN)
-    except BlockingIOError:
-        return True
-    except OSError:  # gone meanwhile, or not ours to lock: leave it
-        return True
-    return False
+    except OSError:  # held (BlockingIOError), or gone meanwhile
+        for f in taken:
+            f.close()
+        return None
+    return taken
 
 
 def remove_zombie_shm_files(directory: Path = SHM_DIRECTORY, min_age_s: float = 10.0) -> list[str]:
-    """Remove the Fast DDS shared-memory files in `directory` that no living process holds, and return
-    their names: ports and segments whose lock files nobody holds (the rule of Fast DDS's own
-    `fastdds shm clean`), and ports older than `min_age_s` that have no lock file at all (a listener
-    that died before it took one; the age leaves alone a port being created)."""
+    """Remove the Fast DDS shared-memory files in `directory` that this user's dead processes left, and
+    return their names. A port or segment is dead when none of its lock files is held (the rule of
+    Fast DDS's own `fastdds shm clean`), no process maps it (a process that only writes to a port
+    takes no lock), and its files are this user's; a port without lock files must also be older than
+    `min_age_s` (one being created). The lock files stay locked while their port is removed, so a
+    process starting meanwhile cannot take it over half-deleted."""
     if not directory.is_dir():
         return []
-    names = set(p.name for p in directory.iterdir())
-    dead: set[str] = set()
-    for name in names:
-        match = _LOCK_FILE.match(name)
-        if match and not _held(directory / name):
-            dead.add(match.group(1))
+    uid = os.getuid()
+    names = {p.name for p in directory.iterdir()}
+    bases = {m.group(1) for n in names if (m := _LOCK_FILE.match(n))}
+    bases |= {n.removeprefix("fastdds_") for n in names if _PORT_FILE.match(n)}
+    mapped = _mapped_paths(directory)
     now = time.time()
-    for name in names:
-        if _PORT_FILE.match(name) and not {f"{name}_el", f"{name}_sl"} & names:
-            try:
-                if now - (directory / name).stat().st_mtime > min_age_s:
-                    dead.add(name.removeprefix("fastdds_"))
-            except FileNotFoundError:
-                pass
     removed = []
-    for base in sorted(dead):
-        files = (f"fastdds_{base}", f"fastdds_{base}_el", f"fastdds_{base}_sl", f"sem.fastdds_{base}_mutex")
-        for name in files:
-            if name in names:
-                (directory / name).unlink(missing_ok=True)
-                removed.append(name)
+    for base in sorted(bases):
+        files = [n for n in (f"fastdds_{base}", f"fastdds_{base}_el", f"fastdds_{base}_sl") if n in names]
+        files += [n for n in (f"sem.fastdds_{base}_mutex",) if n in names]
+        try:
+            stats = [(directory / n).stat() for n in files]
+        except FileNotFoundError:
+            continue
+        if any(n in mapped for n in files) or any(st.st_uid != uid for st in stats):
+            continue
+        lock_files = [directory / n for n in files if n.endswith(("_el", "_sl"))]
+        if not lock_files and now - stats[0].st_mtime <= min_age_s:
+            continue
+        locks = _take_locks(lock_files)
+        if locks is None:
+            continue
+        try:
+            for n in files:
+                try:
+                    (directory / n).unlink()
+                    removed.append(n)
+                except OSError:
+                    pass
+        finally:
+            for f in locks:
+                f.close()
     return removed
 
 

@@ -109,11 +109,18 @@ class StampAlignedStream:
         self.sub = sub
         self._held: tuple[bytes, int] | None = None
         """The first sample found newer than the last stamp asked for: the next step's."""
+        self._asked = -1
+        """The last stamp asked for."""
 
     def take_at(self, stamp_ns: int) -> tuple[bytes, int] | None:
         """(CDR, stamp ns) of the newest waiting sample stamped at or before `stamp_ns`, dropping older
-        ones, or None when none waits. A sample too short to hold a header is returned as if stamped
-        `stamp_ns`, for the reader to reject."""
+        ones; None when none waits or every waiting one is newer. A sample too short to hold a header
+        is returned as if stamped `stamp_ns`, for the reader to reject. Asked for an earlier stamp than
+        last time (the clock jumped back: a simulator restarted on its own clock, a bag replayed in a
+        loop), the sample held for later is dropped, as it belongs to the old timeline."""
+        if stamp_ns < self._asked:
+            self._held = None
+        self._asked = stamp_ns
         best = None
         while True:
             if self._held is not None:

@@ -88,7 +88,8 @@ class WorldModelNode(Node):
         self._sample_stamps = np.zeros(len(self._streams), dtype=np.int64)
         self._max_age_ns = round(C.STATE_MAX_AGE_S * 1e9)
         self.steps_skipped = 0
-        """Commands whose state could not be assembled (rejected or stale samples, a bad command)."""
+        """Commands after the first scored step whose state could not be assembled (rejected or stale
+        samples, a bad command)."""
         self.create_subscription(JointState, C.TOPIC_JOINT_COMMAND, self._on_command, reader_qos(10))
         self.create_subscription(String, TOPIC_WM_RELOAD, self._on_reload, 10)
         self.create_timer(1.0, self._publish_diagnostics)
@@ -109,7 +110,8 @@ class WorldModelNode(Node):
                 accepted = accepted and result is not None and result is not False
         if not accepted or not self.reader.complete:
             return False
-        if stamp_ns and stamp_ns - int(self._sample_stamps.min()) > self._max_age_ns:
+        ages = stamp_ns - self._sample_stamps
+        if stamp_ns and ((ages < 0).any() or ages.max() > self._max_age_ns):  # < 0: the clock jumped back
             self.get_logger().warning(
                 f"no robot sample within {self._max_age_ns / 1e6:.1f} ms before a command's stamp: "
                 "step not scored",
@@ -128,7 +130,8 @@ class WorldModelNode(Node):
         if not usable:
             with self._lock:
                 self.monitor.skip()
-            self.steps_skipped += 1
+            if self.monitor.steps:  # before its first step the node is still starting
+                self.steps_skipped += 1
             return
         with self._lock:
             pred = self.monitor.step(self._state, self._action)

@@ -212,6 +212,7 @@ def _adapt_policy(args: argparse.Namespace) -> int:
         seed=args.seed,
         validation_episodes=args.episodes,
         threads=args.threads,
+        device=args.device,
     )
     check = (args.check_variant, variant_named(args.check_variant)) if args.check_variant else None
     result = adapt_policy(args.policy, args.world_model, bags, args.versions_dir, cfg, args.pretrain, check)
@@ -250,6 +251,7 @@ def _train_mbpo(args: argparse.Namespace) -> int:
         critic_warmup=args.critic_warmup,
         eval_variants=tuple(args.eval_variant),
         seed=args.seed,
+        device=args.device,
     )
     summary = train_mbpo(
         cfg,
@@ -452,6 +454,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=50, help="simulated validation episodes per robot")
     p.add_argument("--check-variant", help="also report both policies on this simulated robot variant")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda"],
+        help="where imagination and PPO run (validation: CPU)",
+    )
     p.set_defaults(func=_adapt_policy)
 
     p = sub.add_parser("train-mbpo", help="MBPO-PPO: PPO in RWM imagination, real data collected online")
@@ -530,6 +538,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _imagined_start_and_fall_options(p)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda"],
+        help="where the world model, imagination and PPO run (the collecting robots: CPU)",
+    )
     p.set_defaults(func=_train_mbpo)
 
     p = sub.add_parser(

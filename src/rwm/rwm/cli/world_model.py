@@ -315,8 +315,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--warmup-steps",
         type=int,
-        help="with --bags: steps not judged after a start (default: the model's rule; the stack's node "
-        "uses config/world_model.yaml's)",
+        default=0,
+        help="with --bags: steps not judged after a start (0: the model's rule's; the stack's node uses "
+        "config/world_model.yaml's)",
     )
     p.set_defaults(func=_eval_monitor)
 

@@ -109,7 +109,8 @@ class WorldModelMonitor:
         self._use(model)
 
     def skip(self) -> None:
-        """A step without a usable state: its successor is not scored against a prediction two steps old."""
+        """A step without a usable state: its successor is not scored against a prediction two steps old.
+        The GRU state carries on over the gap (a restart would blind the monitor for its warm-up)."""
         self.prediction = None
 
     def step(self, state: np.ndarray, action: np.ndarray) -> np.ndarray:

@@ -145,12 +145,17 @@ def evaluate_monitor(
     }
 
 
-def recorded_runs(trajectories: list[Trajectory], dt: float = C.POLICY_DT) -> list[list[Trajectory]]:
-    """Trajectories joined where one follows the previous within 1.5 steps: a recording split into
-    files (or at a reset of the robot) is one run of the monitor node, which does not restart there."""
+RUN_GAP_S = 1.0
+"""Recorded pieces further apart than this are separate runs of the monitor node (a new start)."""
+
+
+def recorded_runs(trajectories: list[Trajectory]) -> list[list[Trajectory]]:
+    """Trajectories joined where one follows the previous within `RUN_GAP_S`: a recording split into
+    files, at a reset of the robot or at a few stale rows is one run of the monitor node, which does
+    not restart there."""
     runs: list[list[Trajectory]] = []
     for t in sorted(trajectories, key=lambda t: t.time[0]):
-        if runs and 0 < t.time[0] - runs[-1][-1].time[-1] <= 1.5 * dt:
+        if runs and 0 < t.time[0] - runs[-1][-1].time[-1] <= RUN_GAP_S:
             runs[-1].append(t)
         else:
             runs.append([t])
@@ -158,28 +163,28 @@ def recorded_runs(trajectories: list[Trajectory], dt: float = C.POLICY_DT) -> li
 
 
 def monitor_on_bags(
-    world_model: OnnxWorldModel, trajectories: list[Trajectory], warmup_steps: int | None = None
+    world_model: OnnxWorldModel, trajectories: list[Trajectory], warmup_steps: int = 0
 ) -> dict:
     """The node's rule over recorded trajectories (`rwm.data.bag_loader`: rows aligned at each
-    command's stamp, as the node aligns them): alarms raised per run, with their times from the run's
-    start, and the windowed error's distribution. `warmup_steps`: steps not judged after a start
-    (default: the rule's; the node may set its own)."""
+    command's stamp, as the node aligns them), run by run as the node would have run: the GRU carries
+    over a gap and the row after it is not scored (the node skips a step it cannot assemble). Alarms
+    raised per run, with their times from the run's start, and the windowed error's distribution.
+    `warmup_steps`: steps not judged after a start (the node's parameter; 0: the model's rule's)."""
     rule = world_model.metadata["anomaly"]
     check_rule_error(rule)
-    if warmup_steps is None:
-        warmup_steps = rule["warmup_steps"]
+    warmup = warmup_steps or rule["warmup_steps"]
     alarms, windows, rows = [], [], 0
     runs = recorded_runs(trajectories)
     for run in runs:
-        detector = AnomalyDetector(rule["threshold"], rule["window_steps"], rule["hold_steps"], warmup_steps)
+        detector = AnomalyDetector(rule["threshold"], rule["window_steps"], rule["hold_steps"], warmup)
         hidden = world_model.initial_hidden(1)
         prediction = prediction_std = None
         raised = False
-        start = run[0].time[0]
+        start = last = run[0].time[0]
         for t in run:
             for state, action, stamp in zip(t.state, t.action, t.time, strict=True):
                 state = state[None].astype(np.float64)
-                if prediction is not None:
+                if prediction is not None and stamp - last <= 1.5 * C.POLICY_DT:
                     now = detector.update(monitor_step_error(prediction, prediction_std, state))[0]
                     if now and not raised:
                         alarms.append(round(float(stamp - start), 2))
@@ -187,10 +192,12 @@ def monitor_on_bags(
                     if np.isfinite(detector.windowed[0]):
                         windows.append(detector.windowed[0])
                 prediction, prediction_std, _, hidden, _ = world_model(state, action[None], hidden)
+                last = stamp
                 rows += 1
     w = np.array(windows) if windows else np.full(1, np.nan)
     return {
         "threshold": rule["threshold"],
+        "warmup_steps": warmup,
         "runs": len(runs),
         "rows": rows,
         "minutes": round(rows * C.POLICY_DT / 60.0, 2),

@@ -91,34 +91,36 @@ class ImaginationConfig:
 
 
 class ImaginationEnv(VecEnv):
-    """Batched imagined robots on a (frozen, eval-mode) world model; torch on the CPU."""
+    """Batched imagined robots on a (frozen, eval-mode) world model, on the model's device: the
+    rollout's tensors stay there; only the starting histories come from the (CPU) replay buffer."""
 
     def __init__(self, model: WorldModel, buffer: ReplayBuffer, cfg: ImaginationConfig) -> None:
         self.model, self.buffer, self.cfg = model.eval(), buffer, cfg
         self.num_envs = n = cfg.num_envs
         self.num_actions = C.ACTION_DIM
         self.max_episode_length = cfg.episode_steps
-        self.device = "cpu"
-        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.device = dev = model.device
+        self.gen = torch.Generator(device=dev).manual_seed(cfg.seed)
+        commands = cfg.commands
         self._cmd_low = torch.tensor(
-            [cfg.commands.lin_vel_x[0], cfg.commands.lin_vel_y[0], cfg.commands.yaw_rate[0]]
+            [commands.lin_vel_x[0], commands.lin_vel_y[0], commands.yaw_rate[0]], device=dev
         )
         self._cmd_high = torch.tensor(
-            [cfg.commands.lin_vel_x[1], cfg.commands.lin_vel_y[1], cfg.commands.yaw_rate[1]]
+            [commands.lin_vel_x[1], commands.lin_vel_y[1], commands.yaw_rate[1]], device=dev
         )
-        self.state = torch.zeros(n, C.STATE_DIM)
-        self.action = torch.zeros(n, C.ACTION_DIM)
-        self.command = torch.zeros(n, C.COMMAND_DIM)
-        self.air_time = torch.zeros(n, 4)
+        self.state = torch.zeros(n, C.STATE_DIM, device=dev)
+        self.action = torch.zeros(n, C.ACTION_DIM, device=dev)
+        self.command = torch.zeros(n, C.COMMAND_DIM, device=dev)
+        self.air_time = torch.zeros(n, 4, device=dev)
         self.hidden = model.initial_hidden(n)
-        self.episode_length_buf = torch.zeros(n, dtype=torch.long)
-        self._default = torch.from_numpy(C.DEFAULT_JOINT_POS).float()
-        self._obs = torch.zeros(n, OBS_DIM_WITH_LAST_ACTION)
-        self._noise_width = torch.from_numpy(OBS_NOISE_STD).float() * cfg.obs_noise
+        self.episode_length_buf = torch.zeros(n, dtype=torch.long, device=dev)
+        self._default = torch.from_numpy(C.DEFAULT_JOINT_POS).float().to(dev)
+        self._obs = torch.zeros(n, OBS_DIM_WITH_LAST_ACTION, device=dev)
+        self._noise_width = torch.from_numpy(OBS_NOISE_STD).float().to(dev) * cfg.obs_noise
         self.reward_sum = 0.0
         """Sum of the mean imagined reward per step since the last `pop_reward_mean` (for logs)."""
         self.reward_steps = 0
-        self._reset(torch.arange(n))
+        self._reset(torch.arange(n, device=dev))
 
     # -- resets from real histories ------------------------------------------------------------
     @torch.no_grad()
@@ -127,7 +129,7 @@ class ImaginationEnv(VecEnv):
             return
         m = self.cfg.history
         window = self._start_windows(len(ids))
-        states, actions = window["state"], window["action"]
+        states, actions = window["state"].to(self.device), window["action"].to(self.device)
         norm = self.model.normalizer
         _, hidden = self.model.recurrent(norm.state(states[:, :-1]), norm.action(actions[:, :-1]))
         self._set_hidden(ids, hidden)
@@ -159,7 +161,7 @@ class ImaginationEnv(VecEnv):
         )
 
     def _new_commands(self, ids: torch.Tensor) -> None:
-        u = torch.rand(len(ids), 3, generator=self.gen)
+        u = torch.rand(len(ids), 3, generator=self.gen, device=self.device)
         self.command[ids] = self._cmd_low + u * (self._cmd_high - self._cmd_low)
 
     def _set_hidden(self, ids: torch.Tensor, hidden: torch.Tensor) -> None:
@@ -172,7 +174,8 @@ class ImaginationEnv(VecEnv):
     def _observation(self) -> torch.Tensor:
         obs = policy_observation(self.state, self.command, self.action, out=self._obs)
         if self.cfg.obs_noise > 0.0:
-            obs += (2.0 * torch.rand(obs.shape, generator=self.gen) - 1.0) * self._noise_width
+            noise = torch.rand(obs.shape, generator=self.gen, device=self.device)
+            obs += (2.0 * noise - 1.0) * self._noise_width
         return obs
 
     def get_observations(self) -> TensorDict:
@@ -180,17 +183,18 @@ class ImaginationEnv(VecEnv):
 
     @torch.no_grad()
     def step(self, actions: torch.Tensor) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict]:
-        targets = raw_to_targets(actions)
+        targets = raw_to_targets(actions.to(self.device))
         norm = self.model.normalizer
         means, stds, logits, self.hidden = self.model.step_members(
             norm.state(self.state), norm.action(targets), self.hidden
         )
         mean, std = ensemble_gaussian(means, stds)
-        uncertainty = means.std(0, unbiased=False).mean(-1) if len(means) > 1 else torch.zeros(len(mean))
+        uncertainty = means.std(0, unbiased=False).mean(-1) if len(means) > 1 else mean.new_zeros(len(mean))
         p_contact = torch.sigmoid(logits)
         if self.cfg.sample_temperature > 0.0:
-            mean = mean + self.cfg.sample_temperature * std * torch.randn(mean.shape, generator=self.gen)
-            contacts = (p_contact > torch.rand(logits.shape, generator=self.gen)).float()
+            noise = torch.randn(mean.shape, generator=self.gen, device=self.device)
+            mean = mean + self.cfg.sample_temperature * std * noise
+            contacts = (p_contact > torch.rand(logits.shape, generator=self.gen, device=self.device)).float()
         else:
             contacts = (p_contact > 0.5).float()
         nxt = norm.state_inverse(mean)

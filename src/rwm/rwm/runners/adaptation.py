@@ -38,6 +38,7 @@ from rwm.runners.mbpo import deterministic_policy
 from rwm.runners.ppo import PPOConfig, TrainConfig, export_runner_policy, runner_config, warm_up_critic
 from rwm.sim.variants import NOMINAL, TRAINING_RANGES, RobotVariant
 from rwm.storage.replay_buffer import ReplayBuffer
+from rwm.training.distributed import check_device
 
 VERSION = re.compile(r"policy_v(\d+)\.onnx$")
 
@@ -82,6 +83,8 @@ class AdaptConfig:
     """Seed of the imagined robots and of PPO."""
     threads: int = field(default=2, metadata={"range": (1, 256)})
     """Torch threads."""
+    device: str = "cpu"
+    """Where imagination and PPO run (cpu|cuda); validation simulates on the CPU."""
 
 
 @dataclass
@@ -143,6 +146,7 @@ def adapt_policy(
         result.reason = f"no trajectory of more than {cfg.imagination.history} steps in the bags: {report}"
         return result
     model, _ = load_checkpoint(world_model)
+    model.to(check_device(cfg.device))
     imagination = ImaginationEnv(
         model, buffer, replace(cfg.imagination, uncertainty_penalty=cfg.uncertainty_penalty, seed=cfg.seed)
     )
@@ -150,7 +154,7 @@ def adapt_policy(
     deployed = OnnxPolicy(policy)
     with tempfile.TemporaryDirectory(dir=versions, prefix=".adapt-") as tmp:
         runner = OnPolicyRunner(
-            imagination, runner_config(TrainConfig(ppo=ppo, seed=cfg.seed)), log_dir=tmp, device="cpu"
+            imagination, runner_config(TrainConfig(ppo=ppo, seed=cfg.seed)), log_dir=tmp, device=cfg.device
         )
         load_actor_from_onnx(runner.alg.actor, policy)
         warm_up_critic(runner, cfg.critic_warmup)

@@ -33,6 +33,7 @@ from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig, PushConfig
 from rwm.sim.commands import CommandConfig
 from rwm.sim.variants import TRAINING_RANGES, variant_named
 from rwm.storage.replay_buffer import ReplayBuffer
+from rwm.training.distributed import check_device
 from rwm.training.learner import LearnerConfig, WorldModelLearner
 
 
@@ -71,16 +72,19 @@ class MBPOConfig:
     """With a starting policy: PPO iterations in imagination that train only the fresh critic first."""
     seed: int = 0
     threads: int = 2
+    device: str = "cpu"
+    """Where the world model, imagination and PPO run (cpu|cuda); the real robots are simulated on the CPU."""
 
 
 def deterministic_policy(runner: OnPolicyRunner):
     """The runner's current actor as numpy observations -> raw actions (mean, normalization included)."""
     actor = runner.get_inference_policy()
+    device = runner.device
 
     def act(obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            td = TensorDict({"policy": torch.as_tensor(obs, dtype=torch.float32)}, batch_size=[len(obs)])
-            return actor(td).numpy()
+            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
+            return actor(TensorDict({"policy": obs_t}, batch_size=[len(obs)])).cpu().numpy()
 
     return act
 
@@ -119,7 +123,9 @@ def collect_real(
 def model_error_on(model, pieces: list[dict[str, np.ndarray]], learner: LearnerConfig) -> float | None:
     """Relative AR error over the forecast after the history on newly collected pieces (Fig. 8)."""
     held = trajectory_tensors([p["state"] for p in pieces], [p["action"] for p in pieces], learner.window)
-    return None if held is None else heldout_error(model, held, learner.history)["mean"]
+    if held is None:
+        return None
+    return heldout_error(model, {k: v.to(model.device) for k, v in held.items()}, learner.history)["mean"]
 
 
 LOOP_STATE = "loop_state.pt"
@@ -191,6 +197,7 @@ def train_mbpo(
         print(f"nothing to resume in {out}: starting from iteration 0")
     first_iteration = resumed["iteration"] + 1 if resumed else 0
     model, entries = load_checkpoint(world_model)
+    model.to(check_device(cfg.device))  # before the learner builds its optimizer
     learner = WorldModelLearner(model, learner_config(cfg, entries.get("train_config", {})))
     buffer = ReplayBuffer(ArrayDataset(pretrain) if pretrain else None, seed=cfg.seed + first_iteration)
     if resumed:
@@ -212,7 +219,7 @@ def train_mbpo(
     stand = lambda o: np.zeros((len(o), 12))  # noqa: E731 - the standing pose, before any policy exists
     pieces = [] if resumed else collect_real(real_env, stand, learner.cfg.window, buffer)
     imagination = ImaginationEnv(model, buffer, cfg.imagination)
-    runner = OnPolicyRunner(imagination, runner_cfg, log_dir=str(out / "ppo"), device="cpu")
+    runner = OnPolicyRunner(imagination, runner_cfg, log_dir=str(out / "ppo"), device=cfg.device)
     prior_transitions = 0
     if init_from is not None:
         prior_transitions = int(OnnxPolicy(init_from).metadata.get("real_transitions") or 0)
