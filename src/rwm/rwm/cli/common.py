@@ -6,6 +6,12 @@ import sys
 from pathlib import Path
 
 
+def device_option(parser, help: str) -> None:
+    """`--device cpu|cuda` (`rwm.training.distributed.DEVICES`, not imported here: the CLI loads torch only
+    in the command that runs)."""
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help=help)
+
+
 def invocation() -> str:
     """The command as typed, for the metadata of what it makes (models record how they were made)."""
     return "rwm " + " ".join(sys.argv[1:])

@@ -8,7 +8,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-from rwm.cli.common import invocation
+from rwm.cli.common import device_option, invocation
 
 
 def _train_ppo(args: argparse.Namespace) -> int:
@@ -339,9 +339,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="--domain-randomization: iterations over which the ranges widen from the nominal robot",
     )
     p.add_argument("--resample-time", type=float, default=10.0, help="new command every this many s")
-    p.add_argument(
-        "--device", default="cpu", choices=["cpu", "cuda"], help="where the networks learn (simulation: CPU)"
-    )
+    device_option(p, "where the networks learn (simulation: CPU)")
     p.add_argument(
         "--standing-fraction",
         type=float,
@@ -454,12 +452,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=50, help="simulated validation episodes per robot")
     p.add_argument("--check-variant", help="also report both policies on this simulated robot variant")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--device",
-        default="cpu",
-        choices=["cpu", "cuda"],
-        help="where imagination and PPO run (validation: CPU)",
-    )
+    device_option(p, "where imagination and PPO run (validation: CPU)")
     p.set_defaults(func=_adapt_policy)
 
     p = sub.add_parser("train-mbpo", help="MBPO-PPO: PPO in RWM imagination, real data collected online")
@@ -538,12 +531,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _imagined_start_and_fall_options(p)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--device",
-        default="cpu",
-        choices=["cpu", "cuda"],
-        help="where the world model, imagination and PPO run (the collecting robots: CPU)",
-    )
+    device_option(p, "where the world model, imagination and PPO run (the collecting robots: CPU)")
     p.set_defaults(func=_train_mbpo)
 
     p = sub.add_parser(

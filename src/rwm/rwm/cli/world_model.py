@@ -7,6 +7,8 @@ import json
 import os
 import sys
 
+from rwm.cli.common import device_option
+
 
 def _wm_config(args: argparse.Namespace, arch: str = "rwm", jacobian_weight: float = 0.0):
     from rwm.runners.world_model import WorldModelTrainConfig
@@ -236,11 +238,9 @@ def _training_options(
     p.add_argument("--eval-interval", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch threads (per process under torchrun)")
-    p.add_argument(
-        "--device",
-        default="cpu",
-        choices=["cpu", "cuda"],
-        help="where to train; `torchrun --nproc_per_node W -m rwm.cli ...` trains data-parallel over W "
+    device_option(
+        p,
+        "where to train; `torchrun --nproc_per_node W -m rwm.cli ...` trains data-parallel over W "
         "processes (gloo on the CPU, nccl on GPUs), --batch-size being the global batch",
     )
     p.add_argument(
