@@ -247,8 +247,14 @@ def main() -> int:
         yaml.safe_dump(
             {
                 "/**/command_sequence": {
-                    "ros__parameters": {"loop": True, "segments": [*WALK, args.stand_s, 0.0, 0.0, 0.0]}
-                }
+                    "ros__parameters": {
+                        "loop": True,
+                        "segments": [*WALK, args.stand_s, 0.0, 0.0, 0.0],
+                        "await_reader": "data_logger",
+                    }
+                },
+                # the sources wait for the logger, as with the launch file's own (record:=true)
+                "/**/anymal_sim": {"ros__parameters": {"await_reader": "data_logger"}},
             }
         )
     )

@@ -7,6 +7,7 @@ topics while standing, joint commands (applied by name, held by the PD) and malf
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import time
@@ -230,6 +231,59 @@ def test_fall_resets_to_standing() -> None:
             assert node.sim.data.qpos[2] > 0.45  # back up on its feet, standing targets
         finally:
             node.destroy_node()
+
+
+def test_awaited_reader_that_never_comes_delays_the_start_by_the_timeout() -> None:
+    from rclpy.parameter import Parameter
+
+    from rwm_ros.sim_node import SimNode
+
+    with ros_context(domain_id(1)) as ctx:
+        overrides = [
+            Parameter("await_reader", value="nobody"),
+            Parameter("await_reader_timeout_s", value=0.6),
+        ]
+        node = SimNode(context=ctx, parameter_overrides=overrides)
+        try:
+            time.sleep(0.3)
+            assert node.schedule.stats.ticks == 0 and node.published[C.TOPIC_JOINT_STATES] == 0
+            wait_for(time.sleep, lambda: node.schedule.stats.ticks > 0, 3.0, "the physics after the timeout")
+        finally:
+            node.destroy_node()
+
+
+def test_awaited_reader_receives_every_state_published() -> None:
+    """With await_reader, nothing is published before that node's reader is matched (another node's
+    reader does not count), and it then receives every message the sim counts as published."""
+    domain = domain_id(2)
+    cmd = [PYTHON, "-m", "rwm_ros.sim_node", "--ros-args", "-p", "await_reader:=late_reader",
+           "-p", "await_reader_timeout_s:=60.0"]  # fmt: skip
+    with ros_context(domain) as ctx, node_process(cmd, ros_env(domain)) as proc:
+        early = Listener(ctx)  # reads everything, under another name
+        late = rclpy.create_node("late_reader", context=ctx)
+        try:
+            early.spin(2.0)
+            assert not early.latest, "the sim published before the awaited reader was there"
+            received = dict.fromkeys((C.TOPIC_JOINT_STATES, C.TOPIC_IMU, C.TOPIC_ODOM, C.TOPIC_CONTACTS), 0)
+            qos = QoSProfile(depth=5000, reliability=ReliabilityPolicy.RELIABLE)
+
+            def count(topic: str):
+                return lambda _msg: received.__setitem__(topic, received[topic] + 1)
+
+            for topic, cls in zip(received, (JointState, Imu, Odometry, Float32MultiArray), strict=True):
+                late.create_subscription(cls, topic, count(topic), qos)
+            early.executor.add_node(late)
+            wait_for(early.spin, lambda: min(received.values()) > 200, 20.0, "states at the awaited reader")
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0
+            early.spin(0.5)  # the last messages in flight
+        finally:
+            early.executor.shutdown(timeout_sec=1.0)
+            late.destroy_node()
+            early.node.destroy_node()
+    line = next(x for x in proc.output if x.startswith("[anymal_sim] published: "))
+    published = json.loads(line.split(": ", 1)[1])
+    assert published == received
 
 
 def test_sigterm_stops_the_node_cleanly(sim) -> None:

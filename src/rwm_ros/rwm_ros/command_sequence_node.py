@@ -1,7 +1,8 @@
 """`command_sequence`: plays a scripted list of velocity commands on /cmd_vel (the operator's stand-in).
 
 `segments` is a flat list of (duration_s, vx, vy, yaw_rate) quadruples; the sequence starts after
-`start_delay_s` (time for the soft start) and repeats when `loop` is set, else it ends with zero.
+`start_delay_s` (time for the soft start) and repeats when `loop` is set, else it ends with zero. With
+`await_reader` it starts once that node (the data logger) hears it (`ReaderGate`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from geometry_msgs.msg import Twist
 from rclpy.node import Node
 
 from rwm.robot import contract as C
-from rwm_ros.node_base import declare, print_published
+from rwm_ros.node_base import ReaderGate, declare, print_published
 from rwm_ros.spin import spin_node
 
 DEFAULT_SEGMENTS = [4.0, 0.6, 0.0, 0.0, 4.0, 0.0, 0.3, 0.0, 4.0, 0.0, 0.0, 0.8, 4.0, -0.5, 0.0, 0.0]
@@ -64,12 +65,17 @@ class CommandSequenceNode(Node):
         rate = declare(self, "rate_hz", 10.0, "publish rate, Hz")
         self.pub = self.create_publisher(Twist, C.TOPIC_CMD_VEL, 10)
         self.msg = Twist()
+        self.start_gate = ReaderGate(self, {C.TOPIC_CMD_VEL: self.pub})
         self._t0 = time.monotonic()
         self._done = False
         self.published = 0
         self.create_timer(1.0 / rate, self._on_timer)
 
     def _on_timer(self) -> None:
+        if not self.start_gate.is_open:
+            if not self.start_gate.poll():
+                return
+            self._t0 = time.monotonic()  # the sequence starts with its first message
         cmd = command_at(self.segments, time.monotonic() - self._t0 - self.start_delay_s, self.loop)
         if cmd is None:
             cmd = (0.0, 0.0, 0.0)

@@ -9,7 +9,8 @@ simulator and the policy); a writer thread drains them into `rwm.data.bag_record
 which splits bags by duration or size, publishes complete bags only (renamed out of `.partial/`), and
 stops before the disk is full, and syncs the open bag every `flush_interval_s` (a killed logger loses
 about that much: `rwm bag-recover`). SIGINT and SIGTERM, once or twice, close the current bag cleanly
-after everything received has been written.
+after everything received has been written, once the recorded topics' publishers have gone (at most
+`linger_s`: the stack stops on the same signal and its last messages are still on their way).
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ class LoggerNode(Node):
         self.received: dict[str, int] = dict.fromkeys(RECORDED, 0)
         """Messages received per topic."""
         self._queue: deque[tuple[str, str, bytes, int]] = deque()
+        self.linger_s = declare(
+            self,
+            "linger_s",
+            2.0,
+            "after a signal, keep recording until no recorded topic has a publisher left (the stack's "
+            "nodes stop on the same signal) or this long, s: their last messages reach the bag",
+            (0.0, 60.0),
+        )
         reliable = declare(
             self,
             "reliable",
@@ -132,6 +141,21 @@ class LoggerNode(Node):
             self.get_logger().error(f"recording stopped: {rec.stopped_reason}", throttle_duration_sec=10.0)
         self.pub_diag.publish(diagnostic_array(status, values, self.get_clock().now().to_msg()))
 
+    def await_sources(self) -> None:
+        """After a signal, before the bag closes: the stack stops on the same signal, and a node that
+        publishes until it handles it sends for a moment longer (150 ms of the robot's streams went
+        missing at the end of a launch). Returns once the recorded topics have no publisher left (and
+        the receiver has had a last pass), or after `linger_s` (a robot driver that keeps running)."""
+        if not self.context.ok():
+            return
+        topics = [t for t in RECORDED if t not in LATCHED]
+        deadline = time.monotonic() + self.linger_s
+        while time.monotonic() < deadline:
+            if not any(self.count_publishers(t) for t in topics):
+                time.sleep(0.2)  # what they sent last, through the receiver
+                return
+            time.sleep(0.02)
+
     def destroy_node(self) -> None:
         """Write everything received, close the bag (renamed out of .partial), then go."""
         if getattr(self, "workers", None) is not None:
@@ -165,7 +189,7 @@ class LoggerNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    spin_node(LoggerNode, args)
+    spin_node(LoggerNode, args, linger=LoggerNode.await_sources)
 
 
 if __name__ == "__main__":

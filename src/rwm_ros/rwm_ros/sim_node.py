@@ -46,7 +46,7 @@ from rwm_ros.conversions import (
     raw_stamp_ns,
     set_stamp_ns,
 )
-from rwm_ros.node_base import WorkerThread, declare, print_published
+from rwm_ros.node_base import ReaderGate, WorkerThread, declare, print_published
 from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.realtime import (
     ArrivalWindow,
@@ -155,6 +155,8 @@ class SimNode(Node):
         self.published = dict.fromkeys((topic for topic, _, _ in self._robot_streams), 0)
         """Messages each robot topic's publish() took, counted one by one (a tick cut short by
         shutdown between two of them is counted as far as it got)."""
+        self.start_gate = ReaderGate(self, {topic: pub for topic, pub, _ in self._robot_streams})
+        """The robot is held (no physics, nothing published) until the data logger can hear it all."""
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.inputs = PolledSubscriptions(self)
         self.sub_command = self.inputs.subscribe(
@@ -299,6 +301,8 @@ class SimNode(Node):
     # --- physics thread ------------------------------------------------------------------------------
     def _run(self, stop: threading.Event) -> None:
         """Step and publish on the schedule until stopped (a crash ends the node: `WorkerThread`)."""
+        while not (self.start_gate.poll() or stop.wait(0.01)):
+            pass
         clock = time.monotonic
         sched = self.schedule
         ros_start_ns = 0 if self.publish_clock else self.get_clock().now().nanoseconds

@@ -6,6 +6,10 @@ launch forwards SIGINT to each node), often while the node is closing its files.
 SIGINT handler would raise KeyboardInterrupt wherever that second signal lands (a thread join, the
 bag's final write) and lose the recording; the handlers installed here only count signals, so the
 cleanup always runs to its end. Launch escalates to SIGTERM and SIGKILL if a node hangs.
+
+A node with a `linger` step (the data logger) keeps its context through the signal: rclpy's handlers
+are left out, the spin ends on the signal itself, and `linger(node)` runs with the node still
+receiving (the logger waits there for its sources, which stop on the same signal, to send their last).
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 N = TypeVar("N", bound=Node)
 
@@ -34,15 +39,38 @@ def install_shutdown_signal_handlers() -> None:
     signal.signal(signal.SIGTERM, _count_signal)
 
 
-def spin_node(factory: Callable[[], N], args: list[str] | None = None) -> N | None:
+def _spin_until_signal(node: Node) -> None:
+    """Spin until a signal arrives or the context goes down (a failed worker shuts it down)."""
+    signals_before = len(signals_received)
+    executor = SingleThreadedExecutor(context=node.context)
+    executor.add_node(node)
+    try:
+        while len(signals_received) == signals_before and node.context.ok():
+            executor.spin_once(timeout_sec=0.1)
+    finally:
+        executor.remove_node(node)
+        executor.shutdown(timeout_sec=1.0)
+
+
+def spin_node(
+    factory: Callable[[], N], args: list[str] | None = None, linger: Callable[[N], None] | None = None
+) -> N | None:
     """Run the node that `factory` builds; returns it (destroyed) so callers can read its final state.
+    `linger`: run after the signal, before the node is destroyed, with its context still up.
     A node whose worker thread failed (`rwm_ros.node_base.WorkerThread`) ends the process with code 1."""
     install_shutdown_signal_handlers()  # before rclpy.init, whose handlers chain to these
-    rclpy.init(args=args)
+    if linger is None:
+        rclpy.init(args=args)
+    else:  # the context outlives the signal: the spin ends on it here
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
         node = factory()
-        rclpy.spin(node)
+        if linger is None:
+            rclpy.spin(node)
+        else:
+            _spin_until_signal(node)
+            linger(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RuntimeError:
