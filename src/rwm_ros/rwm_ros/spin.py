@@ -41,11 +41,10 @@ def install_shutdown_signal_handlers() -> None:
 
 def _spin_until_signal(node: Node) -> None:
     """Spin until a signal arrives or the context goes down (a failed worker shuts it down)."""
-    signals_before = len(signals_received)
     executor = SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
     try:
-        while len(signals_received) == signals_before and node.context.ok():
+        while not signals_received and node.context.ok():
             executor.spin_once(timeout_sec=0.1)
     finally:
         executor.remove_node(node)
@@ -66,7 +65,9 @@ def spin_node(
     node = None
     try:
         node = factory()
-        if linger is None:
+        if signals_received:
+            pass  # signalled while starting, before rclpy's handlers were in: stop now, not never
+        elif linger is None:
             rclpy.spin(node)
         else:
             _spin_until_signal(node)
