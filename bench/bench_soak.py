@@ -6,8 +6,8 @@ Prints JSON and writes it (--out, with a PNG of latency and memory over time):
   against what the bags hold. The data logger runs as its own process, started before the stack and
   stopped after it has ended; the robot and the command sequence wait for its matched reader
   (`await_reader`, as with the launch file's own logger); a difference is what was lost, or what a
-  node that does not wait sent before DDS had matched its writer with the logger's reader. For the 400 Hz stamped streams also
-  the gaps inside the recording (losses after that match);
+  node that does not wait sent before DDS had matched its writer with the logger's reader. For the
+  400 Hz stamped streams also the gaps inside the recording (losses after that match);
 - watchdog ticks and robot resets (falls), from the policy's and the simulator's diagnostics;
 - latency at the robot (state stamp -> command arrival, the simulator's figures over its last 60 s,
   sampled every second) p50 / p99 / max over the run, and the probe's whole-run figures;
