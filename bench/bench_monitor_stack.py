@@ -35,6 +35,7 @@ sys.path[:0] = [str(ROOT / "src" / "rwm"), str(ROOT / "src" / "rwm_ros")]
 import yaml  # noqa: E402
 
 from rwm.robot import contract as C  # noqa: E402
+from rwm_ros.command_sequence_node import DEFAULT_SEGMENTS  # noqa: E402
 from rwm_ros.launch_stack import (  # noqa: E402
     launch_command,
     node_exits,
@@ -45,7 +46,8 @@ from rwm_ros.launch_stack import (  # noqa: E402
 from rwm_ros.middleware import script_dds_env  # noqa: E402
 from rwm_ros.topics import TOPIC_WM_ANOMALY  # noqa: E402
 
-WALK = [4.0, 0.6, 0.0, 0.0, 4.0, 0.0, 0.3, 0.0, 4.0, 0.0, 0.0, 0.8, 4.0, -0.5, 0.0, 0.0]
+WALK = DEFAULT_SEGMENTS
+"""The main job's walk (forward, sideways, turn, backward, 4 s each)."""
 DETECT_WITHIN_S = 2.0
 
 

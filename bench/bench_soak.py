@@ -42,6 +42,7 @@ import psutil  # noqa: E402
 import yaml  # noqa: E402
 
 from rwm.robot import contract as C  # noqa: E402
+from rwm_ros.command_sequence_node import DEFAULT_SEGMENTS  # noqa: E402
 from rwm_ros.launch_stack import (  # noqa: E402
     bag_message_counts,
     launch_command,
@@ -55,7 +56,7 @@ from rwm_ros.launch_stack import (  # noqa: E402
 from rwm_ros.middleware import TRANSPORTS, script_dds_env  # noqa: E402
 from rwm_ros.topics import LATCHED  # noqa: E402
 
-WALK = [4.0, 0.6, 0.0, 0.0, 4.0, 0.0, 0.3, 0.0, 4.0, 0.0, 0.0, 0.8, 4.0, -0.5, 0.0, 0.0]
+WALK = DEFAULT_SEGMENTS
 STAND_S = 60.0
 """Each loop of the sequence walks 16 s, then stands this long at zero command (`--stand-s`)."""
 ANOMALY_RAISED = "anomaly: windowed prediction error"
