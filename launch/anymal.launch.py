@@ -107,19 +107,19 @@ def _stack(context):
     variant_named(arg["variant"], os.path.join(config, "robot_variants.yaml"))  # a clear error if unknown
 
     robot = {"robot": arg["robot"]}
-    recorded = {"await_reader": "data_logger"} if on["record"] else {}  # sources wait: the bags miss nothing
+    await_logger = {"await_reader": "data_logger"} if on["record"] else {}  # the bags miss nothing
     sim_time = {"use_sim_time": True} if on["use_sim_time"] else {}
     report_file = os.path.join(os.path.abspath(arg["report_dir"]), "report.json") if arg["report_dir"] else ""
     # (executable, node name, parameter file in config/, runs, parameters from the arguments, extras)
     nodes = [
         # the simulated robot is the clock's source: it publishes /clock rather than reading it
         ("sim_node", "anymal_sim", "sim.yaml", on["sim"],
-         {**robot, "variant": arg["variant"], **({"publish_clock": True} if sim_time else {}), **recorded},
-         {}),
+         {**robot, "variant": arg["variant"], **({"publish_clock": True} if sim_time else {}),
+          **await_logger}, {}),
         ("policy_node", "policy", "policy.yaml", on["policy"],
          {**robot, "policy": str(models.get("policy"))}, {}),
         ("command_sequence_node", "command_sequence", "command_sequence.yaml",
-         on["policy"] and on["sequence"], recorded, {}),
+         on["policy"] and on["sequence"], await_logger, {}),
         ("logger_node", "data_logger", "logger.yaml", on["record"], {"directory": arg["bag_dir"]}, {}),
         ("state_publisher_node", "state_publisher", "state_publisher.yaml", on["state_publisher"], robot, {}),
         ("foxglove_bridge_node", "foxglove_bridge", "foxglove.yaml", on["foxglove"], robot, {}),

@@ -65,8 +65,8 @@ def spin_node(
     node = None
     try:
         node = factory()
-        if signals_received:
-            pass  # signalled while starting, before rclpy's handlers were in: stop now, not never
+        if signals_received:  # signalled while starting, before rclpy's handlers were in: stop now
+            pass
         elif linger is None:
             rclpy.spin(node)
         else:
