@@ -326,12 +326,18 @@ def _wait_for_line(tmp_path: Path, pattern: str, timeout: float) -> re.Match:
     )
 
 
+def _wait_until_recording_commands(tmp_path: Path) -> None:
+    """The logger records and the policy commands: a loaded machine can take seconds between the two."""
+    _wait_for_line(tmp_path, r"\[data_logger\]: recording", 60)
+    _wait_for_line(tmp_path, r"\[policy\]: mode waiting -> soft_start", 60)
+
+
 @pytest.mark.slow
 def test_terminal_ctrl_c_ends_every_node_cleanly_and_keeps_the_recording(tmp_path: Path) -> None:
     """Ctrl-C in a terminal: SIGINT to the whole process group, and launch forwards a second one to each
     node. Every node exits 0 within 5 s and the bag is complete."""
     launch = _start(tmp_path)
-    _wait_for_line(tmp_path, r"\[data_logger\]: recording", 60)
+    _wait_until_recording_commands(tmp_path)
     time.sleep(6.0)
     os.killpg(launch.pid, signal.SIGINT)
     assert launch.wait(timeout=20) == 0  # how fast each node stops: bench/bench_shutdown.py
@@ -349,7 +355,7 @@ def test_sigkilled_logger_loses_at_most_1_5_s_after_recovery(tmp_path: Path) -> 
     pid = int(
         _wait_for_line(tmp_path, r"\[logger_node-\d+\]: process started with pid \[(\d+)\]", 60).group(1)
     )
-    _wait_for_line(tmp_path, r"\[data_logger\]: recording", 60)
+    _wait_until_recording_commands(tmp_path)
     time.sleep(10.0)
     os.kill(pid, signal.SIGKILL)
     killed_at = time.time()

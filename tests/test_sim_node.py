@@ -286,6 +286,35 @@ def test_awaited_reader_receives_every_state_published() -> None:
     assert published == received
 
 
+def test_simulated_clock_is_published_at_its_rate_on_the_states_stamps() -> None:
+    """publish_clock: /clock carries the stamp of every fourth state at 100 Hz (clock_rate_hz), simulated
+    time from 0; a rate that does not divide the publish rate is refused."""
+    from rclpy.parameter import Parameter
+    from rosgraph_msgs.msg import Clock
+
+    from rwm_ros.sim_node import SimNode
+
+    with ros_context(domain_id(3)) as ctx:
+        with pytest.raises(ValueError, match="clock_rate_hz must be rate_hz"):
+            SimNode(context=ctx, parameter_overrides=[Parameter("clock_rate_hz", value=150.0)])
+        overrides = [Parameter("publish_clock", value=True), Parameter("clock_rate_hz", value=100.0)]
+        listener = Listener(ctx)
+        clocks: list[int] = []
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        listener.node.create_subscription(Clock, "/clock", lambda m: clocks.append(stamp_to_ns(m.clock)), qos)
+        node = SimNode(context=ctx, parameter_overrides=overrides)
+        try:
+            wait_for(listener.spin, lambda: len(clocks) > 50, 20.0, "/clock from the sim")
+            listener.spin(0.2)
+        finally:
+            node.destroy_node()
+            listener.executor.shutdown(timeout_sec=1.0)
+            listener.node.destroy_node()
+    assert set(np.diff(clocks)) == {10_000_000} and clocks[0] < 10**9, clocks[:5]
+    states = set(listener.joint_stamps)
+    assert all(c in states for c in clocks[: len(clocks) // 2]), "each /clock is a state's stamp"
+
+
 def test_sigterm_stops_the_node_cleanly(sim) -> None:
     proc, _ = sim
     proc.send_signal(signal.SIGTERM)

@@ -22,14 +22,32 @@ from collections import deque
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
 
 from rwm.data.bag_recorder import RecorderConfig, SplitBagRecorder
-from rwm_ros.conversions import diagnostic_array
+from rwm_ros.conversions import diagnostic_array, raw_stamp_ns
 from rwm_ros.node_base import WorkerThread, declare, declare_config
 from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.realtime import set_realtime_priority
 from rwm_ros.spin import spin_node
-from rwm_ros.topics import LATCHED, RECORDED
+from rwm_ros.topics import LATCHED, RECORDED, reader_qos
+
+
+class SimulatedLogTime:
+    """Log times in simulated time (use_sim_time, as `ros2 bag record` does): the newest /clock, taken by
+    the receiver thread as it logs each message. The node's ROS clock follows /clock through the rclpy
+    executor, which the real-time receiver starves: its time lagged the messages' stamps by up to
+    1.3 s, and the loader, which pairs the headerless contact flags with the joint states by log time,
+    paired them wrongly."""
+
+    def __init__(self, inputs: PolledSubscriptions) -> None:
+        self._sub = inputs.subscribe(Clock, "/clock", reader_qos(depth=10), wakes=False)
+        self._ns = 0
+
+    def __call__(self) -> int:
+        if (cdr := PolledSubscriptions.take_latest(self._sub)) is not None:
+            self._ns = raw_stamp_ns(cdr)  # rosgraph_msgs/Clock's CDR begins as a header's stamp does
+        return self._ns
 
 
 class LoggerNode(Node):
@@ -75,8 +93,7 @@ class LoggerNode(Node):
             for topic, (cls, typename) in RECORDED.items()
         ]
         if self.get_parameter("use_sim_time").value:
-            clock = self.get_clock()
-            self._now_ns = lambda: clock.now().nanoseconds  # simulated time, as ros2 bag does
+            self._now_ns = SimulatedLogTime(self.inputs)
         else:
             self._now_ns = time.time_ns  # system time is ROS time here, at a fraction of the cost
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
