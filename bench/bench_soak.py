@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,7 @@ WALK = DEFAULT_SEGMENTS
 STAND_S = 60.0
 """Each loop of the sequence walks 16 s, then stands this long at zero command (`--stand-s`)."""
 ANOMALY_RAISED = "anomaly: windowed prediction error"
+WORLD_MODEL_STEPS = re.compile(r"\[world_model\] steps: (\{.*\})")
 """The world-model node's warning each time its anomaly flag turns true."""
 
 
@@ -328,6 +330,7 @@ def main() -> int:
             k.removeprefix("ticks_"): int(v) for k, v in policy_diagnostics.items() if k.startswith("ticks_")
         },
         "world_model_anomalies_raised": text.count(ANOMALY_RAISED),
+        "world_model_steps": json.loads(m.group(1)) if (m := WORLD_MODEL_STEPS.search(text)) else None,
         "resets": int(report.get("sim", {}).get("resets", 0)),
         "latency_at_robot_ms": {
             "p50_median": round(float(np.median(latency[:, 1])), 3) if len(latency) else None,

@@ -259,6 +259,20 @@ def test_contacts_logged_in_bursts_pair_with_their_step(tmp_path: Path, recordin
     np.testing.assert_array_equal(t.contacts, recording.truth_contacts.astype(np.float32))
 
 
+def test_contacts_pair_with_their_step_when_log_times_are_coarse() -> None:
+    """A recorder on simulated time logs at the newest /clock (100 Hz): four 400 Hz joint states and
+    contacts share each log time, and now and then a contact is logged one clock later than its joint
+    state (a /clock came between them). Each contact still takes its own step's stamp."""
+    from rwm.data.bag_loader import _stamps_by_pairing, _Stream
+
+    clock_ns = 4 * STEP_NS
+    stamps = np.arange(1, 801, dtype=np.int64) * STEP_NS
+    joint_log = stamps // clock_ns * clock_ns
+    contact_log = joint_log + np.where(np.arange(800) % 7 == 3, clock_ns, 0)
+    joint_states = _Stream(stamps=list(stamps), log_stamps=list(joint_log))
+    np.testing.assert_array_equal(_stamps_by_pairing(contact_log, joint_states, 64), stamps)
+
+
 def test_angular_velocity_is_the_gyros_as_in_the_live_state(tmp_path: Path, recording: Recording) -> None:
     """The state's angular velocity comes from the IMU, as the live nodes assemble it, not from the
     odometry's twist (on hardware an estimator's output, filtered differently)."""

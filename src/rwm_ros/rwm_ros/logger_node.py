@@ -15,6 +15,7 @@ after everything received has been written, once the recorded topics' publishers
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 from collections import deque
@@ -46,7 +47,10 @@ class SimulatedLogTime:
 
     def __call__(self) -> int:
         if (cdr := PolledSubscriptions.take_latest(self._sub)) is not None:
-            self._ns = raw_stamp_ns(cdr)  # rosgraph_msgs/Clock's CDR begins as a header's stamp does
+            try:
+                self._ns = raw_stamp_ns(cdr)  # rosgraph_msgs/Clock's CDR begins as a header's stamp does
+            except (struct.error, IndexError):
+                pass  # a malformed /clock: the time stays where it was
         return self._ns
 
 
@@ -84,6 +88,10 @@ class LoggerNode(Node):
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
         )
         self.inputs = PolledSubscriptions(self)
+        if self.get_parameter("use_sim_time").value:  # /clock's reader first: the simulator waits
+            self._now_ns = SimulatedLogTime(self.inputs)  # for the recorded topics' readers only
+        else:
+            self._now_ns = time.time_ns  # system time is ROS time here, at a fraction of the cost
         self._subs = [
             (
                 self.inputs.subscribe(cls, topic, latched if topic in LATCHED else qos, wakes=True),
@@ -92,10 +100,6 @@ class LoggerNode(Node):
             )
             for topic, (cls, typename) in RECORDED.items()
         ]
-        if self.get_parameter("use_sim_time").value:
-            self._now_ns = SimulatedLogTime(self.inputs)
-        else:
-            self._now_ns = time.time_ns  # system time is ROS time here, at a fraction of the cost
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(1.0, self._publish_diagnostics)
         # A starved reliable reader backs up its writers (the simulator, the policy): the logger reads

@@ -121,7 +121,9 @@ class SimNode(Node):
         self.publish_clock: bool = p["publish_clock"]
         self.decimation = self._decimation(p["rate_hz"])
         """Physics steps per published tick (1 at 400 Hz)."""
-        self.ticks_per_clock = self._ticks_per_clock(p["rate_hz"], p["clock_rate_hz"])
+        self.ticks_per_clock = (
+            self._ticks_per_clock(p["rate_hz"], p["clock_rate_hz"]) if self.publish_clock else 1
+        )
         """Published ticks per /clock message."""
         self._ticks_to_clock = 0
         self.tick_sim_ns = round(self.decimation * C.PHYSICS_DT * _NS)

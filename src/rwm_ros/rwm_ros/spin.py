@@ -1,8 +1,9 @@
 """The body of every node's `main()`: init, construct, spin until a signal or shutdown, clean up, exit 0.
 
-Signals: rclpy's own handler shuts the context down on SIGINT or SIGTERM, which ends the spin; the spin
-also ends on the signal itself. Under overload (simulated time with /clock at 400 Hz), rclpy's handler
-left a node waiting in its executor after SIGINT in 2 of 5 runs, until launch escalated to SIGTERM. Under
+Signals: the spin ends on the signal itself, counted by the handlers installed here (it spins in steps
+of 0.1 s), or on the context's shutdown, which rclpy's own handler does on SIGINT or SIGTERM. Under
+overload (simulated time with /clock at 400 Hz), rclpy's handler alone left a node waiting in its
+executor after SIGINT in 2 of 5 runs, until launch escalated to SIGTERM. Under
 `ros2 launch` a terminal's Ctrl-C arrives twice (the terminal signals the whole process group, then
 launch forwards SIGINT to each node), often while the node is closing its files. Python's default
 SIGINT handler would raise KeyboardInterrupt wherever that second signal lands (a thread join, the
@@ -10,13 +11,14 @@ bag's final write) and lose the recording; the handlers installed here only coun
 cleanup always runs to its end. Launch escalates to SIGTERM and SIGKILL if a node hangs.
 
 A node with a `linger` step (the data logger) keeps its context through the signal: rclpy's handlers
-are left out, the spin ends on the signal itself, and `linger(node)` runs with the node still
-receiving (the logger waits there for its sources, which stop on the same signal, to send their last).
+are left out, and `linger(node)` runs after the spin with the node still receiving (the logger waits
+there for its sources, which stop on the same signal, to send their last).
 """
 
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -28,7 +30,7 @@ from rclpy.signals import SignalHandlerOptions
 N = TypeVar("N", bound=Node)
 
 signals_received: list[int] = []
-"""Signals this process got (the shutdown itself is rclpy's), for the node's final report."""
+"""Signals this process got: they end the spin."""
 
 
 def _count_signal(signum: int, _frame) -> None:
@@ -36,7 +38,7 @@ def _count_signal(signum: int, _frame) -> None:
 
 
 def install_shutdown_signal_handlers() -> None:
-    """SIGINT and SIGTERM never raise in Python code: the spin ends through rclpy's context shutdown."""
+    """SIGINT and SIGTERM never raise in Python code: they are counted, and the spin ends on them."""
     signal.signal(signal.SIGINT, _count_signal)
     signal.signal(signal.SIGTERM, _count_signal)
 
@@ -51,6 +53,12 @@ def _spin_until_signal(node: Node) -> None:
     finally:
         executor.remove_node(node)
         executor.shutdown(timeout_sec=1.0)
+
+
+def _await_shutdown(context, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while context.ok() and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def spin_node(
@@ -73,6 +81,8 @@ def spin_node(
             _spin_until_signal(node)
             if linger is not None:
                 linger(node)
+            else:  # rclpy's handler shuts the context down on the same signal: not while we destroy
+                _await_shutdown(node.context, 0.5)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RuntimeError:

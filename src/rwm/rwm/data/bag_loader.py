@@ -430,7 +430,9 @@ def _stamps_by_pairing(log_ns: np.ndarray, joint_states: _Stream, window: int) -
     nearest = np.where(left_nearer, right - 1, right)
     if abs(n - m) > 0.01 * m:
         return ref_stamps[nearest]
-    step = np.median(np.diff(ref_log))
+    # the joint states' period from their stamps: log times can be coarser (a recorder on simulated
+    # time logs at the newest /clock, 100 Hz, so four 400 Hz messages share one log time)
+    step = max(np.median(np.diff(np.sort(ref_stamps))), 1)
     index = np.arange(n)
     shift = nearest - index
     best = np.empty(n, dtype=np.int64)
