@@ -117,7 +117,7 @@ def _stack(context):
          {**robot, "variant": arg["variant"], **({"publish_clock": True} if sim_time else {}),
           **await_logger}, {}),
         ("policy_node", "policy", "policy.yaml", on["policy"],
-         {**robot, "policy": str(models.get("policy"))}, {}),
+         {**robot, "policy": str(models.get("policy")), **await_logger}, {}),
         ("command_sequence_node", "command_sequence", "command_sequence.yaml",
          on["policy"] and on["sequence"], await_logger, {}),
         ("logger_node", "data_logger", "logger.yaml", on["record"], {"directory": arg["bag_dir"]}, {}),

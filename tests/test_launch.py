@@ -31,7 +31,7 @@ from rwm_ros.launch_stack import (
     start_logger,
     stop_process_group,
 )
-from rwm_ros.topics import LATCHED
+from rwm_ros.topics import LATCHED, TOPIC_ACTION, TOPIC_OBSERVATION
 
 pytestmark = pytest.mark.ros
 ROOT = Path(__file__).resolve().parents[1]
@@ -268,8 +268,9 @@ def _assert_tf_matches_the_robot(bag: Path) -> None:
 @pytest.mark.slow
 def test_main_job_walks_the_command_sequence_and_records(tmp_path: Path) -> None:
     """The default stack (sim, policy, command sequence, logger) for 21 s: the robot follows /cmd_vel,
-    never falls, every node exits 0 and the run is one complete bag. The robot and the command sequence
-    wait for the logger (`await_reader`): the bag holds every message they published, from the first."""
+    never falls, every node exits 0 and the run is one complete bag. The robot, the policy and the
+    command sequence wait for the logger (`await_reader`): the bag holds every message they published,
+    from the first."""
     proc = _run(90, duration=21, report=True, bag_dir=tmp_path / "bags", report_dir=tmp_path / "report")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
@@ -278,6 +279,7 @@ def test_main_job_walks_the_command_sequence_and_records(tmp_path: Path) -> None
     bag = _assert_one_complete_bag(tmp_path / "bags", 50 * 15)
     published, recorded = published_counts(out), bag_message_counts(tmp_path / "bags")
     waited = (C.TOPIC_JOINT_STATES, C.TOPIC_IMU, C.TOPIC_ODOM, C.TOPIC_CONTACTS, C.TOPIC_CMD_VEL)
+    waited += (C.TOPIC_JOINT_COMMAND, TOPIC_OBSERVATION, TOPIC_ACTION)
     assert {t: recorded[t] for t in waited} == {t: published[t] for t in waited}
     written = json.loads((tmp_path / "report" / "report.json").read_text())
     assert written["tracking"] == stack_report(out)["tracking"], "the file is the printed report"

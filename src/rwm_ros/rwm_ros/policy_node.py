@@ -46,7 +46,7 @@ from rwm_ros.conversions import (
     stamp_to_ns,
 )
 from rwm_ros.model_files import check_model_robot, inside_directory, resolve_model
-from rwm_ros.node_base import WorkerThread, declare, declare_config, print_published
+from rwm_ros.node_base import ReaderGate, WorkerThread, declare, declare_config, print_published
 from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.realtime import ArrivalWindow, SlackCollector, set_realtime_priority, timing_summary
 from rwm_ros.robot_state import RobotStateReader
@@ -142,6 +142,11 @@ class PolicyNode(Node):
         self.joint_receptions = ArrivalWindow(capacity=64)
         """The last joint states taken (due or not): stamp, when the middleware received them (wall) and
         when the loop took them, so that a watchdog trip says whether the stream stopped arriving."""
+        gated = {C.TOPIC_JOINT_COMMAND: self.pub, TOPIC_OBSERVATION: self.pub_obs, TOPIC_ACTION: self.pub_act}
+        self.start_gate = ReaderGate(self, gated)
+        """With `await_reader` (the launch file's data logger), nothing is commanded before the logger
+        reads it: DDS discovery on a loaded machine once took 1.8 s to match the logger with this node,
+        and the first 91 commands were not recorded (ten-minute soak, 12-03 18:31)."""
         self.control = WorkerThread(self, "policy_control", self._control_loop)
         self.workers = [self.control]
         self.control.start()  # inherits the schedule
@@ -153,6 +158,10 @@ class PolicyNode(Node):
     def _control_loop(self, stop: threading.Event) -> None:
         """Joint states pace the loop (`StatePacer`); without them, it ticks anyway so that the watchdog
         acts. A crash ends the node (`WorkerThread`)."""
+        while not (self.start_gate.poll() or stop.wait(0.01)):
+            pass
+        while self.inputs.take(self.sub_joints) is not None:
+            pass  # what came while it waited is old: the loop starts from the next state
         while not stop.is_set():
             self.inputs.wait(self.pacer.wait_s(time.monotonic(), self._last_tick))
             if stop.is_set():
