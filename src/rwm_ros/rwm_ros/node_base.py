@@ -205,3 +205,8 @@ class ReaderGate:
             return False
         self.is_open = True
         return True
+
+    def wait(self, stop: threading.Event) -> None:
+        """Block a source's own thread until the gate opens or `stop` is set."""
+        while not (self.poll() or stop.wait(0.01)):
+            pass

@@ -158,8 +158,7 @@ class PolicyNode(Node):
     def _control_loop(self, stop: threading.Event) -> None:
         """Joint states pace the loop (`StatePacer`); without them, it ticks anyway so that the watchdog
         acts. A crash ends the node (`WorkerThread`)."""
-        while not (self.start_gate.poll() or stop.wait(0.01)):
-            pass
+        self.start_gate.wait(stop)
         while self.inputs.take(self.sub_joints) is not None:
             pass  # what came while it waited is old: the loop starts from the next state
         while not stop.is_set():

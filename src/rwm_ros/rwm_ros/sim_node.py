@@ -323,8 +323,7 @@ class SimNode(Node):
     # --- physics thread ------------------------------------------------------------------------------
     def _run(self, stop: threading.Event) -> None:
         """Step and publish on the schedule until stopped (a crash ends the node: `WorkerThread`)."""
-        while not (self.start_gate.poll() or stop.wait(0.01)):
-            pass
+        self.start_gate.wait(stop)
         clock = time.monotonic
         sched = self.schedule
         ros_start_ns = 0 if self.publish_clock else self.get_clock().now().nanoseconds
