@@ -92,3 +92,50 @@ def test_monitor_in_simulation_stays_silent_on_the_nominal_robot_and_flags_a_del
     assert result["nominal"]["alarmed"] == 0
     assert result["delay_20ms"]["alarmed_within_s"] == 2 and result["delay_20ms"]["fell"] == 0
     assert result["delay_20ms"]["alarmed_within_s_of_moving"] == 2
+
+
+def test_monitor_in_simulation_through_the_control_loop_judges_what_the_loop_sends():
+    """With the policy node's control loop driving (soft start, stand hold), the model is given the
+    targets the loop sends, and the nominal robot stays unflagged through its handovers."""
+    from rwm.control.policy_loop import Mode
+    from rwm.control.safety import SafetyConfig
+    from rwm.control.simulated import SimulatedControlLoops
+    from rwm.evaluation.monitor_eval import MonitorEvalConfig, evaluate_monitor, one_step_errors
+    from rwm.export.runtime import OnnxPolicy, OnnxWorldModel
+
+    policy = OnnxPolicy("models/anymal_d_ppo.onnx")
+    wm = OnnxWorldModel("models/anymal_d_rwmu.onnx")
+    cfg = MonitorEvalConfig(robots=2, duration_s=8.0, seed=3, standing_fraction=0.5, warmup_steps=150)
+    loops = SimulatedControlLoops(policy, policy.obs_dim, cfg.robots, SafetyConfig())
+    modes: set[Mode] = set()
+
+    def controller(state, command, t):
+        targets = loops(state, command, t)
+        modes.update(loop.mode for loop in loops.loops)
+        return targets
+
+    errors, _ = one_step_errors(policy, policy.obs_dim, wm, cfg, controller)
+    assert {Mode.SOFT_START, Mode.POLICY} <= modes
+    assert np.isfinite(errors[1:]).all()
+
+    def new_controller():
+        return SimulatedControlLoops(policy, policy.obs_dim, cfg.robots, SafetyConfig())
+
+    result = evaluate_monitor(policy, policy.obs_dim, wm, ["nominal"], cfg, new_controller=new_controller)
+    assert result["control_loop"] and result["warmup_steps"] == 150
+    assert result["variants"]["nominal"]["alarmed"] == 0
+
+
+def test_live_errors_are_set_against_the_offline_ones_of_their_step():
+    from rwm.evaluation.monitor_eval import live_against_offline
+
+    row_t = np.arange(200) * 0.02
+    row_error = np.full(200, 0.5)
+    live_t = row_t + 0.007  # logged 7 ms after the command's stamp
+    live_error = row_error.copy()
+    live_error[150] = 10.5  # the node scored one step against another state
+    result = live_against_offline(live_t, live_error, row_t, row_error, window=50, judged_from_s=1.0)
+    assert result["matched"] == 200 and result["abs_difference_max"] == pytest.approx(10.0)
+    assert result["live_windowed_error_max"] == pytest.approx(0.5 + 10.0 / 50)
+    late = live_against_offline(live_t + 100.0, live_error, row_t, row_error, 50, 1.0)  # after the rows ended
+    assert late["matched"] == 0 and late["abs_difference_max"] is None

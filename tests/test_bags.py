@@ -343,3 +343,33 @@ def test_collect_bag_splits_at_falls(tmp_path: Path) -> None:
     for a, b in zip(trajs, trajs[1:], strict=False):
         assert b.time[0] - a.time[-1] == pytest.approx(0.1)
         assert b.state[0, C.GRAVITY][2] < -0.99  # reset upright
+
+
+def test_a_nodes_float_topic_is_read_in_log_time_order_and_an_unreadable_bag_adds_nothing(
+    tmp_path: Path,
+) -> None:
+    from rwm.data.bag_loader import load_float_topic
+
+    store = get_typestore(TYPESTORE)
+    float32 = store.types["std_msgs/msg/Float32"]
+    paths = []
+    for k, (start, values) in enumerate([(2_000_000_000, [0.5, 0.25]), (1_000_000_000, [3.0])]):
+        path = tmp_path / f"bag{k}"
+        with BagWriter(path) as bag:
+            for i, v in enumerate(values):
+                cdr = store.serialize_cdr(float32(data=v), "std_msgs/msg/Float32")
+                bag.write_raw("/rwm/world_model/error", "std_msgs/msg/Float32", cdr, start + i * 20_000_000)
+                bag.write_raw("/other", "std_msgs/msg/Float32", cdr, start + i * 20_000_000)
+        paths.append(path)
+    other = tmp_path / "other"  # a bag without the topic: nothing of its other topics is taken
+    with BagWriter(other) as bag:
+        text = store.serialize_cdr(store.types["std_msgs/msg/String"](data="1.5"), "std_msgs/msg/String")
+        bag.write_raw("/robot_description", "std_msgs/msg/String", text, 500_000_000, latched=True)
+        cdr = store.serialize_cdr(float32(data=9.0), "std_msgs/msg/Float32")
+        bag.write_raw("/other", "std_msgs/msg/Float32", cdr, 600_000_000)
+    paths.append(other)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "metadata.yaml").write_text("not a bag")
+    t, values = load_float_topic([*paths, broken, tmp_path / "absent"], "/rwm/world_model/error")
+    assert t.tolist() == [1.0, 2.0, 2.02] and values.tolist() == [3.0, 0.5, 0.25]

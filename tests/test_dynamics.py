@@ -201,3 +201,21 @@ def test_robots_beyond_the_training_family_are_named_apart_from_the_suite() -> N
     beyond = sorted(set(everything) - set(suite))
     assert "payload_25kg" in beyond and "payload_15kg" in suite
     assert variant_named("payload_25kg").payload_kg > TRAINING_RANGES.payload_kg[1], "outside the family"
+
+
+def test_the_stance_targets_hold_the_robot_up_where_the_bare_pose_lets_it_sit_down() -> None:
+    """Drives holding the standing pose itself give no torque until the robot sags; on a floor of
+    friction 0.4 its feet slide apart and the base sinks to half its height. The stance targets
+    (pose + standing torques / kp) hold it near its standing height on either floor."""
+    slippery = RobotVariant(ground_friction=0.4)
+    heights = {}
+    for name, variant in (("nominal", NOMINAL), ("slippery", slippery)):
+        sim = AnymalSim(variant=variant)
+        for held in ("pose", "stance"):
+            sim.reset()  # the drives hold the stance targets, as a robot standing under its own controller
+            if held == "pose":
+                sim.set_targets(C.DEFAULT_JOINT_POS)
+            sim.step(400)  # 1 s
+            heights[name, held] = float(sim.data.qpos[2])
+    assert heights["slippery", "pose"] < 0.35 and heights["nominal", "pose"] < 0.56
+    assert heights["slippery", "stance"] > 0.55 and heights["nominal", "stance"] > 0.55

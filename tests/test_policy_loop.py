@@ -13,6 +13,7 @@ DT = C.POLICY_DT
 LOWER = np.full(12, -3.0)
 UPPER = np.full(12, 3.0)
 LOWER[0], UPPER[0] = -0.5, 0.5  # LF_HAA
+STANCE = C.DEFAULT_JOINT_POS + np.linspace(-0.3, 0.3, 12)  # the standing pose held against the weight
 
 
 class FakePolicy:
@@ -28,12 +29,13 @@ class FakePolicy:
 
 def _loop(policy=None, **safety):
     cfg = SafetyConfig(**{"soft_start_s": 0.1, **safety})
-    return PolicyLoop(policy or FakePolicy(), 48, LOWER, UPPER, cfg)
+    return PolicyLoop(policy or FakePolicy(), 48, LOWER, UPPER, STANCE, cfg)
 
 
-def _feed(loop, t, q=None, dq=None, lin_vel=None):
+def _feed(loop, t, q=None, dq=None, lin_vel=None, torque=None):
     q = C.DEFAULT_JOINT_POS + 0.1 if q is None else q
-    assert loop.update_joints(q, np.zeros(12) if dq is None else dq, np.zeros(12), t)
+    torque = np.zeros(12) if torque is None else torque
+    assert loop.update_joints(q, np.zeros(12) if dq is None else dq, torque, t)
     assert loop.update_imu(np.array([0.0, 0.0, -1.0]), np.zeros(3), t)
     assert loop.update_odom(np.zeros(3) if lin_vel is None else lin_vel, t)
 
@@ -80,7 +82,7 @@ def test_non_finite_policy_output_is_never_sent():
     policy = FakePolicy(np.full(12, np.nan))
     loop = _loop(policy)
     t, out = _run(loop, 0.0, 0.3)
-    assert np.isfinite(out).all() and np.allclose(out, C.DEFAULT_JOINT_POS)
+    assert np.isfinite(out).all() and np.allclose(out, np.clip(STANCE, LOWER, UPPER)), "the soft start's end"
     assert loop.rejected["policy_nan"] > 0
 
 
@@ -280,3 +282,50 @@ def test_trouble_within_the_window_brings_the_previous_policy_back(trouble):
     assert reason is not None and trouble in reason, reason
     assert loop.rollback() and loop.policy is old and loop.fallback is None
     assert not loop.rollback(), "only once"
+
+
+def test_measured_postures_are_held_with_their_torque_and_the_soft_start_ends_at_the_stance():
+    """A hold or a soft start that aimed at the measured pose alone would let the robot sag (the PD
+    gives no torque at its target); the stance targets hold it up at the end of the soft start."""
+    loop = _loop()
+    q, torque = C.DEFAULT_JOINT_POS + 0.1, 1.5 * C.KP * (STANCE - C.DEFAULT_JOINT_POS)  # within the bound
+    _feed(loop, 0.0, q=q, torque=torque)
+    held = np.clip(q + torque / C.KP, LOWER, UPPER)
+    assert np.allclose(loop.tick(0.0), held) and loop.mode is Mode.SOFT_START
+    t, last_soft = DT, None
+    while loop.mode is Mode.SOFT_START:
+        _feed(loop, t, q=q, torque=torque)
+        last_soft = loop.tick(t).copy()
+        t += DT
+    assert np.allclose(last_soft, np.clip(STANCE, LOWER, UPPER))
+    loop.set_estop(True)
+    _feed(loop, t, q=q + 0.05, torque=torque)
+    assert np.allclose(loop.tick(t), np.clip(q + 0.05 + torque / C.KP, LOWER, UPPER))
+    assert loop.mode is Mode.ESTOP
+    # a torque spike (80 Nm: 1 rad at kp 80) is not locked into a hold: twice the stance's offset at most
+    loop.set_estop(False)
+    _run(loop, t + DT, 0.2)
+    loop.set_estop(True)
+    _feed(loop, t + 0.3, q=q, torque=np.full(12, 80.0))
+    bound = np.maximum(2.0 * np.abs(STANCE - C.DEFAULT_JOINT_POS), 0.05)
+    assert np.allclose(loop.tick(t + 0.3), np.clip(q + bound, LOWER, UPPER))
+
+
+def test_the_soft_start_moves_targets_no_faster_than_its_speed_and_hands_a_standing_robot_over_early():
+    def ticks_in_soft_start(q):
+        loop = _loop(soft_start_s=2.0, soft_start_speed=0.5)
+        t, ticks, prev, fastest = 0.0, 0, None, 0.0
+        while True:
+            _feed(loop, t, q=q)
+            out = loop.tick(t).copy()
+            if loop.mode is not Mode.SOFT_START:
+                return ticks, fastest
+            fastest = fastest if prev is None else max(fastest, float(np.abs(out - prev).max()) / DT)
+            prev, ticks, t = out, ticks + 1, t + DT
+
+    near, near_speed = ticks_in_soft_start(STANCE + 0.1)  # standing: 0.1 rad from its stance
+    far, far_speed = ticks_in_soft_start(STANCE + 1.5)  # far from it (the clamp keeps LF_HAA closer)
+    # 0.2 s at 0.5 rad/s (one tick more where the float time falls short); smoothstep peaks at 1.5x
+    assert near in (10, 11) and near_speed <= 0.5 * 1.5 + 1e-9
+    assert far in (100, 101), "never longer than soft_start_s"
+    assert far_speed > 0.5 * 1.5, "then faster, to be there in soft_start_s"

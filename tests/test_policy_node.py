@@ -49,7 +49,8 @@ class Operator:
         self.last_state_stamp = 0.0
         self.last_q = np.zeros(12)
         self.recent_q: deque[np.ndarray] = deque(maxlen=200)
-        """The last 0.5 s of joint positions, clamped to the joint limits as the node clamps a hold."""
+        """The last 0.5 s of measured postures as the node holds them: joint positions plus the measured
+        torque / kp, clamped to the joint limits."""
         self.diag: dict[str, str] = {}
         self._order = JointOrder()
         self.node.create_subscription(JointState, C.TOPIC_JOINT_COMMAND, self._on_command, qos)
@@ -70,7 +71,8 @@ class Operator:
             return  # our own injected messages
         self.last_state_stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
         self.last_q = self._order.read(msg, "position").copy()
-        self.recent_q.append(np.clip(self.last_q, LIMITS.joint_lower, LIMITS.joint_upper))
+        held = self.last_q + self._order.read(msg, "effort") / C.KP
+        self.recent_q.append(np.clip(held, LIMITS.joint_lower, LIMITS.joint_upper))
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for s in msg.status:
@@ -78,7 +80,7 @@ class Operator:
                 self.diag = {kv.key: kv.value for kv in s.values}
 
     def was_measured(self, targets: np.ndarray) -> bool:
-        """The targets equal one of the recently measured poses (exactly, up to float64 round-off)."""
+        """The targets hold one of the recently measured postures (exactly, up to float64 round-off)."""
         return any(np.abs(targets - q).max() < 1e-9 for q in self.recent_q)
 
     def spin(self, seconds: float) -> None:

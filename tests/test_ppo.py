@@ -278,3 +278,17 @@ def test_through_the_control_loop_a_robot_stopped_after_walking_is_held_where_it
     assert moved[-1] < 0.01, "held: the last 5 s, still"
     bare = evaluate_standing(policy, policy.obs_dim, cfg, interval_s=5.0, walk_s=3.0)
     assert bare["moved_m_median_per_interval"][-1] > moved[-1]
+
+
+def test_the_suite_through_the_control_loop_keeps_robots_standing_on_a_slippery_floor():
+    """evaluate_policy(controller): the deployed loop drives the robots. On a floor of friction 0.4 a
+    loop whose soft start held the measured pose without its torque let robots sit down in 0.4 s."""
+    from rwm.sim.variants import RobotVariant
+
+    policy = OnnxPolicy("models/anymal_d_ppo.onnx")
+    cfg = PolicyEvalConfig(
+        episodes=6, episode_length_s=3.0, seed=4242, num_threads=1, variant=RobotVariant(ground_friction=0.4)
+    )
+    loops = SimulatedControlLoops(policy, policy.obs_dim, 6, SafetyConfig())
+    driven = evaluate_policy(policy, policy.obs_dim, cfg, controller=loops)
+    assert driven["falls"] == 0 and loops.count_in(Mode.POLICY) == 6

@@ -42,6 +42,7 @@ def test_contact_geoms_cover_every_leg(anymal_d):
 
 def test_stands_ten_seconds_at_contract_height(anymal_d):
     sim = AnymalSim(anymal_d)
+    sim.set_targets(C.DEFAULT_JOINT_POS)  # the pose itself as the drives' target, as the contract measured
     sim.step(4000)  # 10 s at 400 Hz
     assert sim.base_position[2] == pytest.approx(0.544, abs=0.02)
     assert np.linalg.norm(sim.base_position[:2]) < 0.02
@@ -49,6 +50,16 @@ def test_stands_ten_seconds_at_contract_height(anymal_d):
     # PD with kp 80 under 57 kg sags: knees settle about 0.25 rad past the target.
     assert np.allclose(sim.joint_positions, C.DEFAULT_JOINT_POS, atol=0.3)
     assert not sim.fell
+
+
+def test_a_reset_robot_stands_in_its_pose_on_the_stance_targets(anymal_d):
+    """After a reset the drives hold the stance targets (the pose plus the torques that carry the
+    robot's weight): it stands at its standing height with its joints at the pose, not sagged."""
+    sim = AnymalSim(anymal_d)
+    sim.step(4000)
+    assert sim.base_position[2] == pytest.approx(0.60, abs=0.01)
+    assert np.allclose(sim.joint_positions, C.DEFAULT_JOINT_POS, atol=0.06)
+    assert list(sim.contacts) == [0, 0, 0, 0, 1, 1, 1, 1] and not sim.fell
 
 
 def test_sitting_on_its_knees_or_tilting_is_a_fall(anymal_d):

@@ -88,7 +88,13 @@ class PolicyNode(Node):
         check_model_robot(self.policy_file, robot, policy.metadata)
         kin = AnymalKinematics(robot, urdf or None)
         self.loop = PolicyLoop(
-            policy, policy.obs_dim, kin.joint_lower, kin.joint_upper, safety, self.period_s
+            policy,
+            policy.obs_dim,
+            kin.joint_lower,
+            kin.joint_upper,
+            kin.standing_targets(),
+            safety,
+            self.period_s,
         )
 
         self.reader = RobotStateReader(self.get_logger(), self.loop.rejected)

@@ -5,9 +5,10 @@ from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Imu, JointState
-from std_msgs.msg import Bool, Float32MultiArray, String
+from std_msgs.msg import Bool, Float32, Float32MultiArray, String
 from tf2_msgs.msg import TFMessage
 
+from rwm.export.anomaly import ERROR_TOPIC
 from rwm.robot import contract as C
 
 STREAM_WRITER_QOS = QoSProfile(depth=400, reliability=ReliabilityPolicy.RELIABLE)
@@ -44,9 +45,10 @@ TOPIC_WM_RELOAD = "/rwm/world_model/reload"
 """std_msgs/String: path of a validated world-model ONNX for the world-model node to load."""
 TOPIC_WM_PREDICTION = "/rwm/world_model/prediction"
 """std_msgs/Float32MultiArray: the predicted next state (45, contract layout)."""
-TOPIC_WM_ERROR = "/rwm/world_model/error"
-"""std_msgs/Float32: one-step error of the last prediction against the measured state (mean absolute
-error, each channel in units of its training std: `rwm.export.anomaly.monitor_step_error`)."""
+TOPIC_WM_ERROR = ERROR_TOPIC
+"""std_msgs/Float32, 50 Hz: one-step error of the last prediction against the measured state (mean
+absolute error, each channel in units of the std predicted with it:
+`rwm.export.anomaly.monitor_step_error`)."""
 TOPIC_WM_ANOMALY = "/rwm/world_model/anomaly"
 """std_msgs/Bool: true while the prediction error stays above the threshold."""
 TOPIC_WM_UNCERTAINTY = "/rwm/world_model/uncertainty"
@@ -70,10 +72,13 @@ RECORDED: dict[str, tuple[type, str]] = {
     C.TOPIC_ESTOP: (Bool, "std_msgs/msg/Bool"),
     TOPIC_OBSERVATION: (Float32MultiArray, "std_msgs/msg/Float32MultiArray"),
     TOPIC_ACTION: (Float32MultiArray, "std_msgs/msg/Float32MultiArray"),
+    TOPIC_WM_ERROR: (Float32, "std_msgs/msg/Float32"),
+    TOPIC_WM_ANOMALY: (Bool, "std_msgs/msg/Bool"),
     TOPIC_TF: (TFMessage, "tf2_msgs/msg/TFMessage"),
     TOPIC_TF_STATIC: (TFMessage, "tf2_msgs/msg/TFMessage"),
     TOPIC_ROBOT_DESCRIPTION: (String, "std_msgs/msg/String"),
 }
-"""Topic -> (message class, type name) of everything the logger records."""
+"""Topic -> (message class, type name) of everything the logger records. The monitor's error and
+anomaly are there so that an alarm can be traced afterwards to the steps and the states it judged."""
 LATCHED = frozenset({TOPIC_TF_STATIC, TOPIC_ROBOT_DESCRIPTION})
 """Topics published once (transient local): subscribed as such, and repeated at the start of every split."""

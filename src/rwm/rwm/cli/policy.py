@@ -172,7 +172,7 @@ def _eval_standing(args: argparse.Namespace, policy, cfg) -> dict:
 
     if not args.control_loop:
         return evaluate_standing(policy, policy.obs_dim, cfg, walk_s=args.walk_first)
-    loops = SimulatedControlLoops(policy, policy.obs_dim, cfg.episodes, SafetyConfig())
+    loops = SimulatedControlLoops(policy, policy.obs_dim, cfg.episodes, SafetyConfig(), cfg.robot)
     figures = evaluate_standing(policy, policy.obs_dim, cfg, walk_s=args.walk_first, controller=loops)
     return {**figures, "control_loop": asdict(loops.safety), "robots_held_at_end": loops.count_in(Mode.STAND)}
 
@@ -183,14 +183,32 @@ def _eval_on_variants(args: argparse.Namespace, policy, cfg) -> int:
 
     all_names = list(load_variants(args.variants_file, beyond_training=False))
     names = all_names if args.variants == ["all"] else args.variants
+    new_controller = None
+    if args.control_loop:
+        from rwm.control.safety import SafetyConfig
+        from rwm.control.simulated import SimulatedControlLoops
+
+        def new_controller() -> SimulatedControlLoops:
+            return SimulatedControlLoops(policy, policy.obs_dim, cfg.episodes, SafetyConfig(), cfg.robot)
+
     results = evaluate_on_variants(
-        policy, policy.obs_dim, names, cfg, nominal_seeds=args.nominal_seeds, variants_file=args.variants_file
+        policy,
+        policy.obs_dim,
+        names,
+        cfg,
+        nominal_seeds=args.nominal_seeds,
+        variants_file=args.variants_file,
+        new_controller=new_controller,
     )
     table = variants_table(results)
     print(table)
     if args.json:
         out = Path(args.json)
-        summary = {"policy": args.policy, "real_transitions_used": policy.metadata.get("real_transitions")}
+        summary = {
+            "policy": args.policy,
+            "real_transitions_used": policy.metadata.get("real_transitions"),
+            "control_loop": bool(args.control_loop),
+        }
         out.write_text(json.dumps({**summary, "variants": results}, indent=1) + "\n")
         out.with_suffix(".md").write_text(table)
         plot_variants(results, str(out.with_suffix(".png")), Path(args.policy).stem)
@@ -423,8 +441,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--control-loop",
         action="store_true",
-        help="--standing: through the policy node's control loop (soft start, command ramp, stand hold) "
-        "with its default settings, not the bare policy",
+        help="--standing or --variants: through the policy node's control loop (soft start, command ramp, "
+        "stand hold) with its default settings, not the bare policy",
     )
     p.add_argument("--variants-file", help="named variants (default: config/robot_variants.yaml)")
     p.set_defaults(func=_eval_policy)

@@ -114,11 +114,21 @@ def _eval_monitor(args: argparse.Namespace) -> int:
     policy, world_model = OnnxPolicy(args.policy), OnnxWorldModel(args.world_model)
     all_names = list(load_variants(args.variants_file, beyond_training=False))
     names = all_names if args.variants == ["all"] else args.variants
-    cfg = MonitorEvalConfig(robots=args.robots, duration_s=args.duration, seed=args.seed)
+    cfg = MonitorEvalConfig(
+        robots=args.robots, duration_s=args.duration, seed=args.seed, warmup_steps=args.warmup_steps
+    )
     if args.standing_fraction is not None:
         cfg = replace(cfg, standing_fraction=args.standing_fraction)
+    new_controller = None
+    if args.control_loop:
+        from rwm.control.safety import SafetyConfig
+        from rwm.control.simulated import SimulatedControlLoops
+
+        def new_controller() -> SimulatedControlLoops:
+            return SimulatedControlLoops(policy, policy.obs_dim, cfg.robots, SafetyConfig())
+
     results = evaluate_monitor(
-        policy, policy.obs_dim, world_model, names, cfg, args.within, args.variants_file
+        policy, policy.obs_dim, world_model, names, cfg, args.within, args.variants_file, new_controller
     )
     results = {"world_model": args.world_model, "policy": args.policy, **results}
     table = monitor_table(results)
@@ -134,8 +144,9 @@ def _eval_monitor_on_bags(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rwm.cli.common import bag_directories
-    from rwm.data.bag_loader import load_bags
+    from rwm.data.bag_loader import load_bags, load_float_topic
     from rwm.evaluation.monitor_eval import monitor_on_bags
+    from rwm.export.anomaly import ERROR_TOPIC
     from rwm.export.runtime import OnnxWorldModel
 
     bags = bag_directories(args.bags)
@@ -143,7 +154,8 @@ def _eval_monitor_on_bags(args: argparse.Namespace) -> int:
     if not trajectories:
         print(f"no trajectories in {args.bags}:\n{report}", file=sys.stderr)
         return 1
-    results = monitor_on_bags(OnnxWorldModel(args.world_model), trajectories, args.warmup_steps)
+    live = load_float_topic(bags, ERROR_TOPIC)
+    results = monitor_on_bags(OnnxWorldModel(args.world_model), trajectories, args.warmup_steps, live)
     results = {"world_model": args.world_model, "bags": [str(b) for b in bags], **results}
     text = json.dumps(results, indent=1)
     print(text)
@@ -316,8 +328,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--warmup-steps",
         type=int,
         default=0,
-        help="with --bags: steps not judged after a start (0: the model's rule's; the stack's node uses "
+        help="steps not judged after a start (0: the model's rule's; the stack's node uses "
         "config/world_model.yaml's)",
+    )
+    p.add_argument(
+        "--control-loop",
+        action="store_true",
+        help="drive the robots through the policy node's control loop (soft start, command ramp, stand "
+        "hold) with its default settings, as the stack does, not the bare policy",
     )
     p.set_defaults(func=_eval_monitor)
 

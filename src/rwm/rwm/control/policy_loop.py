@@ -5,11 +5,18 @@ Modes, in order of precedence:
   ESTOP      e-stop engaged: hold the posture measured when it engaged; no policy action is sent.
   WATCHDOG   no fresh robot state for `watchdog_periods` periods: hold the last measured posture.
   WAITING    no complete robot state yet: send nothing.
-  SOFT_START ramp from the measured pose to the standing pose, then hand over to the policy.
+  SOFT_START ramp from the measured posture to the stance targets (the standing pose held up against
+             the robot's weight), then hand over to the policy.
   STAND      zero command and the robot still: hold the targets last sent (the policy's own stance)
              until a command or a push comes, then the policy again, from that pose.
   POLICY     the policy's targets through the safety filter.
 After an e-stop is released or the state comes back, the loop soft-starts again from the measured pose.
+
+A measured posture is held with the torque measured with it: the target is the pose plus torque / kp
+(`_held_targets`), that offset bounded by twice the stance's own, so a spike or a stalled leg is not
+locked in. The drives' PD gives no torque at its target, so a robot held at its measured pose sags
+under its own weight until the error carries it; on a floor of friction 0.4 the simulated ANYmal D's
+feet then slid apart and it sat down in 0.4 s (6 of 20 robots at start-up).
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ class PolicyLoop:
         obs_dim: int,
         joint_lower: np.ndarray,
         joint_upper: np.ndarray,
+        stance_targets: np.ndarray,
         cfg: SafetyConfig = SafetyConfig(),
         period_s: float = C.POLICY_DT,
     ) -> None:
@@ -84,7 +92,11 @@ class PolicyLoop:
         self._hold_measured = False
         """Whether `_hold` is the e-stop's pose: measured at its first tick with a joint state."""
         self._start_pose = C.DEFAULT_JOINT_POS.copy()
+        self.stance_targets = self.safety.clamp(np.asarray(stance_targets, dtype=float))
+        """Where the soft start ends (`rwm.robot.kinematics.AnymalKinematics.standing_targets`)."""
+        self._hold_offset_bound = np.maximum(2.0 * np.abs(self.stance_targets - C.DEFAULT_JOINT_POS), 0.05)
         self._soft_start_t0 = 0.0
+        self._soft_start_s = cfg.soft_start_s
         self._seen = {"joints": -np.inf, "imu": -np.inf, "odom": -np.inf}
         self._zero_command_s = 0.0
         self._still_s = 0.0
@@ -157,7 +169,7 @@ class PolicyLoop:
             if not np.isfinite(self._seen["joints"]):
                 return None  # no joint position measured yet: no pose to hold, so send nothing at all
             if not self._hold_measured:
-                self._hold[:] = self.safety.clamp(self.state[C.JOINT_POS])
+                self._held_targets(self._hold)
                 self._hold_measured = True
             self.targets[:] = self._hold
             return self.targets
@@ -166,19 +178,20 @@ class PolicyLoop:
             return None
         if not self._fresh(now):
             if self.mode is not Mode.WATCHDOG:
-                self._hold[:] = self.safety.clamp(self.state[C.JOINT_POS])
+                self._held_targets(self._hold)
                 self.mode = Mode.WATCHDOG
             self.targets[:] = self._hold
             return self.targets
         if self.mode in (Mode.WAITING, Mode.WATCHDOG, Mode.ESTOP):
-            self._start_pose[:] = self.safety.clamp(self.state[C.JOINT_POS])
+            self._held_targets(self._start_pose)
             self._soft_start_t0 = now
+            self._soft_start_s = self._soft_start_duration()
             self.mode = Mode.SOFT_START
             self.command[:] = 0.0  # the policy starts from standing; /cmd_vel is ramped from there
             self._zero_command_s = self._still_s = 0.0
         if self.mode is Mode.SOFT_START:
-            progress = (now - self._soft_start_t0) / max(self.cfg.soft_start_s, 1e-9)
-            soft_start_targets(self._start_pose, progress, self.targets)
+            progress = (now - self._soft_start_t0) / max(self._soft_start_s, 1e-9)
+            soft_start_targets(self._start_pose, self.stance_targets, progress, self.targets)
             if progress >= 1.0:
                 self.mode = Mode.POLICY
             return self.targets
@@ -186,6 +199,22 @@ class PolicyLoop:
         if self.mode is Mode.STAND:
             return self.targets
         return self._policy_step()
+
+    def _soft_start_duration(self) -> float:
+        """`soft_start_s`, or less: as long as the farthest joint needs at `soft_start_speed`."""
+        cfg = self.cfg
+        if cfg.soft_start_speed <= 0:
+            return cfg.soft_start_s
+        distance = float(np.abs(self.stance_targets - self._start_pose).max())
+        return min(cfg.soft_start_s, distance / cfg.soft_start_speed)
+
+    def _held_targets(self, out: np.ndarray) -> None:
+        """Targets holding the measured posture with the measured torque: pose + torque / kp (the offset
+        bounded, the targets clamped)."""
+        np.multiply(self.state[C.JOINT_TORQUE], 1.0 / C.KP, out=out)
+        np.clip(out, -self._hold_offset_bound, self._hold_offset_bound, out=out)
+        out += self.state[C.JOINT_POS]
+        out[:] = self.safety.clamp(out)
 
     # -- standing still ---------------------------------------------------------------------------------
     def _update_stand_mode(self) -> None:

@@ -18,12 +18,18 @@ class SimulatedControlLoops:
     """(robots, 45) states and (robots, 3) commands in, (robots, 12) joint targets out."""
 
     def __init__(
-        self, policy: Callable[[np.ndarray], np.ndarray], obs_dim: int, robots: int, safety: SafetyConfig
+        self,
+        policy: Callable[[np.ndarray], np.ndarray],
+        obs_dim: int,
+        robots: int,
+        safety: SafetyConfig,
+        robot: str = "anymal_d",
     ) -> None:
-        kin = AnymalKinematics()
+        kin = AnymalKinematics(robot)
         self.safety = safety
         lower, upper = kin.joint_lower, kin.joint_upper
-        self.loops = [PolicyLoop(policy, obs_dim, lower, upper, safety) for _ in range(robots)]
+        stance = kin.standing_targets()
+        self.loops = [PolicyLoop(policy, obs_dim, lower, upper, stance, safety) for _ in range(robots)]
         self.targets = np.zeros((robots, C.NUM_JOINTS))
 
     def __call__(self, state: np.ndarray, command: np.ndarray, t: float) -> np.ndarray:

@@ -611,6 +611,34 @@ def load_bag(path: str | Path, cfg: LoaderConfig = LoaderConfig()) -> tuple[list
     return trajectories, report
 
 
+def load_float_topic(paths: Iterable[str | Path], topic: str) -> tuple[np.ndarray, np.ndarray]:
+    """(log time s, value) of every std_msgs/Float32 message on `topic` in complete bag directories,
+    in log-time order: what a node published beside the robot's streams (the monitor's error). A bag
+    that cannot be read adds nothing (`load_bags` reports it)."""
+    times: list[int] = []
+    values: list[float] = []
+    for path in paths:
+        if not (Path(path) / "metadata.yaml").is_file():
+            continue
+        bag_times, bag_values = [], []
+        try:
+            with AnyReader([Path(path)], default_typestore=get_typestore(TYPESTORE)) as reader:
+                conns = [
+                    c for c in reader.connections if c.topic == topic and c.msgtype == "std_msgs/msg/Float32"
+                ]
+                if not conns:  # reading with no connections would read every message
+                    continue
+                for c, t, raw in reader.messages(conns):
+                    bag_times.append(t)
+                    bag_values.append(float(reader.deserialize(raw, c.msgtype).data))
+        except Exception:  # noqa: BLE001, S112 - an unreadable bag is the trajectories' loader's to report
+            continue
+        times += bag_times
+        values += bag_values
+    order = np.argsort(times, kind="stable")
+    return np.array(times, dtype=np.float64)[order] / 1e9, np.array(values, dtype=np.float64)[order]
+
+
 def load_bags(
     paths: Iterable[str | Path], cfg: LoaderConfig = LoaderConfig()
 ) -> tuple[list[Trajectory], LoadReport]:

@@ -7,6 +7,9 @@ does (the state assembled at the step, the command sent, the GRU state carried) 
 errors are scored by the rule the node uses (`rwm.export.anomaly`). A robot that falls is no longer
 scored (a fall is not a subtle anomaly). Time to alarm is counted from the start and, beside it, from
 the robot's first moving command: a robot standing still shows nothing of a delay or a weak drive.
+With a `controller` the robots are driven as the policy node drives them (soft start, command ramp,
+stand hold: `rwm.control.simulated.SimulatedControlLoops`), so that the handovers between the stand
+hold and the policy, which the bare policy never shows the model, are judged too.
 
 `monitor_on_bags` scores recorded bags (a robot's, or the stack's in simulation) by the same rule, as
 the node would have run over them: how often it alarms on data known to be healthy.
@@ -39,6 +42,13 @@ class MonitorEvalConfig:
     76), and a policy's stance is where a model fit on walking data errs."""
     seed: int = 4242
     variant: RobotVariant = NOMINAL
+    warmup_steps: int = 0
+    """Steps not judged after the start (0: the model's rule's; the stack's node judges nothing in its
+    first 150, `config/world_model.yaml`)."""
+
+
+Controller = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
+"""(robots, 45) states, (robots, 3) commands, time s -> (robots, 12) joint targets."""
 
 
 def one_step_errors(
@@ -46,10 +56,12 @@ def one_step_errors(
     obs_dim: int,
     world_model: OnnxWorldModel,
     cfg: MonitorEvalConfig = MonitorEvalConfig(),
+    controller: Controller | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(steps, robots) one-step errors of the world model along the robots' walks (NaN once fallen;
     row t scores the prediction made at step t - 1, so row 0 is NaN), and (steps, robots) whether
-    each robot's command at step t asked it to move."""
+    each robot's command at step t asked it to move. `controller`: drive the robots with it instead
+    of the bare policy; the model is given the targets it sends, as the node is."""
     env_cfg = EnvConfig(
         num_envs=cfg.robots,
         episode_length_s=cfg.duration_s + 1.0,
@@ -71,7 +83,10 @@ def one_step_errors(
         if prediction is not None:
             errors[t] = np.where(alive, monitor_step_error(prediction, prediction_std, state), np.nan)
         moving[t] = env.command.any(axis=1)
-        targets = raw_to_targets(policy(obs))
+        if controller is None:
+            targets = raw_to_targets(policy(obs))
+        else:
+            targets = controller(state, env.command, t * env_cfg.reward.dt)
         prediction, prediction_std, _, hidden, _ = world_model(state, targets, hidden)
         out = env.step(targets)
         alive &= ~out.terminated
@@ -107,16 +122,23 @@ def evaluate_monitor(
     cfg: MonitorEvalConfig = MonitorEvalConfig(),
     detect_within_s: float = 2.0,
     variants_file: str | None = None,
+    new_controller: Callable[[], Controller] | None = None,
 ) -> dict:
     """Per named variant: robots alarmed (and within `detect_within_s`), when, and among robots
     that did not fall (on the nominal robot every one of those is a false alarm); the same timing from
-    each robot's first moving command (an alarm raised while it still stood counts as 0 s)."""
+    each robot's first moving command (an alarm raised while it still stood counts as 0 s).
+    `new_controller`: a fresh controller of `cfg.robots` robots for each variant (see
+    `one_step_errors`)."""
     variants = variants_named(names, variants_file)
-    rule = world_model.metadata["anomaly"]
+    rule = dict(world_model.metadata["anomaly"])
     check_rule_error(rule)
+    rule["warmup_steps"] = cfg.warmup_steps or rule["warmup_steps"]
     results = {}
     for name in names:
-        errors, moving = one_step_errors(policy, obs_dim, world_model, replace(cfg, variant=variants[name]))
+        controller = new_controller() if new_controller else None
+        errors, moving = one_step_errors(
+            policy, obs_dim, world_model, replace(cfg, variant=variants[name]), controller
+        )
         times = alarm_times(errors, rule, C.POLICY_DT)
         moved = first_moving_times(moving, C.POLICY_DT)
         since_moving = np.maximum(times - np.nan_to_num(moved, nan=np.inf), 0.0)  # never moved: 0
@@ -139,6 +161,8 @@ def evaluate_monitor(
         }
     return {
         "threshold": rule["threshold"],
+        "warmup_steps": rule["warmup_steps"],
+        "control_loop": new_controller is not None,
         "detect_within_s": detect_within_s,
         "seed": cfg.seed,
         "variants": results,
@@ -162,18 +186,52 @@ def recorded_runs(trajectories: list[Trajectory]) -> list[list[Trajectory]]:
     return runs
 
 
+def live_against_offline(
+    live_t: np.ndarray,
+    live_error: np.ndarray,
+    row_t: np.ndarray,
+    row_error: np.ndarray,
+    window: int,
+    judged_from_s: float,
+) -> dict:
+    """The node's live one-step errors (log time s, as recorded) set against the same model's offline
+    errors on the recorded rows (stamp s): each live error is matched to the newest row stamped up to
+    one step before it was logged. Equal where the node assembled the states the bags hold; a live
+    alarm whose windowed error the offline errors do not reach came from the node's inputs, not the
+    robot. The live windowed error counts from `judged_from_s` (the end of the first run's warm-up).
+    Log times and stamps must be on one clock (a logger on the robot's time, as in the stack); a live
+    error logged a step or more late pairs with the next row and shows as a difference."""
+    idx = np.searchsorted(row_t, live_t, side="right") - 1
+    matched = (idx >= 0) & (live_t - row_t[np.maximum(idx, 0)] <= C.POLICY_DT)
+    diff = np.abs(live_error[matched] - row_error[idx[matched]])
+    live_windows = windowed_mean(live_error[live_t > judged_from_s], window)
+    return {
+        "live_errors": len(live_error),
+        "matched": int(matched.sum()),
+        "abs_difference_p99": round(float(np.quantile(diff, 0.99)), 4) if len(diff) else None,
+        "abs_difference_max": round(float(diff.max()), 4) if len(diff) else None,
+        "live_windowed_error_max": round(float(live_windows.max()), 4) if len(live_windows) else None,
+    }
+
+
 def monitor_on_bags(
-    world_model: OnnxWorldModel, trajectories: list[Trajectory], warmup_steps: int = 0
+    world_model: OnnxWorldModel,
+    trajectories: list[Trajectory],
+    warmup_steps: int = 0,
+    live: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
     """The node's rule over recorded trajectories (`rwm.data.bag_loader`: rows aligned at each
     command's stamp, as the node aligns them), run by run as the node would have run: the GRU carries
     over a gap and the row after it is not scored (the node skips a step it cannot assemble). Alarms
     raised per run, with their times from the run's start, and the windowed error's distribution.
-    `warmup_steps`: steps not judged after a start (the node's parameter; 0: the model's rule's)."""
+    `warmup_steps`: steps not judged after a start (the node's parameter; 0: the model's rule's).
+    `live`: the node's own recorded errors (log time s, error), set against these
+    (`live_against_offline`)."""
     rule = world_model.metadata["anomaly"]
     check_rule_error(rule)
     warmup = warmup_steps or rule["warmup_steps"]
     alarms, windows, rows = [], [], 0
+    scored_t, scored = [], []
     runs = recorded_runs(trajectories)
     for run in runs:
         detector = AnomalyDetector(rule["threshold"], rule["window_steps"], rule["hold_steps"], warmup)
@@ -185,7 +243,10 @@ def monitor_on_bags(
             for state, action, stamp in zip(t.state, t.action, t.time, strict=True):
                 state = state[None].astype(np.float64)
                 if prediction is not None and stamp - last <= 1.5 * C.POLICY_DT:
-                    now = detector.update(monitor_step_error(prediction, prediction_std, state))[0]
+                    error = monitor_step_error(prediction, prediction_std, state)
+                    scored_t.append(stamp)
+                    scored.append(error[0])
+                    now = detector.update(error)[0]
                     if now and not raised:
                         alarms.append(round(float(stamp - start), 2))
                     raised = now
@@ -195,6 +256,14 @@ def monitor_on_bags(
                 last = stamp
                 rows += 1
     w = np.array(windows) if windows else np.full(1, np.nan)
+    compared = {}
+    if live is not None and len(live[0]) and len(scored_t) > warmup:
+        window = rule["window_steps"]
+        compared = {
+            "live": live_against_offline(
+                *live, np.array(scored_t), np.array(scored), window, scored_t[warmup]
+            )
+        }
     return {
         "threshold": rule["threshold"],
         "warmup_steps": warmup,
@@ -206,6 +275,7 @@ def monitor_on_bags(
         "windowed_error_median": round(float(np.median(w)), 4),
         "windowed_error_p99": round(float(np.quantile(w, 0.99)), 4),
         "windowed_error_max": round(float(w.max()), 4),
+        **compared,
     }
 
 

@@ -57,9 +57,15 @@ def _env_config(cfg: PolicyEvalConfig, obs_dim: int, commands: CommandConfig | N
 
 
 def evaluate_policy(
-    policy: Callable[[np.ndarray], np.ndarray], obs_dim: int, cfg: PolicyEvalConfig = PolicyEvalConfig()
+    policy: Callable[[np.ndarray], np.ndarray],
+    obs_dim: int,
+    cfg: PolicyEvalConfig = PolicyEvalConfig(),
+    controller: Callable[[np.ndarray, np.ndarray, float], np.ndarray] | None = None,
 ) -> dict:
-    """Run `policy` (observations -> raw actions, batched) and return the summary figures."""
+    """Run `policy` (observations -> raw actions, batched) and return the summary figures.
+    `controller` ((robots, 45) states, (robots, 3) commands, time s -> (robots, 12) joint targets):
+    drive the robots with it instead, e.g. the deployed control loop
+    (`rwm.control.simulated.SimulatedControlLoops`); tracking is still judged on the commands given."""
     env_cfg = _env_config(cfg, obs_dim)
     env = BatchedAnymalEnv(env_cfg)
     n, steps = cfg.episodes, env.max_episode_steps
@@ -74,9 +80,13 @@ def evaluate_policy(
     falls: list[dict] = []
     obs = env.observation()
     start = time.perf_counter()
-    for _ in range(steps):
+    for k in range(steps):
         command = env.command.copy()
-        out = env.step(raw_to_targets(policy(obs)))
+        if controller is None:
+            targets = raw_to_targets(policy(obs))
+        else:
+            targets = controller(env.state, env.command, k * env_cfg.reward.dt)
+        out = env.step(targets)
         s = out.final_state
         lived += alive
         track += alive * tracking_reward(out.terms, env_cfg.reward)
@@ -186,14 +196,24 @@ def evaluate_on_variants(
     cfg: PolicyEvalConfig = PolicyEvalConfig(),
     nominal_seeds: int = 5,
     variants_file: str | None = None,
+    new_controller: Callable[[], Callable[[np.ndarray, np.ndarray, float], np.ndarray]] | None = None,
 ) -> dict:
     """The robot-variant suite: `cfg.episodes` episodes on each named variant (`nominal` on
-    `nominal_seeds` seeds, cfg.seed, cfg.seed + 1, ...); per variant the falls, tracking and RMSE."""
+    `nominal_seeds` seeds, cfg.seed, cfg.seed + 1, ...); per variant the falls, tracking and RMSE.
+    `new_controller`: a fresh controller of `cfg.episodes` robots for each run (`evaluate_policy`)."""
     variants = variants_named(names, variants_file)
     results = {}
     for name in names:
         seeds = [cfg.seed + k for k in range(nominal_seeds if name == "nominal" else 1)]
-        runs = [evaluate_policy(policy, obs_dim, replace(cfg, seed=s, variant=variants[name])) for s in seeds]
+        runs = [
+            evaluate_policy(
+                policy,
+                obs_dim,
+                replace(cfg, seed=s, variant=variants[name]),
+                new_controller() if new_controller else None,
+            )
+            for s in seeds
+        ]
         merged = {k: sum(r[k] for r in runs) for k in SUMMED}
         steps = merged["steps_evaluated"]
         for key in ("tracking_reward_normalized", "lin_vel_rmse_m_s", "yaw_rate_rmse_rad_s"):

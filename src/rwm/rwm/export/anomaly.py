@@ -23,6 +23,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+ERROR_TOPIC = "/rwm/world_model/error"
+"""Where the monitor node publishes each step's error (std_msgs/Float32), recorded with the bags so
+that a live alarm can be set against the same model scored offline (`rwm eval-monitor --bags`)."""
+
 
 @dataclass(frozen=True)
 class AnomalyCalibration:

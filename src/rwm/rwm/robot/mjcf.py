@@ -22,6 +22,7 @@ import numpy as np
 
 from rwm.robot import contract
 from rwm.robot.description import find_urdf
+from rwm.robot.kinematics import AnymalKinematics
 
 FLOOR = "floor"
 IMU_SITE = "imu"
@@ -47,6 +48,9 @@ class RobotModel:
     """Geoms of the base body, whose ground contact counts as a fall."""
     standing_height: float
     """Initial base height for a reset, m (a little above the settled height)."""
+    stance_targets: np.ndarray
+    """Drive targets that hold the robot in its standing pose (`AnymalKinematics.standing_targets`):
+    what a robot standing under its own controller holds when the stack starts."""
     geom_flag_list: list[int] = field(default_factory=list)
     """`geom_flag` as a list, for fast scalar lookups in the contact loop."""
     base_geom_set: frozenset[int] = frozenset()
@@ -185,4 +189,5 @@ def build_robot(robot: str = "anymal_d", urdf: str | Path | None = None) -> Robo
         geom_flag=geom_flag,
         base_geoms=np.array(base_geoms, dtype=np.intp),
         standing_height=0.60 if robot == "anymal_d" else 0.58,
+        stance_targets=AnymalKinematics(robot, path).standing_targets(),
     )

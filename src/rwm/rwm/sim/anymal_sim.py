@@ -45,16 +45,19 @@ class AnymalSim:
     def reset(
         self, joint_pos: np.ndarray | None = None, yaw: float = 0.0, height: float | None = None
     ) -> None:
-        """Place the robot above the ground at `joint_pos` (default: standing pose), at rest."""
+        """Place the robot above the ground at `joint_pos`, at rest, its drives holding that pose; by
+        default standing, its drives holding the targets that keep it standing (`stance_targets`), as
+        a robot standing under its own controller when the stack takes over."""
         d = self.data
         mujoco.mj_resetData(self.model, d)
         q = C.DEFAULT_JOINT_POS if joint_pos is None else np.asarray(joint_pos, dtype=float)
+        held = self.robot.stance_targets if joint_pos is None else q
         d.qpos[2] = self.robot.standing_height if height is None else height
         d.qpos[3:7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
         d.qpos[self.robot.qpos_adr] = q
-        self.set_targets(q)
-        self.drives.reset(q)
-        d.ctrl[:] = q
+        self.set_targets(held)
+        self.drives.reset(held)
+        d.ctrl[:] = held
         mujoco.mj_forward(self.model, d)
         self._check_fall()
 

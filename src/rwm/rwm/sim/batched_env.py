@@ -156,8 +156,10 @@ class BatchedAnymalEnv:
             d.qpos[3:7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
             q0 = C.DEFAULT_JOINT_POS + self.rng.uniform(-1, 1, 12) * self.cfg.reset_joint_noise
             d.qpos[r.qpos_adr] = q0
-            d.ctrl[:] = q0
-            robot.reset(q0)
+            # standing under its own controller; the policy's last action stays q0, as it was trained
+            held = q0 + r.stance_targets - C.DEFAULT_JOINT_POS
+            d.ctrl[:] = held
+            robot.reset(held)
             mujoco.mj_forward(robot.model, d)
             read_state(r, d, self.state[i])
             read_contacts(r, d, self.contacts[i])
