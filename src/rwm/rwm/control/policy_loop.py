@@ -214,7 +214,7 @@ class PolicyLoop:
         np.multiply(self.state[C.JOINT_TORQUE], 1.0 / C.KP, out=out)
         np.clip(out, -self._hold_offset_bound, self._hold_offset_bound, out=out)
         out += self.state[C.JOINT_POS]
-        out[:] = self.safety.clamp(out)
+        np.clip(out, self.safety.lower, self.safety.upper, out=out)
 
     # -- standing still ---------------------------------------------------------------------------------
     def _update_stand_mode(self) -> None:

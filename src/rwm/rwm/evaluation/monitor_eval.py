@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from rwm.data.trajectory import Trajectory
+from rwm.evaluation.policy_eval import Controller
 from rwm.export.anomaly import AnomalyDetector, check_rule_error, monitor_step_error, windowed_mean
 from rwm.export.runtime import OnnxWorldModel
 from rwm.robot import contract as C
@@ -45,10 +46,6 @@ class MonitorEvalConfig:
     warmup_steps: int = 0
     """Steps not judged after the start (0: the model's rule's; the stack's node judges nothing in its
     first 150, `config/world_model.yaml`)."""
-
-
-Controller = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
-"""(robots, 45) states, (robots, 3) commands, time s -> (robots, 12) joint targets."""
 
 
 def one_step_errors(

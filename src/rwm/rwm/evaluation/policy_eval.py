@@ -26,6 +26,11 @@ TRANSIENT_S = 1.0
 """Steps within this time after a command change count as transient in the RMSE split."""
 
 
+Controller = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
+"""What drives the robots instead of the bare policy: (robots, 45) states, (robots, 3) commands,
+time s -> (robots, 12) joint targets (`rwm.control.simulated.SimulatedControlLoops`)."""
+
+
 def _rms(sum_sq: float, count: int) -> float | None:
     """Root mean square, or None when no step fell in the group."""
     return round(float(np.sqrt(sum_sq / count)), 4) if count else None
@@ -60,7 +65,7 @@ def evaluate_policy(
     policy: Callable[[np.ndarray], np.ndarray],
     obs_dim: int,
     cfg: PolicyEvalConfig = PolicyEvalConfig(),
-    controller: Callable[[np.ndarray, np.ndarray, float], np.ndarray] | None = None,
+    controller: Controller | None = None,
 ) -> dict:
     """Run `policy` (observations -> raw actions, batched) and return the summary figures.
     `controller` ((robots, 45) states, (robots, 3) commands, time s -> (robots, 12) joint targets):
@@ -132,7 +137,7 @@ def evaluate_standing(
     cfg: PolicyEvalConfig = PolicyEvalConfig(),
     interval_s: float = 60.0,
     walk_s: float = 0.0,
-    controller: Callable[[np.ndarray, np.ndarray, float], np.ndarray] | None = None,
+    controller: Controller | None = None,
 ) -> dict:
     """Zero command for a whole episode: how far each robot's base wanders (the ground plane's
     horizontal distance from where it started), the figure a robot left standing is judged on; also,
@@ -196,7 +201,7 @@ def evaluate_on_variants(
     cfg: PolicyEvalConfig = PolicyEvalConfig(),
     nominal_seeds: int = 5,
     variants_file: str | None = None,
-    new_controller: Callable[[], Callable[[np.ndarray, np.ndarray, float], np.ndarray]] | None = None,
+    new_controller: Callable[[], Controller] | None = None,
 ) -> dict:
     """The robot-variant suite: `cfg.episodes` episodes on each named variant (`nominal` on
     `nominal_seeds` seeds, cfg.seed, cfg.seed + 1, ...); per variant the falls, tracking and RMSE.
