@@ -174,8 +174,8 @@ wm-ensemble: setup data/monitor_pretrain/meta.json data/monitor_heldout/meta.jso
 		--model RWM-U=models/anymal_d_rwmu.pt --out docs/world_model_ensemble
 	$(ROS_ENV) && rwm eval-monitor models/anymal_d_rwmu.onnx --json docs/monitor/anymal_d_rwmu_ppo.json
 
-# Adaptation from a shifted robot's own bags, offline (issue 17, items 1-3; the ROS-driven demo with a
-# live swap is not built yet): 10 minutes of bags of a robot beyond the training family driven by the
+# Adaptation from a shifted robot's own bags, offline (issue 17, items 1-3; the same through ROS with a
+# live swap: adapt-demo): 10 minutes of bags of a robot beyond the training family driven by the
 # shipped policy, RWM-U refined on them (validated on their held-out tail, and on the shipped held-out
 # set of the nominal robot within 30 %: at 0 % the refined model was refused, 0.479 against 0.385,
 # while its error on the new robot fell from 0.713 to 0.162), the policy fine-tuned in its imagination (MOPO-PPO) and validated on the nominal robot; the

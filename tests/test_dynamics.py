@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rwm.robot import contract as C
-from rwm.robot.policy_io import OBS_COMMAND, OBS_LAST_ACTION
+from rwm.robot.policy_io import OBS_BASE, OBS_COMMAND, OBS_JOINT_POS, OBS_JOINT_VEL, OBS_LAST_ACTION
 from rwm.sim.anymal_sim import AnymalSim
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig
 from rwm.sim.dynamics import VariedRobot
@@ -115,6 +115,28 @@ def test_noise_reaches_the_policy_observation_only_where_stated() -> None:
     assert (np.abs(diff[:, noisy]) <= OBS_NOISE_STD[: env.obs_dim][noisy] + 1e-6).all()
     assert (np.abs(diff[:, noisy]).max(0) > 0.5 * OBS_NOISE_STD[: env.obs_dim][noisy]).all()
     np.testing.assert_array_equal(env.state, clean.state), "the state (and so the datasets) stays exact"
+
+
+def test_the_measured_state_carries_the_sensor_noise_the_simulation_node_publishes() -> None:
+    """What the deployed loop reads in the suite: noise on joint positions and velocities, angular and
+    linear velocity, within the widths; the orientation, torques and the state itself exact."""
+    env = BatchedAnymalEnv(EnvConfig(num_envs=32, num_threads=1, variant=RobotVariant(obs_noise=1.0)))
+    exact = env.state.copy()
+    diff = env.measured_state() - exact
+    np.testing.assert_array_equal(env.state, exact)
+    for part, width in (
+        (C.JOINT_POS, OBS_NOISE_STD[OBS_JOINT_POS.start]),
+        (C.JOINT_VEL, OBS_NOISE_STD[OBS_JOINT_VEL.start]),
+        (C.ANG_VEL, OBS_NOISE_STD[OBS_BASE.start + 3]),
+        (C.LIN_VEL, OBS_NOISE_STD[OBS_BASE.start]),
+    ):
+        assert (np.abs(diff[:, part]) <= width + 1e-9).all() and np.abs(diff[:, part]).max() > 0.5 * width
+    noisy = np.zeros(C.STATE_DIM, dtype=bool)
+    for part in (C.JOINT_POS, C.JOINT_VEL, C.ANG_VEL, C.LIN_VEL):
+        noisy[part] = True
+    assert not diff[:, ~noisy].any(), "gravity and torques are published exact"
+    clean = BatchedAnymalEnv(EnvConfig(num_envs=2, num_threads=1))
+    np.testing.assert_array_equal(clean.measured_state(), clean.state)
 
 
 def test_drives_never_push_beyond_the_velocity_limit() -> None:

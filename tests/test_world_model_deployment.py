@@ -16,9 +16,9 @@ from ros_helpers import PYTHON, domain_id, node_process, ros_context, ros_env, w
 from rwm.control.world_model_monitor import MonitorConfig, WorldModelMonitor, validate_world_model
 from rwm.data.array_dataset import ArrayDataset
 from rwm.data.collect import collect_bag, collect_dataset
-from rwm.evaluation.heldout import heldout_tensors
+from rwm.evaluation.heldout import heldout_error, heldout_tensors
 from rwm.export.world_model_onnx import OnnxWorldModel, export_world_model
-from rwm.models.factory import build_world_model, save_checkpoint
+from rwm.models.factory import build_world_model, load_checkpoint, save_checkpoint
 from rwm.robot import contract as C
 from rwm.runners.refinement import RefineConfig, refine_from_bags
 from rwm_ros.launch_stack import launch_command
@@ -64,9 +64,15 @@ def world(tmp_path_factory):
 
 def test_refine_accepts_a_validated_version_and_skips_the_corrupt_bag(world, tmp_path):
     bags = sorted((world / "replay").iterdir())
-    cfg = RefineConfig(**{**FAST.__dict__, "tolerance": 100.0})
+    cfg = RefineConfig(**{**FAST.__dict__, "tolerance": 100.0, "validate_every": 10})
     result = refine_from_bags(world / "tiny.pt", bags, world / "heldout", tmp_path, cfg)
     assert result.accepted, result.reason
+    assert [v[0] for v in result.validations] == [10, 20, 30]
+    kept = next(v for v in result.validations if v[0] == result.iteration)
+    assert kept[2] == min(v[2] for v in result.validations), "every iterate passes (b): the best on (a)"
+    saved, _ = load_checkpoint(result.checkpoint)
+    held = heldout_tensors(ArrayDataset(world / "heldout"), FAST.heldout_length)
+    assert heldout_error(saved, held, FAST.history)["mean"] == pytest.approx(kept[1], rel=1e-5), "it is saved"
     assert result.version == 1 and Path(result.onnx).is_file() and Path(result.checkpoint).is_file()
     assert result.new_error_after < result.new_error_before, "it learned the new bags (their held-out tail)"
     assert "bag_corrupt" in result.load_report and result.rows >= 2 * 110, "80 % of each bag trains"

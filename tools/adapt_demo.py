@@ -11,8 +11,9 @@ training family (a variant of `beyond_training:` in config/robot_variants.yaml).
 3. Figures, before against after the swap (its blend and rollback window left out), from what the
    demo hears on the graph: tracking as the suite measures it (the normalized tracking reward of
    odometry against /cmd_vel), linear-velocity RMSE, falls (the simulator's resets), the monitor's
-   uncertainty and its anomaly share; the versions made and the policy node's rollbacks. JSON and a
-   PNG in OUT.
+   uncertainty and its anomaly share; the versions made and the policy node's rollbacks. While the
+   trainer works, the figures are split at the world-model swap (`after_model_swap`: the monitor on
+   the refined model, the deployed policy still driving). JSON and a PNG in OUT.
 
     python tools/adapt_demo.py --variant worn_heavy --record-s 300 --after-s 180 --out runs/adapt_demo
 """
@@ -59,6 +60,8 @@ class Listener:
         self.stop = threading.Event()
         self.resets: list[tuple[float, int]] = []
         self.policy: list[tuple[float, str, int]] = []
+        self.model: list[tuple[float, str]] = []
+        """(time, the world model the monitor runs) from its diagnostics."""
         self.uncertainty: list[tuple[float, float]] = []
         self.anomaly: list[tuple[float, bool]] = []
         self.odom: list[tuple[float, float, float, float]] = []
@@ -98,6 +101,8 @@ class Listener:
                     self.policy.append(
                         (t, values["policy_version"], int(values.get("reloads_rolled_back", 0)))
                     )
+                elif status.name.endswith(": health monitor"):
+                    self.model.append((t, values["model"]))
                 elif status.name.endswith(": trainer"):
                     self.trainer = values
 
@@ -145,6 +150,10 @@ class Listener:
     def swap_time(self, first_policy: str) -> float | None:
         """ROS time of the first diagnostics naming another policy than `first_policy`."""
         return next((t for t, version, _ in self.policy if version != first_policy), None)
+
+    def model_swap_time(self) -> float | None:
+        """ROS time of the first diagnostics naming another world model than the monitor started with."""
+        return next((t for t, model in self.model if model != self.model[0][1]), None)
 
 
 def _params_file(path: Path, trainer: dict | None) -> Path:
@@ -233,7 +242,9 @@ def _trainer_results(state_file: Path) -> list[dict]:
     return json.loads(state_file.read_text()).get("results", []) if state_file.is_file() else []
 
 
-def _plot(path: Path, before: Listener, after: Listener, swap: float | None) -> None:
+def _plot(
+    path: Path, before: Listener, after: Listener, swap: float | None, model_swap: float | None
+) -> None:
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
@@ -254,9 +265,10 @@ def _plot(path: Path, before: Listener, after: Listener, swap: float | None) -> 
         if listener.resets:
             r = np.array(listener.resets, dtype=np.float64)
             b.step((r[:, 0] - t0) / 60, r[:, 1] - r[0, 1], where="post", label=label)
-    if swap is not None and (after.odom or after.resets or after.uncertainty):
-        for ax in (a, b):
-            ax.axvline((swap - after.origin()) / 60, color="k", ls="--", lw=0.8, label="policy swap")
+    for t, label, style in ((model_swap, "world-model swap", ":"), (swap, "policy swap", "--")):
+        if t is not None and (after.odom or after.resets or after.uncertainty):
+            for ax in (a, b):
+                ax.axvline((t - after.origin()) / 60, color="k", ls=style, lw=0.8, label=label)
     a.set(ylabel="monitor uncertainty (1 s mean)")
     b.set(xlabel="time in run (min)", ylabel="falls (simulator resets)")
     for ax in (a, b):
@@ -314,15 +326,20 @@ def main() -> int:
         "trainer_diagnostics": after.trainer,
         "trainer": _trainer_results(out / "model_versions" / "trainer_state.json"),
     }
-    if swap is None:
-        result["while_training"] = figures(after, start_after, end_after)
-    else:
-        grace = 5.0  # the blend and the rollback window
-        result["while_training"] = figures(after, start_after, swap)
+    grace = 5.0  # the blend and the rollback window
+    model_swap = after.model_swap_time()
+    result["model_swap_time"] = model_swap
+    policy_from = swap if swap is not None else end_after
+    if model_swap is None or model_swap >= policy_from:
+        result["while_training"] = figures(after, start_after, policy_from)
+    else:  # the monitor on the refined model, the deployed policy still driving
+        result["while_training"] = figures(after, start_after, model_swap)
+        result["after_model_swap"] = figures(after, model_swap + grace, policy_from)
+    if swap is not None:
         result["after"] = figures(after, swap + grace, end_after)
     text = json.dumps(result, indent=1, default=str).replace(f"{ROOT}/", "")  # paths in the checkout
     (out / "adapt_demo.json").write_text(text + "\n")
-    _plot(out / "adapt_demo.png", before, after, swap)
+    _plot(out / "adapt_demo.png", before, after, swap, model_swap)
     keep = ("stage", "accepted", "reason", "error_before", "error_after", "new_error_before",
             "new_error_after", "deployed", "candidate", "wall_s")  # fmt: skip
     shown = {**result, "trainer": [{k: r[k] for k in keep if k in r} for r in result["trainer"]]}

@@ -171,7 +171,15 @@ def _refine_wm(args: argparse.Namespace) -> int:
     from rwm.runners.refinement import RefineConfig, refine_from_bags
 
     bags = bag_directories(args.bags)
-    cfg = RefineConfig(iterations=args.iterations, seed=args.seed, tolerance=args.tolerance)
+    cfg = RefineConfig(
+        iterations=args.iterations,
+        validate_every=args.validate_every,
+        learning_rate=args.lr,
+        pretrain_fraction=args.pretrain_fraction,
+        tolerance=args.tolerance,
+        seed=args.seed,
+        threads=args.threads,
+    )
     result = refine_from_bags(args.checkpoint, bags, args.heldout, args.model_dir, cfg, args.pretrain)
     print(json.dumps(asdict(result), indent=1, default=str))
     return 0 if result.accepted else 1
@@ -355,6 +363,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--tolerance", type=float, default=0.0, help="accepted relative increase of the held-out set's error"
     )
     p.add_argument("--iterations", type=int, default=200)
+    p.add_argument(
+        "--validate-every", type=int, default=25, help="score both held-out sets every N iterations"
+    )
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--pretrain-fraction", type=float, default=0.5, help="share of each batch from --pretrain")
+    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_refine_wm)
 

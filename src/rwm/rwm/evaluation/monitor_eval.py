@@ -76,7 +76,8 @@ def one_step_errors(
     prediction = prediction_std = None
     obs = env.observation()
     for t in range(steps):
-        state = env.state.copy()
+        # the deployed loop and monitor read the published (noisy) state; the bare policy its observation
+        state = env.measured_state() if controller is not None else env.state.copy()
         if prediction is not None:
             errors[t] = np.where(alive, monitor_step_error(prediction, prediction_std, state), np.nan)
         moving[t] = env.command.any(axis=1)

@@ -90,7 +90,7 @@ def evaluate_policy(
         if controller is None:
             targets = raw_to_targets(policy(obs))
         else:
-            targets = controller(env.state, env.command, k * env_cfg.reward.dt)
+            targets = controller(env.measured_state(), env.command, k * env_cfg.reward.dt)
         out = env.step(targets)
         s = out.final_state
         lived += alive
@@ -167,7 +167,7 @@ def evaluate_standing(
         if controller is None:
             targets = raw_to_targets(policy(obs))
         else:
-            targets = controller(env.state, env.command, k * env.cfg.reward.dt)
+            targets = controller(env.measured_state(), env.command, k * env.cfg.reward.dt)
         out = env.step(targets)
         fell |= out.terminated
         obs = out.obs

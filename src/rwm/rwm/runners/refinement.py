@@ -4,10 +4,15 @@ The offline trainer's core (the trainer node only finds bags and announces versi
 refined with the loss it was pretrained with (its checkpoint's `train_config`, `WorldModelLearner`)
 on a replay buffer: the new bags' trajectories, without their last `bag_heldout_fraction` of time,
 mixed with the pretraining data (`pretrain_fraction` of every batch) so that it learns the new robot
-without forgetting the old one. A version is accepted only if
+without forgetting the old one. Every `validate_every` iterations the iterate is scored on both
+held-out sets, and the candidate is the iterate with the lowest error on the new bags' tail among
+those that pass (b): on a robot unlike the pretraining one, training first learns the new robot and
+then drifts from the old one, so the last iterate is often not the one to keep. A version is
+accepted only if
   (a) its relative AR error on the held-out tail of the new bags is lower than the current model's,
   (b) its error on the held-out set shipped with the models is not worse beyond `tolerance`, and
   (c) its ONNX export matches torch over a 100-step rollout.
+The tail both selects the iterate and accepts it: (a) is a validation figure, not a test figure.
 Only then do `rwm_v<N>.onnx` and `rwm_v<N>.pt` appear in the model directory (renamed into place).
 Bags that cannot be read are reported and skipped (the loader), never retried by the trainer until
 they change.
@@ -15,6 +20,7 @@ they change.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
@@ -38,6 +44,8 @@ class RefineConfig:
 
     iterations: int = field(default=200, metadata={"range": (1, 1_000_000)})
     """Training iterations per refinement."""
+    validate_every: int = field(default=25, metadata={"range": (1, 1_000_000)})
+    """Score the iterate on both held-out sets every this many iterations (and after the last)."""
     batch_size: int = field(default=256, metadata={"range": (1, 65536)})
     """Windows per iteration."""
     learning_rate: float = field(default=1e-4, metadata={"range": (0.0, 1.0)})
@@ -79,6 +87,9 @@ class RefineResult:
     new_error_after: float | None = None
     pretrain_rows: int = 0
     """Pretraining rows mixed in (0: refined on the bags alone)."""
+    iteration: int | None = None
+    """The iterate kept (the candidate), and every validated one: (iteration, error, new error)."""
+    validations: list[tuple[int, float, float]] = field(default_factory=list)
     parity: float | None = None
     load_report: str = ""
 
@@ -146,10 +157,20 @@ def refine_from_bags(
         buffer.add(t.state, t.action, t.contacts)
     learner = WorldModelLearner(model, learner_cfg)
     online = 1.0 - cfg.pretrain_fraction
-    for _ in range(cfg.iterations):
+    limit = before * (1.0 + cfg.tolerance)
+    validations, best, best_state = [], None, None
+    for it in range(1, cfg.iterations + 1):
         learner.update(buffer.sample(cfg.batch_size, learner_cfg.window, online_fraction=online))
-    after = heldout_error(model, held, learner_cfg.history)["mean"]
-    new_after = heldout_error(model, new_held, learner_cfg.history)["mean"]
+        if it % cfg.validate_every and it != cfg.iterations:
+            continue
+        error = heldout_error(model, held, learner_cfg.history)["mean"]
+        new_error = heldout_error(model, new_held, learner_cfg.history)["mean"]
+        validations.append((it, error, new_error))
+        if error <= limit and (best is None or new_error < best[2]):
+            best, best_state = validations[-1], copy.deepcopy(model.state_dict())
+    if best is not None:
+        model.load_state_dict(best_state)
+    it, after, new_after = best if best is not None else min(validations, key=lambda v: v[2])
     result = RefineResult(
         False,
         "",
@@ -159,18 +180,21 @@ def refine_from_bags(
         new_error_before=new_before,
         new_error_after=new_after,
         pretrain_rows=len(base) if base is not None else 0,
+        iteration=it,
+        validations=validations,
         load_report=str(report),
     )
     if not new_after < new_before:
         result.reason = (
             f"it did not learn the new data: error on the bags' held-out tail {new_after:.4f} >= "
-            f"{new_before:.4f}; current model kept"
+            f"{new_before:.4f} at its best iterate ({it}); current model kept"
         )
         return result
-    if not after <= before * (1.0 + cfg.tolerance):
+    if best is None:
         result.reason = (
-            f"it forgot: held-out AR error on the shipped set got worse, {after:.4f} > {before:.4f} "
-            f"(tolerance {cfg.tolerance:.0%}); current model kept"
+            f"it forgot: held-out AR error on the shipped set got worse at every iterate, at least "
+            f"{min(v[1] for v in validations):.4f} > {before:.4f} (tolerance {cfg.tolerance:.0%}); "
+            "current model kept"
         )
         return result
     with tempfile.TemporaryDirectory(dir=model_dir, prefix=".refine-") as tmp:

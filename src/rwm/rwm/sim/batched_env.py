@@ -20,7 +20,7 @@ from rwm.robot import contract as C
 from rwm.robot.mjcf import RobotModel, build_robot
 from rwm.robot.policy_io import obs_dim, policy_observation
 from rwm.sim.commands import CommandConfig, CommandSampler
-from rwm.sim.dynamics import VariedRobot
+from rwm.sim.dynamics import SensorNoise, VariedRobot
 from rwm.sim.reward import RewardConfig, reward_terms, total_reward
 from rwm.sim.state import FallRule, read_contacts, read_state, states_from_raw
 from rwm.sim.variants import OBS_NOISE_STD, RobotVariant, VariantRanges
@@ -265,6 +265,19 @@ class BatchedAnymalEnv:
             width = OBS_NOISE_STD[: self.obs_dim] * noise[:, None]
             obs += (self.rng.uniform(-1.0, 1.0, obs.shape) * width).astype(np.float32)
         return obs
+
+    def measured_state(self) -> np.ndarray:
+        """The state as the robot's drivers publish it, with each robot's sensor noise
+        (`SensorNoise`, as the simulation node adds it): what the deployed control loop and the
+        health monitor read. A copy; the state itself stays exact."""
+        measured = self.state.copy()
+        for i, robot in enumerate(self.robots):
+            if robot.variant.obs_noise:
+                row = measured[i]
+                SensorNoise(robot.variant.obs_noise, self.rng).add(
+                    row[C.JOINT_POS], row[C.JOINT_VEL], row[C.ANG_VEL], row[C.LIN_VEL]
+                )
+        return measured
 
     def close(self) -> None:
         if self._pool is not None:
