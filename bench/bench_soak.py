@@ -184,20 +184,23 @@ def _stream_gaps_and_drift(bag_dir: Path) -> dict:
         inside = odom[(odom[:, 0] >= t0) & (odom[:, 0] <= t1)]
         if len(inside) > 1:
             half = inside[inside[:, 0] >= (t0 + t1) / 2]
+            if len(half) < 2:  # odometry ended before the second half: no rate to project
+                continue
             drifts.append(
                 (
                     float(np.hypot(*(inside[-1, 1:] - inside[0, 1:]))),
                     float(np.hypot(*(half[-1, 1:] - half[0, 1:]))),
+                    (half[-1, 0] - half[0, 0]) / 1e9,
                     (t1 - t0) / 1e9,
                 )
             )
-    per_10_min = [d + late / (s / 2) * max(600.0 - s, 0.0) for d, late, s in drifts]
+    per_10_min = [d + late / late_s * max(600.0 - s, 0.0) for d, late, late_s, s in drifts]
     return {
         "joint_state_ticks_recorded": len(stamps),
         "joint_state_ticks_missing_inside_recording": missing,
         "standing_phases": len(drifts),
-        "drift_m_per_phase": [round(d, 4) for d, _, _ in drifts],
-        "drift_m_second_half_per_phase": [round(late, 4) for _, late, _ in drifts],
+        "drift_m_per_phase": [round(d, 4) for d, *_ in drifts],
+        "drift_m_second_half_per_phase": [round(late, 4) for _, late, *_ in drifts],
         "drift_m_per_10_min_projected_max": round(max(per_10_min), 4) if per_10_min else None,
     }
 

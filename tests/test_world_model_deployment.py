@@ -82,6 +82,31 @@ def test_refine_accepts_a_validated_version_and_skips_the_corrupt_bag(world, tmp
     assert again.version == 2
 
 
+def test_refine_saves_the_best_iterate_not_the_last(world, tmp_path, monkeypatch):
+    """The tail error is scripted lowest at iteration 20 of 30: the version written is that iterate."""
+    import rwm.runners.refinement as refinement
+
+    calls, real = [], refinement.heldout_error
+
+    def scripted(model, tensors, history):  # before: (shipped, tail); then per validation the same
+        out = dict(real(model, tensors, history))
+        calls.append(out["mean"])
+        if len(calls) == 6:  # the tail at the second validation (iteration 20)
+            out["mean"] *= 0.01
+        return out
+
+    monkeypatch.setattr(refinement, "heldout_error", scripted)
+    bags = sorted(p for p in (world / "replay").iterdir() if p.name != "bag_corrupt")
+    cfg = RefineConfig(**{**FAST.__dict__, "tolerance": 100.0, "validate_every": 10})
+    result = refine_from_bags(world / "tiny.pt", bags, world / "heldout", tmp_path, cfg)
+    assert result.accepted and result.iteration == 20, (result.reason, result.validations)
+    shipped = [v[1] for v in result.validations]
+    assert len(set(shipped)) == 3, "the iterates differ on the shipped set"
+    saved, _ = load_checkpoint(result.checkpoint)
+    held = heldout_tensors(ArrayDataset(world / "heldout"), FAST.heldout_length)
+    assert real(saved, held, FAST.history)["mean"] == pytest.approx(shipped[1], rel=1e-5)
+
+
 def test_refine_rejects_a_version_that_is_worse_on_heldout_data(world, tmp_path):
     cfg = RefineConfig(**{**FAST.__dict__, "tolerance": -1.0})  # nothing can be that good
     result = refine_from_bags(

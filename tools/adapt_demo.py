@@ -330,7 +330,7 @@ def main() -> int:
     model_swap = after.model_swap_time()
     result["model_swap_time"] = model_swap
     policy_from = swap if swap is not None else end_after
-    if model_swap is None or model_swap >= policy_from:
+    if model_swap is None or model_swap + grace >= policy_from:
         result["while_training"] = figures(after, start_after, policy_from)
     else:  # the monitor on the refined model, the deployed policy still driving
         result["while_training"] = figures(after, start_after, model_swap)

@@ -76,7 +76,8 @@ def one_step_errors(
     prediction = prediction_std = None
     obs = env.observation()
     for t in range(steps):
-        # the deployed loop and monitor read the published (noisy) state; the bare policy its observation
+        # the deployed loop and monitor read the published (noisy) state; with the bare policy the
+        # monitor gets the exact state (optimistic on noisy variants), the policy its noisy observation
         state = env.measured_state() if controller is not None else env.state.copy()
         if prediction is not None:
             errors[t] = np.where(alive, monitor_step_error(prediction, prediction_std, state), np.nan)

@@ -70,7 +70,8 @@ def evaluate_policy(
     """Run `policy` (observations -> raw actions, batched) and return the summary figures.
     `controller` ((robots, 45) states, (robots, 3) commands, time s -> (robots, 12) joint targets):
     drive the robots with it instead, e.g. the deployed control loop
-    (`rwm.control.simulated.SimulatedControlLoops`); tracking is still judged on the commands given."""
+    (`rwm.control.simulated.SimulatedControlLoops`), fed the state with the variant's sensor noise
+    (`BatchedAnymalEnv.measured_state`); tracking is still judged on the commands given."""
     env_cfg = _env_config(cfg, obs_dim)
     env = BatchedAnymalEnv(env_cfg)
     n, steps = cfg.episodes, env.max_episode_steps
@@ -147,7 +148,8 @@ def evaluate_standing(
     after walking shuffles sooner), then stand; the drift counts from the stop. `controller`
     ((robots, 45) states, (robots, 3) commands, time s -> (robots, 12) joint targets): drive the
     robots with it instead of the bare policy, e.g. the deployed control loop
-    (`rwm.control.simulated.SimulatedControlLoops`, its stand hold included)."""
+    (`rwm.control.simulated.SimulatedControlLoops`, its stand hold included), fed the state with the
+    variant's sensor noise."""
     commands = CommandConfig(standing_fraction=1.0 if walk_s <= 0 else 0.0, resample_time_s=1e9)
     env = BatchedAnymalEnv(_env_config(cfg, obs_dim, commands))
 

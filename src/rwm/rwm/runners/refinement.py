@@ -88,8 +88,9 @@ class RefineResult:
     pretrain_rows: int = 0
     """Pretraining rows mixed in (0: refined on the bags alone)."""
     iteration: int | None = None
-    """The iterate kept (the candidate), and every validated one: (iteration, error, new error)."""
+    """The candidate iterate: the best within the tolerance, or (none within it) the best on the tail."""
     validations: list[tuple[int, float, float]] = field(default_factory=list)
+    """Every scored iterate: (iteration, shipped-set error, new bags' tail error)."""
     parity: float | None = None
     load_report: str = ""
 
@@ -185,15 +186,19 @@ def refine_from_bags(
         load_report=str(report),
     )
     if not new_after < new_before:
+        learned_by_forgetting = any(v[2] < new_before for v in validations)
         result.reason = (
-            f"it did not learn the new data: error on the bags' held-out tail {new_after:.4f} >= "
-            f"{new_before:.4f} at its best iterate ({it}); current model kept"
-        )
+            f"it did not learn the new data without forgetting: error on the bags' held-out tail "
+            f"{new_after:.4f} >= {new_before:.4f} at its best iterate within the tolerance ({it})"
+            if learned_by_forgetting
+            else f"it did not learn the new data: error on the bags' held-out tail {new_after:.4f} >= "
+            f"{new_before:.4f} at its best iterate ({it})"
+        ) + "; current model kept"
         return result
     if best is None:
         result.reason = (
             f"it forgot: held-out AR error on the shipped set got worse at every iterate, at least "
-            f"{min(v[1] for v in validations):.4f} > {before:.4f} (tolerance {cfg.tolerance:.0%}); "
+            f"{min(v[1] for v in validations):.4f} > {limit:.4f} ({before:.4f} + {cfg.tolerance:.0%}); "
             "current model kept"
         )
         return result

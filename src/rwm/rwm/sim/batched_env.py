@@ -102,6 +102,7 @@ class BatchedAnymalEnv:
         self.model = self.robot.model
         self.num_envs = n = cfg.num_envs
         self.rng = np.random.default_rng(cfg.seed)
+        self._sensor_rng = np.random.default_rng([cfg.seed, 1])  # commands stay those of a noiseless run
         self.commands_sampler = CommandSampler(cfg.commands, self.rng)
         self.robots = [VariedRobot(self.robot, cfg.variant) for _ in range(n)]
         """Each robot's own model, set to its variant, and its drives."""
@@ -268,13 +269,13 @@ class BatchedAnymalEnv:
 
     def measured_state(self) -> np.ndarray:
         """The state as the robot's drivers publish it, with each robot's sensor noise
-        (`SensorNoise`, as the simulation node adds it): what the deployed control loop and the
-        health monitor read. A copy; the state itself stays exact."""
+        (`SensorNoise`, as the simulation node adds it, from a generator of its own): what the deployed
+        control loop and the health monitor read. A copy; the state itself stays exact."""
         measured = self.state.copy()
         for i, robot in enumerate(self.robots):
             if robot.variant.obs_noise:
                 row = measured[i]
-                SensorNoise(robot.variant.obs_noise, self.rng).add(
+                SensorNoise(robot.variant.obs_noise, self._sensor_rng).add(
                     row[C.JOINT_POS], row[C.JOINT_VEL], row[C.ANG_VEL], row[C.LIN_VEL]
                 )
         return measured
