@@ -136,7 +136,7 @@ def test_a_policy_version_swaps_in_live_and_rolls_back_on_an_anomaly(tmp_path):
     swapped in; a world-model anomaly within the rollback window brings the previous one back."""
     from std_msgs.msg import String
 
-    from rwm_ros.topics import TOPIC_POLICY_RELOAD, TOPIC_WM_ANOMALY
+    from rwm_ros.topics import FLAG_QOS, TOPIC_POLICY_RELOAD, TOPIC_WM_ANOMALY
 
     versions = tmp_path / "versions"
     versions.mkdir()
@@ -144,7 +144,7 @@ def test_a_policy_version_swaps_in_live_and_rolls_back_on_an_anomaly(tmp_path):
     shutil.copy(shipped / "anymal_d_mbpo.onnx", versions / "policy_v1.onnx")
     with _running_stack(f"versions_dir:={versions}", "rollback_window_s:=30.0") as (op, _, pol_proc):
         reload = op.node.create_publisher(String, TOPIC_POLICY_RELOAD, 10)
-        anomaly = op.node.create_publisher(Bool, TOPIC_WM_ANOMALY, 10)
+        anomaly = op.node.create_publisher(Bool, TOPIC_WM_ANOMALY, FLAG_QOS)
         wait_for(op.spin, lambda: reload.get_subscription_count() > 0, 10.0, "the policy node's reload topic")
         reload.publish(String(data=str(shipped / "anymal_d_mbpo.onnx")))  # a good policy, wrong place
         wait_for(op.spin, lambda: op.diag.get("reloads_rejected") == "1", 10.0, "the outside file refused")

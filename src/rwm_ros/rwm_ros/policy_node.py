@@ -52,6 +52,7 @@ from rwm_ros.realtime import ArrivalWindow, SlackCollector, set_realtime_priorit
 from rwm_ros.robot_state import RobotStateReader
 from rwm_ros.spin import spin_node
 from rwm_ros.topics import (
+    FLAG_QOS,
     STREAM_WRITER_QOS,
     TOPIC_ACTION,
     TOPIC_OBSERVATION,
@@ -131,7 +132,7 @@ class PolicyNode(Node):
         subscribe_any_writer(self, Twist, C.TOPIC_CMD_VEL, self._on_cmd_vel)
         subscribe_any_writer(self, Bool, C.TOPIC_ESTOP, self._on_estop)
         self.create_subscription(String, TOPIC_POLICY_RELOAD, self._on_reload, 10)
-        self.create_subscription(Bool, TOPIC_WM_ANOMALY, self._on_anomaly, 10)
+        self.create_subscription(Bool, TOPIC_WM_ANOMALY, self._on_anomaly, FLAG_QOS)
         self.anomaly = False
         """The world-model monitor's flag (a reason to roll a swapped policy back)."""
         self.reloads = {"accepted": 0, "rejected": 0, "rolled_back": 0}

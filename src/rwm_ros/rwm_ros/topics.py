@@ -3,7 +3,7 @@ stream writers use, and what is recorded (the logger) and shown live (the Foxglo
 
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Bool, Float32, Float32MultiArray, String
 from tf2_msgs.msg import TFMessage
@@ -50,7 +50,14 @@ TOPIC_WM_ERROR = ERROR_TOPIC
 absolute error, each channel in units of the std predicted with it:
 `rwm.export.anomaly.monitor_step_error`)."""
 TOPIC_WM_ANOMALY = "/rwm/world_model/anomaly"
-"""std_msgs/Bool: true while the prediction error stays above the threshold."""
+"""std_msgs/Bool, `FLAG_QOS`: true while the prediction error stays above the threshold; published
+false at start and at every change."""
+FLAG_QOS = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
+"""A flag published only when it changes: a reader that joins late still gets its current value (the
+monitor's first alarm can come 1.8 s after start, before a slow reader has matched; volatile, it was
+lost). Readers of either durability match it."""
 TOPIC_WM_UNCERTAINTY = "/rwm/world_model/uncertainty"
 """std_msgs/Float32, 50 Hz: the ensemble's disagreement on its last prediction (epistemic; normalized)."""
 TOPIC_POLICY_RELOAD = "/rwm/policy/reload"

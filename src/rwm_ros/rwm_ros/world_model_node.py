@@ -39,6 +39,7 @@ from rwm_ros.polled_subscriptions import PolledSubscriptions, StampAlignedStream
 from rwm_ros.robot_state import RobotStateReader
 from rwm_ros.spin import spin_node
 from rwm_ros.topics import (
+    FLAG_QOS,
     STREAM_WRITER_QOS,
     TOPIC_WM_ANOMALY,
     TOPIC_WM_ERROR,
@@ -76,7 +77,8 @@ class WorldModelNode(Node):
         self.pub_err = self.create_publisher(Float32, TOPIC_WM_ERROR, STREAM_WRITER_QOS)
         self.pub_uncertainty = self.create_publisher(Float32, TOPIC_WM_UNCERTAINTY, STREAM_WRITER_QOS)
         self.msg_uncertainty = Float32()
-        self.pub_anomaly = self.create_publisher(Bool, TOPIC_WM_ANOMALY, 10)
+        self.pub_anomaly = self.create_publisher(Bool, TOPIC_WM_ANOMALY, FLAG_QOS)
+        self.pub_anomaly.publish(Bool(data=False))
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # The 400 Hz streams never wake the executor: at each command the samples of its stamp are taken.
         # 200 samples queued: 0.5 s of each stream. With 32 (80 ms), this node, at normal priority
