@@ -53,7 +53,7 @@ WALK = DEFAULT_SEGMENTS
 DETECT_WITHIN_S = 2.0
 
 
-ALARM = re.compile(r"\[WARN\] \[(\d+\.\d+)\] \[world_model\]: anomaly:")
+ALARM = re.compile(r"\[WARN\] \[(\d+\.\d+)\] \[(?:[\w.]+\.)?world_model\]: anomaly:")
 """The node's own log line when it raises the anomaly, stamped with the wall clock."""
 
 

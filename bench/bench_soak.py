@@ -275,6 +275,7 @@ def main() -> int:
                 # the sources wait for the logger, as with the launch file's own (record:=true)
                 "/**/anymal_sim": {"ros__parameters": {"await_reader": "data_logger"}},
                 "/**/policy": {"ros__parameters": {"await_reader": "data_logger"}},
+                "/**/state_publisher": {"ros__parameters": {"await_reader": "data_logger"}},
             }
         )
     )

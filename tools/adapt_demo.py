@@ -82,7 +82,12 @@ class Listener:
         from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: PLC0415
         from std_msgs.msg import Bool, Float32  # noqa: PLC0415
 
-        from rwm_ros.topics import STREAM_WRITER_QOS, TOPIC_WM_ANOMALY, TOPIC_WM_UNCERTAINTY  # noqa: PLC0415
+        from rwm_ros.topics import (  # noqa: PLC0415
+            FLAG_QOS,
+            STREAM_WRITER_QOS,
+            TOPIC_WM_ANOMALY,
+            TOPIC_WM_UNCERTAINTY,
+        )
 
         SENSOR_QOS = QoSProfile(depth=400, reliability=ReliabilityPolicy.BEST_EFFORT)  # noqa: N806
 
@@ -114,7 +119,7 @@ class Listener:
             STREAM_WRITER_QOS,
         )
         node.create_subscription(
-            Bool, TOPIC_WM_ANOMALY, lambda m: self.anomaly.append((time.time(), m.data)), 10
+            Bool, TOPIC_WM_ANOMALY, lambda m: self.anomaly.append((time.time(), m.data)), FLAG_QOS
         )
         odom_count = [0]
 

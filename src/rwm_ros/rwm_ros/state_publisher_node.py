@@ -30,7 +30,7 @@ from rwm.robot import contract as C
 from rwm.robot.description import find_urdf
 from rwm.robot.tf_tree import TransformTree
 from rwm_ros.conversions import JointMessageError, JointOrder
-from rwm_ros.node_base import WorkerThread, declare, print_published
+from rwm_ros.node_base import ReaderGate, WorkerThread, declare, print_published
 from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.spin import spin_node
 from rwm_ros.topics import TOPIC_ROBOT_DESCRIPTION, TOPIC_TF, TOPIC_TF_STATIC, reader_qos
@@ -93,6 +93,9 @@ class StatePublisherNode(Node):
         self.inputs = PolledSubscriptions(self)
         self._joints = self.inputs.subscribe(JointState, C.TOPIC_JOINT_STATES, qos, wakes=False)
         self._odom = self.inputs.subscribe(Odometry, C.TOPIC_ODOM, qos, wakes=False)
+        self.start_gate = ReaderGate(self, {TOPIC_TF: self.pub_tf})
+        """With `await_reader` (the data logger), /tf starts once it is heard: before, the hour soak of
+        12-04 lost the first 0.32 s of /tf (30 messages) to the logger's late match."""
         self.workers = [WorkerThread(self, "tf_publisher", self._tf_loop)]
         self.workers[0].start()
         self.get_logger().info(
@@ -101,6 +104,7 @@ class StatePublisherNode(Node):
         )
 
     def _tf_loop(self, stop: threading.Event) -> None:
+        self.start_gate.wait(stop)
         due = time.monotonic()
         while not stop.wait(max(due - time.monotonic(), 0.0)):
             due = max(due + self.period_s, time.monotonic())  # after a stall: on, not a burst

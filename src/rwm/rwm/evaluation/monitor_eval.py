@@ -44,8 +44,8 @@ class MonitorEvalConfig:
     seed: int = 4242
     variant: RobotVariant = NOMINAL
     warmup_steps: int = 0
-    """Steps not judged after the start (0: the model's rule's; the stack's node judges nothing in its
-    first 150, `config/world_model.yaml`)."""
+    """Steps not judged after the start (0: the model's rule's, which the stack's node uses too:
+    `config/world_model.yaml`)."""
 
 
 def one_step_errors(
