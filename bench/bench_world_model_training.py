@@ -53,11 +53,14 @@ def gemm_figures(step, threads: int) -> dict:
     }
 
 
-def timed(fn, repeats: int) -> float:
+def timed(fn, repeats: int, sync=lambda: None) -> float:
+    """Mean seconds per call after a warm-up; `sync` waits for a GPU's queued work."""
     fn()  # warm-up
+    sync()
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
+    sync()
     return (time.perf_counter() - start) / repeats
 
 
@@ -70,14 +73,19 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--history-grad-steps", type=int, default=8, help="the truncated trainer's")
     ap.add_argument("--profile", action="store_true", help="GFLOP and GFLOP/s of the matrix products")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args()
+    if args.profile and args.device != "cpu":
+        ap.error("--profile reads the CPU's matrix products: --device cpu")
+    sync = torch.cuda.synchronize if args.device == "cuda" else lambda: None
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = RobotWorldModel()
+    model = RobotWorldModel().to(args.device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     length = args.history + args.horizon
-    s, a = torch.randn(args.batch, length, 45), torch.randn(args.batch, length, 12)
-    c = (torch.rand(args.batch, length, 8) > 0.5).float()
+    s = torch.randn(args.batch, length, 45, device=args.device)
+    a = torch.randn(args.batch, length, 12, device=args.device)
+    c = (torch.rand(args.batch, length, 8, device=args.device) > 0.5).float()
 
     def trainer_step(history_grad_steps: int = 0) -> None:
         loss = world_model_loss(
@@ -93,13 +101,14 @@ def main() -> None:
         loss.backward()
         opt.step()
 
-    t_trainer = timed(trainer_step, args.repeats)
-    t_burn_in = timed(lambda: trainer_step(args.history_grad_steps), args.repeats)
-    t_loop = timed(loop_step, args.repeats)
+    t_trainer = timed(trainer_step, args.repeats, sync)
+    t_burn_in = timed(lambda: trainer_step(args.history_grad_steps), args.repeats, sync)
+    t_loop = timed(loop_step, args.repeats, sync)
     gemm = gemm_figures(trainer_step, args.threads) if args.profile else {}
     print(
         json.dumps(
             {
+                "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
                 "batch": args.batch,
                 "history": args.history,
                 "horizon": args.horizon,

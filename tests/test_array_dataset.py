@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rwm.data.array_dataset import ArrayDataset, ArrayDatasetWriter, BatchedRecorder, DatasetMeta
+from rwm.data.array_dataset import (
+    ArrayDataset,
+    ArrayDatasetWriter,
+    BatchedRecorder,
+    DatasetMeta,
+    merge_datasets,
+)
 from rwm.data.collect import collect_dataset
 from rwm.data.trajectory import Trajectory
 from rwm.robot import contract as C
@@ -54,6 +61,25 @@ def test_round_trip(tmp_path: Path, trajectories: list[Trajectory]) -> None:
             np.testing.assert_array_equal(getattr(got, name), getattr(t, name), err_msg=name)
             assert getattr(got, name).dtype == np.float32
     assert (tmp_path / "ds" / "state.f32").stat().st_size == sum(LENGTHS) * C.STATE_DIM * 4
+
+
+def test_merge_keeps_every_trajectory_in_order_and_refuses_another_rate(
+    tmp_path: Path, trajectories: list[Trajectory]
+) -> None:
+    write(tmp_path / "a", trajectories[:2], DatasetMeta(seed=1))
+    write(tmp_path / "b", trajectories[2:], DatasetMeta(seed=2))
+    summary = merge_datasets([tmp_path / "a", tmp_path / "b"], tmp_path / "ab")
+    merged = ArrayDataset(tmp_path / "ab")
+    assert summary["rows"] == sum(LENGTHS) and merged.num_trajectories == len(LENGTHS)
+    for i, t in enumerate(trajectories):
+        np.testing.assert_array_equal(merged.trajectory(i).state, t.state)
+        np.testing.assert_array_equal(merged.trajectory(i).contacts, t.contacts)
+    assert [s["seed"] for s in merged.meta.extra["shards"]] == [1, 2]
+    slow = dataclasses.replace(trajectories[0], time=np.arange(LENGTHS[0]) * 0.04)
+    write(tmp_path / "slow", [slow], DatasetMeta(dt=0.04))
+    with pytest.raises(ValueError, match="one robot and rate"):
+        merge_datasets([tmp_path / "a", tmp_path / "slow"], tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_windows_stay_inside_trajectories(tmp_path: Path, trajectories: list[Trajectory]) -> None:

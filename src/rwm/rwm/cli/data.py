@@ -13,7 +13,7 @@ def _collect(args: argparse.Namespace) -> int:
 
     controller = args.controller
     if args.policy:
-        from rwm.export.policy_onnx import OnnxPolicy
+        from rwm.export.runtime import OnnxPolicy
         from rwm.rl.policy_controller import BatchPolicyController, PolicyController
 
         policy = OnnxPolicy(args.policy)
@@ -31,6 +31,7 @@ def _collect(args: argparse.Namespace) -> int:
             pushes=not args.no_pushes,
             robot=args.robot,
             episode_length_s=args.episode_length,
+            num_threads=args.threads,
             randomization=TRAINING_RANGES if args.domain_randomization else None,
             commands=CommandConfig(
                 resample_time_s=args.resample_time, standing_fraction=args.standing_fraction
@@ -98,6 +99,13 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merge_datasets(args: argparse.Namespace) -> int:
+    from rwm.data.array_dataset import merge_datasets
+
+    print(json.dumps(merge_datasets(args.datasets, args.out)))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this group's commands."""
     p = sub.add_parser(
@@ -124,6 +132,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="dataset: a new robot at every reset from rwm.sim.variants.TRAINING_RANGES (a family)",
     )
     p.add_argument("--no-pushes", action="store_true", help="dataset: disable random pushes")
+    p.add_argument("--threads", type=int, default=0, help="dataset: physics threads (0: one per core)")
     p.add_argument("--episode-length", type=float, default=20.0, help="dataset: episode length, s")
     p.add_argument(
         "--resample-time", type=float, default=10.0, help="dataset: a new command every this many s"
@@ -132,6 +141,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--standing-fraction", type=float, default=0.0, help="dataset: share of commands that are zero"
     )
     p.set_defaults(func=_collect)
+
+    p = sub.add_parser(
+        "merge-datasets", help="one array dataset of several (e.g. shards collected by parallel processes)"
+    )
+    p.add_argument("datasets", nargs="+", help="array datasets, merged in this order")
+    p.add_argument("--out", required=True, help="output dataset directory (must not exist)")
+    p.set_defaults(func=_merge_datasets)
 
     p = sub.add_parser("load-bag", help="load rosbag2 files on the contract topics and report what was found")
     p.add_argument("bags", nargs="+")

@@ -249,6 +249,38 @@ class ArrayDataset:
         }
 
 
+def merge_datasets(sources: list[str | Path], out: str | Path) -> dict:
+    """One dataset of every trajectory of `sources` (in their order), e.g. shards collected by
+    several processes with their own seeds; they must share robot and dt. Returns the counts."""
+    if not sources:
+        raise ValueError("no dataset to merge")
+    shards = [ArrayDataset(s) for s in sources]
+    first = shards[0].meta
+    for shard in shards[1:]:
+        if (shard.meta.robot, shard.meta.dt) != (first.robot, first.dt):
+            raise ValueError(
+                f"{shard.path}: robot {shard.meta.robot} at dt {shard.meta.dt}, "
+                f"{shards[0].path}: {first.robot} at {first.dt}; only datasets of one robot and rate merge"
+            )
+    meta = DatasetMeta(
+        robot=first.robot,
+        dt=first.dt,
+        seed=None,
+        source=f"merged from {len(shards)} datasets",
+        extra={
+            "shards": [
+                {"path": str(s.path), "seed": s.meta.seed, "source": s.meta.source, "extra": s.meta.extra}
+                for s in shards
+            ]
+        },
+    )
+    with ArrayDatasetWriter(out, meta) as writer:
+        for shard in shards:
+            for traj in shard.trajectories():
+                writer.add_trajectory(traj)
+    return {"path": str(out), "rows": writer.num_rows, "trajectories": writer.num_trajectories}
+
+
 class BatchedRecorder:
     """Cuts the batched environment's steps into per-robot trajectories and streams them to a writer.
 

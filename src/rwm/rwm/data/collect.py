@@ -17,7 +17,6 @@ from typing import Protocol
 import numpy as np
 
 from rwm.data.array_dataset import ArrayDatasetWriter, BatchedRecorder, DatasetMeta
-from rwm.data.bag_writer import BagWriter
 from rwm.robot import contract as C
 from rwm.sim.anymal_sim import AnymalSim
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig, PushConfig
@@ -83,6 +82,8 @@ def collect_bag(
     resample period and after each fall; /cmd_vel is written when it changes. A fallen robot gets a
     last joint command, is reset, and the clock skips `reset_gap_s` so the loader splits there.
     """
+    from rwm.data.bag_writer import BagWriter  # here: array datasets need no rosbags
+
     if reset_gap_s <= 1.5 * C.POLICY_DT:
         raise ValueError(f"reset_gap_s must exceed {1.5 * C.POLICY_DT} s so that loaders split at resets")
     rng = np.random.default_rng(seed)

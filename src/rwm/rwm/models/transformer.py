@@ -52,7 +52,7 @@ class TransformerWorldModel(WorldModel):
 
     def _decode(self, tokens: torch.Tensor) -> torch.Tensor:
         t = tokens.shape[1]
-        mask = nn.Transformer.generate_square_subsequent_mask(t, dtype=tokens.dtype)
+        mask = nn.Transformer.generate_square_subsequent_mask(t, device=tokens.device, dtype=tokens.dtype)
         return self.decoder(self.embed(tokens) + self.positions[:t], mask=mask, is_causal=True)
 
     def recurrent(
