@@ -141,15 +141,18 @@ wm-model: setup
 
 # The table at the paper's budget (issue 18: batch 1024, learning rate 1e-4) on a CUDA GPU, the rows in
 # turn; on a leased GPU of 15 minutes they ran at once through tools/gpu_lease/wm_table_gpu.sh (4 500
-# iterations fitted), scored on the CPU by this command over the returned run folders
-# (docs/gpu/README.md). After pretrain-data.
+# iterations fitted), scored on the CPU by this command without --device cuda over the returned run
+# folders (trained rows are reused) (docs/gpu/README.md). After pretrain-data.
 WM_GPU_ITERATIONS ?= 4500
 WM_TABLE_GPU := --data data/pretrain --heldout data/heldout --batch-size 1024 --lr 1e-4 --seed 0 --threads 2 \
 	--iterations $(WM_GPU_ITERATIONS) --eval-interval $$(( $(WM_GPU_ITERATIONS) / 5 )) --average-last 3 \
 	--variants RWM-TF RWM-AR Transformer-AR MLP-AR
 wm-table-gpu: setup
 	$(ROS_ENV) && rwm wm-table $(WM_TABLE_GPU) --device cuda --out runs/wm_table_gpu
-	mkdir -p docs/gpu && cp runs/wm_table_gpu/table.md runs/wm_table_gpu/results.json docs/gpu/
+	mkdir -p docs/gpu/train_logs && cp runs/wm_table_gpu/table.md runs/wm_table_gpu/results.json \
+		runs/wm_table_gpu/error_vs_step.png docs/gpu/
+	for r in rwm-tf rwm-ar transformer-ar mlp-ar; do cp runs/wm_table_gpu/$$r/train_log.jsonl docs/gpu/train_logs/$$r.jsonl; \
+		cp runs/wm_table_gpu/$$r/train_config.json docs/gpu/train_logs/$$r.config.json; done
 
 # RWM-U (issue 17): the shipped RWM grown into an ensemble of 5 state heads on its GRU (member 0 is
 # RWM's own head), trained on the pretraining data with per-member bootstrap weights; then trained on

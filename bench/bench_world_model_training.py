@@ -6,7 +6,8 @@ same run on the same batch. Prints JSON with the speed-up ratio, and the same fo
 backpropagation through only the last --history-grad-steps of the history (`LearnerConfig`).
 
 Both are bound by the GRU's matrix products on this CPU: `--profile` prints the GFLOP a step takes
-in them and the rate inside them, against a plain matrix product of the GRU's shape.
+in them and the rate inside them, against a plain matrix product of the GRU's shape. `--device cuda`
+times the same on a GPU (each timing waits for the GPU's queued work), where the fused GRU call pays.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 # On a leased CUDA GPU (issue 18): the PPO and MBPO-PPO commands with --device cuda, a few iterations
 # each, as a check that the same commands train there (rsl-rl on the device; MBPO's world model,
 # imagination and PPO on the device, its real robots on the CPU). Needs .gpu/ from prepare.sh, with
-# rsl-rl's wheels in .gpu/wheels_rl (prepare.sh --rl). Writes its log to $OUT.
+# rsl-rl's wheels in .gpu/wheels_rl. Writes its log to $OUT.
 set -uo pipefail
 DEVICE=${DEVICE:-cuda}
 PY=${PY:-python3}

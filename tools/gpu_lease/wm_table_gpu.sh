@@ -2,8 +2,9 @@
 # The world-model table at the paper's budget (issue 18: batch 1024, learning rate 1e-4, as many
 # iterations as fit) for RWM-TF, RWM-AR, Transformer-AR and MLP-AR, on one leased CUDA GPU in one call
 # of at most BUDGET_S seconds. Needs .gpu/ from tools/gpu_lease/prepare.sh (carried) and the machine's
-# own torch; writes to $OUT: the log, the GPU's name, and one tarball per row of its run folder
-# (train_config.json, train_log.jsonl, the last three checkpoints), scored afterwards on the CPU by
+# own torch; writes to $OUT: the log, logs.tar.gz (the GPU's name, every run's log, the data's meta) and
+# one tarball per row of its run folder (train_config.json, train_log.jsonl, the last three checkpoints,
+# model.pt), scored afterwards on the CPU by
 # `rwm wm-table` (docs/gpu/README.md).
 #  1. the pretraining data: `make pretrain-data`'s recipe (the nominal PPO policy, action noise 0.3,
 #     pushes, 512 robots x 4000 steps) as 16 shards of 32 robots, seeds 100-115, one per core, merged;
@@ -33,10 +34,11 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 DATA=/tmp/rwm_data
 ROWS=("RWM-TF:--arch rwm --horizon 1" "RWM-AR:--arch rwm" "Transformer-AR:--arch transformer" "MLP-AR:--arch mlp")
 COMMON=(--heldout .gpu/heldout --batch-size 1024 --lr 1e-4 --seed 0 --threads 2 --device "$DEVICE")
+row_dir() { echo "$1" | tr 'A-Z+' 'a-z-'; }  # a row's folder, as rwm wm-table names it
 train_rows() {  # DATA_DIR OUT_ROOT ITERATIONS EVAL_INTERVAL: every row at once, background; pids in PIDS
     PIDS=()
     for row in "${ROWS[@]}"; do
-        name=${row%%:*}; dir=$(echo "$name" | tr 'A-Z+' 'a-z-')
+        name=${row%%:*}; dir=$(row_dir "$name")
         $RWM train-wm --data "$1" --out "$2/$dir" --iterations "$3" --eval-interval "$4" "${COMMON[@]}" ${row#*:} \
             > "$2.$dir.log" 2>&1 &
         PIDS+=($!)
@@ -45,7 +47,7 @@ train_rows() {  # DATA_DIR OUT_ROOT ITERATIONS EVAL_INTERVAL: every row at once,
 rows_ok() {  # OUT_ROOT: wait for PIDS; print each row's log tail on failure
     local ok=0 i=0
     for row in "${ROWS[@]}"; do
-        name=${row%%:*}; dir=$(echo "$name" | tr 'A-Z+' 'a-z-')
+        name=${row%%:*}; dir=$(row_dir "$name")
         if ! wait "${PIDS[$i]}"; then ok=1; echo "== $name FAILED"; tail -25 "$1.$dir.log"; fi
         i=$((i + 1))
     done
@@ -62,7 +64,8 @@ for i in $(seq 0 15); do
 done
 $RWM collect --dataset --policy models/anymal_d_ppo_nominal.onnx --action-noise 0.3 --steps 10 --num-envs 64 \
     --threads 1 --seed 100 --out $DATA/hashcheck > /dev/null 2>&1 \
-    && (cd $DATA/hashcheck && sha256sum -c "$OLDPWD/.gpu/hashcheck.sha256") | sed 's/^/same data as the CPU: /'
+    && (cd $DATA/hashcheck && sha256sum -c "$OLDPWD/.gpu/hashcheck.sha256") | sed 's/^/same data as the CPU: /' \
+    || echo "== the short collection failed or differs from the CPU's (see above): the data are not comparable"
 mkdir -p $DATA/smoke
 train_rows .gpu/heldout $DATA/smoke 20 10
 if ! rows_ok $DATA/smoke; then kill "${SHARDS[@]}" 2>/dev/null; echo "smoke test failed"; exit 2; fi
@@ -70,7 +73,7 @@ grep -h '"iteration": 20' $DATA/smoke.*.log
 for pid in "${SHARDS[@]}"; do wait "$pid" || { echo "a shard failed"; tail $DATA/shard*.log; exit 3; }; done
 echo "== [$(elapsed) s] merging"
 $RWM merge-datasets $(for i in $(seq 0 15); do echo $DATA/shard$i; done) --out $DATA/pretrain || exit 4
-rm -rf $DATA/shard?  $DATA/shard??
+rm -rf $DATA/shard? $DATA/shard??
 
 echo "== [$(elapsed) s] timing 80 iterations of every row at once"
 mkdir -p $DATA/timing
@@ -90,7 +93,7 @@ ROOT=$DATA/wm_table_gpu
 mkdir -p $ROOT
 train_rows $DATA/pretrain $ROOT "$N" $((N / 5))
 STOP_IN=$(( BUDGET_S - $(elapsed) - 20 )); [ "$STOP_IN" -gt 30 ] || STOP_IN=30
-( sleep "$STOP_IN"; echo "== deadline: stopping the rows"; kill "${PIDS[@]}" ) 2>/dev/null &
+( sleep "$STOP_IN" >/dev/null 2>&1; echo "== deadline: stopping the rows"; kill "${PIDS[@]}" ) 2>/dev/null &
 DEADLINE=$!
 rows_ok $ROOT
 STATUS=$?
@@ -102,7 +105,7 @@ rm "$OUT/gpu.txt"
 for run in $ROOT/*/; do
     dir=$(basename "$run")
     keep=$(ls "$run" | grep -E '^model_[0-9]+\.pt$' | sort -t_ -k2 -n | tail -3)
-    (cd "$run" && tar czf "$OUT/$dir.tar.gz" train_config.json train_log.jsonl $keep)
+    (cd "$run" && tar czf "$OUT/$dir.tar.gz" train_config.json train_log.jsonl $keep $(ls model.pt 2>/dev/null))
 done
 ls -la "$OUT"
 echo "== [$(elapsed) s] done, status $STATUS"

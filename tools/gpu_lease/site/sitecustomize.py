@@ -21,7 +21,9 @@ class AnymalKinematics:
     """The standing targets of the prepared URDF; every other use of the kinematics fails loudly."""
 
     def __init__(self, robot: str = "anymal_d", urdf: str | Path | None = None) -> None:
-        digest = hashlib.sha256(Path(urdf).read_bytes()).hexdigest() if urdf else None
+        from rwm.robot.description import find_urdf  # needs no pinocchio
+
+        digest = hashlib.sha256(find_urdf(robot, urdf).read_bytes()).hexdigest()
         if robot != _SAVED["robot"] or digest != _SAVED["urdf_sha256"]:
             raise RuntimeError(f"stance targets were prepared for {_SAVED['robot']} {_SAVED['urdf_sha256']}")
 
