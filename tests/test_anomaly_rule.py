@@ -1,12 +1,19 @@
-"""The monitor's anomaly rule (rwm.export.anomaly): the window mean, the hold, the warm-up, and the
-threshold calibrated from validation errors."""
+"""The monitor's anomaly rule (rwm.export.anomaly): the window median (or mean), the hold, the
+warm-up, and the threshold calibrated from validation errors."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from rwm.export.anomaly import AnomalyCalibration, AnomalyDetector, calibrate_threshold, windowed_mean
+from rwm.export.anomaly import (
+    AnomalyCalibration,
+    AnomalyDetector,
+    calibrate_threshold,
+    check_rule_error,
+    windowed,
+    windowed_mean,
+)
 
 
 def test_windowed_mean_matches_a_plain_mean():
@@ -20,11 +27,15 @@ def test_calibration_is_the_margin_over_a_quantile_of_the_validation_windows():
     rng = np.random.default_rng(1)
     errors = rng.uniform(0.1, 0.2, (200, 5))
     errors[0] = np.nan  # no prediction yet
-    cfg = AnomalyCalibration(window_steps=10, quantile=1.0, margin=1.5, warmup_steps=20)
-    rule = calibrate_threshold([errors, errors[:50, :2]], cfg)
-    windows = windowed_mean(errors[21:], 10)  # row 0: no prediction; then 20 warm-up steps
-    assert rule["validation_windows"] == 5 * 170 + 2 * 20
-    assert rule["threshold"] == pytest.approx(1.5 * windows.max(), abs=1e-5)
+    for statistic in ("mean", "median"):
+        cfg = AnomalyCalibration(
+            window_steps=10, quantile=1.0, margin=1.5, warmup_steps=20, statistic=statistic
+        )
+        rule = calibrate_threshold([errors, errors[:50, :2]], cfg)
+        windows = windowed(errors[21:], 10, statistic)  # row 0: no prediction; then 20 warm-up steps
+        assert rule["validation_windows"] == 5 * 170 + 2 * 20 and rule["statistic"] == statistic
+        assert rule["threshold"] == pytest.approx(1.5 * windows.max(), abs=1e-5)
+    np.testing.assert_allclose(windowed(errors[21:], 10, "median")[3], np.median(errors[24:34], axis=0))
     with pytest.raises(ValueError, match="no validation window"):
         calibrate_threshold([errors[:25]], cfg)
 
@@ -45,6 +56,38 @@ def test_detector_raises_after_the_hold_and_clears_at_once():
     assert not flags[16:, 1].any(), "cleared when the window mean falls below"
     det.reset()
     assert not det.anomaly.any() and np.isnan(det.windowed).all()
+
+
+def test_the_median_ignores_a_burst_a_sustained_shift_raises_it():
+    """A few steps of large error (a command paired with a state a tick off) lift a window's mean over
+    the threshold but not its median; a robot that errs at every step is flagged as soon."""
+    rule = {"threshold": 1.0, "window_steps": 25, "hold_steps": 5, "warmup_steps": 0, "statistic": "median"}
+    median = AnomalyDetector.from_rule(rule, n=2)
+    mean = AnomalyDetector.from_rule({**rule, "statistic": "mean"}, n=2)
+    flags_median, flags_mean = [], []
+    for t in range(120):
+        error = np.array([0.5, 0.5])
+        if 60 <= t < 66:
+            error[0] = 7.0  # robot 0: a burst of 6 steps
+        if t >= 60:
+            error[1] = 2.0  # robot 1: errs from step 60 on
+        flags_median.append(median.update(error).copy())
+        flags_mean.append(mean.update(error).copy())
+    flags_median, flags_mean = np.array(flags_median), np.array(flags_mean)
+    assert flags_mean[:, 0].any() and not flags_median[:, 0].any()
+    # the median passes 1.0 once 13 of the 25 errors are 2.0 (step 72), then 5 steps held: 76
+    assert np.flatnonzero(flags_median[:, 1])[0] == 76
+    assert np.flatnonzero(flags_mean[:, 1])[0] == 72, "the mean passes 1.0 at 9 of 25 (step 68), held: 72"
+
+
+def test_rules_without_a_statistic_are_the_mean_and_unknown_ones_are_refused():
+    rule = {"threshold": 0.5, "window_steps": 4, "hold_steps": 3, "warmup_steps": 2, "error": "mean_abs_z"}
+    check_rule_error(rule)
+    assert AnomalyDetector.from_rule(rule).statistic == "mean"
+    with pytest.raises(ValueError, match="unknown window statistic"):
+        check_rule_error({**rule, "statistic": "mode"})
+    with pytest.raises(ValueError, match="window statistic must be"):
+        AnomalyDetector(0.5, 4, 3, 2, statistic="mode")
 
 
 def test_detector_ignores_the_warm_up_and_refuses_a_bad_rule():
@@ -139,3 +182,16 @@ def test_live_errors_are_set_against_the_offline_ones_of_their_step():
     assert result["live_windowed_error_max"] == pytest.approx(0.5 + 10.0 / 50)
     late = live_against_offline(live_t + 100.0, live_error, row_t, row_error, 50, 1.0)  # after the rows ended
     assert late["matched"] == 0 and late["abs_difference_max"] is None
+
+
+def test_robots_stand_first_then_get_their_sampled_command():
+    """`stand_first_s`: the main job's standing start; the first sampled command comes after it."""
+    from rwm.evaluation.monitor_eval import MonitorEvalConfig, one_step_errors
+    from rwm.export.runtime import OnnxPolicy, OnnxWorldModel
+
+    policy = OnnxPolicy("models/anymal_d_ppo.onnx")
+    wm = OnnxWorldModel("models/anymal_d_rwmu.onnx")
+    cfg = MonitorEvalConfig(robots=2, duration_s=1.0, seed=3, standing_fraction=0.0, stand_first_s=0.5)
+    errors, moving = one_step_errors(policy, policy.obs_dim, wm, cfg)
+    assert not moving[:25].any() and moving[25:].all()
+    assert np.isfinite(errors[1:]).all()

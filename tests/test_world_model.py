@@ -193,7 +193,8 @@ def test_world_model_onnx_parity_over_100_steps(tmp_path):
     assert mean.shape == (3, 45) and std.shape == (3, 45) and logits.shape == (3, 8) and h.shape == (3, 2, 32)
     assert (std > 0).all() and wm.metadata["source"] == "test"
     anomaly = wm.metadata["anomaly"]
-    assert anomaly["validation_windows"] == 4 * (100 - 1 - 32 - 50 + 1), "row 0 has no prediction"
+    window = anomaly["window_steps"]
+    assert anomaly["validation_windows"] == 4 * (100 - 1 - 32 - window + 1), "row 0 has no prediction"
     assert anomaly["threshold"] == pytest.approx(1.1 * anomaly["validation_max"], rel=1e-4), "1.1 x the max"
 
 

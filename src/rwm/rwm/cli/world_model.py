@@ -115,7 +115,11 @@ def _eval_monitor(args: argparse.Namespace) -> int:
     all_names = list(load_variants(args.variants_file, beyond_training=False))
     names = all_names if args.variants == ["all"] else args.variants
     cfg = MonitorEvalConfig(
-        robots=args.robots, duration_s=args.duration, seed=args.seed, warmup_steps=args.warmup_steps
+        robots=args.robots,
+        duration_s=args.duration,
+        seed=args.seed,
+        warmup_steps=args.warmup_steps,
+        stand_first_s=args.stand_first,
     )
     if args.standing_fraction is not None:
         cfg = replace(cfg, standing_fraction=args.standing_fraction)
@@ -324,6 +328,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--standing-fraction",
         type=float,
         help="share of the commands (one every 4 s) that are zero (default: MonitorEvalConfig's)",
+    )
+    p.add_argument(
+        "--stand-first",
+        type=float,
+        default=0.0,
+        help="seconds every robot stands before its first command (the main job's command sequence: 3)",
     )
     p.add_argument("--seed", type=int, default=4242)
     p.add_argument("--json", help="write the results here (and the table beside it, .md)")

@@ -1,6 +1,6 @@
 """The world model as a live health monitor, without ROS: keep the GRU state in step with the robot,
 predict the next state at every 50 Hz step, score the last prediction against what was measured, and
-flag an anomaly when the error, averaged over a short window, stays above a threshold.
+flag an anomaly when the error's median over a short window stays above a threshold.
 
 The error is one step's absolute error in units of the std the model predicted with it
 (`rwm.export.anomaly.monitor_step_error`, which says why not the paper's relative error); the
@@ -14,7 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rwm.export.anomaly import AnomalyCalibration, AnomalyDetector, check_rule_error, monitor_step_error
+from rwm.export.anomaly import (
+    AnomalyCalibration,
+    AnomalyDetector,
+    check_rule_error,
+    monitor_step_error,
+    rule_statistic,
+)
 from rwm.export.runtime import OnnxWorldModel
 from rwm.robot import contract as C
 
@@ -47,6 +53,7 @@ def anomaly_detector(model: OnnxWorldModel, cfg: MonitorConfig) -> AnomalyDetect
         int(rule.get("window_steps", default.window_steps)),
         cfg.anomaly_steps or int(rule.get("hold_steps", default.hold_steps)),
         cfg.warmup_steps or int(rule.get("warmup_steps", default.warmup_steps)),
+        statistic=rule_statistic(rule) if rule else default.statistic,
     )
 
 
@@ -85,7 +92,7 @@ class WorldModelMonitor:
 
     @property
     def windowed_error(self) -> float:
-        """Mean one-step error over the rule's window (NaN while it fills)."""
+        """The rule's statistic (median) of the one-step errors in its window (NaN while it fills)."""
         return float(self.detector.windowed[0])
 
     def reset(self) -> None:

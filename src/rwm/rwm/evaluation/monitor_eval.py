@@ -24,7 +24,7 @@ import numpy as np
 
 from rwm.data.trajectory import Trajectory
 from rwm.evaluation.policy_eval import Controller
-from rwm.export.anomaly import AnomalyDetector, check_rule_error, monitor_step_error, windowed_mean
+from rwm.export.anomaly import AnomalyDetector, check_rule_error, monitor_step_error, rule_statistic, windowed
 from rwm.export.runtime import OnnxWorldModel
 from rwm.robot import contract as C
 from rwm.robot.policy_io import includes_last_action, raw_to_targets
@@ -46,6 +46,10 @@ class MonitorEvalConfig:
     warmup_steps: int = 0
     """Steps not judged after the start (0: the model's rule's, which the stack's node uses too:
     `config/world_model.yaml`)."""
+    stand_first_s: float = 0.0
+    """Every robot stands (zero command) this long before its first sampled command, as the main
+    job does (its command sequence's `start_delay_s`, 3 s): the window is then full of standing
+    errors when the robot starts to walk, and time to alarm after moving is the rule's own."""
 
 
 def one_step_errors(
@@ -74,8 +78,18 @@ def one_step_errors(
     alive = np.ones(cfg.robots, dtype=bool)
     hidden = world_model.initial_hidden(cfg.robots)
     prediction = prediction_std = None
+    stand_steps = round(cfg.stand_first_s / env_cfg.reward.dt)
+    sampled = env.command.copy()
+    if stand_steps:
+        env.command[:] = 0.0
     obs = env.observation()
     for t in range(steps):
+        if stand_steps and t == stand_steps:  # the first sampled command, held for its full period
+            env.command[:] = sampled
+            env.command_step[:] = 0
+            obs = env.observation()
+        elif t < stand_steps:
+            env.command_step[:] = 0
         # the deployed loop and monitor read the published (noisy) state; with the bare policy the
         # monitor gets the exact state (optimistic on noisy variants), the policy its noisy observation
         state = env.measured_state() if controller is not None else env.state.copy()
@@ -97,9 +111,7 @@ def one_step_errors(
 def alarm_times(errors: np.ndarray, rule: dict, dt: float) -> np.ndarray:
     """Per robot, the time (s) the monitor's rule (`anomaly` metadata) first raises the anomaly on
     (steps, robots) errors (NaN: never). Row t holds the error scored at step t."""
-    detector = AnomalyDetector(
-        rule["threshold"], rule["window_steps"], rule["hold_steps"], rule["warmup_steps"], errors.shape[1]
-    )
+    detector = AnomalyDetector.from_rule(rule, errors.shape[1])
     first = np.full(errors.shape[1], np.nan)
     for t in range(1, len(errors)):  # row 0: no prediction yet, as in the monitor
         raised = detector.update(np.nan_to_num(errors[t], nan=0.0))
@@ -143,7 +155,7 @@ def evaluate_monitor(
         since_moving = np.maximum(times - np.nan_to_num(moved, nan=np.inf), 0.0)  # never moved: 0
         fell = np.isnan(errors[-1])
         alarmed = np.isfinite(times)
-        windows = windowed_mean(errors[rule["warmup_steps"] + 1 :], rule["window_steps"])
+        windows = windowed(errors[rule["warmup_steps"] + 1 :], rule["window_steps"], rule_statistic(rule))
         results[name] = {
             "robots": cfg.robots,
             "duration_s": cfg.duration_s,
@@ -192,6 +204,7 @@ def live_against_offline(
     row_error: np.ndarray,
     window: int,
     judged_from_s: float,
+    statistic: str = "mean",
 ) -> dict:
     """The node's live one-step errors (log time s, as recorded) set against the same model's offline
     errors on the recorded rows (stamp s): each live error is matched to the newest row stamped up to
@@ -203,7 +216,7 @@ def live_against_offline(
     idx = np.searchsorted(row_t, live_t, side="right") - 1
     matched = (idx >= 0) & (live_t - row_t[np.maximum(idx, 0)] <= C.POLICY_DT)
     diff = np.abs(live_error[matched] - row_error[idx[matched]])
-    live_windows = windowed_mean(live_error[live_t > judged_from_s], window)
+    live_windows = windowed(live_error[live_t > judged_from_s], window, statistic)
     return {
         "live_errors": len(live_error),
         "matched": int(matched.sum()),
@@ -213,6 +226,49 @@ def live_against_offline(
     }
 
 
+def recorded_step_errors(
+    world_model: OnnxWorldModel, runs: list[list[Trajectory]]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per run (`recorded_runs`), the stamps (s) and one-step errors of its scored rows, the model
+    stepped as the node steps it: the GRU carries over a gap and the row after it is not scored (the
+    node skips a step it cannot assemble)."""
+    scored_runs = []
+    for run in runs:
+        hidden = world_model.initial_hidden(1)
+        prediction = prediction_std = None
+        last = run[0].time[0]
+        stamps, errors = [], []
+        for t in run:
+            for state, action, stamp in zip(t.state, t.action, t.time, strict=True):
+                state = state[None].astype(np.float64)
+                if prediction is not None and stamp - last <= 1.5 * C.POLICY_DT:
+                    stamps.append(stamp)
+                    errors.append(monitor_step_error(prediction, prediction_std, state)[0])
+                prediction, prediction_std, _, hidden, _ = world_model(state, action[None], hidden)
+                last = stamp
+        scored_runs.append((np.array(stamps), np.array(errors)))
+    return scored_runs
+
+
+def rule_over_runs(
+    rule: dict, warmup: int, scored_runs: list[tuple[np.ndarray, np.ndarray]], starts: list[float]
+):
+    """The rule's detector over each run's scored errors (`recorded_step_errors`), restarted per run:
+    the alarms raised (s from the run's start, `starts`) and every full window's statistic."""
+    alarms, windows = [], []
+    for (stamps, errors), start in zip(scored_runs, starts, strict=True):
+        detector = AnomalyDetector.from_rule(rule, warmup_steps=warmup)
+        raised = False
+        for stamp, error in zip(stamps, errors, strict=True):
+            now = detector.update(np.array([error]))[0]
+            if now and not raised:
+                alarms.append(round(float(stamp - start), 2))
+            raised = now
+            if np.isfinite(detector.windowed[0]):
+                windows.append(detector.windowed[0])
+    return alarms, np.array(windows) if windows else np.full(1, np.nan)
+
+
 def monitor_on_bags(
     world_model: OnnxWorldModel,
     trajectories: list[Trajectory],
@@ -220,47 +276,26 @@ def monitor_on_bags(
     live: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
     """The node's rule over recorded trajectories (`rwm.data.bag_loader`: rows aligned at each
-    command's stamp, as the node aligns them), run by run as the node would have run: the GRU carries
-    over a gap and the row after it is not scored (the node skips a step it cannot assemble). Alarms
-    raised per run, with their times from the run's start, and the windowed error's distribution.
+    command's stamp, as the node aligns them), run by run as the node would have run
+    (`recorded_step_errors`). Alarms raised per run, with their times from the run's start, and the
+    windowed error's distribution.
     `warmup_steps`: steps not judged after a start (the node's parameter; 0: the model's rule's).
     `live`: the node's own recorded errors (log time s, error), set against these
     (`live_against_offline`)."""
     rule = world_model.metadata["anomaly"]
     check_rule_error(rule)
     warmup = warmup_steps or rule["warmup_steps"]
-    alarms, windows, rows = [], [], 0
-    scored_t, scored = [], []
     runs = recorded_runs(trajectories)
-    for run in runs:
-        detector = AnomalyDetector(rule["threshold"], rule["window_steps"], rule["hold_steps"], warmup)
-        hidden = world_model.initial_hidden(1)
-        prediction = prediction_std = None
-        raised = False
-        start = last = run[0].time[0]
-        for t in run:
-            for state, action, stamp in zip(t.state, t.action, t.time, strict=True):
-                state = state[None].astype(np.float64)
-                if prediction is not None and stamp - last <= 1.5 * C.POLICY_DT:
-                    error = monitor_step_error(prediction, prediction_std, state)
-                    scored_t.append(stamp)
-                    scored.append(error[0])
-                    now = detector.update(error)[0]
-                    if now and not raised:
-                        alarms.append(round(float(stamp - start), 2))
-                    raised = now
-                    if np.isfinite(detector.windowed[0]):
-                        windows.append(detector.windowed[0])
-                prediction, prediction_std, _, hidden, _ = world_model(state, action[None], hidden)
-                last = stamp
-                rows += 1
-    w = np.array(windows) if windows else np.full(1, np.nan)
+    scored_runs = recorded_step_errors(world_model, runs)
+    alarms, w = rule_over_runs(rule, warmup, scored_runs, [run[0].time[0] for run in runs])
+    rows = sum(len(t.time) for run in runs for t in run)
+    scored_t = np.concatenate([stamps for stamps, _ in scored_runs])
+    scored = np.concatenate([errors for _, errors in scored_runs])
     compared = {}
     if live is not None and len(live[0]) and len(scored_t) > warmup:
-        window = rule["window_steps"]
         compared = {
             "live": live_against_offline(
-                *live, np.array(scored_t), np.array(scored), window, scored_t[warmup]
+                *live, scored_t, scored, rule["window_steps"], scored_t[warmup], rule_statistic(rule)
             )
         }
     return {
