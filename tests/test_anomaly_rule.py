@@ -41,7 +41,7 @@ def test_calibration_is_the_margin_over_a_quantile_of_the_validation_windows():
 
 
 def test_detector_raises_after_the_hold_and_clears_at_once():
-    det = AnomalyDetector(threshold=0.5, window_steps=4, hold_steps=3, warmup_steps=2, n=2)
+    det = AnomalyDetector(threshold=0.5, window_steps=4, hold_steps=3, warmup_steps=2, n=2, statistic="mean")
     flags = []
     for t in range(20):
         error = np.array([0.1, 1.0 if t >= 8 else 0.1])
@@ -80,6 +80,39 @@ def test_the_median_ignores_a_burst_a_sustained_shift_raises_it():
     assert np.flatnonzero(flags_mean[:, 1])[0] == 72, "the mean passes 1.0 at 9 of 25 (step 68), held: 72"
 
 
+@pytest.mark.parametrize("window", [24, 25])
+@pytest.mark.parametrize("statistic", ["median", "mean"])
+def test_the_detector_judges_the_windows_the_calibration_saw(window, statistic):
+    """Calibration (`windowed`) and the live detector must compute the same statistic, step by step."""
+    errors = np.random.default_rng(window).gamma(2.0, 0.4, (200, 3))
+    det = AnomalyDetector(1e9, window, 1, 0, n=3, statistic=statistic)
+    live = []
+    for row in errors:
+        det.update(row)
+        live.append(det.windowed.copy())
+    np.testing.assert_allclose(np.array(live[window - 1 :]), windowed(errors, window, statistic), rtol=1e-12)
+    assert np.isnan(live[window - 2]).all(), "nothing judged before the first full window"
+
+
+def test_the_monitor_reads_each_models_rule_old_or_new():
+    """A model exported before the median carries no `statistic` and keeps its mean; a model without a
+    rule, run with a threshold set, gets today's window and statistic."""
+    from rwm.control.world_model_monitor import MonitorConfig, anomaly_detector
+
+    class Model:
+        def __init__(self, rule):
+            self.metadata = {"anomaly": rule} if rule else {}
+
+    old = {"threshold": 1.8, "window_steps": 50, "hold_steps": 10, "warmup_steps": 32, "error": "mean_abs_z"}
+    det = anomaly_detector(Model(old), MonitorConfig())
+    assert (det.statistic, det.window, det.hold, det.threshold) == ("mean", 50, 10, 1.8)
+    new = calibrate_threshold([np.random.default_rng(2).uniform(0.1, 0.2, (100, 2))])
+    det = anomaly_detector(Model(new), MonitorConfig(anomaly_steps=7))
+    assert (det.statistic, det.window, det.hold) == ("median", 25, 7)
+    det = anomaly_detector(Model(None), MonitorConfig(error_threshold=2.0))
+    assert (det.statistic, det.window, det.threshold) == ("median", 25, 2.0)
+
+
 def test_rules_without_a_statistic_are_the_mean_and_unknown_ones_are_refused():
     rule = {"threshold": 0.5, "window_steps": 4, "hold_steps": 3, "warmup_steps": 2, "error": "mean_abs_z"}
     check_rule_error(rule)
@@ -91,13 +124,13 @@ def test_rules_without_a_statistic_are_the_mean_and_unknown_ones_are_refused():
 
 
 def test_detector_ignores_the_warm_up_and_refuses_a_bad_rule():
-    det = AnomalyDetector(threshold=0.5, window_steps=2, hold_steps=1, warmup_steps=5)
+    det = AnomalyDetector(threshold=0.5, window_steps=2, hold_steps=1, warmup_steps=5, statistic="median")
     for _ in range(5):
         assert not det.update(np.array([9.0]))[0], "warm-up steps are not scored"
     det.update(np.array([0.0]))
     assert not det.update(np.array([0.0]))[0]
     with pytest.raises(ValueError, match="positive threshold"):
-        AnomalyDetector(threshold=0.0, window_steps=2, hold_steps=1, warmup_steps=0)
+        AnomalyDetector(threshold=0.0, window_steps=2, hold_steps=1, warmup_steps=0, statistic="mean")
 
 
 def test_alarm_times_follow_the_detector_and_skip_fallen_robots():

@@ -10,17 +10,11 @@ metadata at export (`rwm.export.anomaly`), so a new model version brings its own
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from rwm.export.anomaly import (
-    AnomalyCalibration,
-    AnomalyDetector,
-    check_rule_error,
-    monitor_step_error,
-    rule_statistic,
-)
+from rwm.export.anomaly import AnomalyCalibration, AnomalyDetector, check_rule_error, monitor_step_error
 from rwm.export.runtime import OnnxWorldModel
 from rwm.robot import contract as C
 
@@ -44,17 +38,12 @@ def anomaly_detector(model: OnnxWorldModel, cfg: MonitorConfig) -> AnomalyDetect
             "the world model carries no calibrated anomaly threshold (exported before calibration); "
             "re-export it with `rwm export-wm`, or set error_threshold"
         )
-    rule = rule or {}
-    default = AnomalyCalibration()
     if rule and not cfg.error_threshold:
         check_rule_error(rule)
-    return AnomalyDetector(
-        cfg.error_threshold or rule["threshold"],
-        int(rule.get("window_steps", default.window_steps)),
-        cfg.anomaly_steps or int(rule.get("hold_steps", default.hold_steps)),
-        cfg.warmup_steps or int(rule.get("warmup_steps", default.warmup_steps)),
-        statistic=rule_statistic(rule) if rule else default.statistic,
-    )
+    rule = dict(rule) if rule else asdict(AnomalyCalibration())  # none: today's window and statistic
+    rule["threshold"] = cfg.error_threshold or rule["threshold"]
+    rule["hold_steps"] = cfg.anomaly_steps or rule["hold_steps"]
+    return AnomalyDetector.from_rule(rule, warmup_steps=cfg.warmup_steps)
 
 
 def validate_world_model(model: OnnxWorldModel) -> None:

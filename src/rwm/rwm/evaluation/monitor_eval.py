@@ -87,8 +87,10 @@ def one_step_errors(
         if stand_steps and t == stand_steps:  # the first sampled command, held for its full period
             env.command[:] = sampled
             env.command_step[:] = 0
-            obs = env.observation()
-        elif t < stand_steps:
+            if controller is None:
+                obs = env.observation()
+        elif t < stand_steps:  # also a robot reset after a fall (a reset samples a command)
+            env.command[:] = 0.0
             env.command_step[:] = 0
         # the deployed loop and monitor read the published (noisy) state; with the bare policy the
         # monitor gets the exact state (optimistic on noisy variants), the policy its noisy observation
@@ -252,7 +254,7 @@ def recorded_step_errors(
 
 def rule_over_runs(
     rule: dict, warmup: int, scored_runs: list[tuple[np.ndarray, np.ndarray]], starts: list[float]
-):
+) -> tuple[list[float], np.ndarray]:
     """The rule's detector over each run's scored errors (`recorded_step_errors`), restarted per run:
     the alarms raised (s from the run's start, `starts`) and every full window's statistic."""
     alarms, windows = [], []
@@ -289,8 +291,8 @@ def monitor_on_bags(
     scored_runs = recorded_step_errors(world_model, runs)
     alarms, w = rule_over_runs(rule, warmup, scored_runs, [run[0].time[0] for run in runs])
     rows = sum(len(t.time) for run in runs for t in run)
-    scored_t = np.concatenate([stamps for stamps, _ in scored_runs])
-    scored = np.concatenate([errors for _, errors in scored_runs])
+    scored_t = np.concatenate([np.zeros(0), *(stamps for stamps, _ in scored_runs)])
+    scored = np.concatenate([np.zeros(0), *(errors for _, errors in scored_runs)])
     compared = {}
     if live is not None and len(live[0]) and len(scored_t) > warmup:
         compared = {

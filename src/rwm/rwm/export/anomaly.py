@@ -51,8 +51,8 @@ class AnomalyCalibration:
     kind of burst it has is in there)."""
     margin: float = 1.1
     """Factor on that quantile: validation data is finite, deployment runs for hours. Chosen on a
-    validation seed of `rwm eval-monitor` (4343; `models/README.md`): at the 0.999 quantile x 1.2 the
-    nominal robot raised 1 to 3 false alarms in 20 robot-minutes."""
+    validation seed of `rwm eval-monitor` (4343; `models/README.md`): at the 0.999 quantile x 1.2 of
+    0.5 s means the nominal robot raised 1 to 3 false alarms in 20 robot-minutes."""
     warmup_steps: int = 32
     """Steps after a (re)start whose errors are not scored (the GRU state settles)."""
     hold_steps: int = 5
@@ -134,7 +134,9 @@ def calibrate_threshold(errors: Sequence[np.ndarray], cfg: AnomalyCalibration = 
 class AnomalyDetector:
     """The alarm for `n` robots at once: the median (or mean) of each robot's last `window_steps`
     one-step errors is compared with `threshold`; the anomaly is raised after `hold_steps` consecutive
-    steps above it and cleared at the first step below. Ring buffers: no allocation per step."""
+    steps above it and cleared at the first step below. Preallocated ring buffers: nothing grows per
+    step (numpy's partition takes a transient scratch of about 3 kB for the median). Errors must be
+    finite: the caller skips a step it cannot score (a NaN would sort last in the median)."""
 
     def __init__(
         self,
@@ -143,7 +145,8 @@ class AnomalyDetector:
         hold_steps: int,
         warmup_steps: int,
         n: int = 1,
-        statistic: str = "mean",
+        *,
+        statistic: str,
     ) -> None:
         if threshold <= 0 or window_steps < 1 or hold_steps < 1:
             raise ValueError(
@@ -186,9 +189,11 @@ class AnomalyDetector:
         if self.steps <= self.warmup:
             return self.anomaly
         k = (self.steps - self.warmup - 1) % self.window
-        self._sum += errors - self._ring[k]
+        if self.statistic == "mean":
+            self._sum -= self._ring[k]
+            self._sum += errors
         self._ring[k] = errors
-        if k == self.window - 1:
+        if self.statistic == "mean" and k == self.window - 1:
             self._ring.sum(0, out=self._sum)  # no rounding drift over hours of running sums
         if self.steps - self.warmup < self.window:
             return self.anomaly
@@ -214,5 +219,5 @@ class AnomalyDetector:
             int(rule["hold_steps"]),
             int(warmup_steps or rule["warmup_steps"]),
             n,
-            rule_statistic(rule),
+            statistic=rule_statistic(rule),
         )
