@@ -106,11 +106,13 @@ def test_the_monitor_reads_each_models_rule_old_or_new():
     old = {"threshold": 1.8, "window_steps": 50, "hold_steps": 10, "warmup_steps": 32, "error": "mean_abs_z"}
     det = anomaly_detector(Model(old), MonitorConfig())
     assert (det.statistic, det.window, det.hold, det.threshold) == ("mean", 50, 10, 1.8)
-    new = calibrate_threshold([np.random.default_rng(2).uniform(0.1, 0.2, (100, 2))])
+    cfg = AnomalyCalibration(window_steps=25, statistic="median")
+    new = calibrate_threshold([np.random.default_rng(2).uniform(0.1, 0.2, (100, 2))], cfg)
     det = anomaly_detector(Model(new), MonitorConfig(anomaly_steps=7))
     assert (det.statistic, det.window, det.hold) == ("median", 25, 7)
     det = anomaly_detector(Model(None), MonitorConfig(error_threshold=2.0))
-    assert (det.statistic, det.window, det.threshold) == ("median", 25, 2.0)
+    default = AnomalyCalibration()
+    assert (det.statistic, det.window, det.threshold) == (default.statistic, default.window_steps, 2.0)
 
 
 def test_rules_without_a_statistic_are_the_mean_and_unknown_ones_are_refused():
