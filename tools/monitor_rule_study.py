@@ -117,9 +117,8 @@ def main() -> int:
 
     bag_runs = []
     if args.bags:
-        runs_recorded = recorded_runs(load_bags(bag_directories(args.bags))[0])
-        bag_runs = [recorded_step_errors(world_model, runs_recorded), [r[0].time[0] for r in runs_recorded]]
-        print(f"bags: {len(runs_recorded)} runs scored", flush=True)
+        bag_runs = recorded_step_errors(world_model, recorded_runs(load_bags(bag_directories(args.bags))[0]))
+        print(f"bags: {len(bag_runs)} runs scored", flush=True)
 
     results = []
     for statistic, window, hold in itertools.product(args.statistics, args.windows, args.holds):
@@ -134,7 +133,7 @@ def main() -> int:
         for name, sets in runs.items():
             row[name] = _judged(rule, sets)
         if bag_runs:
-            alarms, windows = rule_over_runs(rule, rule["warmup_steps"], *bag_runs)
+            alarms, windows = rule_over_runs(rule, rule["warmup_steps"], bag_runs)
             row["bags"] = {
                 "alarms": len(alarms),
                 "windowed_error_max_over_threshold": round(float(windows.max()) / rule["threshold"], 3),

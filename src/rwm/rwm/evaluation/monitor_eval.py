@@ -230,8 +230,9 @@ def live_against_offline(
 
 def recorded_step_errors(
     world_model: OnnxWorldModel, runs: list[list[Trajectory]]
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per run (`recorded_runs`), the stamps (s) and one-step errors of its scored rows, the model
+) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """Per run (`recorded_runs`), its first row's stamp, and the stamps (s) and one-step errors of its
+    scored rows, the model
     stepped as the node steps it: the GRU carries over a gap and the row after it is not scored (the
     node skips a step it cannot assemble)."""
     scored_runs = []
@@ -248,17 +249,17 @@ def recorded_step_errors(
                     errors.append(monitor_step_error(prediction, prediction_std, state)[0])
                 prediction, prediction_std, _, hidden, _ = world_model(state, action[None], hidden)
                 last = stamp
-        scored_runs.append((np.array(stamps), np.array(errors)))
+        scored_runs.append((run[0].time[0], np.array(stamps), np.array(errors)))
     return scored_runs
 
 
 def rule_over_runs(
-    rule: dict, warmup: int, scored_runs: list[tuple[np.ndarray, np.ndarray]], starts: list[float]
+    rule: dict, warmup: int, scored_runs: list[tuple[float, np.ndarray, np.ndarray]]
 ) -> tuple[list[float], np.ndarray]:
     """The rule's detector over each run's scored errors (`recorded_step_errors`), restarted per run:
-    the alarms raised (s from the run's start, `starts`) and every full window's statistic."""
+    the alarms raised (s from the run's start) and every full window's statistic."""
     alarms, windows = [], []
-    for (stamps, errors), start in zip(scored_runs, starts, strict=True):
+    for start, stamps, errors in scored_runs:
         detector = AnomalyDetector.from_rule(rule, warmup_steps=warmup)
         raised = False
         for stamp, error in zip(stamps, errors, strict=True):
@@ -289,10 +290,10 @@ def monitor_on_bags(
     warmup = warmup_steps or rule["warmup_steps"]
     runs = recorded_runs(trajectories)
     scored_runs = recorded_step_errors(world_model, runs)
-    alarms, w = rule_over_runs(rule, warmup, scored_runs, [run[0].time[0] for run in runs])
+    alarms, w = rule_over_runs(rule, warmup, scored_runs)
     rows = sum(len(t.time) for run in runs for t in run)
-    scored_t = np.concatenate([np.zeros(0), *(stamps for stamps, _ in scored_runs)])
-    scored = np.concatenate([np.zeros(0), *(errors for _, errors in scored_runs)])
+    scored_t = np.concatenate([np.zeros(0), *(stamps for _, stamps, _ in scored_runs)])
+    scored = np.concatenate([np.zeros(0), *(errors for _, _, errors in scored_runs)])
     compared = {}
     if live is not None and len(live[0]) and len(scored_t) > warmup:
         compared = {

@@ -161,7 +161,7 @@ class AnomalyDetector:
             warmup_steps,
         )
         self._ring = np.zeros((window_steps, n))
-        self._sorted = np.zeros((window_steps, n))
+        self._sorted = np.zeros((window_steps, n) if statistic == "median" else (0, n))
         """Scratch copy of the ring, partitioned in place for the median."""
         self._middle = (window_steps - 1) // 2, window_steps // 2
         self._sum = np.zeros(n)
