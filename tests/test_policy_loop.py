@@ -172,6 +172,24 @@ def test_a_still_robot_at_zero_command_holds_its_stance_until_a_command_or_a_pus
     assert never.mode is Mode.POLICY
 
 
+def test_the_hold_keeps_the_mean_of_the_policys_recent_targets_not_its_last():
+    loop = _loop(StanceThenSway(), stand_hold_after_s=0.5, stand_still_s=0.1, stand_hold_average_s=0.2)
+    t, _ = _run(loop, 0.0, 0.12)  # soft start over
+    sent = []
+    while loop.mode is not Mode.STAND:
+        _feed(loop, t)
+        out = loop.tick(t)
+        t += DT
+        if loop.mode is Mode.POLICY:
+            sent.append(out.copy())
+    assert len(sent) > 10
+    np.testing.assert_allclose(loop.targets, np.mean(sent[-10:], axis=0))
+    assert np.abs(loop.targets - sent[-1]).max() > 0.01, "the last targets alone differ from the mean"
+    held = loop.targets.copy()
+    t, out = _run(loop, t, 1.0)
+    np.testing.assert_array_equal(out, held)
+
+
 def test_watchdog_holds_the_last_measured_posture_then_soft_starts_again():
     policy = FakePolicy(np.full(12, 0.4))
     loop = _loop(policy)

@@ -2,7 +2,8 @@
 robot wander before it does? Robots walk 5 s under a training command through the deployed control
 loop (`rwm.control.simulated`), then get the zero command for 60 s; per candidate setting of the hold
 (`SafetyConfig` fields as JSON), the base's displacement from 3 s after the stop (what
-`bench/bench_soak.py` counts per standing phase), when each robot was first held, and falls.
+`bench/bench_soak.py` counts per standing phase), when each robot was first held, how fast its base
+moved in the 3 s after (a robot rocking on its held targets), and falls.
 
     python tools/stand_hold_study.py --robots 40 --seed 777 \
         --candidates '{"default": {}, "still_0.1": {"stand_still_s": 0.1}}'
@@ -31,6 +32,8 @@ from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig  # noqa: E402
 from rwm.sim.commands import CommandConfig  # noqa: E402
 
 WALK_S, SKIP_S, STAND_S = 5.0, 3.0, 60.0
+SWAY_S = 3.0
+"""The base's largest horizontal speed in this long after the hold takes the robot: how much it rocks."""
 
 
 def judge(policy: OnnxPolicy, safety: SafetyConfig, robots: int, seed: int) -> dict:
@@ -47,6 +50,7 @@ def judge(policy: OnnxPolicy, safety: SafetyConfig, robots: int, seed: int) -> d
     walk, skip, end = (round(s / C.POLICY_DT) for s in (WALK_S, WALK_S + SKIP_S, WALK_S + STAND_S))
     fell = np.zeros(robots, dtype=bool)
     held_at = np.full(robots, np.nan)
+    sway = np.zeros(robots)
     start = None
     for k in range(1, end + 1):
         if k == walk:
@@ -57,6 +61,9 @@ def judge(policy: OnnxPolicy, safety: SafetyConfig, robots: int, seed: int) -> d
         held = np.array([loop.mode is Mode.STAND for loop in loops.loops])
         if k > walk:
             held_at = np.where(np.isnan(held_at) & held, (k - walk) * C.POLICY_DT, held_at)
+            since_held = (k - walk) * C.POLICY_DT - held_at
+            speed = np.hypot(*np.array([d.qvel[:2] for d in env.datas]).T)
+            sway = np.where(held & (since_held <= SWAY_S), np.maximum(sway, speed), sway)
     drift = np.linalg.norm(np.array([d.qpos[:2] for d in env.datas]) - start, axis=1)[~fell]
     env.close()
     return {
@@ -66,6 +73,8 @@ def judge(policy: OnnxPolicy, safety: SafetyConfig, robots: int, seed: int) -> d
         "held_after_s_median": round(float(np.nanmedian(held_at)), 2),
         "held_after_s_max": round(float(np.nanmax(held_at)), 2),
         "never_held": int(np.isnan(held_at).sum()),
+        "sway_m_s_median": round(float(np.median(sway[~fell])), 3),
+        "sway_m_s_max": round(float(sway[~fell].max()), 3),
     }
 
 
