@@ -172,22 +172,43 @@ def test_a_still_robot_at_zero_command_holds_its_stance_until_a_command_or_a_pus
     assert never.mode is Mode.POLICY
 
 
-def test_the_hold_keeps_the_mean_of_the_policys_recent_targets_not_its_last():
-    loop = _loop(StanceThenSway(), stand_hold_after_s=0.5, stand_still_s=0.1, stand_hold_average_s=0.2)
-    t, _ = _run(loop, 0.0, 0.12)  # soft start over
-    sent = []
+class Alternating(FakePolicy):
+    """Targets 0.1 either side of its stance, by turns: their mean is the stance, the last one is not."""
+
+    def __call__(self, obs):
+        super().__call__(obs)
+        return self.raw + (0.2 if self.calls % 2 else -0.2)
+
+
+def _until_held(loop, t, sent):
+    """Tick a still robot until the hold takes it; the policy's targets sent meanwhile go to `sent`."""
     while loop.mode is not Mode.STAND:
         _feed(loop, t)
         out = loop.tick(t)
         t += DT
         if loop.mode is Mode.POLICY:
             sent.append(out.copy())
+    return t
+
+
+def test_the_hold_keeps_the_mean_of_the_policys_recent_targets_not_its_last():
+    loop = _loop(Alternating(), stand_hold_after_s=0.5, stand_still_s=0.1, stand_hold_average_s=0.2)
+    t, _ = _run(loop, 0.0, 0.12)  # soft start over
+    sent = []
+    t = _until_held(loop, t, sent)
     assert len(sent) > 10
     np.testing.assert_allclose(loop.targets, np.mean(sent[-10:], axis=0))
-    assert np.abs(loop.targets - sent[-1]).max() > 0.01, "the last targets alone differ from the mean"
+    assert np.abs(loop.targets - sent[-1]).max() > 0.05, "the last targets alone differ from the mean"
     held = loop.targets.copy()
     t, out = _run(loop, t, 1.0)
     np.testing.assert_array_equal(out, held)
+
+    loop.policy.raw = loop.policy.raw + 0.2  # a new stance after the push: the old targets must not count
+    _feed(loop, t, lin_vel=np.array([0.4, 0.0, 0.0]))  # pushed: the policy again, then a second hold
+    sent = [loop.tick(t).copy()]
+    _until_held(loop, t + DT, sent)
+    assert len(sent) < 10, "held again before the window refilled"
+    np.testing.assert_allclose(loop.targets, np.mean(sent, axis=0))  # only what it sent since the push
 
 
 def test_watchdog_holds_the_last_measured_posture_then_soft_starts_again():

@@ -2,7 +2,8 @@
 took the stopped robot, and how high the monitor's windowed error rose after it.
 
 The hold is read from the bags: the policy node publishes /rwm/policy/action only while the policy
-drives, so a gap of more than 0.1 s in it is a hold. The stop is the last non-zero /cmd_vel before a
+drives, so a gap of more than 0.1 s in it (or its end, 0.1 s before the recording's) is a hold, or a
+watchdog hold or e-stop, which a soak does not have. The stop is the last non-zero /cmd_vel before a
 gap of 5 s. Per standing phase: the hold's start after the stop, and the largest 1 s mean and 0.5 s
 median of the live error (/rwm/world_model/error, 50 Hz) within 60 s of the stop; then the median over
 phases of the error in 0.25 s bins from the hold's start (a rocking robot shows as a bump).
@@ -45,10 +46,13 @@ def read(bags: Path) -> dict[str, np.ndarray]:
 
 
 def phases(d: dict[str, np.ndarray]) -> dict:
-    moving = d["cmd_t"][d["cmd_moving"]]
-    stops = moving[np.r_[np.diff(moving) > 5.0, True]]
-    gaps = np.flatnonzero(np.diff(d["action_t"]) > 0.1)
-    holds = d["action_t"][gaps]
+    if not (len(d["cmd_t"]) and len(d["error_t"]) and len(d["action_t"])):
+        raise SystemExit("the bags hold no /cmd_vel, /rwm/world_model/error or /rwm/policy/action")
+    moving = d["cmd_t"][d["cmd_moving"].astype(bool)]
+    stops = moving[np.r_[np.diff(moving) > 5.0, True]] if len(moving) else moving
+    holds = d["action_t"][np.flatnonzero(np.diff(d["action_t"]) > 0.1)]
+    if d["action_t"][-1] < max(d["cmd_t"][-1], d["error_t"][-1]) - 0.1:  # held until the end
+        holds = np.r_[holds, d["action_t"][-1]]
     t0 = min(d["cmd_t"][0], d["error_t"][0])
     rows, profile = [], []
     for stop in stops:
@@ -70,11 +74,14 @@ def phases(d: dict[str, np.ndarray]) -> dict:
         if not np.isnan(hold):
             bins = [d["error"][(d["error_t"] >= hold + b) & (d["error_t"] < hold + b + 0.25)] for b in BINS_S]
             profile.append([b.mean() if len(b) else np.nan for b in bins])
-    median_profile = np.nanmedian(np.array(profile), axis=0) if profile else []
+    profile = np.array(profile) if profile else np.full((1, len(BINS_S)), np.nan)
+    seen = np.isfinite(profile).any(axis=0)
+    columns = zip(profile.T, seen, strict=True)
+    median_profile = [round(float(np.nanmedian(col)), 3) if ok else None for col, ok in columns]
     return {
         "phases": rows,
         "error_after_hold_s": [round(float(b), 2) for b in BINS_S],
-        "error_after_hold_median": [round(float(x), 3) for x in median_profile],
+        "error_after_hold_median": median_profile,
     }
 
 

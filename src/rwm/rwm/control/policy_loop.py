@@ -102,8 +102,10 @@ class PolicyLoop:
         self._zero_command_s = 0.0
         self._still_s = 0.0
         self._joint_speed = np.zeros(C.NUM_JOINTS)
-        self._recent_targets = np.zeros((max(round(cfg.stand_hold_average_s / period_s), 1), C.NUM_JOINTS))
-        """The policy's last targets (a ring), averaged into the stand hold's."""
+        average_s = min(cfg.stand_hold_average_s, cfg.stand_hold_after_s or np.inf)  # no walking targets
+        self._recent_targets = np.zeros((max(round(average_s / period_s), 1), C.NUM_JOINTS))
+        """The targets last sent by the policy (a ring), averaged into the stand hold's; a swapped-in
+        policy's (blended) targets count as they were sent."""
         self._recent_count = 0
         """Policy ticks written to `_recent_targets` since the policy last took over."""
 
@@ -252,8 +254,9 @@ class PolicyLoop:
 
     def _hold_recent_mean(self) -> None:
         """The stand hold's targets: the mean of the policy's recent ones, through the safety filter.
-        The last tick's alone freeze a balancing motion, and the robot rocked on them at up to 0.3 m/s
-        (median 0.16) in the 3 s after; on the mean of 0.5 s, at most 0.09 (`tools/stand_hold_study.py`)."""
+        The last tick's alone freeze a balancing motion, and the robot rocked on them (base speed in the
+        3 s after: median 0.16 m/s, some to the 0.3 m/s that hands back to the policy); on the mean of
+        0.5 s, median 0.06, at most 0.09 (`tools/stand_hold_study.py`)."""
         recent = self._recent_targets[: min(self._recent_count, len(self._recent_targets))]
         if len(recent):
             np.mean(recent, axis=0, out=self._desired)

@@ -56,8 +56,8 @@ class SafetyConfig:
     (`tools/stand_hold_study.py`, 40 robots, seed 777). Held sooner, it is held mid-motion more often:
     hence the mean of `stand_hold_average_s`."""
     stand_hold_average_s: float = field(default=0.5, metadata={"range": (0.02, 5.0)})
-    """The hold's targets are the mean of those the policy sent over this long before it, s (one period:
-    the last alone)."""
+    """The hold's targets are the mean of those the policy sent over this long before it (at most
+    `stand_hold_after_s`, so no walking targets), s (one period: the last alone)."""
     stand_still_joint_speed: float = field(default=0.2, metadata={"range": (0.0, 10.0)})
     """Still: no joint faster than this, rad/s."""
     stand_still_base_speed: float = field(default=0.05, metadata={"range": (0.0, 1.0)})
