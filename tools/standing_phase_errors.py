@@ -8,41 +8,48 @@ gap of 5 s. Per standing phase: the hold's start after the stop, and the largest
 median of the live error (/rwm/world_model/error, 50 Hz) within 60 s of the stop; then the median over
 phases of the error in 0.25 s bins from the hold's start (a rocking robot shows as a bump).
 
-    python tools/standing_phase_errors.py /tmp/soak-*/bags [--json OUT]
+    python tools/standing_phase_errors.py /tmp/soak-*/bags [--json OUT]   (in the dev environment)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-import numpy as np
-from rosbags.highlevel import AnyReader
-from rosbags.typesys import Stores, get_typestore
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src" / "rwm"), str(ROOT / "src" / "rwm_ros")]
 
-ACTION, CMD_VEL, ERROR = "/rwm/policy/action", "/cmd_vel", "/rwm/world_model/error"
+import numpy as np  # noqa: E402
+from rosbags.highlevel import AnyReader  # noqa: E402
+from rosbags.typesys import get_typestore  # noqa: E402
+
+from rwm.data.bag_loader import load_float_topic  # noqa: E402
+from rwm.data.bag_writer import TYPESTORE  # noqa: E402
+from rwm.export.anomaly import ERROR_TOPIC  # noqa: E402
+from rwm.robot import contract as C  # noqa: E402
+from rwm_ros.topics import TOPIC_ACTION  # noqa: E402
+
 BINS_S = np.arange(-1.0, 6.0, 0.25)
 
 
 def read(bags: Path) -> dict[str, np.ndarray]:
-    typestore = get_typestore(Stores.ROS2_JAZZY)
-    out: dict[str, list] = {"action_t": [], "cmd_t": [], "cmd_moving": [], "error_t": [], "error": []}
-    for bag in sorted(p for p in bags.iterdir() if (p / "metadata.yaml").is_file()):
-        with AnyReader([bag], default_typestore=typestore) as reader:
-            conns = [c for c in reader.connections if c.topic in (ACTION, CMD_VEL, ERROR)]
+    """When the policy acted, the commands (log time s, moving or not), and the monitor's errors."""
+    dirs = sorted(p for p in bags.iterdir() if (p / "metadata.yaml").is_file())
+    out: dict[str, list] = {"action_t": [], "cmd_t": [], "cmd_moving": []}
+    for bag in dirs:
+        with AnyReader([bag], default_typestore=get_typestore(TYPESTORE)) as reader:
+            conns = [c for c in reader.connections if c.topic in (TOPIC_ACTION, C.TOPIC_CMD_VEL)]
             for c, t, raw in reader.messages(conns):
-                if c.topic == ACTION:
+                if c.topic == TOPIC_ACTION:
                     out["action_t"].append(t * 1e-9)
                     continue
                 msg = reader.deserialize(raw, c.msgtype)
-                if c.topic == CMD_VEL:
-                    out["cmd_t"].append(t * 1e-9)
-                    out["cmd_moving"].append(any((msg.linear.x, msg.linear.y, msg.angular.z)))
-                else:
-                    out["error_t"].append(t * 1e-9)
-                    out["error"].append(msg.data)
-    return {k: np.asarray(v) for k, v in out.items()}
+                out["cmd_t"].append(t * 1e-9)
+                out["cmd_moving"].append(any((msg.linear.x, msg.linear.y, msg.angular.z)))
+    error_t, error = load_float_topic(dirs, ERROR_TOPIC)
+    return {**{k: np.asarray(v) for k, v in out.items()}, "error_t": error_t, "error": error}
 
 
 def phases(d: dict[str, np.ndarray]) -> dict:
