@@ -8,7 +8,7 @@ matched the node's writer late missed an alarm 1.8 s after start). Detection tim
 after the first moving command (an alarm while the robot still stood counts as 0 s); on the nominal
 robot every alarm is a false one.
 The node judges nothing in its warm-up (config/world_model.yaml; the model's 32 steps, 0.64 s) and
-averages over its model's window (1 s, held 0.2 s), so no alarm comes earlier than about 1.8 s
+takes the median over its model's window (0.5 s, held 0.1 s), so no alarm comes earlier than about 1.2 s
 after the policy's first command; when the sequence first asks to move, relative to that, depends on
 the order in which the nodes came up.
 Falls are the simulator's resets (the stack probe's report). `rwm eval-monitor` measures the same rule

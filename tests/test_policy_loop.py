@@ -32,11 +32,11 @@ def _loop(policy=None, **safety):
     return PolicyLoop(policy or FakePolicy(), 48, LOWER, UPPER, STANCE, cfg)
 
 
-def _feed(loop, t, q=None, dq=None, lin_vel=None, torque=None):
+def _feed(loop, t, q=None, dq=None, lin_vel=None, torque=None, ang_vel=None):
     q = C.DEFAULT_JOINT_POS + 0.1 if q is None else q
     torque = np.zeros(12) if torque is None else torque
     assert loop.update_joints(q, np.zeros(12) if dq is None else dq, torque, t)
-    assert loop.update_imu(np.array([0.0, 0.0, -1.0]), np.zeros(3), t)
+    assert loop.update_imu(np.array([0.0, 0.0, -1.0]), np.zeros(3) if ang_vel is None else ang_vel, t)
     assert loop.update_odom(np.zeros(3) if lin_vel is None else lin_vel, t)
 
 
@@ -209,6 +209,23 @@ def test_the_hold_keeps_the_mean_of_the_policys_recent_targets_not_its_last():
     _until_held(loop, t + DT, sent)
     assert len(sent) < 10, "held again before the window refilled"
     np.testing.assert_allclose(loop.targets, np.mean(sent, axis=0))  # only what it sent since the push
+
+
+def test_a_held_robot_that_starts_to_tip_goes_back_to_the_policy():
+    loop = _loop(StanceThenSway(), stand_hold_after_s=0.5, stand_still_s=0.1)
+    t = _until_held(loop, _run(loop, 0.0, 0.12)[0], [])
+    for speed in (0.03, 0.06, 0.09):  # creeping, still below the release speed: held
+        _feed(loop, t, lin_vel=np.array([0.0, speed, 0.0]))
+        loop.tick(t)
+        t += DT
+        assert loop.mode is Mode.STAND
+    _feed(loop, t, lin_vel=np.array([0.0, 0.12, 0.0]))  # rolling on its held stance: caught by the policy
+    loop.tick(t)
+    assert loop.mode is Mode.POLICY
+    t = _until_held(loop, t + DT, [])
+    _feed(loop, t, ang_vel=np.array([0.25, 0.0, 0.0]))  # the same as a turn of the base
+    loop.tick(t)
+    assert loop.mode is Mode.POLICY
 
 
 def test_watchdog_holds_the_last_measured_posture_then_soft_starts_again():

@@ -1,12 +1,13 @@
 """How soon does the policy node's stand hold catch a robot stopped after walking, and how far does the
 robot wander before it does? Robots walk 5 s under a training command through the deployed control
-loop (`rwm.control.simulated`), then get the zero command for 60 s; per candidate setting of the hold
+loop (`rwm.control.simulated`), then get the zero command for 60 s (`--walk-s 0`: from their start,
+through the soft start, as the main job's robot stands its first seconds); per candidate setting of the hold
 (`SafetyConfig` fields as JSON), the base's displacement from 3 s after the stop (what
 `bench/bench_soak.py` counts per standing phase), when each robot was first held, how fast its base
 moved in the 3 s after (a robot rocking on its held targets), and falls.
 
     python tools/stand_hold_study.py --robots 40 --seed 777 \
-        --candidates '{"default": {}, "still_0.1": {"stand_still_s": 0.1}}'
+        --candidates '{"default": {}, "still_0.1": {"stand_still_s": 0.1}}' [--walk-s 5]
 """
 
 from __future__ import annotations
@@ -31,29 +32,29 @@ from rwm.robot.policy_io import includes_last_action  # noqa: E402
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig  # noqa: E402
 from rwm.sim.commands import CommandConfig  # noqa: E402
 
-WALK_S, SKIP_S, STAND_S = 5.0, 3.0, 60.0
+SKIP_S, STAND_S = 3.0, 60.0
 SWAY_S = 3.0
 """The base's largest horizontal speed in this long after the hold takes the robot: how much it rocks."""
 
 
-def judge(policy: OnnxPolicy, safety: SafetyConfig, robots: int, seed: int) -> dict:
+def judge(policy: OnnxPolicy, safety: SafetyConfig, robots: int, seed: int, walk_s: float = 5.0) -> dict:
     env = BatchedAnymalEnv(
         EnvConfig(
             num_envs=robots,
-            episode_length_s=WALK_S + STAND_S + 1.0,
+            episode_length_s=walk_s + STAND_S + 1.0,
             seed=seed,
             include_last_action=includes_last_action(policy.obs_dim),
             commands=CommandConfig(resample_time_s=1e9),
         )
     )
     loops = SimulatedControlLoops(policy, policy.obs_dim, robots, safety)
-    walk, skip, end = (round(s / C.POLICY_DT) for s in (WALK_S, WALK_S + SKIP_S, WALK_S + STAND_S))
+    walk, skip, end = (round(s / C.POLICY_DT) for s in (walk_s, walk_s + SKIP_S, walk_s + STAND_S))
     fell = np.zeros(robots, dtype=bool)
     held_at = np.full(robots, np.nan)
     sway = np.zeros(robots)
     start = None
     for k in range(1, end + 1):
-        if k == walk:
+        if k == max(walk, 1):  # before the first tick when the robots do not walk
             env.command[:] = 0.0
         if k == skip:
             start = np.array([d.qpos[:2] for d in env.datas])
@@ -83,13 +84,15 @@ def main() -> int:
     ap.add_argument("--policy", default="models/anymal_d_ppo.onnx")
     ap.add_argument("--robots", type=int, default=40)
     ap.add_argument("--seed", type=int, default=777)
+    ap.add_argument("--walk-s", type=float, default=5.0, help="seconds walked before the stop (0: none)")
     ap.add_argument("--candidates", default='{"default": {}}', help="JSON: name -> SafetyConfig fields")
     ap.add_argument("--out", default="runs/stand_hold_study.json")
     args = ap.parse_args()
     policy = OnnxPolicy(args.policy)
     results = {}
     for name, fields in json.loads(args.candidates).items():
-        results[name] = {**fields, **judge(policy, replace(SafetyConfig(), **fields), args.robots, args.seed)}
+        safety = replace(SafetyConfig(), **fields)
+        results[name] = {**fields, **judge(policy, safety, args.robots, args.seed, args.walk_s)}
         print(json.dumps({name: results[name]}), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"args": vars(args), "candidates": results}, indent=1) + "\n")

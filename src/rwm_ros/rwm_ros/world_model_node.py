@@ -7,7 +7,7 @@ at or before the command's stamp (`StampAlignedStream`; the 400 Hz streams never
 only the samples used are deserialized), as the bag loader aligns its rows. The previous prediction
 is scored against it (/rwm/world_model/error), and the model predicts the next state from (state, command)
 (/rwm/world_model/prediction), with the ensemble's disagreement on it (/rwm/world_model/uncertainty,
-epistemic; 0 for a single model). /rwm/world_model/anomaly turns true while the error's mean over
+epistemic; 0 for a single model). /rwm/world_model/anomaly turns true while the error's median over
 a short window stays above the threshold calibrated into the model's metadata (each version brings
 its own; `rwm.export.anomaly`). A std_msgs/String on /rwm/world_model/reload names a new ONNX
 version, loaded only from inside `versions_dir` (the trainer's output; any other path is refused):

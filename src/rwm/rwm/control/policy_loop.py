@@ -255,7 +255,7 @@ class PolicyLoop:
     def _hold_recent_mean(self) -> None:
         """The stand hold's targets: the mean of the policy's recent ones, through the safety filter.
         The last tick's alone freeze a balancing motion, and the robot rocked on them (base speed in the
-        3 s after: median 0.16 m/s, some to the 0.3 m/s that hands back to the policy); on the mean of
+        3 s after: median 0.16 m/s, some to the 0.3 m/s that then handed back to the policy); on the mean of
         0.5 s, median 0.06, at most 0.09 (`tools/stand_hold_study.py`)."""
         recent = self._recent_targets[: min(self._recent_count, len(self._recent_targets))]
         if len(recent):

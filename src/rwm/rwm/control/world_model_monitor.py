@@ -1,6 +1,6 @@
 """The world model as a live health monitor, without ROS: keep the GRU state in step with the robot,
 predict the next state at every 50 Hz step, score the last prediction against what was measured, and
-flag an anomaly when the error's mean (or median) over a short window stays above a threshold.
+flag an anomaly when the error's median (or mean) over a short window stays above a threshold.
 
 The error is one step's absolute error in units of the std the model predicted with it
 (`rwm.export.anomaly.monitor_step_error`, which says why not the paper's relative error); the
