@@ -4,7 +4,7 @@ loop (`rwm.control.simulated`), then get the zero command for 60 s (`--walk-s 0`
 through the soft start, as the main job's robot stands its first seconds); per candidate setting of the hold
 (`SafetyConfig` fields as JSON), the base's displacement from 3 s after the stop (what
 `bench/bench_soak.py` counts per standing phase), when each robot was first held, how fast its base
-moved in the 3 s after (a robot rocking on its held targets), and falls.
+moved in the 3 s after (while held: a robot rocking on its held targets; at all), and falls.
 
     python tools/stand_hold_study.py --robots 40 --seed 777 \
         --candidates '{"default": {}, "still_0.1": {"stand_still_s": 0.1}}' [--walk-s 5]
@@ -34,7 +34,9 @@ from rwm.sim.commands import CommandConfig  # noqa: E402
 
 SKIP_S, STAND_S = 3.0, 60.0
 SWAY_S = 3.0
-"""The base's largest horizontal speed in this long after the hold takes the robot: how much it rocks."""
+"""The base's largest horizontal speed in this long after the hold first takes the robot: while held
+(`sway`, how much it rocks; capped by the speed that releases it) and whoever has it (`moved`: a robot
+that tips is released and caught by the policy)."""
 
 
 def judge(policy: OnnxPolicy, safety: SafetyConfig, robots: int, seed: int, walk_s: float = 5.0) -> dict:
@@ -52,6 +54,7 @@ def judge(policy: OnnxPolicy, safety: SafetyConfig, robots: int, seed: int, walk
     fell = np.zeros(robots, dtype=bool)
     held_at = np.full(robots, np.nan)
     sway = np.zeros(robots)
+    moved = np.zeros(robots)
     start = None
     for k in range(1, end + 1):
         if k == max(walk, 1):  # before the first tick when the robots do not walk
@@ -65,6 +68,7 @@ def judge(policy: OnnxPolicy, safety: SafetyConfig, robots: int, seed: int, walk
             since_held = (k - walk) * C.POLICY_DT - held_at
             speed = np.hypot(*np.array([d.qvel[:2] for d in env.datas]).T)
             sway = np.where(held & (since_held <= SWAY_S), np.maximum(sway, speed), sway)
+            moved = np.where(since_held <= SWAY_S, np.maximum(moved, speed), moved)  # NaN: not yet held
     drift = np.linalg.norm(np.array([d.qpos[:2] for d in env.datas]) - start, axis=1)[~fell]
     env.close()
     return {
@@ -76,6 +80,8 @@ def judge(policy: OnnxPolicy, safety: SafetyConfig, robots: int, seed: int, walk
         "never_held": int(np.isnan(held_at).sum()),
         "sway_m_s_median": round(float(np.median(sway[~fell])), 3),
         "sway_m_s_max": round(float(sway[~fell].max()), 3),
+        "moved_m_s_median": round(float(np.median(moved[~fell])), 3),
+        "moved_m_s_max": round(float(moved[~fell].max()), 3),
     }
 
 

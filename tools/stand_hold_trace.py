@@ -1,8 +1,9 @@
 """One robot standing from its start through the deployed control loop (`rwm.control.simulated`):
 what its body does while the policy node's stand hold has it. Prints, every `--every` ticks, the
 loop's mode, the base's position and height, projected gravity, base velocity, which feet touch the
-ground and the joint torques: how the false alarms of the monitor on a standing robot were traced to
-a robot tipping over a diagonal on its held targets (`models/README.md`, the stand hold).
+ground (x: in contact; LF, RF, LH, RH, the contract's order, as the torques) and the joint torques:
+how the monitor's false alarms on standing robots were traced to robots tipping over a diagonal on
+their held targets (`models/README.md`, the stand hold).
 
     python tools/stand_hold_trace.py --seed 4242 --robot 18 --seconds 6 [--robots 20]
         [--release-speed 0.3]
@@ -40,10 +41,13 @@ def main() -> int:
     ap.add_argument("--every", type=int, default=5, help="print every this many 50 Hz ticks")
     ap.add_argument("--release-speed", type=float, help="stand_release_base_speed (default: SafetyConfig's)")
     args = ap.parse_args()
+    if not 0 <= args.robot < args.robots:
+        ap.error(f"--robot must be in 0..{args.robots - 1}")
     policy = OnnxPolicy(args.policy)
     safety = SafetyConfig()
     if args.release_speed is not None:
         safety = replace(safety, stand_release_base_speed=args.release_speed)
+    # the suite's command sampling (then zeroed): robot N starts as in `rwm eval-monitor` on this seed
     suite = CommandConfig(resample_time_s=MonitorEvalConfig.command_change_s)
     suite = replace(suite, standing_fraction=MonitorEvalConfig.standing_fraction)
     env = BatchedAnymalEnv(
@@ -64,7 +68,7 @@ def main() -> int:
         targets = loops(state, env.command, k * C.POLICY_DT)
         if k % args.every == 0:
             s, q = state[args.robot], env.datas[args.robot].qpos
-            feet = "".join("x" if c else "." for c in env.contacts[args.robot, -4:])
+            feet = "".join("x" if c else "." for c in env.contacts[args.robot, C.FOOT_CONTACTS])
             print(
                 f"{k * C.POLICY_DT:5.2f}  {loops.loops[args.robot].mode.value:10s} {q[0]:+.3f} {q[1]:+.3f}  "
                 f"{q[2]:.3f}  {np.array2string(s[C.GRAVITY], precision=3, sign='+', suppress_small=True)}  "

@@ -56,7 +56,7 @@ FLAG_QOS = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
 """A flag published only when it changes: a reader that joins late still gets its current value (the
-monitor's first alarm can come 1.8 s after start, before a slow reader has matched; volatile, it was
+monitor's first alarm can come 1.2 s after start, before a slow reader has matched; volatile, it was
 lost). Readers of either durability match it."""
 TOPIC_WM_UNCERTAINTY = "/rwm/world_model/uncertainty"
 """std_msgs/Float32, 50 Hz: the ensemble's disagreement on its last prediction (epistemic; normalized)."""

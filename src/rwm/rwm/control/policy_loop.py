@@ -9,7 +9,8 @@ Modes, in order of precedence:
              the robot's weight), then hand over to the policy.
   STAND      zero command and the robot still: hold the mean of the targets the policy sent over the
              last `stand_hold_average_s` (its stance, without the balancing of its last tick) until a
-             command or a push comes, then the policy again, from that pose.
+             command comes or the robot moves (a push, or a tip on the held stance), then the policy
+             again, from that pose.
   POLICY     the policy's targets through the safety filter.
 After an e-stop is released or the state comes back, the loop soft-starts again from the measured pose.
 
@@ -227,7 +228,7 @@ class PolicyLoop:
     # -- standing still ---------------------------------------------------------------------------------
     def _update_stand_mode(self) -> None:
         """POLICY -> STAND after `stand_hold_after_s` at zero command once still for `stand_still_s`;
-        STAND -> POLICY on a command or a push."""
+        STAND -> POLICY on a command or when the robot moves (`stand_release_base_speed`)."""
         cfg = self.cfg
         zero = not self.command_target.any() and not self.command.any()
         self._zero_command_s = self._zero_command_s + self.period_s if zero else 0.0

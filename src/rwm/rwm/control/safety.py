@@ -65,12 +65,9 @@ class SafetyConfig:
     stand_release_base_speed: float = field(default=0.1, metadata={"range": (0.0, 5.0)})
     """A push, or a robot that tips on its held targets: the base's horizontal speed above this (or its
     angular speed above twice this, rad/s) ends the hold and the policy catches the robot, m/s. The
-    drives' PD (kp 80) makes a held stance soft: held soon after start-up with its weight on one
-    diagonal pair of feet, a robot rolled over that diagonal, slowly, until a foot lifted (base
-    0.02 -> 0.21 m/s over 2.4 s), and the monitor's error rose with it. At 0.3 m/s that went on for
-    seconds (up to 17 holds of 66 beyond 0.1 m/s on nominal and friction-0.4 robots standing 8 s
-    from the start, validation seeds 4343 and 4444) and the monitor's 0.5 s median alarmed on 12 of
-    160 robots; at 0.1, 0 of 160, the stopped robots' drift unchanged (`models/README.md`, RWM-U)."""
+    drives' PD (kp 80) makes a held stance soft, and a robot held with its weight on one diagonal
+    pair of feet can roll over it, slowly, until a foot lifts (`tools/stand_hold_trace.py`): at
+    0.3 m/s the monitor flagged such robots before the hold let go (`models/README.md`, the hold)."""
 
 
 class SafetyFilter:
