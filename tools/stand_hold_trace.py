@@ -23,12 +23,10 @@ import numpy as np  # noqa: E402
 
 from rwm.control.safety import SafetyConfig  # noqa: E402
 from rwm.control.simulated import SimulatedControlLoops  # noqa: E402
-from rwm.evaluation.monitor_eval import MonitorEvalConfig  # noqa: E402
+from rwm.evaluation.monitor_eval import MonitorEvalConfig, suite_env_config  # noqa: E402
 from rwm.export.runtime import OnnxPolicy  # noqa: E402
 from rwm.robot import contract as C  # noqa: E402
-from rwm.robot.policy_io import includes_last_action  # noqa: E402
-from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig  # noqa: E402
-from rwm.sim.commands import CommandConfig  # noqa: E402
+from rwm.sim.batched_env import BatchedAnymalEnv  # noqa: E402
 
 
 def main() -> int:
@@ -47,18 +45,9 @@ def main() -> int:
     safety = SafetyConfig()
     if args.release_speed is not None:
         safety = replace(safety, stand_release_base_speed=args.release_speed)
-    # the suite's command sampling (then zeroed): robot N starts as in `rwm eval-monitor` on this seed
-    suite = CommandConfig(resample_time_s=MonitorEvalConfig.command_change_s)
-    suite = replace(suite, standing_fraction=MonitorEvalConfig.standing_fraction)
-    env = BatchedAnymalEnv(
-        EnvConfig(
-            num_envs=args.robots,
-            episode_length_s=args.seconds + 1.0,
-            seed=args.seed,
-            include_last_action=includes_last_action(policy.obs_dim),
-            commands=suite,
-        )
-    )
+    # the suite's robots (commands then zeroed): robot N is the one `rwm eval-monitor` walks on this seed
+    suite = MonitorEvalConfig(robots=args.robots, duration_s=args.seconds, seed=args.seed)
+    env = BatchedAnymalEnv(suite_env_config(suite, policy.obs_dim))
     loops = SimulatedControlLoops(policy, policy.obs_dim, args.robots, safety)
     print("t (s)  mode       base x, y (m)  z (m)  gravity (base)  velocity (m/s)  feet  torques (Nm)")
     for k in range(round(args.seconds / C.POLICY_DT)):

@@ -46,9 +46,9 @@ class SafetyConfig:
     previous policy back, s."""
     stand_hold_after_s: float = field(default=1.0, metadata={"range": (0.0, 600.0)})
     """After this long at zero command, once the robot is still, hold the policy's recent targets
-    (`stand_hold_average_s`) instead of running the policy, until a command or a push comes, s
-    (0: never). Left standing, the shipped policy rests, then shuffles about 0.6 m per minute, for as
-    long as it stands."""
+    (`stand_hold_average_s`) instead of running the policy, until a command comes or the robot moves
+    (`stand_release_base_speed`), s (0: never). Left standing, the shipped policy rests, then
+    shuffles about 0.6 m per minute, for as long as it stands."""
     stand_still_s: float = field(default=0.1, metadata={"range": (0.02, 10.0)})
     """Still for this long before the hold starts: every joint and the base below the speeds below, s
     (a foot in swing moves, so a still robot stands on its four feet). With 0.2 s a stopped robot

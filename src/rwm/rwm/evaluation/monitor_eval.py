@@ -52,6 +52,19 @@ class MonitorEvalConfig:
     errors when the robot starts to walk, and time to alarm after moving is the rule's own."""
 
 
+def suite_env_config(cfg: MonitorEvalConfig, obs_dim: int) -> EnvConfig:
+    """The simulated robots the monitor's suite walks: robot i of a seed is the same robot for every
+    tool that builds them here (`tools/stand_hold_trace.py`)."""
+    return EnvConfig(
+        num_envs=cfg.robots,
+        episode_length_s=cfg.duration_s + 1.0,
+        seed=cfg.seed,
+        include_last_action=includes_last_action(obs_dim),
+        variant=cfg.variant,
+        commands=CommandConfig(resample_time_s=cfg.command_change_s, standing_fraction=cfg.standing_fraction),
+    )
+
+
 def one_step_errors(
     policy: Callable[[np.ndarray], np.ndarray],
     obs_dim: int,
@@ -63,14 +76,7 @@ def one_step_errors(
     row t scores the prediction made at step t - 1, so row 0 is NaN), and (steps, robots) whether
     each robot's command at step t asked it to move. `controller`: drive the robots with it instead
     of the bare policy; the model is given the targets it sends, as the node is."""
-    env_cfg = EnvConfig(
-        num_envs=cfg.robots,
-        episode_length_s=cfg.duration_s + 1.0,
-        seed=cfg.seed,
-        include_last_action=includes_last_action(obs_dim),
-        variant=cfg.variant,
-        commands=CommandConfig(resample_time_s=cfg.command_change_s, standing_fraction=cfg.standing_fraction),
-    )
+    env_cfg = suite_env_config(cfg, obs_dim)
     env = BatchedAnymalEnv(env_cfg)
     steps = round(cfg.duration_s / env_cfg.reward.dt)
     errors = np.full((steps, cfg.robots), np.nan)
