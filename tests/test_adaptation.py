@@ -12,7 +12,7 @@ import torch
 from rwm.data.collect import collect_bag
 from rwm.models.factory import build_world_model, save_checkpoint
 from rwm.rl.imagination_env import ImaginationConfig, ImaginationEnv
-from rwm.runners.adaptation import AdaptConfig, adapt_policy
+from rwm.runners.adaptation import AdaptConfig, adapt_policy, freeze_observation_normalization
 from rwm.storage.replay_buffer import ReplayBuffer
 
 TINY = {"hidden_size": 32, "head_hidden": 16, "ensemble_size": 3}
@@ -84,6 +84,18 @@ def test_a_version_appears_only_after_validation(bags_and_model, tmp_path):
     from rwm.export.runtime import OnnxPolicy
 
     assert OnnxPolicy(tmp_path / "policy_v1.onnx").metadata["version"] == 1
+    deployed_mean = _input_mean("models/anymal_d_ppo.onnx")
+    assert np.array_equal(_input_mean(tmp_path / "policy_v1.onnx"), deployed_mean), "normalization kept"
+
+
+def _input_mean(path) -> np.ndarray:
+    """The observation mean an exported policy subtracts first."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    weights = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    return weights[graph.node[0].input[1]]
 
 
 def test_critic_warm_up_leaves_the_actor_and_the_learning_rate_as_they_were(bags_and_model, tmp_path):
@@ -111,3 +123,27 @@ def test_critic_warm_up_leaves_the_actor_and_the_learning_rate_as_they_were(bags
     assert runner.alg.learning_rate == 3e-4
     assert all(g["lr"] == 3e-4 for g in runner.alg.optimizer.param_groups)
     assert all(p.requires_grad for p in runner.alg.actor.parameters()), "the actor trains again after"
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_a_frozen_normalization_keeps_the_deployed_statistics(bags_and_model, tmp_path, frozen):
+    """Adaptation keeps the deployed actor's input normalization (refitted, the imagined data of one
+    robot moves it)."""
+    from rsl_rl.runners import OnPolicyRunner
+
+    from rwm.export.policy_onnx import load_actor_from_onnx
+    from rwm.runners.ppo import TrainConfig, runner_config
+
+    _, _, model, trajectories = bags_and_model
+    buffer = ReplayBuffer(seed=0)
+    for t in trajectories:
+        buffer.add(t.state, t.action, t.contacts)
+    env = ImaginationEnv(model, buffer, ImaginationConfig(num_envs=16, history=8, episode_steps=20))
+    runner = OnPolicyRunner(env, runner_config(TrainConfig()), log_dir=str(tmp_path), device="cpu")
+    load_actor_from_onnx(runner.alg.actor, "models/anymal_d_ppo.onnx", transitions=100)
+    if frozen:
+        freeze_observation_normalization(runner.alg.actor)
+    before = runner.alg.actor.obs_normalizer.mean.clone()
+    runner.learn(num_learning_iterations=2)
+    unchanged = torch.equal(before, runner.alg.actor.obs_normalizer.mean)
+    assert unchanged == frozen

@@ -227,6 +227,7 @@ def _adapt_policy(args: argparse.Namespace) -> int:
         uncertainty_penalty=args.uncertainty_penalty,
         init_std=args.init_std,
         learning_rate=args.lr,
+        freeze_normalization=not args.refit_normalization,
         seed=args.seed,
         validation_episodes=args.episodes,
         threads=args.threads,
@@ -466,6 +467,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--uncertainty-penalty", type=float, default=1.0, help="MOPO's lambda")
     p.add_argument("--init-std", type=float, default=0.3, help="exploration std of the deployed actor")
     p.add_argument("--lr", type=float, default=3e-4, help="PPO's initial learning rate")
+    p.add_argument(
+        "--refit-normalization",
+        action="store_true",
+        help="let the actor's observation normalization refit on the imagined data (default: frozen)",
+    )
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--episodes", type=int, default=50, help="simulated validation episodes per robot")
     p.add_argument("--check-variant", help="also report both policies on this simulated robot variant")
