@@ -15,7 +15,7 @@ training family (a variant of `beyond_training:` in config/robot_variants.yaml).
    trainer works, the figures are split at the world-model swap (`after_model_swap`: the monitor on
    the refined model, the deployed policy still driving). JSON and a PNG in OUT.
 
-    python tools/adapt_demo.py --variant worn_heavy --record-s 300 --after-s 180 --out runs/adapt_demo
+    python tools/adapt_demo.py --variant friction_0.2 --record-s 300 --after-s 180 --out runs/adapt_demo
 """
 
 from __future__ import annotations
@@ -285,7 +285,7 @@ def _plot(
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--variant", default="payload_25kg")
+    ap.add_argument("--variant", default="friction_0.2")
     ap.add_argument("--record-s", type=float, default=300.0, help="bags recorded before adapting")
     ap.add_argument("--after-s", type=float, default=180.0, help="walking measured after the swap")
     ap.add_argument("--adapt-timeout-s", type=float, default=1800.0, help="give up waiting for a swap")
