@@ -37,13 +37,18 @@ def bags_and_model(tmp_path_factory):
     return bags, root / "ensemble.pt", model, trajectories
 
 
+def _bag_buffer(trajectories) -> ReplayBuffer:
+    buffer = ReplayBuffer(seed=0)
+    for t in trajectories:
+        buffer.add(t.state, t.action, t.contacts)
+    return buffer
+
+
 def test_the_penalty_lowers_each_imagined_reward_by_the_members_disagreement(bags_and_model):
     _, _, model, trajectories = bags_and_model
     rewards, logs = [], []
     for penalty in (0.0, 2.0):
-        buffer = ReplayBuffer(seed=0)
-        for t in trajectories:
-            buffer.add(t.state, t.action, t.contacts)
+        buffer = _bag_buffer(trajectories)
         cfg = ImaginationConfig(
             num_envs=8, history=8, seed=3, sample_temperature=0.0, uncertainty_penalty=penalty
         )
@@ -107,9 +112,7 @@ def test_critic_warm_up_leaves_the_actor_and_the_learning_rate_as_they_were(bags
     from rwm.runners.ppo import PPOConfig, TrainConfig, runner_config, warm_up_critic
 
     _, _, model, trajectories = bags_and_model
-    buffer = ReplayBuffer(seed=0)
-    for t in trajectories:
-        buffer.add(t.state, t.action, t.contacts)
+    buffer = _bag_buffer(trajectories)
     env = ImaginationEnv(model, buffer, ImaginationConfig(num_envs=16, history=8, episode_steps=20))
     ppo = PPOConfig(learning_rate=3e-4)
     runner = OnPolicyRunner(env, runner_config(TrainConfig(ppo=ppo)), log_dir=str(tmp_path), device="cpu")
@@ -135,9 +138,7 @@ def test_a_frozen_normalization_keeps_the_deployed_statistics(bags_and_model, tm
     from rwm.runners.ppo import TrainConfig, runner_config
 
     _, _, model, trajectories = bags_and_model
-    buffer = ReplayBuffer(seed=0)
-    for t in trajectories:
-        buffer.add(t.state, t.action, t.contacts)
+    buffer = _bag_buffer(trajectories)
     env = ImaginationEnv(model, buffer, ImaginationConfig(num_envs=16, history=8, episode_steps=20))
     runner = OnPolicyRunner(env, runner_config(TrainConfig()), log_dir=str(tmp_path), device="cpu")
     load_actor_from_onnx(runner.alg.actor, "models/anymal_d_ppo.onnx", transitions=100)

@@ -3,9 +3,10 @@ very robot, from the deployed policy (its actor; a fresh critic warmed up first,
 adapt-policy` does), judged on the same validation episodes as `rwm adapt-policy` (nominal robot and
 the shifted one, seed 4711). It uses the true dynamics and far more transitions than ten minutes of
 bags hold (iterations x robots x 24), so a goal this run misses is out of reach of the bags too.
-Where it differs from `rwm adapt-policy` besides the data: the simulator's fall rule ends episodes
-(not imagination's 20 degrees), the shifted robot's own sensors (no added noise unless the variant
-has it), and rsl-rl's refit of the actor's observation normalization (adaptation freezes it).
+It runs `rwm adapt-policy`'s fine-tuning (`fine_tune_deployed`). Where it differs besides the
+data: the simulator's fall rule ends episodes (not imagination's 20 degrees), the shifted robot's own
+sensors (no added noise unless the variant has it), and rsl-rl's refit of the actor's observation
+normalization (adaptation freezes it).
 Not a product path: the robot's simulator does not exist for a real robot.
 
     python tools/adaptation_oracle.py --variant motors_55 --iterations 40 [--out FILE.json]
@@ -23,14 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src" / "rwm")]
 
 import torch  # noqa: E402
-from rsl_rl.runners import OnPolicyRunner  # noqa: E402
 
-from rwm.export.policy_onnx import load_actor_from_onnx  # noqa: E402
 from rwm.export.runtime import OnnxPolicy  # noqa: E402
 from rwm.rl.vec_env import AnymalVecEnv  # noqa: E402
-from rwm.runners.adaptation import AdaptConfig, validation_figures  # noqa: E402
+from rwm.runners.adaptation import AdaptConfig, fine_tune_deployed, validation_figures  # noqa: E402
 from rwm.runners.mbpo import deterministic_policy  # noqa: E402
-from rwm.runners.ppo import PPOConfig, TrainConfig, runner_config, warm_up_critic  # noqa: E402
+from rwm.runners.ppo import PPOConfig  # noqa: E402
 from rwm.sim.batched_env import EnvConfig, PushConfig  # noqa: E402
 from rwm.sim.variants import NOMINAL, variant_named  # noqa: E402
 
@@ -47,7 +46,13 @@ def main() -> int:
     ap.add_argument("--log-dir", default="runs/adaptation_oracle")
     ap.add_argument("--out", help="write the figures here (JSON)")
     args = ap.parse_args()
-    adapt = AdaptConfig(validation_episodes=args.episodes)
+    adapt = AdaptConfig(
+        critic_warmup=args.critic_warmup,
+        iterations=args.iterations,
+        freeze_normalization=False,
+        validation_episodes=args.episodes,
+        seed=args.seed,
+    )
     torch.manual_seed(args.seed)
     torch.set_num_threads(adapt.threads)
     variant = variant_named(args.variant)
@@ -58,14 +63,9 @@ def main() -> int:
         termination_penalty=adapt.imagination.termination_penalty,
         seed=args.seed,
     )
-    ppo = PPOConfig(init_std=adapt.init_std, learning_rate=adapt.learning_rate)
-    cfg = TrainConfig(env=env_cfg, ppo=ppo, seed=args.seed)
     env = AnymalVecEnv(env_cfg)
-    runner = OnPolicyRunner(env, runner_config(cfg), log_dir=f"{args.log_dir}/{args.variant}", device="cpu")
-    load_actor_from_onnx(runner.alg.actor, args.policy)
     start = time.time()
-    warm_up_critic(runner, args.critic_warmup)
-    runner.learn(num_learning_iterations=args.iterations, init_at_random_ep_len=False)
+    runner = fine_tune_deployed(env, args.policy, adapt, f"{args.log_dir}/{args.variant}")
     wall_s = time.time() - start
     env.close()
     oracle, deployed = deterministic_policy(runner), OnnxPolicy(args.policy)
@@ -75,7 +75,7 @@ def main() -> int:
         "policy": args.policy,
         "iterations": args.iterations,
         "critic_warmup": args.critic_warmup,
-        "simulated_transitions": steps * ppo.num_steps_per_env * args.num_envs,
+        "simulated_transitions": steps * PPOConfig.num_steps_per_env * args.num_envs,
         "train_wall_s": round(wall_s, 1),
         "seed": args.seed,
     }

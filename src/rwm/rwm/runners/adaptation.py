@@ -132,6 +132,22 @@ def freeze_observation_normalization(actor) -> None:
     normalizer.until = int(normalizer.count)
 
 
+def fine_tune_deployed(env, policy: str | Path, cfg: AdaptConfig, log_dir: str | Path) -> OnPolicyRunner:
+    """The deployed actor (ONNX) fine-tuned with PPO in `env` on `cfg`'s budget: a fresh critic warmed
+    up first, then the actor's iterations. Imagination here; `tools/adaptation_oracle.py` runs the same
+    in the shifted robot's own simulator."""
+    ppo = PPOConfig(init_std=cfg.init_std, learning_rate=cfg.learning_rate)
+    runner = OnPolicyRunner(
+        env, runner_config(TrainConfig(ppo=ppo, seed=cfg.seed)), log_dir=str(log_dir), device=cfg.device
+    )
+    load_actor_from_onnx(runner.alg.actor, policy)
+    if cfg.freeze_normalization:
+        freeze_observation_normalization(runner.alg.actor)
+    warm_up_critic(runner, cfg.critic_warmup)
+    runner.learn(num_learning_iterations=cfg.iterations, init_at_random_ep_len=cfg.critic_warmup == 0)
+    return runner
+
+
 def adapt_policy(
     policy: str | Path,
     world_model: str | Path,
@@ -163,17 +179,9 @@ def adapt_policy(
     imagination = ImaginationEnv(
         model, buffer, replace(cfg.imagination, uncertainty_penalty=cfg.uncertainty_penalty, seed=cfg.seed)
     )
-    ppo = PPOConfig(init_std=cfg.init_std, learning_rate=cfg.learning_rate)
     deployed = OnnxPolicy(policy)
     with tempfile.TemporaryDirectory(dir=versions, prefix=".adapt-") as tmp:
-        runner = OnPolicyRunner(
-            imagination, runner_config(TrainConfig(ppo=ppo, seed=cfg.seed)), log_dir=tmp, device=cfg.device
-        )
-        load_actor_from_onnx(runner.alg.actor, policy)
-        if cfg.freeze_normalization:
-            freeze_observation_normalization(runner.alg.actor)
-        warm_up_critic(runner, cfg.critic_warmup)
-        runner.learn(num_learning_iterations=cfg.iterations, init_at_random_ep_len=cfg.critic_warmup == 0)
+        runner = fine_tune_deployed(imagination, policy, cfg, tmp)
         candidate = deterministic_policy(runner)
         checks = [("nominal", NOMINAL), *([check_variant] if check_variant else [])]
         obs_dim = deployed.obs_dim
