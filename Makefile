@@ -23,9 +23,10 @@ $(STAMP): requirements.txt constraints.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
 	touch $(STAMP)
 
-$(LAUNCH_STAMP): $(STAMP) requirements-launch.txt tools/setup_ros2_launch.sh tools/setup_render.sh
+$(LAUNCH_STAMP): $(STAMP) requirements-launch.txt tools/setup_ros2_launch.sh tools/setup_render.sh tools/setup_rt_tests.sh
 	bash tools/setup_ros2_launch.sh $(VENV) $(VENDOR)
 	bash tools/setup_render.sh
+	bash tools/setup_rt_tests.sh
 	touch $(LAUNCH_STAMP)
 
 # composition_interfaces is generated with the venv's rosidl wheels (AMENT_PREFIX_PATH finds them).
