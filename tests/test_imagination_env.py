@@ -256,3 +256,46 @@ def test_imagined_robots_start_only_from_upright_histories_when_asked() -> None:
     only_tilted.add(tilted[0], actions[0], contacts[0])
     with pytest.raises(ValueError, match="within 10 deg of upright"):
         ImaginationEnv(model, only_tilted, cfg)
+
+
+def test_each_imagined_robot_steps_on_its_own_member_when_asked() -> None:
+    """With `member_per_robot`, a robot's next state is the mean of the member drawn at its reset, not
+    the members' mean."""
+    states, actions, _, contacts, _, _ = _replay()
+    model = build_world_model("rwm", {"hidden_size": 32, "head_hidden": 16, "ensemble_size": 3})
+    model.normalizer.fit(states.reshape(-1, 45), actions.reshape(-1, 12))
+    step = model.step_members
+
+    def members_apart(state, action, hidden):
+        means, stds, logits, hidden = step(state, action, hidden)
+        offsets = torch.tensor([-0.3, 0.0, 0.6])[:, None, None]  # member k: its own step, in std units
+        return state[None] + offsets, stds * 0.0, logits, hidden
+
+    model.step_members = members_apart
+
+    def first_step(member_per_robot: bool):
+        buffer = ReplayBuffer(seed=0)
+        for i in range(4):
+            buffer.add(states[i], actions[i], contacts[i])
+        cfg = ImaginationConfig(
+            num_envs=12,
+            history=8,
+            episode_steps=50,
+            max_tilt_gravity_z=2.0,
+            knee_contact_terminates=False,
+            member_per_robot=member_per_robot,
+            sample_temperature=0.0,
+        )
+        env = ImaginationEnv(model, buffer, cfg)
+        start = model.normalizer.state(env.state.clone())
+        members = env.member.clone()
+        env.step(torch.zeros(12, 12))
+        moved = model.normalizer.state(env.state) - start
+        return moved.mean(-1), members
+
+    moved, members = first_step(True)
+    assert set(members.tolist()) == {0, 1, 2}, "every member drives some robots"
+    expected = torch.tensor([-0.3, 0.0, 0.6])[members]
+    assert torch.allclose(moved, expected, atol=1e-4)
+    mean_moved, _ = first_step(False)
+    assert torch.allclose(mean_moved, torch.full((12,), 0.1), atol=1e-4), "off: the members' mean"

@@ -216,6 +216,8 @@ def _eval_on_variants(args: argparse.Namespace, policy, cfg) -> int:
 
 
 def _adapt_policy(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from rwm.cli.common import bag_directories
     from rwm.runners.adaptation import AdaptConfig, adapt_policy
     from rwm.sim.variants import variant_named
@@ -228,6 +230,11 @@ def _adapt_policy(args: argparse.Namespace) -> int:
         init_std=args.init_std,
         learning_rate=args.lr,
         freeze_normalization=not args.refit_normalization,
+        imagination=replace(
+            AdaptConfig().imagination,
+            episode_steps=args.rollout_steps,
+            member_per_robot=args.member_per_robot,
+        ),
         seed=args.seed,
         validation_episodes=args.episodes,
         threads=args.threads,
@@ -467,6 +474,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--uncertainty-penalty", type=float, default=1.0, help="MOPO's lambda")
     p.add_argument("--init-std", type=float, default=0.3, help="exploration std of the deployed actor")
     p.add_argument("--lr", type=float, default=3e-4, help="PPO's initial learning rate")
+    p.add_argument("--rollout-steps", type=int, default=100, help="imagined episode length")
+    p.add_argument(
+        "--member-per-robot",
+        action="store_true",
+        help="each imagined robot steps on one ensemble member drawn at its reset (default: their mean)",
+    )
     p.add_argument(
         "--refit-normalization",
         action="store_true",
