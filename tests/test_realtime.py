@@ -152,3 +152,31 @@ def test_realtime_priority_is_validated_and_applied_to_every_thread() -> None:
     fifo = str(os.SCHED_FIFO)
     assert text.startswith("SCHED_FIFO priority 5 on ")
     assert policies.split() == [fifo, fifo, fifo], "threads before and after the call, and the caller"
+
+
+def test_middleware_priority_moves_only_the_shared_memory_threads() -> None:
+    import subprocess
+    import sys
+
+    from rwm_ros.realtime import set_middleware_priority
+
+    assert set_middleware_priority(0).startswith("middleware threads at normal scheduling")
+    with pytest.raises(ValueError):
+        set_middleware_priority(100)
+    # A thread named as Fast DDS names a port listener, one named otherwise, and the caller.
+    code = (
+        "import os, threading, time\n"
+        "from rwm_ros.realtime import name_os_thread, set_middleware_priority as s\n"
+        "def named(n):\n"
+        "    name_os_thread(n); time.sleep(1)\n"
+        "shm = threading.Thread(target=named, args=('dds.shm.7411',)); shm.start()\n"
+        "other = threading.Thread(target=named, args=('dds.udp.7411',)); other.start()\n"
+        "time.sleep(0.2); print(s(5))\n"
+        "print(*(os.sched_getscheduler(t) for t in (shm.native_id, other.native_id, 0)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    text, policies = out.splitlines()
+    if "not permitted" in text:
+        pytest.skip("SCHED_FIFO is not permitted on this machine (needs CAP_SYS_NICE)")
+    assert text == "SCHED_FIFO priority 5 on 1 threads"
+    assert policies.split() == [str(os.SCHED_FIFO), str(os.SCHED_OTHER), str(os.SCHED_OTHER)]

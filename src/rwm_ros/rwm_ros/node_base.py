@@ -30,7 +30,7 @@ from rclpy.node import Node
 from rclpy.publisher import Publisher
 
 from rwm_ros.conversions import diagnostic_array
-from rwm_ros.realtime import name_os_thread
+from rwm_ros.realtime import name_os_thread, set_middleware_priority
 
 T = TypeVar("T")
 RANGE = "range"
@@ -70,6 +70,20 @@ def declare(
             span = FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)
             desc.floating_point_range = [span]
     return node.declare_parameter(name, default, desc).value
+
+
+def raise_middleware_threads(node: Node) -> str:
+    """Declare `middleware_priority` and apply it (`rwm_ros.realtime.set_middleware_priority`); for the
+    nodes at normal priority that read the robot's 400 Hz streams. Returns what was done, to log."""
+    priority = declare(
+        node,
+        "middleware_priority",
+        0,
+        "SCHED_FIFO priority of this node's Fast DDS shared-memory threads only (1-99; 0: normal): a "
+        "real-time writer waits on them while they hold a port's lock",
+        (0, 99),
+    )
+    return set_middleware_priority(priority)
 
 
 def declare_config(node: Node, cls: type[T], prefix: str = "", **defaults: Any) -> T:

@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -126,6 +127,31 @@ def name_os_thread(name: str) -> None:
         _LIBC.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
+def _fifo(priority: int, threads: Callable[[str], bool]) -> str:
+    """SCHED_FIFO at `priority` for the threads of this process whose kernel name `threads` accepts."""
+    lo, hi = os.sched_get_priority_min(os.SCHED_FIFO), os.sched_get_priority_max(os.SCHED_FIFO)
+    if not lo <= priority <= hi:
+        raise ValueError(f"a SCHED_FIFO priority must be 0 (off) or {lo}..{hi}, got {priority}")
+    param = os.sched_param(priority)
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except FileNotFoundError:  # not Linux
+        tids = [0]
+    moved = 0
+    for tid in tids:
+        try:
+            name = Path(f"/proc/self/task/{tid}/comm").read_text().strip() if tid else ""
+            if not threads(name):
+                continue
+            os.sched_setscheduler(tid, os.SCHED_FIFO, param)
+            moved += 1
+        except (ProcessLookupError, FileNotFoundError):  # the thread ended meanwhile
+            continue
+        except PermissionError:
+            return f"normal scheduling: SCHED_FIFO {priority} not permitted (needs CAP_SYS_NICE)"
+    return f"SCHED_FIFO priority {priority} on {moved} threads"
+
+
 def set_realtime_priority(priority: int) -> str:
     """Put every thread of this process under SCHED_FIFO at `priority` (1-99; 0 leaves it as it is).
 
@@ -139,24 +165,29 @@ def set_realtime_priority(priority: int) -> str:
     """
     if priority == 0:
         return "normal scheduling (realtime_priority 0)"
-    lo, hi = os.sched_get_priority_min(os.SCHED_FIFO), os.sched_get_priority_max(os.SCHED_FIFO)
-    if not lo <= priority <= hi:
-        raise ValueError(f"realtime_priority must be 0 (off) or {lo}..{hi}, got {priority}")
-    param = os.sched_param(priority)
-    try:
-        tids = [int(t) for t in os.listdir("/proc/self/task")]
-    except FileNotFoundError:  # not Linux
-        tids = [0]
-    moved = 0
-    for tid in tids:
-        try:
-            os.sched_setscheduler(tid, os.SCHED_FIFO, param)
-            moved += 1
-        except ProcessLookupError:  # the thread ended meanwhile
-            continue
-        except PermissionError:
-            return f"normal scheduling: SCHED_FIFO {priority} not permitted (needs CAP_SYS_NICE)"
-    return f"SCHED_FIFO priority {priority} on {moved} threads"
+    return _fifo(priority, lambda name: True)
+
+
+SHARED_MEMORY_THREADS = "dds.shm."
+"""Kernel names of Fast DDS's shared-memory threads: a port's listener (`dds.shm.<port>`) and the
+transport's watchdog (`dds.shm.wdog`)."""
+
+
+def set_middleware_priority(priority: int) -> str:
+    """Put only this process's Fast DDS shared-memory threads under SCHED_FIFO at `priority` (0: off);
+    the node's own threads keep their normal schedule.
+
+    Why: a writer delivering into a reader's shared-memory port takes locks it shares with that
+    reader's listener thread (Boost interprocess mutexes, without priority inheritance: Fast DDS's
+    `SharedMemGlobal::Port::try_push`). A listener of a normal-priority node, preempted while it holds
+    one, holds up the writer, the real-time simulator, until the scheduler comes back to it. A soak
+    saw the simulator wait 67 ms inside `publish()` while a SCHED_FIFO 99 thread on both CPUs never
+    woke more than 13.7 ms late (docs/latency/README.md). The listeners do little work; at a real-time
+    priority they release such a lock at once.
+    """
+    if priority == 0:
+        return "middleware threads at normal scheduling (middleware_priority 0)"
+    return _fifo(priority, lambda name: name.startswith(SHARED_MEMORY_THREADS))
 
 
 class SlackCollector:

@@ -30,7 +30,7 @@ from rwm.robot import contract as C
 from rwm.robot.description import find_urdf
 from rwm.robot.tf_tree import TransformTree
 from rwm_ros.conversions import JointMessageError, JointOrder
-from rwm_ros.node_base import ReaderGate, WorkerThread, declare, print_published
+from rwm_ros.node_base import ReaderGate, WorkerThread, declare, print_published, raise_middleware_threads
 from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.spin import spin_node
 from rwm_ros.topics import TOPIC_ROBOT_DESCRIPTION, TOPIC_TF, TOPIC_TF_STATIC, reader_qos
@@ -100,7 +100,7 @@ class StatePublisherNode(Node):
         self.workers[0].start()
         self.get_logger().info(
             f"{path}: {len(static)} static and {len(self.tree.moving)} joint transforms, "
-            f"/tf at {1.0 / self.period_s:.0f} Hz"
+            f"/tf at {1.0 / self.period_s:.0f} Hz; {raise_middleware_threads(self)}"
         )
 
     def _tf_loop(self, stop: threading.Event) -> None:

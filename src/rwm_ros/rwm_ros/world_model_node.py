@@ -34,7 +34,7 @@ from rwm.export.runtime import OnnxWorldModel
 from rwm.robot import contract as C
 from rwm_ros.conversions import JointMessageError, JointOrder, bind_array, diagnostic_array, stamp_to_ns
 from rwm_ros.model_files import check_model_robot, inside_directory, resolve_model
-from rwm_ros.node_base import WorkerThread, declare, declare_config
+from rwm_ros.node_base import WorkerThread, declare, declare_config, raise_middleware_threads
 from rwm_ros.polled_subscriptions import PolledSubscriptions, StampAlignedStream
 from rwm_ros.robot_state import RobotStateReader
 from rwm_ros.spin import spin_node
@@ -103,7 +103,7 @@ class WorldModelNode(Node):
         self._was_anomaly = False
         self.workers = [WorkerThread(self, "monitor", self._monitor_loop)]
         self.workers[0].start()
-        self.get_logger().info(f"world model {path}")
+        self.get_logger().info(f"world model {path}; {raise_middleware_threads(self)}")
 
     def _monitor_loop(self, stop: threading.Event) -> None:
         """Every joint command, in order, as it comes (an undecodable one is a step not scored)."""
