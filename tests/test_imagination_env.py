@@ -34,12 +34,18 @@ def _replay(steps=60, n=4, seed=0):
     return [np.stack(x, 1) for x in (states, actions, rewards, contacts, commands, prev)]
 
 
+def _buffer(states, actions, contacts, seed=0) -> ReplayBuffer:
+    """A replay buffer holding each recorded robot's trajectory as collected data."""
+    buffer = ReplayBuffer(seed=seed)
+    for i in range(len(states)):
+        buffer.add(states[i], actions[i], contacts[i])
+    return buffer
+
+
 def test_shapes_resets_and_timeouts():
     states, actions, _, contacts, _, _ = _replay()
     flat_s, flat_a = states.reshape(-1, 45), actions.reshape(-1, 12)
-    buffer = ReplayBuffer()
-    for i in range(4):
-        buffer.add(states[i], actions[i], contacts[i])
+    buffer = _buffer(states, actions, contacts)
     assert buffer.rows == buffer.collected_rows == 240
     model = build_world_model("rwm", {"hidden_size": 32, "head_hidden": 16})
     model.normalizer.fit(flat_s, flat_a)
@@ -98,9 +104,7 @@ def test_a_predicted_knee_contact_ends_the_episode_with_the_penalty() -> None:
     model.step_members = knee_down
 
     def first_step(penalty: float):
-        buffer = ReplayBuffer(seed=0)  # the same start windows for both runs
-        for i in range(4):
-            buffer.add(states[i], actions[i], contacts[i])
+        buffer = _buffer(states, actions, contacts)  # the same start windows for both runs
         cfg = ImaginationConfig(  # no tilt falls (gravity z never exceeds 1): knees alone decide
             num_envs=3, history=8, episode_steps=50, termination_penalty=penalty, max_tilt_gravity_z=2.0
         )
@@ -127,10 +131,7 @@ def test_imagined_policy_is_compared_with_standing_from_the_same_starts() -> Non
     model.normalizer.fit(states.reshape(-1, 45), actions.reshape(-1, 12))
 
     def buffer() -> ReplayBuffer:
-        b = ReplayBuffer(seed=0)
-        for i in range(4):
-            b.add(states[i], actions[i], contacts[i])
-        return b
+        return _buffer(states, actions, contacts)
 
     cfg = ImaginationConfig(num_envs=5, history=8, knee_contact_terminates=False, max_tilt_gravity_z=2.0)
     stand = lambda o: np.zeros((len(o), 12), np.float32)  # noqa: E731
@@ -146,9 +147,7 @@ def test_imagined_policy_is_compared_with_standing_from_the_same_starts() -> Non
 def test_commands_change_within_a_rollout_every_resample_steps() -> None:
     """Mid-rollout switches meet the robot in the policy's own imagined gait, as deployment does."""
     states, actions, _, contacts, _, _ = _replay()
-    buffer = ReplayBuffer(seed=0)
-    for i in range(4):
-        buffer.add(states[i], actions[i], contacts[i])
+    buffer = _buffer(states, actions, contacts)
     model = build_world_model("rwm", {"hidden_size": 32, "head_hidden": 16})
     model.normalizer.fit(states.reshape(-1, 45), actions.reshape(-1, 12))
     cfg = ImaginationConfig(
@@ -213,10 +212,7 @@ def test_sensor_noise_acts_on_the_observation_only_within_the_simulators_widths(
     states, actions, _, contacts, _, _ = _replay(steps=30, n=2)
 
     def buffer():
-        replay = ReplayBuffer(seed=0)
-        for i in range(2):
-            replay.add(states[i], actions[i], contacts[i])
-        return replay
+        return _buffer(states, actions, contacts)
 
     model = build_world_model("rwm", {"hidden_size": 32, "head_hidden": 16})
     model.normalizer.fit(states.reshape(-1, 45), actions.reshape(-1, 12))
@@ -242,9 +238,7 @@ def test_imagined_robots_start_only_from_upright_histories_when_asked() -> None:
     states, actions, _, contacts, _, _ = _replay(steps=40, n=4)
     tilted = states.copy()
     tilted[:2, :, C.GRAVITY] = [0.0, -np.sin(np.radians(30)), -np.cos(np.radians(30))]  # 30 deg, robots 0-1
-    buffer = ReplayBuffer(seed=3)
-    for i in range(4):
-        buffer.add(tilted[i], actions[i], contacts[i])
+    buffer = _buffer(tilted, actions, contacts, seed=3)
     model = build_world_model("rwm", {"hidden_size": 32, "head_hidden": 16})
     model.normalizer.fit(states.reshape(-1, 45), actions.reshape(-1, 12))
     cfg = ImaginationConfig(num_envs=16, history=8, knee_contact_terminates=False, start_max_tilt_deg=10.0)
@@ -274,9 +268,7 @@ def test_each_imagined_robot_steps_on_its_own_member_when_asked() -> None:
     model.step_members = members_apart
 
     def first_step(member_per_robot: bool):
-        buffer = ReplayBuffer(seed=0)
-        for i in range(4):
-            buffer.add(states[i], actions[i], contacts[i])
+        buffer = _buffer(states, actions, contacts)
         cfg = ImaginationConfig(
             num_envs=12,
             history=8,

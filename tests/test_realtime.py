@@ -129,42 +129,44 @@ def test_slack_collector_turns_automatic_collection_off_and_collects_on_schedule
     assert gc.isenabled(), "close() gives the process its automatic collection back"
 
 
-def test_realtime_priority_is_validated_and_applied_to_every_thread() -> None:
+def _scheduling_in_child(code: str) -> tuple[str, list[int]]:
+    """Run `code` in a child process, so that the test runner itself never runs real-time; its two
+    printed lines are what the call returned and the threads' scheduling policies. Skips where
+    SCHED_FIFO is not permitted."""
     import subprocess
     import sys
 
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    text, policies = out.splitlines()
+    if "not permitted" in text:
+        pytest.skip("SCHED_FIFO is not permitted on this machine (needs CAP_SYS_NICE)")
+    return text, [int(p) for p in policies.split()]
+
+
+def test_realtime_priority_is_validated_and_applied_to_every_thread() -> None:
     from rwm_ros.realtime import set_realtime_priority
 
     assert set_realtime_priority(0).startswith("normal scheduling")
     with pytest.raises(ValueError):
         set_realtime_priority(100)
-    # In a child process, so that the test runner itself never runs real-time.
-    code = (
+    text, policies = _scheduling_in_child(
         "import os, threading, time; from rwm_ros.realtime import set_realtime_priority as s; "
         "before = threading.Thread(target=time.sleep, args=(1,)); before.start(); print(s(5)); "
         "after = threading.Thread(target=time.sleep, args=(1,)); after.start(); "
         "print(*(os.sched_getscheduler(t) for t in (before.native_id, 0, after.native_id)))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    text, policies = out.splitlines()
-    if "not permitted" in text:
-        pytest.skip("SCHED_FIFO is not permitted on this machine (needs CAP_SYS_NICE)")
-    fifo = str(os.SCHED_FIFO)
     assert text.startswith("SCHED_FIFO priority 5 on ")
-    assert policies.split() == [fifo, fifo, fifo], "threads before and after the call, and the caller"
+    assert policies == [os.SCHED_FIFO] * 3, "threads before and after the call, and the caller"
 
 
 def test_middleware_priority_moves_only_the_shared_memory_threads() -> None:
-    import subprocess
-    import sys
-
     from rwm_ros.realtime import set_middleware_priority
 
     assert set_middleware_priority(0).startswith("middleware threads at normal scheduling")
     with pytest.raises(ValueError):
         set_middleware_priority(100)
     # A thread named as Fast DDS names a port listener, one named otherwise, and the caller.
-    code = (
+    text, policies = _scheduling_in_child(
         "import os, threading, time\n"
         "from rwm_ros.realtime import name_os_thread, set_middleware_priority as s\n"
         "def named(n):\n"
@@ -174,9 +176,5 @@ def test_middleware_priority_moves_only_the_shared_memory_threads() -> None:
         "time.sleep(0.2); print(s(5))\n"
         "print(*(os.sched_getscheduler(t) for t in (shm.native_id, other.native_id, 0)))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    text, policies = out.splitlines()
-    if "not permitted" in text:
-        pytest.skip("SCHED_FIFO is not permitted on this machine (needs CAP_SYS_NICE)")
     assert text == "SCHED_FIFO priority 5 on 1 threads"
-    assert policies.split() == [str(os.SCHED_FIFO), str(os.SCHED_OTHER), str(os.SCHED_OTHER)]
+    assert policies == [os.SCHED_FIFO, os.SCHED_OTHER, os.SCHED_OTHER]
