@@ -16,17 +16,18 @@ TF2_MSGS := $(if $(wildcard $(addsuffix /share/tf2_msgs,$(filter-out $(CURDIR)/i
 
 .PHONY: setup build test run bench lint clean ppo-model ppo-dr wm-heldout pretrain-data wm-model wm-ensemble adapt-offline wm-seeds wm-sweep mbpo-model mbpo-dr adapt-demo wm-table-gpu
 
+# cyclictest for bench/bench_machine_latency.py only: a failed install does not fail the setup.
 setup: build
+	@bash tools/setup_rt_tests.sh || echo "setup: rt-tests not installed (bench/bench_machine_latency.py skips)"
 
 $(STAMP): requirements.txt constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
 	touch $(STAMP)
 
-$(LAUNCH_STAMP): $(STAMP) requirements-launch.txt tools/setup_ros2_launch.sh tools/setup_render.sh tools/setup_rt_tests.sh
+$(LAUNCH_STAMP): $(STAMP) requirements-launch.txt tools/setup_ros2_launch.sh tools/setup_render.sh
 	bash tools/setup_ros2_launch.sh $(VENV) $(VENDOR)
 	bash tools/setup_render.sh
-	bash tools/setup_rt_tests.sh
 	touch $(LAUNCH_STAMP)
 
 # composition_interfaces is generated with the venv's rosidl wheels (AMENT_PREFIX_PATH finds them).

@@ -240,6 +240,11 @@ def _plot(path: Path, latency: np.ndarray, usage: list) -> None:
     plt.close(fig)
 
 
+def watchdog_events(launch_log: str) -> list[str]:
+    """The policy's own account of each watchdog hold (what it last received, and when)."""
+    return [line.split("]: ", 1)[-1] for line in launch_log.splitlines() if "mode policy -> watchdog" in line]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=3600.0)
@@ -356,6 +361,8 @@ def main() -> int:
             **_after_start_up(latency),
         },
         "probe_whole_run": report.get("joint_command"),
+        "simulator": report.get("sim"),
+        "watchdog_events": watchdog_events(text),
         "nodes": memory,
         "log": str(work / "launch.log"),
     }

@@ -283,6 +283,8 @@ def test_each_imagined_robot_steps_on_its_own_member_when_asked() -> None:
         members = env.member.clone()
         env.step(torch.zeros(12, 12))
         moved = model.normalizer.state(env.state) - start
+        env.step(torch.zeros(12, 12))
+        assert torch.equal(env.member, members), "a robot keeps its member until it is reset"
         return moved.mean(-1), members
 
     moved, members = first_step(True)

@@ -129,52 +129,63 @@ def test_slack_collector_turns_automatic_collection_off_and_collects_on_schedule
     assert gc.isenabled(), "close() gives the process its automatic collection back"
 
 
-def _scheduling_in_child(code: str) -> tuple[str, list[int]]:
-    """Run `code` in a child process, so that the test runner itself never runs real-time; its two
-    printed lines are what the call returned and the threads' scheduling policies. Skips where
-    SCHED_FIFO is not permitted."""
+def test_realtime_priority_is_validated_and_applied_to_every_thread() -> None:
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    text, policies = out.splitlines()
-    if "not permitted" in text:
-        pytest.skip("SCHED_FIFO is not permitted on this machine (needs CAP_SYS_NICE)")
-    return text, [int(p) for p in policies.split()]
-
-
-def test_realtime_priority_is_validated_and_applied_to_every_thread() -> None:
     from rwm_ros.realtime import set_realtime_priority
 
     assert set_realtime_priority(0).startswith("normal scheduling")
     with pytest.raises(ValueError):
         set_realtime_priority(100)
-    text, policies = _scheduling_in_child(
+    # In a child process, so that the test runner itself never runs real-time.
+    code = (
         "import os, threading, time; from rwm_ros.realtime import set_realtime_priority as s; "
         "before = threading.Thread(target=time.sleep, args=(1,)); before.start(); print(s(5)); "
         "after = threading.Thread(target=time.sleep, args=(1,)); after.start(); "
         "print(*(os.sched_getscheduler(t) for t in (before.native_id, 0, after.native_id)))"
     )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    text, policies = out.splitlines()
+    if "not permitted" in text:
+        pytest.skip("SCHED_FIFO is not permitted on this machine (needs CAP_SYS_NICE)")
+    fifo = str(os.SCHED_FIFO)
     assert text.startswith("SCHED_FIFO priority 5 on ")
-    assert policies == [os.SCHED_FIFO] * 3, "threads before and after the call, and the caller"
+    assert policies.split() == [fifo, fifo, fifo], "threads before and after the call, and the caller"
 
 
-def test_middleware_priority_moves_only_the_shared_memory_threads() -> None:
-    from rwm_ros.realtime import set_middleware_priority
+def test_middleware_priority_moves_only_the_shared_memory_threads(monkeypatch) -> None:
+    import threading
+    import time
 
-    assert set_middleware_priority(0).startswith("middleware threads at normal scheduling")
+    from rwm_ros import realtime
+
+    assert realtime.set_middleware_priority(0).startswith("middleware threads: normal scheduling")
     with pytest.raises(ValueError):
-        set_middleware_priority(100)
-    # A thread named as Fast DDS names a port listener, one named otherwise, and the caller.
-    text, policies = _scheduling_in_child(
-        "import os, threading, time\n"
-        "from rwm_ros.realtime import name_os_thread, set_middleware_priority as s\n"
-        "def named(n):\n"
-        "    name_os_thread(n); time.sleep(1)\n"
-        "shm = threading.Thread(target=named, args=('dds.shm.7411',)); shm.start()\n"
-        "other = threading.Thread(target=named, args=('dds.udp.7411',)); other.start()\n"
-        "time.sleep(0.2); print(s(5))\n"
-        "print(*(os.sched_getscheduler(t) for t in (shm.native_id, other.native_id, 0)))"
+        realtime.set_middleware_priority(100)
+    moved: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(
+        os, "sched_setscheduler", lambda tid, policy, p: moved.append((tid, policy, p.sched_priority))
     )
-    assert text == "SCHED_FIFO priority 5 on 1 threads"
-    assert policies == [os.SCHED_FIFO, os.SCHED_OTHER, os.SCHED_OTHER]
+    stop = threading.Event()
+
+    def named(name: str) -> None:
+        realtime.name_os_thread(name)
+        stop.wait()
+
+    # One thread named as Fast DDS names a port listener, one as its UDP receiver.
+    threads = [threading.Thread(target=named, args=(n,)) for n in ("dds.shm.7411", "dds.udp.7411")]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.1)
+        text = realtime.set_middleware_priority(5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    tids = {tid for tid, _, _ in moved}  # the runner may hold listeners of its own (rclpy tests)
+    assert threads[0].native_id in tids, "the shared-memory listener"
+    assert threads[1].native_id not in tids and threading.get_native_id() not in tids, "nothing else"
+    assert {(policy, priority) for _, policy, priority in moved} == {(os.SCHED_FIFO, 5)}
+    assert text == f"middleware threads: SCHED_FIFO priority 5 on {len(moved)} Fast DDS shared-memory threads"

@@ -19,7 +19,7 @@ from std_msgs.msg import Bool
 from rwm.robot import contract as C
 from rwm.sim.controllers import CONTROLLERS, make_controller
 from rwm_ros.conversions import JointMessageError, JointOrder, make_joint_state
-from rwm_ros.node_base import declare
+from rwm_ros.node_base import declare, raise_middleware_threads
 from rwm_ros.spin import spin_node
 from rwm_ros.topics import STREAM_WRITER_QOS, reader_qos, subscribe_any_writer
 
@@ -55,7 +55,10 @@ class ExplorationNode(Node):
         self.create_subscription(JointState, C.TOPIC_JOINT_STATES, self._on_joint_states, reader_qos(10))
         subscribe_any_writer(self, Bool, C.TOPIC_ESTOP, self._on_estop)
         self.create_timer(1.0 / rate_hz, self._on_timer)
-        self.get_logger().info(f"controller '{name}' at {rate_hz:.0f} Hz, waiting for {C.TOPIC_JOINT_STATES}")
+        self.get_logger().info(
+            f"controller '{name}' at {rate_hz:.0f} Hz, waiting for {C.TOPIC_JOINT_STATES}; "
+            f"{raise_middleware_threads(self)}"
+        )
 
     def _on_joint_states(self, msg: JointState) -> None:
         self._latest = msg  # 400 Hz: keep the reference only; read it at 50 Hz

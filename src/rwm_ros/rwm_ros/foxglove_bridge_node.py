@@ -22,7 +22,7 @@ from rosbags.typesys import get_typestore
 
 from rwm.data.bag_writer import TYPESTORE
 from rwm.robot.description import find_urdf
-from rwm_ros.node_base import WorkerThread, declare
+from rwm_ros.node_base import WorkerThread, declare, raise_middleware_threads
 from rwm_ros.polled_subscriptions import PolledSubscriptions
 from rwm_ros.spin import spin_node
 from rwm_ros.topics import LATCHED, RECORDED
@@ -79,7 +79,8 @@ class FoxgloveBridgeNode(Node):
         self.workers = [self.forwarder]
         self.forwarder.start()
         self.get_logger().info(
-            f"Foxglove WebSocket on ws://{host}:{self.server.port}: {len(self.channels)} topics"
+            f"Foxglove WebSocket on ws://{host}:{self.server.port}: {len(self.channels)} topics; "
+            f"{raise_middleware_threads(self)}"
         )
 
     def _forward(self) -> None:

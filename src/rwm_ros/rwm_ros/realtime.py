@@ -127,8 +127,9 @@ def name_os_thread(name: str) -> None:
         _LIBC.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
-def _fifo(priority: int, threads: Callable[[str], bool]) -> str:
-    """SCHED_FIFO at `priority` for the threads of this process whose kernel name `threads` accepts."""
+def _fifo(priority: int, wanted: Callable[[str], bool]) -> int | None:
+    """SCHED_FIFO at `priority` for the threads of this process whose kernel name `wanted` accepts;
+    how many were moved, or None where SCHED_FIFO is not permitted."""
     lo, hi = os.sched_get_priority_min(os.SCHED_FIFO), os.sched_get_priority_max(os.SCHED_FIFO)
     if not lo <= priority <= hi:
         raise ValueError(f"a SCHED_FIFO priority must be 0 (off) or {lo}..{hi}, got {priority}")
@@ -141,15 +142,15 @@ def _fifo(priority: int, threads: Callable[[str], bool]) -> str:
     for tid in tids:
         try:
             name = Path(f"/proc/self/task/{tid}/comm").read_text().strip() if tid else ""
-            if not threads(name):
+            if not wanted(name):
                 continue
             os.sched_setscheduler(tid, os.SCHED_FIFO, param)
             moved += 1
         except (ProcessLookupError, FileNotFoundError):  # the thread ended meanwhile
             continue
         except PermissionError:
-            return f"normal scheduling: SCHED_FIFO {priority} not permitted (needs CAP_SYS_NICE)"
-    return f"SCHED_FIFO priority {priority} on {moved} threads"
+            return None
+    return moved
 
 
 def set_realtime_priority(priority: int) -> str:
@@ -165,7 +166,10 @@ def set_realtime_priority(priority: int) -> str:
     """
     if priority == 0:
         return "normal scheduling (realtime_priority 0)"
-    return _fifo(priority, lambda name: True)
+    moved = _fifo(priority, lambda name: True)
+    if moved is None:
+        return f"normal scheduling: SCHED_FIFO {priority} not permitted (needs CAP_SYS_NICE)"
+    return f"SCHED_FIFO priority {priority} on {moved} threads"
 
 
 SHARED_MEMORY_THREADS = "dds.shm."
@@ -186,8 +190,13 @@ def set_middleware_priority(priority: int) -> str:
     priority they release such a lock at once.
     """
     if priority == 0:
-        return "middleware threads at normal scheduling (middleware_priority 0)"
-    return _fifo(priority, lambda name: name.startswith(SHARED_MEMORY_THREADS))
+        return "middleware threads: normal scheduling (middleware_priority 0)"
+    moved = _fifo(priority, lambda name: name.startswith(SHARED_MEMORY_THREADS))
+    if moved is None:
+        return f"middleware threads: SCHED_FIFO {priority} not permitted (needs CAP_SYS_NICE)"
+    if moved == 0:
+        return f"middleware threads: none named {SHARED_MEMORY_THREADS}* (no Fast DDS shared memory)"
+    return f"middleware threads: SCHED_FIFO priority {priority} on {moved} Fast DDS shared-memory threads"
 
 
 class SlackCollector:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -24,3 +25,11 @@ def bag_directories(paths: list[str]) -> list[Path]:
     for given in map(Path, paths):
         found += [given] if (given / "metadata.yaml").is_file() else list(given.glob("*/"))
     return sorted(p for p in found if (p / "metadata.yaml").is_file())
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

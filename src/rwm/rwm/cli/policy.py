@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from rwm.cli.common import device_option, invocation
+from rwm.cli.common import device_option, invocation, positive_int
 
 
 def _train_ppo(args: argparse.Namespace) -> int:
@@ -232,7 +232,7 @@ def _adapt_policy(args: argparse.Namespace) -> int:
         freeze_normalization=not args.refit_normalization,
         imagination=replace(
             AdaptConfig().imagination,
-            episode_steps=args.rollout_steps,
+            episode_steps=args.rollout_steps or AdaptConfig().imagination.episode_steps,
             member_per_robot=args.member_per_robot,
         ),
         seed=args.seed,
@@ -242,7 +242,7 @@ def _adapt_policy(args: argparse.Namespace) -> int:
     )
     check = (args.check_variant, variant_named(args.check_variant)) if args.check_variant else None
     result = adapt_policy(args.policy, args.world_model, bags, args.versions_dir, cfg, args.pretrain, check)
-    print(json.dumps(result.__dict__, indent=1, default=str))
+    print(json.dumps({**asdict(result), "config": asdict(cfg)}, indent=1, default=str))
     return 0 if result.accepted else 1
 
 
@@ -474,7 +474,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--uncertainty-penalty", type=float, default=1.0, help="MOPO's lambda")
     p.add_argument("--init-std", type=float, default=0.3, help="exploration std of the deployed actor")
     p.add_argument("--lr", type=float, default=3e-4, help="PPO's initial learning rate")
-    p.add_argument("--rollout-steps", type=int, default=100, help="imagined episode length")
+    p.add_argument(
+        "--rollout-steps", type=positive_int, help="imagined episode length (default: AdaptConfig's, 100)"
+    )
     p.add_argument(
         "--member-per-robot",
         action="store_true",
