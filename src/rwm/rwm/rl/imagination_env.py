@@ -84,7 +84,9 @@ class ImaginationConfig:
     uncertainty_penalty: float = 0.0
     """MOPO's lambda (RWM-U, arXiv 2504.16680): subtracted from each imagined step's reward, times the
     ensemble's disagreement on that step (std of the members' means, normalized, averaged over the
-    state), so that the policy does not exploit what the model does not know. 0: off (MBPO-PPO)."""
+    state), so that the policy does not exploit what the model does not know. 0: off (MBPO-PPO). The
+    RWM-U authors' code sums that std over the 45 dimensions and scales it by dt (0.02) like the
+    reward, so a lambda here is 50/45 of theirs (their ANYmal D: 1)."""
     member_per_robot: bool = False
     """Each imagined robot steps on one ensemble member, drawn at its reset, instead of on the
     members' mean (as the RWM-U authors' code does): the policy must then do well on every member,
