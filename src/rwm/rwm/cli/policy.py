@@ -216,8 +216,6 @@ def _eval_on_variants(args: argparse.Namespace, policy, cfg) -> int:
 
 
 def _adapt_policy(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from rwm.cli.common import bag_directories
     from rwm.runners.adaptation import AdaptConfig, adapt_policy
     from rwm.sim.variants import variant_named
