@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 HISTOGRAM_US = 50_000
-"""Histogram range of cyclictest, µs; later wake-ups count only in its max."""
+"""Histogram range of cyclictest, µs; later wake-ups count in one last bin (a percentile there reads
+"this late or later") and in the max."""
 STAT_STEAL = 8
 """Field of a /proc/stat cpu line holding steal time (USER_HZ ticks)."""
 
