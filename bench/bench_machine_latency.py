@@ -67,9 +67,11 @@ def percentiles_us(counts: np.ndarray, qs: tuple[float, ...]) -> list[int]:
 
 
 def run_window(seconds: int, interval_us: int, priority: int) -> dict:
-    """One cyclictest run of `seconds`: percentiles over all CPUs, max per CPU, steal per CPU."""
+    """One cyclictest run of `seconds`: when it started (s since the epoch, to line it up with a soak's
+    records), percentiles over all CPUs, max per CPU, steal per CPU."""
     with tempfile.TemporaryDirectory() as tmp:
         hist = Path(tmp) / "hist"
+        started = time.time()
         before = steal_ms()
         subprocess.run(
             [
@@ -90,6 +92,7 @@ def run_window(seconds: int, interval_us: int, priority: int) -> dict:
         counts, maxima = parse_histogram(hist.read_text())
     p50, p99, p999 = percentiles_us(counts.sum(1), (0.5, 0.99, 0.999))
     return {
+        "start_s": round(started, 1),
         "wakeups": int(counts.sum()),
         "p50_us": p50,
         "p99_us": p99,

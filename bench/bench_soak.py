@@ -240,9 +240,13 @@ def _plot(path: Path, latency: np.ndarray, usage: list) -> None:
     plt.close(fig)
 
 
+WATCHDOG_EVENT = re.compile(r"\[(\d+\.\d+)\] \[policy\]: (mode \w+ -> watchdog \(.*\))")
+
+
 def watchdog_events(launch_log: str) -> list[str]:
-    """The policy's own account of each watchdog hold (what it last received, and when)."""
-    return [line.split("]: ", 1)[-1] for line in launch_log.splitlines() if "mode policy -> watchdog" in line]
+    """The policy's own account of each watchdog hold (what it last received, and when), with its
+    wall-clock stamp (s since the epoch) to line it up with other records of the run."""
+    return [f"{m.group(1)}: {m.group(2)}" for m in WATCHDOG_EVENT.finditer(launch_log)]
 
 
 def main() -> int:
