@@ -267,7 +267,7 @@ def test_each_imagined_robot_steps_on_its_own_member_when_asked() -> None:
 
     model.step_members = members_apart
 
-    def first_step(member_per_robot: bool):
+    def first_move(member_per_robot: bool):
         buffer = _buffer(states, actions, contacts)
         cfg = ImaginationConfig(
             num_envs=12,
@@ -287,9 +287,9 @@ def test_each_imagined_robot_steps_on_its_own_member_when_asked() -> None:
         assert torch.equal(env.member, members), "a robot keeps its member until it is reset"
         return moved.mean(-1), members
 
-    moved, members = first_step(True)
+    moved, members = first_move(True)
     assert set(members.tolist()) == {0, 1, 2}, "every member drives some robots"
     expected = torch.tensor([-0.3, 0.0, 0.6])[members]
     assert torch.allclose(moved, expected, atol=1e-4)
-    mean_moved, _ = first_step(False)
+    mean_moved, _ = first_move(False)
     assert torch.allclose(mean_moved, torch.full((12,), 0.1), atol=1e-4), "off: the members' mean"
