@@ -127,9 +127,9 @@ def name_os_thread(name: str) -> None:
         _LIBC.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
-def _fifo(priority: int, wanted: Callable[[str], bool]) -> int | None:
-    """SCHED_FIFO at `priority` for the threads of this process whose kernel name `wanted` accepts;
-    how many were moved, or None where SCHED_FIFO is not permitted."""
+def _fifo(priority: int, wanted: Callable[[str], bool] | None = None) -> int | None:
+    """SCHED_FIFO at `priority` for the threads of this process whose kernel name `wanted` accepts
+    (None: every thread); how many were moved, or None where SCHED_FIFO is not permitted."""
     lo, hi = os.sched_get_priority_min(os.SCHED_FIFO), os.sched_get_priority_max(os.SCHED_FIFO)
     if not lo <= priority <= hi:
         raise ValueError(f"a SCHED_FIFO priority must be 0 (off) or {lo}..{hi}, got {priority}")
@@ -141,8 +141,7 @@ def _fifo(priority: int, wanted: Callable[[str], bool]) -> int | None:
     moved = 0
     for tid in tids:
         try:
-            name = Path(f"/proc/self/task/{tid}/comm").read_text().strip() if tid else ""
-            if not wanted(name):
+            if wanted is not None and not wanted(Path(f"/proc/self/task/{tid}/comm").read_text().strip()):
                 continue
             os.sched_setscheduler(tid, os.SCHED_FIFO, param)
             moved += 1
@@ -166,7 +165,7 @@ def set_realtime_priority(priority: int) -> str:
     """
     if priority == 0:
         return "normal scheduling (realtime_priority 0)"
-    moved = _fifo(priority, lambda name: True)
+    moved = _fifo(priority)
     if moved is None:
         return f"normal scheduling: SCHED_FIFO {priority} not permitted (needs CAP_SYS_NICE)"
     return f"SCHED_FIFO priority {priority} on {moved} threads"
