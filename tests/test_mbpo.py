@@ -7,6 +7,7 @@ import csv
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 
 from rwm.data.array_dataset import ArrayDataset
@@ -107,4 +108,56 @@ def test_a_resumed_loop_continues_where_it_stopped(tmp_path):
     more = train_mbpo(_small_loop(iterations=3), tmp_path / "wm.pt", tmp_path / "pre", out, resume=True)
     rows_after = list(csv.DictReader((out / "mbpo_log.csv").open()))
     assert [r["iteration"] for r in rows_after] == ["0", "1", "2"] and rows_after[:2] == rows
+    assert more["collected_transitions"] == first["collected_transitions"] + 4 * 20
+
+
+def test_the_buffer_keeps_each_rows_robot_parameters_through_sampling_and_resume(tmp_path):
+    from rwm.storage.replay_buffer import ReplayBuffer
+
+    rng = np.random.default_rng(0)
+    buffer = ReplayBuffer(seed=1, context=True)
+    for i in range(3):
+        states = rng.normal(size=(20, 45)).astype(np.float32)
+        states[:, 0] = i
+        buffer.add(states, np.zeros((20, 12)), np.zeros((20, 8)), np.full((20, 8), i))
+    with pytest.raises(ValueError, match="none were given"):
+        buffer.add(states, np.zeros((20, 12)), np.zeros((20, 8)))
+    batch = buffer.sample(32, 5)
+    assert torch.equal(batch["context"][:, :, 0], batch["state"][:, :, 0]), "a row's own robot"
+    again = ReplayBuffer(seed=1, context=True)
+    again.add_collected(buffer.collected_tensors())
+    saved, restored = buffer.collected_tensors(), again.collected_tensors()
+    assert saved.keys() == restored.keys() and all(torch.equal(saved[k], restored[k]) for k in saved)
+    plain = ReplayBuffer()
+    plain.add(states, np.zeros((20, 12)), np.zeros((20, 8)))
+    with pytest.raises(ValueError, match="lack"):
+        ReplayBuffer(context=True).add_collected(plain.collected_tensors())
+
+
+def test_a_loop_on_a_model_given_the_robots_parameters_runs_and_resumes(tmp_path):
+    """On a family's data, with each collecting robot's parameters recorded for the model."""
+    from rwm.sim.variants import TRAINING_RANGES
+
+    collect_dataset(
+        tmp_path / "pre",
+        steps=60,
+        num_envs=4,
+        controller="perturb",
+        seed=1,
+        num_threads=1,
+        episode_length_s=0.6,
+        randomization=TRAINING_RANGES,
+    )
+    data = ArrayDataset(tmp_path / "pre")
+    torch.manual_seed(0)
+    model = build_world_model("rwm", {"hidden_size": 32, "head_hidden": 16, "context_dim": 8})
+    model.normalizer.fit(data.state, data.action, data.context)
+    save_checkpoint(model, tmp_path / "wm.pt")
+    cfg = _small_loop(domain_randomization=True)
+    first = train_mbpo(cfg, tmp_path / "wm.pt", tmp_path / "pre", tmp_path / "out")
+    rows = list(csv.DictReader((tmp_path / "out" / "mbpo_log.csv").open()))
+    assert len(rows) == 2 and np.isfinite(float(rows[-1]["model_error_new_data"]))
+    more = train_mbpo(
+        replace(cfg, iterations=3), tmp_path / "wm.pt", tmp_path / "pre", tmp_path / "out", resume=True
+    )
     assert more["collected_transitions"] == first["collected_transitions"] + 4 * 20

@@ -213,3 +213,48 @@ def test_history_grad_steps_reads_the_burn_in_without_gradients() -> None:
     (grad,) = torch.autograd.grad(truncated, states)
     assert (grad[:, :5] == 0).all() and (grad_full[:, :5] != 0).any()
     assert (grad[:, 5:8] != 0).any()
+
+
+def test_a_model_given_the_robots_parameters_reads_them_with_every_step() -> None:
+    """The parameters change the prediction, reach the GRU's input weights through the loss (with a
+    burn-in too), and are required by such a model and refused by any other; it is not exported for
+    the robot's monitor, which does not know them."""
+    model = RobotWorldModel(RWMConfig(hidden_size=32, head_hidden=16, context_dim=8))
+    s, a, contacts = _batch()
+    light, heavy = torch.zeros(4, 8), torch.zeros(4, 8)
+    heavy[:, 0] = 2.0
+    assert not torch.allclose(model.sequence(s, a, None, light)[0], model.sequence(s, a, None, heavy)[0])
+    m, _, _, h = model.step(s[:, 0], a[:, 0], model.initial_hidden(4), heavy)
+    assert torch.allclose(m, model.sequence(s[:, :1], a[:, :1], None, heavy)[0][:, 0], atol=1e-6)
+    with pytest.raises(ValueError, match="none were given"):
+        model.sequence(s, a)
+    with pytest.raises(ValueError, match="some were given"):
+        RobotWorldModel(SMALL).sequence(s, a, None, heavy)
+    for steps in (0, 3):
+        loss = world_model_loss(
+            model, s, a, contacts, 6, 4, jacobian_weight=1e-3, history_grad_steps=steps, context_n=heavy
+        )
+        (grad,) = torch.autograd.grad(loss["total"], model.gru.weight_ih_l0)
+        assert grad[:, 57:].abs().sum() > 0, "the parameters' input weights learn"
+
+    from rwm.export.world_model_onnx import export_world_model
+
+    with pytest.raises(ValueError, match="monitor does not know"):
+        export_world_model(model, "unused.onnx", {}, [])
+
+
+def test_context_normalization_is_fitted_and_a_constant_parameter_refused() -> None:
+    rng = np.random.default_rng(0)
+    states, actions = rng.normal(size=(100, 45)), rng.normal(size=(100, 12))
+    context = rng.uniform(0, 20, (100, 8))
+    norm = StateActionNormalizer(8).fit(states, actions, context)
+    c_n = norm.context(torch.from_numpy(context).float())
+    assert torch.allclose(c_n.mean(0), torch.zeros(8), atol=1e-5) and torch.allclose(
+        c_n.std(0, unbiased=False), torch.ones(8), atol=1e-4
+    )
+    context[:, 3] = 1.0
+    with pytest.raises(ValueError, match="same in all the data"):
+        StateActionNormalizer(8).fit(states, actions, context)
+    with pytest.raises(ValueError, match="0 context dimensions"):
+        StateActionNormalizer().fit(states, actions, context)
+    assert "context_mean" not in StateActionNormalizer().state_dict(), "plain checkpoints load as before"

@@ -153,7 +153,8 @@ def collect_dataset(
     """Run the batched environment for `steps` steps under `controller` and store every robot's trajectories.
 
     `controller` is a name from rwm.sim.controllers (one instance per robot) or a BatchPolicy;
-    `randomization` draws a new robot at every reset (the data of a family of robots); `commands`
+    `randomization` draws a new robot at every reset (the data of a family of robots, stored with
+    each robot's parameters, `ArrayDataset.context`); `commands`
     how often the command changes and how often it is zero (a deployed robot also stands).
     Returns transitions, rows, trajectories, falls and wall time.
     """
@@ -191,7 +192,7 @@ def collect_dataset(
     falls = 0
     start = time.perf_counter()
     try:
-        with ArrayDatasetWriter(out_dir, meta) as writer:
+        with ArrayDatasetWriter(out_dir, meta, context=randomization is not None) as writer:
             recorder = BatchedRecorder(writer, num_envs)
             obs = env.observation()
             for _ in range(steps):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rwm.robot import contract as C
+from rwm.sim.variants import CONTEXT_DIM
 
 
 @dataclass
@@ -25,6 +26,9 @@ class Trajectory:
     """(T, 8) float32 contact flags (0/1); NaN where unknown (a robot without /anymal/contacts)."""
     command: np.ndarray
     """(T, 3) float32 velocity command (vx, vy, yaw rate)."""
+    context: np.ndarray | None = None
+    """(T, 8) float32 parameters of the simulated robot (`rwm.sim.variants.CONTEXT_FIELDS`), the same
+    on every row; None where they are unknown (a real robot, a bag)."""
 
     def __post_init__(self) -> None:
         n = len(self.time)
@@ -37,6 +41,15 @@ class Trajectory:
             arr = getattr(self, name)
             if arr.shape != (n, dim):
                 raise ValueError(f"Trajectory.{name} must have shape ({n}, {dim}), got {arr.shape}")
+        if self.context is not None:
+            if self.context.shape != (n, CONTEXT_DIM):
+                raise ValueError(
+                    f"Trajectory.context must have shape ({n}, {CONTEXT_DIM}), got {self.context.shape}"
+                )
+            if n and (self.context != self.context[0]).any():
+                raise ValueError(
+                    "Trajectory.context must be the same on every row: one trajectory is one robot"
+                )
 
     def __len__(self) -> int:
         return len(self.time)
@@ -48,4 +61,5 @@ class Trajectory:
             self.action[start:stop],
             self.contacts[start:stop],
             self.command[start:stop],
+            None if self.context is None else self.context[start:stop],
         )

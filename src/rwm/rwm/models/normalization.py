@@ -13,19 +13,40 @@ MIN_STD = 1e-3
 
 
 class StateActionNormalizer(nn.Module):
-    """x_n = (x - mean) / std for the 45-d state and 12-d action; buffers travel in the checkpoint."""
+    """x_n = (x - mean) / std for the 45-d state and 12-d action, and for the robot's parameters of a
+    model given them (`context_dim` > 0); buffers travel in the checkpoint."""
 
-    def __init__(self) -> None:
+    def __init__(self, context_dim: int = 0) -> None:
         super().__init__()
+        self.context_dim = context_dim
+        if context_dim:
+            self.register_buffer("context_mean", torch.zeros(context_dim))
+            self.register_buffer("context_std", torch.ones(context_dim))
         self.register_buffer("state_mean", torch.zeros(C.STATE_DIM))
         self.register_buffer("state_std", torch.ones(C.STATE_DIM))
         self.register_buffer("action_mean", torch.zeros(C.ACTION_DIM))
         self.register_buffer("action_std", torch.ones(C.ACTION_DIM))
 
     @torch.no_grad()
-    def fit(self, states: np.ndarray, actions: np.ndarray) -> StateActionNormalizer:
-        """Set the statistics from (N, 45) states and (N, 12) actions."""
-        for name, x in (("state", states), ("action", actions)):
+    def fit(
+        self, states: np.ndarray, actions: np.ndarray, context: np.ndarray | None = None
+    ) -> StateActionNormalizer:
+        """Set the statistics from (N, 45) states, (N, 12) actions and, for a model given the robot's
+        parameters, (N, context_dim) of them (a parameter that never varies is refused: the data
+        cannot teach what it does)."""
+        if (context is None) != (self.context_dim == 0):
+            raise ValueError(
+                f"the normalizer has {self.context_dim} context dimensions; "
+                f"robot parameters given: {context is not None}"
+            )
+        pairs = [("state", states), ("action", actions)]
+        if context is not None:
+            if (np.ptp(context, axis=0) == 0).any():
+                raise ValueError(
+                    "a robot parameter is the same in all the data: train on a randomized family"
+                )
+            pairs.append(("context", context))
+        for name, x in pairs:
             x = np.asarray(x, dtype=np.float64)
             getattr(self, f"{name}_mean").copy_(torch.from_numpy(x.mean(0)))
             getattr(self, f"{name}_std").copy_(torch.from_numpy(np.maximum(x.std(0), MIN_STD)))
@@ -36,6 +57,9 @@ class StateActionNormalizer(nn.Module):
 
     def action(self, a: torch.Tensor) -> torch.Tensor:
         return (a - self.action_mean) / self.action_std
+
+    def context(self, c: torch.Tensor) -> torch.Tensor:
+        return (c - self.context_mean) / self.context_std
 
     def state_inverse(self, s_n: torch.Tensor) -> torch.Tensor:
         return s_n * self.state_std + self.state_mean

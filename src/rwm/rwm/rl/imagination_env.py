@@ -122,6 +122,11 @@ class ImaginationEnv(VecEnv):
         self.command = torch.zeros(n, C.COMMAND_DIM, device=dev)
         self.air_time = torch.zeros(n, 4, device=dev)
         self.hidden = model.initial_hidden(n)
+        self.context_n = torch.zeros(n, model.context_dim, device=dev) if model.context_dim else None
+        """Each imagined robot's normalized parameters, for a model that takes them: those of the
+        real robot whose history it started from."""
+        if model.context_dim and "context" not in buffer.keys:
+            raise ValueError("the world model takes the robots' parameters and the replay buffer keeps none")
         self.member = torch.zeros(n, dtype=torch.long, device=dev)
         """The ensemble member each imagined robot steps on (`member_per_robot`)."""
         self._rows = torch.arange(n, device=dev)
@@ -143,7 +148,13 @@ class ImaginationEnv(VecEnv):
         window = self._start_windows(len(ids))
         states, actions = window["state"].to(self.device), window["action"].to(self.device)
         norm = self.model.normalizer
-        _, hidden = self.model.recurrent(norm.state(states[:, :-1]), norm.action(actions[:, :-1]))
+        context_n = None
+        if self.context_n is not None:
+            context_n = norm.context(window["context"][:, 0].to(self.device))
+            self.context_n[ids] = context_n
+        _, hidden = self.model.features(
+            norm.state(states[:, :-1]), norm.action(actions[:, :-1]), None, context_n
+        )
         self._set_hidden(ids, hidden)
         self.state[ids] = states[:, -1]
         self.action[ids] = actions[:, -2] if m > 1 else self._default
@@ -201,7 +212,7 @@ class ImaginationEnv(VecEnv):
         targets = raw_to_targets(actions.to(self.device))
         norm = self.model.normalizer
         means, stds, logits, self.hidden = self.model.step_members(
-            norm.state(self.state), norm.action(targets), self.hidden
+            norm.state(self.state), norm.action(targets), self.hidden, self.context_n
         )
         if self.cfg.member_per_robot:
             mean, std = means[self.member, self._rows], stds[self.member, self._rows]

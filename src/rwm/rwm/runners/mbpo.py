@@ -92,26 +92,29 @@ def deterministic_policy(runner: OnPolicyRunner):
 def collect_real(
     env: BatchedAnymalEnv, policy, steps: int, buffer: ReplayBuffer
 ) -> list[dict[str, np.ndarray]]:
-    """Run `policy` on the real (simulated) robots; every finished piece of trajectory goes to the buffer."""
+    """Run `policy` on the real (simulated) robots; every finished piece of trajectory goes to the
+    buffer (with each robot's parameters, read before the step that may reset it, when the buffer
+    keeps them)."""
     n = env.num_envs
-    rows: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in range(n)]
+    rows: list[list[tuple[np.ndarray, ...]]] = [[] for _ in range(n)]
     pieces: list[dict[str, np.ndarray]] = []
 
     def flush(i: int) -> None:
         if rows[i]:
-            s, a, c = (np.stack(x) for x in zip(*rows[i], strict=True))
-            buffer.add(s, a, c)
-            pieces.append({"state": s, "action": a, "contacts": c})
+            piece = dict(zip(buffer.keys, (np.stack(x) for x in zip(*rows[i], strict=True)), strict=True))
+            buffer.add(**piece)
+            pieces.append(piece)
             rows[i] = []
 
     obs = env.observation()
     for _ in range(steps):
-        state, contacts = env.state.copy(), env.contacts.copy()
+        state, contacts, context = env.state.copy(), env.contacts.copy(), env.context.copy()
         u = np.asarray(policy(obs.copy()), dtype=np.float64)
         targets = raw_to_targets(u)
         out = env.step(targets)
         for i in range(n):
-            rows[i].append((state[i], targets[i], contacts[i]))
+            row = {"state": state[i], "action": targets[i], "contacts": contacts[i], "context": context[i]}
+            rows[i].append(tuple(row[k] for k in buffer.keys))
             if out.terminated[i] or out.truncated[i]:
                 flush(i)
         obs = out.obs
@@ -122,7 +125,10 @@ def collect_real(
 
 def model_error_on(model, pieces: list[dict[str, np.ndarray]], learner: LearnerConfig) -> float | None:
     """Relative AR error over the forecast after the history on newly collected pieces (Fig. 8)."""
-    held = trajectory_tensors([p["state"] for p in pieces], [p["action"] for p in pieces], learner.window)
+    contexts = [p["context"] for p in pieces] if model.context_dim else None
+    held = trajectory_tensors(
+        [p["state"] for p in pieces], [p["action"] for p in pieces], learner.window, contexts
+    )
     if held is None:
         return None
     return heldout_error(model, {k: v.to(model.device) for k, v in held.items()}, learner.history)["mean"]
@@ -199,7 +205,11 @@ def train_mbpo(
     model, entries = load_checkpoint(world_model)
     model.to(check_device(cfg.device))  # before the learner builds its optimizer
     learner = WorldModelLearner(model, learner_config(cfg, entries.get("train_config", {})))
-    buffer = ReplayBuffer(ArrayDataset(pretrain) if pretrain else None, seed=cfg.seed + first_iteration)
+    buffer = ReplayBuffer(
+        ArrayDataset(pretrain) if pretrain else None,
+        seed=cfg.seed + first_iteration,
+        context=model.context_dim > 0,
+    )
     if resumed:
         model.load_state_dict(resumed["world_model"])
         learner.optimizer.load_state_dict(resumed["learner_optimizer"])

@@ -105,9 +105,13 @@ def train_world_model(
     torch.set_num_threads(cfg.threads)
     if init_model is None:
         model = build_world_model(cfg.arch, cfg.model)
-        model.normalizer.fit(train.state, train.action)
+        if model.context_dim and train.context is None:
+            raise ValueError(f"{train.path} has no robot parameters for a model that takes them")
+        model.normalizer.fit(train.state, train.action, train.context if model.context_dim else None)
     else:
         model = init_model
+    if model.context_dim and heldout is not None and heldout.context is None:
+        raise ValueError(f"{heldout.path} has no robot parameters for a model that takes them")
     model.to(parallel.device)
     learner = WorldModelLearner(model, cfg.learner, total_updates=cfg.iterations, parallel=parallel)
     parallel.seed(cfg.seed)  # the same model everywhere (seeded above, DDP broadcasts it); own noise

@@ -31,6 +31,19 @@ OBS_NOISE_STD[OBS_JOINT_POS] = 0.01
 OBS_NOISE_STD[OBS_JOINT_VEL] = 1.5
 assert not OBS_NOISE_STD[OBS_COMMAND].any()
 
+CONTEXT_FIELDS = (
+    "payload_kg",
+    "payload_com_x_m",
+    "payload_com_y_m",
+    "ground_friction",
+    "motor_strength",
+    "joint_friction_nm",
+    "joint_damping",
+    "delay_ticks",
+)
+"""The columns of `RobotVariant.context()`."""
+CONTEXT_DIM = len(CONTEXT_FIELDS)
+
 VARIANTS_FILE = "robot_variants.yaml"
 VARIANTS_ENV = "RWM_ROBOT_VARIANTS"
 
@@ -74,6 +87,24 @@ class RobotVariant:
     """Scale of the per-channel sensor noise `OBS_NOISE_STD` (0: perfect sensors)."""
     velocity_limit: bool = True
     """Drives lose torque with speed (the contract's 8.5 rad/s); False: an ideal PD."""
+
+    def context(self) -> np.ndarray:
+        """The parameters that change the robot's motion (`CONTEXT_FIELDS`), in physical units: what
+        a world model of the family is given to tell its robots apart (sensor noise and the velocity
+        limit are left out: the first does not move the robot, the second is the same on all)."""
+        return np.array(
+            [
+                self.payload_kg,
+                self.payload_com_m[0],
+                self.payload_com_m[1],
+                self.ground_friction,
+                self.motor_strength,
+                self.joint_friction_nm,
+                self.joint_damping,
+                self.delay_ticks,
+            ],
+            dtype=np.float32,
+        )
 
     def __post_init__(self) -> None:
         problems = []

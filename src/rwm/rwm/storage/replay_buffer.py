@@ -1,5 +1,6 @@
 """The replay buffer of MBPO-PPO: a pretraining dataset (memory-mapped) plus trajectories collected
-online, sampled as windows that never cross a trajectory boundary."""
+online, sampled as windows that never cross a trajectory boundary. For a world model given the
+robots' parameters, every row carries its robot's (`context`)."""
 
 from __future__ import annotations
 
@@ -10,26 +11,34 @@ from rwm.data.array_dataset import ArrayDataset
 
 
 class ReplayBuffer:
-    """Real (state, action, contacts) rows; `windows`/`sample` draw fixed-length pieces of trajectories."""
+    """Real (state, action, contacts[, context]) rows; `sample` draws fixed-length pieces of trajectories."""
 
-    def __init__(self, base: ArrayDataset | None = None, seed: int = 0) -> None:
+    def __init__(self, base: ArrayDataset | None = None, seed: int = 0, context: bool = False) -> None:
+        if context and base is not None and base.context is None:
+            raise ValueError(f"{base.path} has no robot parameters for a world model that takes them")
         self.base = base
+        self.keys = ("state", "action", "contacts", *(("context",) if context else ()))
+        """What every row holds."""
         self.rng = np.random.default_rng(seed)
         self._parts: list[dict[str, np.ndarray]] = []
         self.collected_rows = 0
         """Rows added online (real transitions the loop paid for)."""
 
-    def add(self, state: np.ndarray, action: np.ndarray, contacts: np.ndarray) -> None:
-        """Append one trajectory (T, .) collected online."""
-        if not (len(state) == len(action) == len(contacts)) or len(state) == 0:
-            raise ValueError("a trajectory needs equally many (>0) states, actions and contact rows")
-        self._parts.append(
-            {
-                "state": np.asarray(state, np.float32),
-                "action": np.asarray(action, np.float32),
-                "contacts": np.asarray(contacts, np.float32),
-            }
-        )
+    def add(
+        self, state: np.ndarray, action: np.ndarray, contacts: np.ndarray, context: np.ndarray | None = None
+    ) -> None:
+        """Append one trajectory (T, .) collected online, with its robot's (T, 8) parameters when the
+        buffer keeps them."""
+        if (context is None) == ("context" in self.keys):
+            raise ValueError(
+                "this buffer keeps each robot's parameters and none were given"
+                if context is None
+                else "robot parameters given to a buffer that keeps none"
+            )
+        rows = {"state": state, "action": action, "contacts": contacts, "context": context}
+        if len({len(rows[k]) for k in self.keys}) != 1 or len(state) == 0:
+            raise ValueError(f"a trajectory needs equally many (>0) rows of {', '.join(self.keys)}")
+        self._parts.append({k: np.asarray(rows[k], np.float32) for k in self.keys})
         self.collected_rows += len(state)
 
     @property
@@ -54,22 +63,18 @@ class ReplayBuffer:
             offs = (self.rng.random(n_online) * lens[which]).astype(int)
             idx = offs[:, None] + np.arange(length)
             pieces.append(
-                {
-                    k: np.stack([online[w][k][i] for w, i in zip(which, idx, strict=True)])
-                    for k in ("state", "action", "contacts")
-                }
+                {k: np.stack([online[w][k][i] for w, i in zip(which, idx, strict=True)]) for k in self.keys}
             )
         return {
             k: torch.from_numpy(np.concatenate([np.asarray(p[k], np.float32) for p in pieces]))
-            for k in ("state", "action", "contacts")
+            for k in self.keys
         }
 
     def collected_tensors(self) -> dict[str, torch.Tensor]:
         """The rows added online with each trajectory's length, as tensors (a resumable loop saves them
         with `torch.save` and reads them back with `weights_only=True`)."""
-        keys = ("state", "action", "contacts")
         out = {"lengths": torch.tensor([len(p["state"]) for p in self._parts], dtype=torch.int64)}
-        for k in keys:
+        for k in self.keys:
             out[k] = (
                 torch.from_numpy(np.concatenate([p[k] for p in self._parts]))
                 if self._parts
@@ -79,6 +84,8 @@ class ReplayBuffer:
 
     def add_collected(self, tensors: dict[str, torch.Tensor]) -> None:
         """Add back what `collected_tensors` returned, trajectory by trajectory."""
+        if missing := [k for k in self.keys if k not in tensors]:
+            raise ValueError(f"the saved rows lack {missing}, which this buffer keeps")
         ends = np.cumsum(tensors["lengths"].numpy())
         for start, end in zip(np.concatenate([[0], ends[:-1]]), ends, strict=True):
-            self.add(*(tensors[k][start:end].numpy() for k in ("state", "action", "contacts")))
+            self.add(*(tensors[k][start:end].numpy() for k in self.keys))

@@ -70,7 +70,13 @@ class _BatchLoss(nn.Module):
         super().__init__()
         self.model, self.cfg = model, cfg
 
-    def forward(self, state: torch.Tensor, action: torch.Tensor, contacts: torch.Tensor) -> dict:
+    def forward(
+        self,
+        state: torch.Tensor,
+        action: torch.Tensor,
+        contacts: torch.Tensor,
+        context: torch.Tensor | None = None,
+    ) -> dict:
         model, cfg = self.model, self.cfg
         # the Jacobian penalty differentiates twice, which cuDNN's fused GRU cannot
         with torch.backends.cudnn.flags(enabled=cfg.jacobian_weight <= 0):
@@ -85,6 +91,7 @@ class _BatchLoss(nn.Module):
                 latent_noise=cfg.latent_noise,
                 jacobian_weight=cfg.jacobian_weight,
                 history_grad_steps=cfg.history_grad_steps,
+                context_n=None if context is None else model.normalizer.context(context[:, 0]),
             )
 
 
@@ -126,11 +133,12 @@ class WorldModelLearner:
         return self.optimizer.param_groups[0]["lr"]
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One step on (B, window, .) physical-unit windows of state, action and contacts (moved to
-        the model's device here)."""
+        """One step on (B, window, .) physical-unit windows of state, action and contacts, and of
+        the robots' parameters for a model that takes them (moved to the model's device here)."""
         self.model.train()
-        on = {k: batch[k].to(self.device, non_blocking=True) for k in ("state", "action", "contacts")}
-        losses = self._loss(on["state"], on["action"], on["contacts"])
+        keys = ("state", "action", "contacts", *(("context",) if self.model.context_dim else ()))
+        on = {k: batch[k].to(self.device, non_blocking=True) for k in keys}
+        losses = self._loss(*on.values())
         self.optimizer.zero_grad()
         losses["total"].backward()
         self.optimizer.step()
