@@ -235,7 +235,7 @@ def test_a_family_dataset_carries_each_robots_parameters(tmp_path: Path) -> None
     """Collected with randomization, every row carries its robot's parameters: the same along a
     trajectory (a reset robot's closing row keeps its own), inside the training ranges, a new robot
     after each reset; windows and trajectories return them. A nominal dataset has none."""
-    from rwm.sim.variants import CONTEXT_FIELDS, TRAINING_RANGES
+    from rwm.sim.variants import ROBOT_PARAM_FIELDS, TRAINING_RANGES
 
     collect_dataset(
         tmp_path / "family",
@@ -248,45 +248,45 @@ def test_a_family_dataset_carries_each_robots_parameters(tmp_path: Path) -> None
         randomization=TRAINING_RANGES,
     )
     ds = ArrayDataset(tmp_path / "family")
-    assert ds.context is not None and ds.context.shape == (len(ds), len(CONTEXT_FIELDS))
-    contexts = np.array([t.context[0] for t in ds.trajectories()])
+    assert ds.robot_params is not None and ds.robot_params.shape == (len(ds), len(ROBOT_PARAM_FIELDS))
+    robot_params = np.array([t.robot_params[0] for t in ds.trajectories()])
     for t in ds.trajectories():
-        assert (t.context == t.context[0]).all(), "one trajectory is one robot"
-    assert len(np.unique(contexts, axis=0)) == ds.num_trajectories == 3 * 3, "a new robot at every reset"
-    payload, friction, delay = contexts[:, 0], contexts[:, 3], contexts[:, 7]
+        assert (t.robot_params == t.robot_params[0]).all(), "one trajectory is one robot"
+    assert len(np.unique(robot_params, axis=0)) == ds.num_trajectories == 3 * 3, "a new robot at every reset"
+    payload, friction, delay = robot_params[:, 0], robot_params[:, 3], robot_params[:, 7]
     assert (
         (payload >= 0).all() and (payload <= 20).all() and (friction >= 0.3).all() and (friction <= 1.2).all()
     )
     assert (delay == np.round(delay)).all() and (delay <= C.DECIMATION).all()
     batch = ds.gather(ds.windows(4)[:5], 4)
-    assert batch["context"].shape == (5, 4, len(CONTEXT_FIELDS))
-    np.testing.assert_array_equal(batch["context"][0, 0], contexts[0])
+    assert batch["robot_params"].shape == (5, 4, len(ROBOT_PARAM_FIELDS))
+    np.testing.assert_array_equal(batch["robot_params"][0, 0], robot_params[0])
 
     collect_dataset(tmp_path / "nominal", steps=5, num_envs=2, controller="perturb", num_threads=1)
-    assert ArrayDataset(tmp_path / "nominal").context is None
+    assert ArrayDataset(tmp_path / "nominal").robot_params is None
 
 
-def test_context_must_match_the_dataset_and_merges_only_with_its_kind(
+def test_robot_parameters_must_match_the_dataset_and_merges_only_with_its_kind(
     tmp_path: Path, trajectories: list[Trajectory]
 ) -> None:
-    with_context = [
-        dataclasses.replace(t, context=np.full((len(t), 8), i, np.float32))
+    with_params = [
+        dataclasses.replace(t, robot_params=np.full((len(t), 8), i, np.float32))
         for i, t in enumerate(trajectories)
     ]
-    with ArrayDatasetWriter(tmp_path / "ctx", context=True) as writer:
+    with ArrayDatasetWriter(tmp_path / "ctx", with_robot_params=True) as writer:
         with pytest.raises(ValueError, match="has none"):
             writer.add_trajectory(trajectories[0])
-        for t in with_context:
+        for t in with_params:
             writer.add_trajectory(t)
     with ArrayDatasetWriter(tmp_path / "plain") as writer, pytest.raises(ValueError, match="stores none"):
-        writer.add_trajectory(with_context[0])
+        writer.add_trajectory(with_params[0])
     with pytest.raises(ValueError, match="same on every row"):
-        varying = with_context[0].context.copy()
+        varying = with_params[0].robot_params.copy()
         varying[-1] += 1
-        dataclasses.replace(with_context[0], context=varying)
+        dataclasses.replace(with_params[0], robot_params=varying)
     write(tmp_path / "plain2", trajectories)
     merge_datasets([tmp_path / "ctx", tmp_path / "ctx"], tmp_path / "both")
     merged = ArrayDataset(tmp_path / "both")
-    np.testing.assert_array_equal(merged.trajectory(4).context, with_context[1].context)
+    np.testing.assert_array_equal(merged.trajectory(4).robot_params, with_params[1].robot_params)
     with pytest.raises(ValueError, match="do not merge"):
         merge_datasets([tmp_path / "ctx", tmp_path / "plain2"], tmp_path / "mixed")

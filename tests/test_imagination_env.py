@@ -93,8 +93,8 @@ def test_a_predicted_knee_contact_ends_the_episode_with_the_penalty() -> None:
     model.normalizer.fit(states.reshape(-1, 45), actions.reshape(-1, 12))
     step = model.step_members
 
-    def knee_down(state, action, hidden, context_n):
-        means, stds, logits, hidden = step(state, action, hidden, context_n)
+    def knee_down(state, action, hidden, params_n):
+        means, stds, logits, hidden = step(state, action, hidden, params_n)
         logits = logits.clone()
         logits[:, C.KNEE_CONTACTS] = -30.0
         logits[0, 0] = 30.0  # robot 0: left-front knee surely on the ground
@@ -260,8 +260,8 @@ def test_each_imagined_robot_steps_on_its_own_member_when_asked() -> None:
     model.normalizer.fit(states.reshape(-1, 45), actions.reshape(-1, 12))
     step = model.step_members
 
-    def members_apart(state, action, hidden, context_n):
-        means, stds, logits, hidden = step(state, action, hidden, context_n)
+    def members_apart(state, action, hidden, params_n):
+        means, stds, logits, hidden = step(state, action, hidden, params_n)
         offsets = torch.tensor([-0.3, 0.0, 0.6])[:, None, None]  # member k: its own step, in std units
         return state[None] + offsets, stds * 0.0, logits, hidden
 
@@ -297,23 +297,37 @@ def test_each_imagined_robot_steps_on_its_own_member_when_asked() -> None:
 
 def test_each_imagined_robot_is_told_the_parameters_of_the_robot_it_started_from() -> None:
     """For a model given the robots' parameters, an imagined robot steps with those of the real robot
-    whose history it read, and keeps them until its reset; a buffer without them is refused."""
+    whose history it read (upright starts drawn by rejection included) and keeps them until its
+    reset, which gives it the next history's; a buffer without them is refused."""
     states, actions, _, contacts, _, _ = _replay(n=4)
     n, steps = states.shape[:2]
     params = np.stack([np.full((steps, 8), 1.0 + i, np.float32) for i in range(n)])
-    model = build_world_model("rwm", {"hidden_size": 32, "head_hidden": 16, "context_dim": 8})
+    model = build_world_model("rwm", {"hidden_size": 32, "head_hidden": 16, "robot_param_dim": 8})
     model.normalizer.fit(states.reshape(-1, 45), actions.reshape(-1, 12), params.reshape(-1, 8))
-    buffer = ReplayBuffer(context=True)
+    buffer = ReplayBuffer(with_robot_params=True)
     for i in range(n):
         buffer.add(states[i], actions[i], contacts[i], params[i])
-    cfg = ImaginationConfig(num_envs=16, history=8, episode_steps=50, max_tilt_gravity_z=2.0)
-    cfg = replace(cfg, knee_contact_terminates=False)
+    cfg = ImaginationConfig(
+        num_envs=16,
+        history=8,
+        episode_steps=50,
+        max_tilt_gravity_z=2.0,
+        knee_contact_terminates=False,
+        start_max_tilt_deg=30.0,
+    )
     env = ImaginationEnv(model, buffer, cfg)
     stored = states.astype(np.float32)
-    source = [int(np.flatnonzero((stored == s.numpy()).all(-1).any(-1))[0]) for s in env.state]
-    told = model.normalizer.context(torch.from_numpy(params[source, 0]))
-    assert len(set(source)) > 1 and torch.allclose(env.context_n, told)
+
+    def told(last_states: torch.Tensor) -> torch.Tensor:
+        """The normalized parameters of the trajectories these start states were read from."""
+        source = [int(np.flatnonzero((stored == s.numpy()).all(-1).any(-1))[0]) for s in last_states]
+        return model.normalizer.robot_params(torch.from_numpy(params[source, 0]))
+
+    assert torch.allclose(env.params_n, told(env.state)) and len(env.params_n.unique(dim=0)) > 1
+    before = env.params_n.clone()
+    env.episode_length_buf[:8] = cfg.episode_steps - 1  # these eight time out on the next step
     env.step(torch.zeros(16, 12))
-    assert torch.allclose(env.context_n, told), "no robot was reset within 50 steps"
+    assert torch.equal(env.params_n[8:], before[8:]), "the others keep theirs"
+    assert torch.allclose(env.params_n[:8], told(env.state[:8])), "a reset robot gets its new history's"
     with pytest.raises(ValueError, match="keeps none"):
         ImaginationEnv(model, _buffer(states, actions, contacts), cfg)

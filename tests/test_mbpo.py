@@ -115,7 +115,7 @@ def test_the_buffer_keeps_each_rows_robot_parameters_through_sampling_and_resume
     from rwm.storage.replay_buffer import ReplayBuffer
 
     rng = np.random.default_rng(0)
-    buffer = ReplayBuffer(seed=1, context=True)
+    buffer = ReplayBuffer(seed=1, with_robot_params=True)
     for i in range(3):
         states = rng.normal(size=(20, 45)).astype(np.float32)
         states[:, 0] = i
@@ -123,15 +123,47 @@ def test_the_buffer_keeps_each_rows_robot_parameters_through_sampling_and_resume
     with pytest.raises(ValueError, match="none were given"):
         buffer.add(states, np.zeros((20, 12)), np.zeros((20, 8)))
     batch = buffer.sample(32, 5)
-    assert torch.equal(batch["context"][:, :, 0], batch["state"][:, :, 0]), "a row's own robot"
-    again = ReplayBuffer(seed=1, context=True)
+    assert torch.equal(batch["robot_params"][:, :, 0], batch["state"][:, :, 0]), "a row's own robot"
+    again = ReplayBuffer(seed=1, with_robot_params=True)
     again.add_collected(buffer.collected_tensors())
     saved, restored = buffer.collected_tensors(), again.collected_tensors()
     assert saved.keys() == restored.keys() and all(torch.equal(saved[k], restored[k]) for k in saved)
     plain = ReplayBuffer()
     plain.add(states, np.zeros((20, 12)), np.zeros((20, 8)))
     with pytest.raises(ValueError, match="lack"):
-        ReplayBuffer(context=True).add_collected(plain.collected_tensors())
+        ReplayBuffer(with_robot_params=True).add_collected(plain.collected_tensors())
+
+
+def test_real_collection_labels_every_row_with_its_own_robot():
+    """Robots reset every 0.2 s: each collected piece holds one robot's parameters, read before the
+    step that may reset it, and a reset brings a new robot."""
+    from rwm.runners.mbpo import collect_real
+    from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig
+    from rwm.sim.variants import TRAINING_RANGES
+    from rwm.storage.replay_buffer import ReplayBuffer
+
+    env = BatchedAnymalEnv(
+        EnvConfig(num_envs=3, seed=5, num_threads=1, episode_length_s=0.2, randomization=TRAINING_RANGES)
+    )
+    drawn = [env.robot_params.copy()]
+    step = env.step
+
+    def step_and_remember(targets):
+        out = step(targets)
+        drawn.append(env.robot_params.copy())
+        return out
+
+    env.step = step_and_remember
+    buffer = ReplayBuffer(with_robot_params=True)
+    pieces = collect_real(env, lambda obs: np.zeros((len(obs), 12)), 25, buffer)
+    env.close()
+    firsts = np.array([p["robot_params"][0] for p in pieces])
+    assert len(pieces) == 9 and len(np.unique(firsts, axis=0)) == 9, "three robots each, reset every 10 steps"
+    assert all((p["robot_params"] == p["robot_params"][0]).all() for p in pieces)
+    for j in range(3):  # flushed at steps 10 and 20 (the resets) and at the end
+        for i in range(3):
+            np.testing.assert_array_equal(pieces[3 * j + i]["robot_params"][0], drawn[10 * j][i])
+    assert buffer.collected_rows == 3 * 25
 
 
 def test_a_loop_on_a_model_given_the_robots_parameters_runs_and_resumes(tmp_path):
@@ -150,8 +182,8 @@ def test_a_loop_on_a_model_given_the_robots_parameters_runs_and_resumes(tmp_path
     )
     data = ArrayDataset(tmp_path / "pre")
     torch.manual_seed(0)
-    model = build_world_model("rwm", {"hidden_size": 32, "head_hidden": 16, "context_dim": 8})
-    model.normalizer.fit(data.state, data.action, data.context)
+    model = build_world_model("rwm", {"hidden_size": 32, "head_hidden": 16, "robot_param_dim": 8})
+    model.normalizer.fit(data.state, data.action, data.robot_params)
     save_checkpoint(model, tmp_path / "wm.pt")
     cfg = _small_loop(domain_randomization=True)
     first = train_mbpo(cfg, tmp_path / "wm.pt", tmp_path / "pre", tmp_path / "out")

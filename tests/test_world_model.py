@@ -215,11 +215,11 @@ def test_history_grad_steps_reads_the_burn_in_without_gradients() -> None:
     assert (grad[:, 5:8] != 0).any()
 
 
-def test_a_model_given_the_robots_parameters_reads_them_with_every_step() -> None:
+def test_a_model_given_the_robots_parameters_reads_them_with_every_step(tmp_path) -> None:
     """The parameters change the prediction, reach the GRU's input weights through the loss (with a
     burn-in too), and are required by such a model and refused by any other; it is not exported for
     the robot's monitor, which does not know them."""
-    model = RobotWorldModel(RWMConfig(hidden_size=32, head_hidden=16, context_dim=8))
+    model = RobotWorldModel(RWMConfig(hidden_size=32, head_hidden=16, robot_param_dim=8))
     s, a, contacts = _batch()
     light, heavy = torch.zeros(4, 8), torch.zeros(4, 8)
     heavy[:, 0] = 2.0
@@ -232,7 +232,7 @@ def test_a_model_given_the_robots_parameters_reads_them_with_every_step() -> Non
         RobotWorldModel(SMALL).sequence(s, a, None, heavy)
     for steps in (0, 3):
         loss = world_model_loss(
-            model, s, a, contacts, 6, 4, jacobian_weight=1e-3, history_grad_steps=steps, context_n=heavy
+            model, s, a, contacts, 6, 4, jacobian_weight=1e-3, history_grad_steps=steps, params_n=heavy
         )
         (grad,) = torch.autograd.grad(loss["total"], model.gru.weight_ih_l0)
         assert grad[:, 57:].abs().sum() > 0, "the parameters' input weights learn"
@@ -240,21 +240,53 @@ def test_a_model_given_the_robots_parameters_reads_them_with_every_step() -> Non
     from rwm.export.world_model_onnx import export_world_model
 
     with pytest.raises(ValueError, match="monitor does not know"):
-        export_world_model(model, "unused.onnx", {}, [])
+        export_world_model(model, tmp_path / "wm.onnx", {}, [])
 
 
-def test_context_normalization_is_fitted_and_a_constant_parameter_refused() -> None:
+def test_robot_parameter_normalization_is_fitted_and_a_constant_parameter_refused() -> None:
     rng = np.random.default_rng(0)
     states, actions = rng.normal(size=(100, 45)), rng.normal(size=(100, 12))
-    context = rng.uniform(0, 20, (100, 8))
-    norm = StateActionNormalizer(8).fit(states, actions, context)
-    c_n = norm.context(torch.from_numpy(context).float())
+    robot_params = rng.uniform(0, 20, (100, 8))
+    norm = StateActionNormalizer(8).fit(states, actions, robot_params)
+    c_n = norm.robot_params(torch.from_numpy(robot_params).float())
     assert torch.allclose(c_n.mean(0), torch.zeros(8), atol=1e-5) and torch.allclose(
         c_n.std(0, unbiased=False), torch.ones(8), atol=1e-4
     )
-    context[:, 3] = 1.0
+    robot_params[:, 3] = 1.0
     with pytest.raises(ValueError, match="same in all the data"):
-        StateActionNormalizer(8).fit(states, actions, context)
-    with pytest.raises(ValueError, match="0 context dimensions"):
-        StateActionNormalizer().fit(states, actions, context)
-    assert "context_mean" not in StateActionNormalizer().state_dict(), "plain checkpoints load as before"
+        StateActionNormalizer(8).fit(states, actions, robot_params)
+    with pytest.raises(ValueError, match="0 robot-parameter dimensions"):
+        StateActionNormalizer().fit(states, actions, robot_params)
+    assert "robot_params_mean" not in StateActionNormalizer().state_dict(), "plain checkpoints load as before"
+
+
+def test_plain_and_robot_parameter_checkpoints_load_strictly_and_only_the_plain_one_for_bags(
+    tmp_path,
+) -> None:
+    from rwm.models.factory import load_checkpoint, load_robot_checkpoint, save_checkpoint
+
+    load_robot_checkpoint("models/anymal_d_rwm.pt")  # shipped before the option existed
+    for dim in (0, 8):
+        save_checkpoint(
+            RobotWorldModel(RWMConfig(hidden_size=32, head_hidden=16, robot_param_dim=dim)),
+            tmp_path / f"{dim}.pt",
+        )
+        assert load_checkpoint(tmp_path / f"{dim}.pt")[0].robot_param_dim == dim
+    with pytest.raises(ValueError, match="bags do not carry"):
+        load_robot_checkpoint(tmp_path / "8.pt")
+
+
+def test_the_suite_scores_an_ensemble_given_the_robots_parameters() -> None:
+    from rwm.evaluation.world_model_suite import SuiteConfig, evaluate_world_models
+
+    torch.manual_seed(0)
+    model = RobotWorldModel(RWMConfig(hidden_size=32, head_hidden=16, robot_param_dim=8, ensemble_size=2))
+    s, a, _ = _batch(b=6, t=14)
+    held = {"state": s, "action": a, "robot_params": torch.randn(6, 8)}
+    out = evaluate_world_models({"m": model}, held, SuiteConfig(history=6, noise_levels=(), drift_levels=()))
+    assert (
+        np.isfinite(out["models"]["m"]["mean"])
+        and out["models"]["m"]["uncertainty_calibration"]["members"] == 2
+    )
+    with pytest.raises(ValueError, match="held-out data has none"):
+        evaluate_world_models({"m": model}, {"state": s, "action": a}, SuiteConfig(history=6))

@@ -313,7 +313,11 @@ def _imagine_policy(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     results = compare_with_standing(
-        model, lambda: ReplayBuffer(data, seed=args.seed), OnnxPolicy(args.policy), cfg, args.steps
+        model,
+        lambda: ReplayBuffer(data, seed=args.seed, with_robot_params=model.robot_param_dim > 0),
+        OnnxPolicy(args.policy),
+        cfg,
+        args.steps,
     )
     print(json.dumps({"temperature": args.temperature, "steps": args.steps, **results}, indent=2))
     return 0

@@ -39,15 +39,15 @@ def _train_wm(args: argparse.Namespace) -> int:
     from rwm.data.array_dataset import ArrayDataset
     from rwm.models.factory import load_checkpoint, with_ensemble
     from rwm.runners.world_model import train_world_model
-    from rwm.sim.variants import CONTEXT_DIM
+    from rwm.sim.variants import ROBOT_PARAM_DIM
 
     cfg, init = _wm_config(args, args.arch, args.jacobian_weight), None
     if args.ensemble_size > 1:
         cfg = replace(cfg, model={**cfg.model, "ensemble_size": args.ensemble_size})
-    if args.robot_context:
+    if args.robot_params:
         if args.arch != "rwm" or args.init:
-            raise SystemExit("--robot-context builds a fresh RWM (--arch rwm, no --init)")
-        cfg = replace(cfg, model={**cfg.model, "context_dim": CONTEXT_DIM})
+            raise SystemExit("--robot-params builds a fresh RWM (--arch rwm, no --init)")
+        cfg = replace(cfg, model={**cfg.model, "robot_param_dim": ROBOT_PARAM_DIM})
     if args.init:  # the checkpoint's architecture and normalization, fresh optimizer state
         init, extra = load_checkpoint(args.init)
         trained = extra.get("train_config", {})
@@ -296,7 +296,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="RWM-U: state-head members on the shared GRU (with --init, a trained RWM grows new members)",
     )
     p.add_argument(
-        "--robot-context",
+        "--robot-params",
         action="store_true",
         help="give the model each simulated robot's parameters with every input (a randomized family's "
         "dataset, `collect --domain-randomization`); such a model steps only robots whose parameters "

@@ -7,7 +7,7 @@ directory of flat arrays is faster to write and to read. Layout (format version 
     action.f32     (N, 12) float32      episodes.i64 (T + 1,) int64 row offsets: trajectory i is rows
     contacts.u8    (N, 8) uint8                      episodes[i]:episodes[i + 1]
     start_time.f64 (T,) float64 s       meta.json    dims, dtypes, counts, dt, robot, seed, source
-    context.f32    (N, 8) float32, optional: the simulated robot's parameters (CONTEXT_FIELDS), the
+    robot_params.f32    (N, 8) float32, optional: the simulated robot's parameters (ROBOT_PARAM_FIELDS), the
                    same on every row of a trajectory; datasets of a randomized family carry it
 
 Row t of a trajectory was recorded at start_time + t * dt. A writer streams into a hidden temporary
@@ -29,7 +29,7 @@ import numpy as np
 
 from rwm.data.trajectory import Trajectory
 from rwm.robot import contract as C
-from rwm.sim.variants import CONTEXT_DIM, CONTEXT_FIELDS
+from rwm.sim.variants import ROBOT_PARAM_DIM, ROBOT_PARAM_FIELDS
 
 if TYPE_CHECKING:  # reading datasets imports no MuJoCo
     from rwm.sim.batched_env import BatchedAnymalEnv, StepOutput
@@ -43,7 +43,7 @@ ARRAYS: dict[str, tuple[str, str, int]] = {
     "command": ("command.f32", "<f4", C.COMMAND_DIM),
 }
 """Per-row arrays: file name, dtype, width."""
-CONTEXT = ("context.f32", "<f4", CONTEXT_DIM)
+ROBOT_PARAMS = ("robot_params.f32", "<f4", ROBOT_PARAM_DIM)
 """The optional per-row array of the robot's parameters."""
 EPISODES = ("episodes.i64", "<i8")
 START_TIME = ("start_time.f64", "<f8")
@@ -65,17 +65,19 @@ class DatasetMeta:
 
 
 class ArrayDatasetWriter:
-    """Streams trajectories to disk; nothing appears at `path` until close(). With `context`, every
+    """Streams trajectories to disk; nothing appears at `path` until close(). With `with_robot_params`, every
     trajectory must carry its robot's parameters, and without, none may."""
 
-    def __init__(self, path: str | Path, meta: DatasetMeta = DatasetMeta(), context: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, meta: DatasetMeta = DatasetMeta(), with_robot_params: bool = False
+    ) -> None:
         self.path = Path(path)
         if self.path.exists():
             raise FileExistsError(f"dataset {self.path} already exists; choose a new path or delete it first")
         self.meta = meta
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.tmp-", dir=self.path.parent))
-        self.arrays = {**ARRAYS, "context": CONTEXT} if context else ARRAYS
+        self.arrays = {**ARRAYS, "robot_params": ROBOT_PARAMS} if with_robot_params else ARRAYS
         """The per-row arrays this dataset stores."""
         self._files: dict[str, BinaryIO] = {
             name: open(self.tmp / fname, "wb") for name, (fname, _, _) in self.arrays.items()
@@ -121,10 +123,10 @@ class ArrayDatasetWriter:
                 "trajectory contacts must be 0 or 1 (a bag without /anymal/contacts gives unknown, NaN, "
                 "flags, which an array dataset cannot hold)"
             )
-        if (traj.context is None) == ("context" in self.arrays):
+        if (traj.robot_params is None) == ("robot_params" in self.arrays):
             raise ValueError(
                 "this dataset stores each robot's parameters and the trajectory has none"
-                if traj.context is None
+                if traj.robot_params is None
                 else "the trajectory carries its robot's parameters and this dataset stores none"
             )
         for name, (_, dtype, _) in self.arrays.items():
@@ -145,7 +147,7 @@ class ArrayDatasetWriter:
             "num_rows": self.num_rows,
             "num_trajectories": self.num_trajectories,
             "arrays": {name: {"file": f, "dtype": d, "dim": w} for name, (f, d, w) in self.arrays.items()},
-            **({"context_fields": list(CONTEXT_FIELDS)} if "context" in self.arrays else {}),
+            **({"robot_param_fields": list(ROBOT_PARAM_FIELDS)} if "robot_params" in self.arrays else {}),
             "episodes": {"file": EPISODES[0], "dtype": EPISODES[1]},
             "start_time": {"file": START_TIME[0], "dtype": START_TIME[1]},
         }
@@ -194,19 +196,20 @@ class ArrayDataset:
             arrays[name] = self._map(fname, dtype, (n, dim))
         self.state, self.action = arrays["state"], arrays["action"]
         self.contacts, self.command = arrays["contacts"], arrays["command"]
-        self.context: np.ndarray | None = None
+        self.robot_params: np.ndarray | None = None
         """(N, 8) the robot's parameters per row, or None (a dataset without them)."""
-        if "context" in meta["arrays"]:
-            fname, dtype, dim = CONTEXT
-            stored = meta["arrays"]["context"]
-            if stored != {"file": fname, "dtype": dtype, "dim": dim} or meta.get("context_fields") != list(
-                CONTEXT_FIELDS
-            ):
+        if "robot_params" in meta["arrays"]:
+            fname, dtype, dim = ROBOT_PARAMS
+            stored = meta["arrays"]["robot_params"]
+            if stored != {"file": fname, "dtype": dtype, "dim": dim} or meta.get(
+                "robot_param_fields"
+            ) != list(ROBOT_PARAM_FIELDS):
                 raise ValueError(
-                    f"{meta_path}: context {stored} with fields {meta.get('context_fields')}, expected "
-                    f"file {fname}, dtype {dtype}, fields {list(CONTEXT_FIELDS)}"
+                    f"{meta_path}: robot_params {stored} with fields {meta.get('robot_param_fields')}, "
+                    "expected "
+                    f"file {fname}, dtype {dtype}, fields {list(ROBOT_PARAM_FIELDS)}"
                 )
-            self.context = self._map(fname, dtype, (n, dim))
+            self.robot_params = self._map(fname, dtype, (n, dim))
         self.offsets = np.fromfile(self._checked(EPISODES[0], EPISODES[1], t + 1), dtype=EPISODES[1])
         self.start_time = np.fromfile(self._checked(START_TIME[0], START_TIME[1], t), dtype=START_TIME[1])
         if self.offsets[0] != 0 or self.offsets[-1] != n or (np.diff(self.offsets) <= 0).any():
@@ -248,7 +251,7 @@ class ArrayDataset:
             action=np.array(self.action[a:b]),
             contacts=self.contacts[a:b].astype(np.float32),
             command=np.array(self.command[a:b]),
-            context=None if self.context is None else np.array(self.context[a:b]),
+            robot_params=None if self.robot_params is None else np.array(self.robot_params[a:b]),
         )
 
     def trajectories(self) -> Iterator[Trajectory]:
@@ -269,7 +272,7 @@ class ArrayDataset:
 
     def gather(self, starts: np.ndarray, length: int) -> dict[str, np.ndarray]:
         """Windows as (B, length, dim) float32 arrays of state, action, contacts and command, and
-        of context where the dataset has it."""
+        of the robots' parameters where the dataset has them."""
         rows = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(length)
         out = {
             "state": self.state[rows],
@@ -277,8 +280,8 @@ class ArrayDataset:
             "contacts": self.contacts[rows].astype(np.float32),
             "command": self.command[rows],
         }
-        if self.context is not None:
-            out["context"] = self.context[rows]
+        if self.robot_params is not None:
+            out["robot_params"] = self.robot_params[rows]
         return out
 
 
@@ -295,11 +298,11 @@ def merge_datasets(sources: list[str | Path], out: str | Path) -> dict:
                 f"{shard.path}: robot {shard.meta.robot} at dt {shard.meta.dt}, "
                 f"{shards[0].path}: {first.robot} at {first.dt}; only datasets of one robot and rate merge"
             )
-    with_context = [s.context is not None for s in shards]
-    if any(with_context) and not all(with_context):
+    with_params = [s.robot_params is not None for s in shards]
+    if any(with_params) and not all(with_params):
         raise ValueError(
             "some datasets carry the robots' parameters and some do not "
-            f"({[str(s.path) for s, c in zip(shards, with_context, strict=True) if not c]} do not); "
+            f"({[str(s.path) for s, c in zip(shards, with_params, strict=True) if not c]} do not); "
             "they do not merge"
         )
     meta = DatasetMeta(
@@ -314,7 +317,7 @@ def merge_datasets(sources: list[str | Path], out: str | Path) -> dict:
             ]
         },
     )
-    with ArrayDatasetWriter(out, meta, context=all(with_context)) as writer:
+    with ArrayDatasetWriter(out, meta, with_robot_params=all(with_params)) as writer:
         for shard in shards:
             for traj in shard.trajectories():
                 writer.add_trajectory(traj)
@@ -327,7 +330,7 @@ class BatchedRecorder:
     Row t of a robot holds the state and contacts before step t, the command in force and the
     targets applied. When the robot's episode ends, the state the step reached (before the reset)
     closes its trajectory as a last row; that row repeats the last targets, which the drives hold.
-    A writer with context also gets each robot's parameters, read before the step (a reset draws
+    A writer with robot parameters also gets each robot's parameters, read before the step (a reset draws
     the next robot's).
     """
 
@@ -363,7 +366,7 @@ class BatchedRecorder:
                 action=self._buf["action"][i, :n],
                 contacts=self._buf["contacts"][i, :n],
                 command=self._buf["command"][i, :n],
-                context=self._buf["context"][i, :n] if "context" in self._buf else None,
+                robot_params=self._buf["robot_params"][i, :n] if "robot_params" in self._buf else None,
             )
         )
         self._len[i] = 0
@@ -375,14 +378,16 @@ class BatchedRecorder:
         command: np.ndarray,
         targets: np.ndarray,
         out: StepOutput,
-        context: np.ndarray | None = None,
+        robot_params: np.ndarray | None = None,
     ) -> None:
         """One step of all robots: pre-step state/contacts/command (and robot parameters), the applied
         targets, the step's output."""
+        if (robot_params is None) == ("robot_params" in self._buf):
+            raise ValueError("the robots' parameters must be given exactly when the dataset stores them")
         every = np.arange(self.num_envs)
         rows = {"state": state, "contacts": contacts, "command": command, "action": targets}
-        if "context" in self._buf:
-            rows["context"] = context
+        if robot_params is not None:
+            rows["robot_params"] = robot_params
         self._append(every, rows)
         self._step += 1
         self._last = {
@@ -391,8 +396,8 @@ class BatchedRecorder:
             "command": np.array(command),
             "action": np.array(targets),
         }
-        if "context" in self._buf:
-            self._last["context"] = np.array(context)
+        if robot_params is not None:
+            self._last["robot_params"] = np.array(robot_params)
         done = np.flatnonzero(out.terminated | out.truncated)
         if len(done):
             self._append(done, {k: v[done] for k, v in self._last.items()})
@@ -403,9 +408,9 @@ class BatchedRecorder:
     def step(self, env: BatchedAnymalEnv, targets: np.ndarray) -> StepOutput:
         """Step `env` with `targets` and record the step."""
         state, contacts, command = env.state.copy(), env.contacts.copy(), env.command.copy()
-        context = env.context.copy()
+        robot_params = env.robot_params.copy() if "robot_params" in self._buf else None
         out = env.step(targets)
-        self.record(state, contacts, command, np.asarray(targets), out, context)
+        self.record(state, contacts, command, np.asarray(targets), out, robot_params)
         return out
 
     def finish(self) -> None:

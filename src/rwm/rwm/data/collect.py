@@ -154,8 +154,8 @@ def collect_dataset(
 
     `controller` is a name from rwm.sim.controllers (one instance per robot) or a BatchPolicy;
     `randomization` draws a new robot at every reset (the data of a family of robots, stored with
-    each robot's parameters, `ArrayDataset.context`); `commands`
-    how often the command changes and how often it is zero (a deployed robot also stands).
+    each robot's parameters, `ArrayDataset.robot_params`); `commands` how often the command changes
+    and how often it is zero (a deployed robot also stands).
     Returns transitions, rows, trajectories, falls and wall time.
     """
     cfg = EnvConfig(
@@ -192,7 +192,7 @@ def collect_dataset(
     falls = 0
     start = time.perf_counter()
     try:
-        with ArrayDatasetWriter(out_dir, meta, context=randomization is not None) as writer:
+        with ArrayDatasetWriter(out_dir, meta, with_robot_params=randomization is not None) as writer:
             recorder = BatchedRecorder(writer, num_envs)
             obs = env.observation()
             for _ in range(steps):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rwm.robot import contract as C
-from rwm.sim.variants import CONTEXT_DIM
+from rwm.sim.variants import ROBOT_PARAM_DIM
 
 
 @dataclass
@@ -26,8 +26,8 @@ class Trajectory:
     """(T, 8) float32 contact flags (0/1); NaN where unknown (a robot without /anymal/contacts)."""
     command: np.ndarray
     """(T, 3) float32 velocity command (vx, vy, yaw rate)."""
-    context: np.ndarray | None = None
-    """(T, 8) float32 parameters of the simulated robot (`rwm.sim.variants.CONTEXT_FIELDS`), the same
+    robot_params: np.ndarray | None = None
+    """(T, 8) float32 parameters of the simulated robot (`rwm.sim.variants.ROBOT_PARAM_FIELDS`), the same
     on every row; None where they are unknown (a real robot, a bag)."""
 
     def __post_init__(self) -> None:
@@ -41,14 +41,15 @@ class Trajectory:
             arr = getattr(self, name)
             if arr.shape != (n, dim):
                 raise ValueError(f"Trajectory.{name} must have shape ({n}, {dim}), got {arr.shape}")
-        if self.context is not None:
-            if self.context.shape != (n, CONTEXT_DIM):
+        if self.robot_params is not None:
+            if self.robot_params.shape != (n, ROBOT_PARAM_DIM):
                 raise ValueError(
-                    f"Trajectory.context must have shape ({n}, {CONTEXT_DIM}), got {self.context.shape}"
+                    f"Trajectory.robot_params must have shape ({n}, {ROBOT_PARAM_DIM}), "
+                    f"got {self.robot_params.shape}"
                 )
-            if n and (self.context != self.context[0]).any():
+            if n and (self.robot_params != self.robot_params[0]).any():
                 raise ValueError(
-                    "Trajectory.context must be the same on every row: one trajectory is one robot"
+                    "Trajectory.robot_params must be the same on every row: one trajectory is one robot"
                 )
 
     def __len__(self) -> int:
@@ -61,5 +62,5 @@ class Trajectory:
             self.action[start:stop],
             self.contacts[start:stop],
             self.command[start:stop],
-            None if self.context is None else self.context[start:stop],
+            None if self.robot_params is None else self.robot_params[start:stop],
         )

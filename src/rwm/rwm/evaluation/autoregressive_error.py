@@ -27,13 +27,13 @@ def rollout_trajectories(
     input_noise: float = 0.0,
     latent_noise: LatentNoise | None = None,
     generator: torch.Generator | None = None,
-    context_n: torch.Tensor | None = None,
+    params_n: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Predict states history..T-1 of (B, T, .) normalized trajectories; returns (B, T - history, 45).
 
     `input_noise` adds N(0, sigma^2) to every state and action the model reads (history and fed-back
     predictions alike); `latent_noise` perturbs the latent before every forecast step. The truth it is
-    scored against stays clean. `context_n` (B, context_dim): the robots' parameters, for a model that
+    scored against stays clean. `params_n` (B, robot_param_dim): the robots' parameters, for a model that
     takes them.
     """
     model.eval()
@@ -46,13 +46,13 @@ def rollout_trajectories(
 
     perturb = latent_noise is not None and latent_noise.active and model.has_latent
     seen = noisy(states_n[:, :history])
-    features, hidden = model.features(seen, noisy(actions_n[:, :history]), None, context_n)
+    features, hidden = model.features(seen, noisy(actions_n[:, :history]), None, params_n)
     pred = [model.heads(features[:, -1], seen[:, -1])[0]]
     for t in range(history, states_n.shape[1] - 1):
         if perturb:
             eps = torch.randn(hidden.shape, generator=generator).to(hidden.device)
             hidden = hidden + latent_noise.mu + latent_noise.sigma * eps
-        m, _, _, hidden = model.step(noisy(pred[-1]), noisy(actions_n[:, t]), hidden, context_n)
+        m, _, _, hidden = model.step(noisy(pred[-1]), noisy(actions_n[:, t]), hidden, params_n)
         pred.append(m)
     return torch.stack(pred, 1)
 

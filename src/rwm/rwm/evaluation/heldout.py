@@ -17,10 +17,10 @@ def trajectory_tensors(
     states: Sequence[np.ndarray],
     actions: Sequence[np.ndarray],
     length: int,
-    contexts: Sequence[np.ndarray] | None = None,
+    robot_params: Sequence[np.ndarray] | None = None,
 ) -> dict[str, torch.Tensor] | None:
     """The trajectories of at least `length` rows, cut to `length`: (B, length, .), with each one's
-    (B, 8) robot parameters (first row of its (T, 8) `contexts`) where known; None if there are none."""
+    (B, 8) robot parameters (first row of its (T, 8) `robot_params`) where known; None if there are none."""
     kept = [i for i, s in enumerate(states) if len(s) >= length]
     if not kept:
         return None
@@ -28,16 +28,18 @@ def trajectory_tensors(
         "state": torch.from_numpy(np.stack([states[i][:length] for i in kept]).astype(np.float32)),
         "action": torch.from_numpy(np.stack([actions[i][:length] for i in kept]).astype(np.float32)),
     }
-    if contexts is not None:
-        out["context"] = torch.from_numpy(np.stack([contexts[i][0] for i in kept]).astype(np.float32))
+    if robot_params is not None:
+        out["robot_params"] = torch.from_numpy(
+            np.stack([robot_params[i][0] for i in kept]).astype(np.float32)
+        )
     return out
 
 
 def heldout_tensors(dataset: ArrayDataset, length: int) -> dict[str, torch.Tensor]:
     """Every held-out trajectory of a dataset of at least `length` rows, cut to `length`."""
     trajs = [dataset.trajectory(i) for i in range(dataset.num_trajectories)]
-    contexts = None if dataset.context is None else [t.context for t in trajs]
-    held = trajectory_tensors([t.state for t in trajs], [t.action for t in trajs], length, contexts)
+    robot_params = None if dataset.robot_params is None else [t.robot_params for t in trajs]
+    held = trajectory_tensors([t.state for t in trajs], [t.action for t in trajs], length, robot_params)
     if held is None:
         raise ValueError(f"{dataset.path}: no trajectory of {length} steps")
     return held
@@ -46,14 +48,14 @@ def heldout_tensors(dataset: ArrayDataset, length: int) -> dict[str, torch.Tenso
 def heldout_error(model: WorldModel, held: dict[str, torch.Tensor], history: int) -> dict:
     """Relative AR error of `model` on (B, T, .) physical-unit trajectories (normalized space), after
     `history` true steps; the model is left in eval mode. A model given the robots' parameters reads
-    them from `held["context"]`; any other model ignores them, so both are scored on one set."""
+    them from `held["robot_params"]`; any other model ignores them, so both are scored on one set."""
     s_n = model.normalizer.state(held["state"])
     a_n = model.normalizer.action(held["action"])
-    context_n = None
-    if model.context_dim:
-        if "context" not in held:
+    params_n = None
+    if model.robot_param_dim:
+        if "robot_params" not in held:
             raise ValueError("this world model takes the robots' parameters and the held-out data has none")
-        context_n = model.normalizer.context(held["context"])
+        params_n = model.normalizer.robot_params(held["robot_params"])
     return autoregressive_error(
-        rollout_trajectories(model, s_n, a_n, history, context_n=context_n), s_n, history
+        rollout_trajectories(model, s_n, a_n, history, params_n=params_n), s_n, history
     )

@@ -14,12 +14,17 @@ from rwm.models.base import WorldModel, ensemble_gaussian
 
 @torch.no_grad()
 def uncertainty_calibration(
-    model: WorldModel, states_n: torch.Tensor, actions_n: torch.Tensor, history: int, bins: int = 5
+    model: WorldModel,
+    states_n: torch.Tensor,
+    actions_n: torch.Tensor,
+    history: int,
+    bins: int = 5,
+    params_n: torch.Tensor | None = None,
 ) -> dict:
     """Rank and linear correlation of (spread, error) over every forecast step of every trajectory,
     and the mean error in each quantile bin of the spread (lowest spread first)."""
     model.eval()
-    features, hidden = model.recurrent(states_n[:, :history], actions_n[:, :history])
+    features, hidden = model.features(states_n[:, :history], actions_n[:, :history], None, params_n)
     means, stds, _ = model.member_heads(features[:, -1], states_n[:, history - 1])
     preds, spreads = [], []
     for t in range(history, states_n.shape[1]):
@@ -27,7 +32,7 @@ def uncertainty_calibration(
         preds.append(mean)
         spreads.append(means.std(0, unbiased=False).mean(-1))
         if t + 1 < states_n.shape[1]:
-            means, stds, _, hidden = model.step_members(mean, actions_n[:, t], hidden)
+            means, stds, _, hidden = model.step_members(mean, actions_n[:, t], hidden, params_n)
     error = relative_error(torch.stack(preds, 1), states_n[:, history:]).flatten().numpy()
     spread = torch.stack(spreads, 1).flatten().numpy()
     rank = lambda x: np.argsort(np.argsort(x)).astype(np.float64)  # noqa: E731

@@ -46,10 +46,10 @@ def evaluate_world_models(
 
     Errors are in each model's normalized space (the models of one comparison share the training
     data, hence the statistics); hold-last uses the first model's. A model given the robots'
-    parameters reads them from `heldout["context"]`.
+    parameters reads them from `heldout["robot_params"]`.
     """
     m = cfg.history
-    if any(model.context_dim for model in models.values()) and "context" not in heldout:
+    if any(model.robot_param_dim for model in models.values()) and "robot_params" not in heldout:
         raise ValueError("a world model takes the robots' parameters and the held-out data has none")
     first = next(iter(models.values()))
     s_ref = first.normalizer.state(heldout["state"])
@@ -67,8 +67,8 @@ def evaluate_world_models(
         s_n, a_n = model.normalizer.state(heldout["state"]), model.normalizer.action(heldout["action"])
         g = torch.Generator().manual_seed(cfg.seed)
         latent = LatentNoise(sigma=cfg.drift_sigma, mu=mu) if mu is not None else None
-        context_n = model.normalizer.context(heldout["context"]) if model.context_dim else None
-        pred = rollout_trajectories(model, s_n, a_n, m, sigma or 0.0, latent, g, context_n)
+        params_n = model.normalizer.robot_params(heldout["robot_params"]) if model.robot_param_dim else None
+        pred = rollout_trajectories(model, s_n, a_n, m, sigma or 0.0, latent, g, params_n)
         result = _summary(autoregressive_error(pred, s_n, m))
         entry = out["models"].setdefault(name, {"noise": {}, "latent_drift": {}})
         if sigma is not None:
@@ -78,5 +78,7 @@ def evaluate_world_models(
         else:
             entry.update(result)
             if model.heads_module.members > 1:
-                entry["uncertainty_calibration"] = uncertainty_calibration(model, s_n, a_n, m)
+                entry["uncertainty_calibration"] = uncertainty_calibration(
+                    model, s_n, a_n, m, params_n=params_n
+                )
     return out

@@ -95,10 +95,10 @@ def export_world_model(
     """Write the step graph to `path`, with the anomaly rule calibrated on `validation` (sets of
     (B, T, .) trajectories); returns the max parity error over a 100-step rollout. A model given the
     robots' parameters is refused: the robot's monitor does not know them."""
-    if model.context_dim:
+    if model.robot_param_dim:
         raise ValueError(
             "this world model takes a simulated robot's parameters, which the robot's monitor does not know; "
-            "export a model trained without --robot-context"
+            "export a model trained without --robot-params"
         )
     path = Path(path)
     anomaly = calibrate_threshold([validation_errors(model, v) for v in validation], calibration)

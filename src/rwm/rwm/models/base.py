@@ -84,13 +84,14 @@ class WorldModel(nn.Module):
     has_latent: bool = False
     """True when `hidden` is a learned latent state (GRU), the object of latent noise and Jacobian
     regularization; False when it is only a buffer of past inputs."""
-    context_dim: int = 0
-    """Parameters of the robot the model is given with every input (`rwm.sim.variants.CONTEXT_FIELDS`,
-    normalized); 0: the model knows the robot only from the history it reads."""
 
-    def __init__(self) -> None:
+    def __init__(self, robot_param_dim: int = 0) -> None:
         super().__init__()
-        self.normalizer = StateActionNormalizer()
+        self.robot_param_dim = robot_param_dim
+        """Parameters of the robot the model is given with every input
+        (`rwm.sim.variants.ROBOT_PARAM_FIELDS`, normalized); 0: the model knows the robot only from
+        the history it reads."""
+        self.normalizer = StateActionNormalizer(robot_param_dim)
         self.heads_module: GaussianHeads
 
     @property
@@ -104,7 +105,8 @@ class WorldModel(nn.Module):
     def recurrent(
         self, state_n: torch.Tensor, action_n: torch.Tensor, hidden: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, F) features for (B, T, .) inputs, and the hidden after the last step."""
+        """(B, T, F) features for (B, T, .) inputs, and the hidden after the last step: each model's
+        own; callers use `features`, which checks the robot parameters."""
         raise NotImplementedError
 
     def features(
@@ -112,22 +114,22 @@ class WorldModel(nn.Module):
         state_n: torch.Tensor,
         action_n: torch.Tensor,
         hidden: torch.Tensor | None = None,
-        context_n: torch.Tensor | None = None,
+        params_n: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`recurrent`, given the (B, context_dim) normalized parameters of each robot when the model
+        """`recurrent`, given the (B, robot_param_dim) normalized parameters of each robot when the model
         takes them: a model of the family is refused without them, any other with them."""
-        if (context_n is None) != (self.context_dim == 0):
+        if (params_n is None) != (self.robot_param_dim == 0):
             raise ValueError(
-                f"this world model takes {self.context_dim} robot parameters per input; "
+                f"this world model takes {self.robot_param_dim} robot parameters per input; "
                 + (
                     "none were given (it needs a simulated robot's parameters)"
-                    if context_n is None
+                    if params_n is None
                     else "some were given"
                 )
             )
-        if context_n is None:
+        if params_n is None:
             return self.recurrent(state_n, action_n, hidden)
-        return self.recurrent(state_n, action_n, hidden, context_n)
+        return self.recurrent(state_n, action_n, hidden, params_n)
 
     def heads(self, features: torch.Tensor, state_n: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(mean, std, contact logits) of the next normalized state."""
@@ -142,10 +144,10 @@ class WorldModel(nn.Module):
         state_n: torch.Tensor,
         action_n: torch.Tensor,
         hidden: torch.Tensor,
-        context_n: torch.Tensor | None = None,
+        params_n: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """`step` with each member's prediction: ((K, B, 45) means, stds, contact logits, hidden)."""
-        features, hidden = self.features(state_n[:, None], action_n[:, None], hidden, context_n)
+        features, hidden = self.features(state_n[:, None], action_n[:, None], hidden, params_n)
         means, stds, contact = self.member_heads(features[:, -1], state_n)
         return means, stds, contact, hidden
 
@@ -154,10 +156,10 @@ class WorldModel(nn.Module):
         state_n: torch.Tensor,
         action_n: torch.Tensor,
         hidden: torch.Tensor | None = None,
-        context_n: torch.Tensor | None = None,
+        params_n: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher-forced pass: predictions for every next step and the last hidden."""
-        features, hidden = self.features(state_n, action_n, hidden, context_n)
+        features, hidden = self.features(state_n, action_n, hidden, params_n)
         mean, std, contact = self.heads(features, state_n)
         return mean, std, contact, hidden
 
@@ -166,10 +168,10 @@ class WorldModel(nn.Module):
         state_n: torch.Tensor,
         action_n: torch.Tensor,
         hidden: torch.Tensor,
-        context_n: torch.Tensor | None = None,
+        params_n: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One step for (B, .) inputs: (mean, std, contact logits, hidden)."""
-        features, hidden = self.features(state_n[:, None], action_n[:, None], hidden, context_n)
+        features, hidden = self.features(state_n[:, None], action_n[:, None], hidden, params_n)
         mean, std, contact = self.heads(features[:, -1], state_n)
         return mean, std, contact, hidden
 

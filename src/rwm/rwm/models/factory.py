@@ -57,6 +57,18 @@ def load_checkpoint(path: str | Path) -> tuple[WorldModel, dict[str, Any]]:
     return model, {k: v for k, v in ckpt.items() if k not in ("model", "config", "arch")}
 
 
+def load_robot_checkpoint(path: str | Path) -> tuple[WorldModel, dict[str, Any]]:
+    """`load_checkpoint` for work on a robot's own data (bags), which carries no simulated robot's
+    parameters: a model that needs them is refused before any work."""
+    model, extra = load_checkpoint(path)
+    if model.robot_param_dim:
+        raise ValueError(
+            f"{path} takes each simulated robot's parameters, which a robot's bags do not carry; "
+            "use a model trained without --robot-params"
+        )
+    return model, extra
+
+
 def with_ensemble(model: WorldModel, members: int, perturbation: float = 0.1, seed: int = 0) -> WorldModel:
     """`model` grown to an ensemble of `members` state heads (RWM-U): its weights, normalization and
     first member kept, each new member a copy of the first with every weight perturbed by Gaussian

@@ -14,14 +14,15 @@ MIN_STD = 1e-3
 
 class StateActionNormalizer(nn.Module):
     """x_n = (x - mean) / std for the 45-d state and 12-d action, and for the robot's parameters of a
-    model given them (`context_dim` > 0); buffers travel in the checkpoint."""
+    model given them (`robot_param_dim` > 0); buffers travel in the checkpoint."""
 
-    def __init__(self, context_dim: int = 0) -> None:
+    def __init__(self, robot_param_dim: int = 0) -> None:
         super().__init__()
-        self.context_dim = context_dim
-        if context_dim:
-            self.register_buffer("context_mean", torch.zeros(context_dim))
-            self.register_buffer("context_std", torch.ones(context_dim))
+        self.robot_param_dim = robot_param_dim
+        """Width of the robot parameters normalized here (0: none, no buffers for them)."""
+        if robot_param_dim:
+            self.register_buffer("robot_params_mean", torch.zeros(robot_param_dim))
+            self.register_buffer("robot_params_std", torch.ones(robot_param_dim))
         self.register_buffer("state_mean", torch.zeros(C.STATE_DIM))
         self.register_buffer("state_std", torch.ones(C.STATE_DIM))
         self.register_buffer("action_mean", torch.zeros(C.ACTION_DIM))
@@ -29,23 +30,23 @@ class StateActionNormalizer(nn.Module):
 
     @torch.no_grad()
     def fit(
-        self, states: np.ndarray, actions: np.ndarray, context: np.ndarray | None = None
+        self, states: np.ndarray, actions: np.ndarray, robot_params: np.ndarray | None = None
     ) -> StateActionNormalizer:
         """Set the statistics from (N, 45) states, (N, 12) actions and, for a model given the robot's
-        parameters, (N, context_dim) of them (a parameter that never varies is refused: the data
+        parameters, (N, robot_param_dim) of them (a parameter that never varies is refused: the data
         cannot teach what it does)."""
-        if (context is None) != (self.context_dim == 0):
+        if (robot_params is None) != (self.robot_param_dim == 0):
             raise ValueError(
-                f"the normalizer has {self.context_dim} context dimensions; "
-                f"robot parameters given: {context is not None}"
+                f"the normalizer has {self.robot_param_dim} robot-parameter dimensions; "
+                f"robot parameters given: {robot_params is not None}"
             )
         pairs = [("state", states), ("action", actions)]
-        if context is not None:
-            if (np.ptp(context, axis=0) == 0).any():
+        if robot_params is not None:
+            if (np.ptp(robot_params, axis=0) == 0).any():
                 raise ValueError(
                     "a robot parameter is the same in all the data: train on a randomized family"
                 )
-            pairs.append(("context", context))
+            pairs.append(("robot_params", robot_params))
         for name, x in pairs:
             x = np.asarray(x, dtype=np.float64)
             getattr(self, f"{name}_mean").copy_(torch.from_numpy(x.mean(0)))
@@ -58,8 +59,8 @@ class StateActionNormalizer(nn.Module):
     def action(self, a: torch.Tensor) -> torch.Tensor:
         return (a - self.action_mean) / self.action_std
 
-    def context(self, c: torch.Tensor) -> torch.Tensor:
-        return (c - self.context_mean) / self.context_std
+    def robot_params(self, c: torch.Tensor) -> torch.Tensor:
+        return (c - self.robot_params_mean) / self.robot_params_std
 
     def state_inverse(self, s_n: torch.Tensor) -> torch.Tensor:
         return s_n * self.state_std + self.state_mean

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from rwm.models.base import INPUT_DIM, GaussianHeads, WorldModel
-from rwm.models.normalization import StateActionNormalizer
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ class RWMConfig:
     max_std: float = 5.0
     ensemble_size: int = 1
     """State-head members (RWM-U); 1 is the paper's RWM."""
-    context_dim: int = 0
+    robot_param_dim: int = 0
     """Robot parameters appended to every GRU input (a model of a simulated family told which robot
     it steps); 0 is the paper's RWM, which infers the robot from its history."""
 
@@ -39,11 +38,9 @@ class RobotWorldModel(WorldModel):
     has_latent = True
 
     def __init__(self, cfg: RWMConfig = RWMConfig()) -> None:
-        super().__init__()
+        super().__init__(cfg.robot_param_dim)
         self.cfg = cfg
-        self.context_dim = cfg.context_dim
-        self.normalizer = StateActionNormalizer(cfg.context_dim)
-        self.gru = nn.GRU(INPUT_DIM + cfg.context_dim, cfg.hidden_size, cfg.num_layers, batch_first=True)
+        self.gru = nn.GRU(INPUT_DIM + cfg.robot_param_dim, cfg.hidden_size, cfg.num_layers, batch_first=True)
         self.heads_module = GaussianHeads(
             cfg.hidden_size, cfg.head_hidden, cfg.min_std, cfg.max_std, cfg.ensemble_size
         )
@@ -57,13 +54,13 @@ class RobotWorldModel(WorldModel):
         state_n: torch.Tensor,
         action_n: torch.Tensor,
         hidden: torch.Tensor | None = None,
-        context_n: torch.Tensor | None = None,
+        params_n: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """GRU features for (B, T, .) inputs and the last hidden state (the inner autoregression);
-        a model of the family reads its (B, context_dim) robot parameters with every step."""
+        a model of the family reads its (B, robot_param_dim) robot parameters with every step."""
         if hidden is None:
             hidden = self.initial_hidden(state_n.shape[0]).to(state_n)
         inputs = [state_n, action_n]
-        if context_n is not None:
-            inputs.append(context_n[:, None].expand(-1, state_n.shape[1], -1))
+        if params_n is not None:
+            inputs.append(params_n[:, None].expand(-1, state_n.shape[1], -1))
         return self.gru(torch.cat(inputs, -1), hidden)

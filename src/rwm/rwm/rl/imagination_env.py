@@ -122,10 +122,10 @@ class ImaginationEnv(VecEnv):
         self.command = torch.zeros(n, C.COMMAND_DIM, device=dev)
         self.air_time = torch.zeros(n, 4, device=dev)
         self.hidden = model.initial_hidden(n)
-        self.context_n = torch.zeros(n, model.context_dim, device=dev) if model.context_dim else None
+        self.params_n = torch.zeros(n, model.robot_param_dim, device=dev) if model.robot_param_dim else None
         """Each imagined robot's normalized parameters, for a model that takes them: those of the
         real robot whose history it started from."""
-        if model.context_dim and "context" not in buffer.keys:
+        if model.robot_param_dim and "robot_params" not in buffer.keys:
             raise ValueError("the world model takes the robots' parameters and the replay buffer keeps none")
         self.member = torch.zeros(n, dtype=torch.long, device=dev)
         """The ensemble member each imagined robot steps on (`member_per_robot`)."""
@@ -148,12 +148,12 @@ class ImaginationEnv(VecEnv):
         window = self._start_windows(len(ids))
         states, actions = window["state"].to(self.device), window["action"].to(self.device)
         norm = self.model.normalizer
-        context_n = None
-        if self.context_n is not None:
-            context_n = norm.context(window["context"][:, 0].to(self.device))
-            self.context_n[ids] = context_n
+        params_n = None
+        if self.params_n is not None:
+            params_n = norm.robot_params(window["robot_params"][:, 0].to(self.device))
+            self.params_n[ids] = params_n
         _, hidden = self.model.features(
-            norm.state(states[:, :-1]), norm.action(actions[:, :-1]), None, context_n
+            norm.state(states[:, :-1]), norm.action(actions[:, :-1]), None, params_n
         )
         self._set_hidden(ids, hidden)
         self.state[ids] = states[:, -1]
@@ -212,7 +212,7 @@ class ImaginationEnv(VecEnv):
         targets = raw_to_targets(actions.to(self.device))
         norm = self.model.normalizer
         means, stds, logits, self.hidden = self.model.step_members(
-            norm.state(self.state), norm.action(targets), self.hidden, self.context_n
+            norm.state(self.state), norm.action(targets), self.hidden, self.params_n
         )
         if self.cfg.member_per_robot:
             mean, std = means[self.member, self._rows], stds[self.member, self._rows]

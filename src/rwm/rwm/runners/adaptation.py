@@ -32,7 +32,7 @@ from rwm.data.bag_loader import load_bags
 from rwm.evaluation.policy_eval import PolicyEvalConfig, evaluate_policy
 from rwm.export.policy_onnx import load_actor_from_onnx
 from rwm.export.runtime import OnnxPolicy
-from rwm.models.factory import load_checkpoint
+from rwm.models.factory import load_robot_checkpoint
 from rwm.rl.imagination_env import ImaginationConfig, ImaginationEnv
 from rwm.runners.mbpo import deterministic_policy
 from rwm.runners.ppo import PPOConfig, TrainConfig, export_runner_policy, runner_config, warm_up_critic
@@ -174,7 +174,7 @@ def adapt_policy(
     if buffer.collected_rows == 0:
         result.reason = f"no trajectory of more than {cfg.imagination.history} steps in the bags: {report}"
         return result
-    model, _ = load_checkpoint(world_model)
+    model, _ = load_robot_checkpoint(world_model)
     model.to(check_device(cfg.device))
     imagination = ImaginationEnv(
         model, buffer, replace(cfg.imagination, uncertainty_penalty=cfg.uncertainty_penalty, seed=cfg.seed)

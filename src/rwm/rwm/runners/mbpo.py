@@ -96,25 +96,30 @@ def collect_real(
     buffer (with each robot's parameters, read before the step that may reset it, when the buffer
     keeps them)."""
     n = env.num_envs
-    rows: list[list[tuple[np.ndarray, ...]]] = [[] for _ in range(n)]
+    rows: list[list[dict[str, np.ndarray]]] = [[] for _ in range(n)]
     pieces: list[dict[str, np.ndarray]] = []
 
     def flush(i: int) -> None:
         if rows[i]:
-            piece = dict(zip(buffer.keys, (np.stack(x) for x in zip(*rows[i], strict=True)), strict=True))
+            piece = {k: np.stack([row[k] for row in rows[i]]) for k in buffer.keys}
             buffer.add(**piece)
             pieces.append(piece)
             rows[i] = []
 
     obs = env.observation()
     for _ in range(steps):
-        state, contacts, context = env.state.copy(), env.contacts.copy(), env.context.copy()
+        state, contacts, robot_params = env.state.copy(), env.contacts.copy(), env.robot_params.copy()
         u = np.asarray(policy(obs.copy()), dtype=np.float64)
         targets = raw_to_targets(u)
         out = env.step(targets)
         for i in range(n):
-            row = {"state": state[i], "action": targets[i], "contacts": contacts[i], "context": context[i]}
-            rows[i].append(tuple(row[k] for k in buffer.keys))
+            row = {
+                "state": state[i],
+                "action": targets[i],
+                "contacts": contacts[i],
+                "robot_params": robot_params[i],
+            }
+            rows[i].append(row)
             if out.terminated[i] or out.truncated[i]:
                 flush(i)
         obs = out.obs
@@ -125,9 +130,9 @@ def collect_real(
 
 def model_error_on(model, pieces: list[dict[str, np.ndarray]], learner: LearnerConfig) -> float | None:
     """Relative AR error over the forecast after the history on newly collected pieces (Fig. 8)."""
-    contexts = [p["context"] for p in pieces] if model.context_dim else None
+    robot_params = [p["robot_params"] for p in pieces] if model.robot_param_dim else None
     held = trajectory_tensors(
-        [p["state"] for p in pieces], [p["action"] for p in pieces], learner.window, contexts
+        [p["state"] for p in pieces], [p["action"] for p in pieces], learner.window, robot_params
     )
     if held is None:
         return None
@@ -208,7 +213,7 @@ def train_mbpo(
     buffer = ReplayBuffer(
         ArrayDataset(pretrain) if pretrain else None,
         seed=cfg.seed + first_iteration,
-        context=model.context_dim > 0,
+        with_robot_params=model.robot_param_dim > 0,
     )
     if resumed:
         model.load_state_dict(resumed["world_model"])

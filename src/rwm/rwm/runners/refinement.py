@@ -33,7 +33,7 @@ from rwm.data.array_dataset import ArrayDataset
 from rwm.data.bag_loader import load_bags
 from rwm.evaluation.heldout import heldout_error, heldout_tensors, trajectory_tensors
 from rwm.export.world_model_onnx import export_world_model
-from rwm.models.factory import load_checkpoint, save_checkpoint
+from rwm.models.factory import load_robot_checkpoint, save_checkpoint
 from rwm.storage.replay_buffer import ReplayBuffer
 from rwm.training.learner import LearnerConfig, WorldModelLearner
 
@@ -128,7 +128,7 @@ def refine_from_bags(
     given); see the module docstring for the checks."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    model, entries = load_checkpoint(checkpoint)
+    model, entries = load_robot_checkpoint(checkpoint)
     learner_cfg = LearnerConfig.from_dict(entries.get("train_config", {}))
     learner_cfg.learning_rate, learner_cfg.lr_schedule = cfg.learning_rate, "constant"
     if cfg.history is not None:

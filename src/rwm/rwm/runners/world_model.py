@@ -103,15 +103,13 @@ def train_world_model(
     out = Path(out_dir)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
+    model = build_world_model(cfg.arch, cfg.model) if init_model is None else init_model
+    for data in (train, heldout):
+        if model.robot_param_dim and data is not None and data.robot_params is None:
+            raise ValueError(f"{data.path} has no robot parameters for a model that takes them")
     if init_model is None:
-        model = build_world_model(cfg.arch, cfg.model)
-        if model.context_dim and train.context is None:
-            raise ValueError(f"{train.path} has no robot parameters for a model that takes them")
-        model.normalizer.fit(train.state, train.action, train.context if model.context_dim else None)
-    else:
-        model = init_model
-    if model.context_dim and heldout is not None and heldout.context is None:
-        raise ValueError(f"{heldout.path} has no robot parameters for a model that takes them")
+        params = train.robot_params if model.robot_param_dim else None
+        model.normalizer.fit(train.state, train.action, params)
     model.to(parallel.device)
     learner = WorldModelLearner(model, cfg.learner, total_updates=cfg.iterations, parallel=parallel)
     parallel.seed(cfg.seed)  # the same model everywhere (seeded above, DDP broadcasts it); own noise

@@ -23,7 +23,7 @@ from rwm.sim.commands import CommandConfig, CommandSampler
 from rwm.sim.dynamics import SensorNoise, VariedRobot
 from rwm.sim.reward import RewardConfig, reward_terms, total_reward
 from rwm.sim.state import FallRule, read_contacts, read_state, states_from_raw
-from rwm.sim.variants import CONTEXT_DIM, OBS_NOISE_STD, RobotVariant, VariantRanges
+from rwm.sim.variants import OBS_NOISE_STD, ROBOT_PARAM_DIM, RobotVariant, VariantRanges
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,8 @@ class BatchedAnymalEnv:
         self.state = np.zeros((n, C.STATE_DIM))
         self.contacts = np.zeros((n, C.CONTACT_DIM))
         self.command = np.zeros((n, C.COMMAND_DIM))
-        self.context = np.zeros((n, CONTEXT_DIM), dtype=np.float32)
-        """Each robot's parameters (`RobotVariant.context`), set at its reset."""
+        self.robot_params = np.zeros((n, ROBOT_PARAM_DIM), dtype=np.float32)
+        """Each robot's parameters (`RobotVariant.robot_params`), set at its reset."""
         self.action = np.tile(C.DEFAULT_JOINT_POS, (n, 1))
         self.prev_action = self.action.copy()
         self.air_time = np.zeros((n, 4))
@@ -153,7 +153,7 @@ class BatchedAnymalEnv:
             d, robot = self.datas[i], self.robots[i]
             if ranges is not None:
                 robot.apply(ranges.sample(self.rng))
-            self.context[i] = robot.variant.context()
+            self.robot_params[i] = robot.variant.robot_params()
             mujoco.mj_resetData(robot.model, d)
             yaw = self.rng.uniform(-np.pi, np.pi)
             d.qpos[2] = r.standing_height

@@ -31,7 +31,7 @@ OBS_NOISE_STD[OBS_JOINT_POS] = 0.01
 OBS_NOISE_STD[OBS_JOINT_VEL] = 1.5
 assert not OBS_NOISE_STD[OBS_COMMAND].any()
 
-CONTEXT_FIELDS = (
+ROBOT_PARAM_FIELDS = (
     "payload_kg",
     "payload_com_x_m",
     "payload_com_y_m",
@@ -41,8 +41,9 @@ CONTEXT_FIELDS = (
     "joint_damping",
     "delay_ticks",
 )
-"""The columns of `RobotVariant.context()`."""
-CONTEXT_DIM = len(CONTEXT_FIELDS)
+"""The columns of `RobotVariant.robot_params()`."""
+ROBOT_PARAM_DIM = len(ROBOT_PARAM_FIELDS)
+"""Width of a robot's parameters, as stored in datasets and given to a world model of the family."""
 
 VARIANTS_FILE = "robot_variants.yaml"
 VARIANTS_ENV = "RWM_ROBOT_VARIANTS"
@@ -88,8 +89,8 @@ class RobotVariant:
     velocity_limit: bool = True
     """Drives lose torque with speed (the contract's 8.5 rad/s); False: an ideal PD."""
 
-    def context(self) -> np.ndarray:
-        """The parameters that change the robot's motion (`CONTEXT_FIELDS`), in physical units: what
+    def robot_params(self) -> np.ndarray:
+        """The parameters that change the robot's motion (`ROBOT_PARAM_FIELDS`), in physical units: what
         a world model of the family is given to tell its robots apart (sensor noise and the velocity
         limit are left out: the first does not move the robot, the second is the same on all)."""
         return np.array(

@@ -1,6 +1,6 @@
 """The replay buffer of MBPO-PPO: a pretraining dataset (memory-mapped) plus trajectories collected
 online, sampled as windows that never cross a trajectory boundary. For a world model given the
-robots' parameters, every row carries its robot's (`context`)."""
+robots' parameters, every row carries its robot's (`robot_params`)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,16 @@ from rwm.data.array_dataset import ArrayDataset
 
 
 class ReplayBuffer:
-    """Real (state, action, contacts[, context]) rows; `sample` draws fixed-length pieces of trajectories."""
+    """Real (state, action, contacts[, robot_params]) rows; `sample` draws fixed-length pieces of
+    trajectories."""
 
-    def __init__(self, base: ArrayDataset | None = None, seed: int = 0, context: bool = False) -> None:
-        if context and base is not None and base.context is None:
+    def __init__(
+        self, base: ArrayDataset | None = None, seed: int = 0, with_robot_params: bool = False
+    ) -> None:
+        if with_robot_params and base is not None and base.robot_params is None:
             raise ValueError(f"{base.path} has no robot parameters for a world model that takes them")
         self.base = base
-        self.keys = ("state", "action", "contacts", *(("context",) if context else ()))
+        self.keys = ("state", "action", "contacts", *(("robot_params",) if with_robot_params else ()))
         """What every row holds."""
         self.rng = np.random.default_rng(seed)
         self._parts: list[dict[str, np.ndarray]] = []
@@ -25,19 +28,25 @@ class ReplayBuffer:
         """Rows added online (real transitions the loop paid for)."""
 
     def add(
-        self, state: np.ndarray, action: np.ndarray, contacts: np.ndarray, context: np.ndarray | None = None
+        self,
+        state: np.ndarray,
+        action: np.ndarray,
+        contacts: np.ndarray,
+        robot_params: np.ndarray | None = None,
     ) -> None:
         """Append one trajectory (T, .) collected online, with its robot's (T, 8) parameters when the
         buffer keeps them."""
-        if (context is None) == ("context" in self.keys):
+        if (robot_params is None) == ("robot_params" in self.keys):
             raise ValueError(
                 "this buffer keeps each robot's parameters and none were given"
-                if context is None
+                if robot_params is None
                 else "robot parameters given to a buffer that keeps none"
             )
-        rows = {"state": state, "action": action, "contacts": contacts, "context": context}
+        rows = {"state": state, "action": action, "contacts": contacts, "robot_params": robot_params}
         if len({len(rows[k]) for k in self.keys}) != 1 or len(state) == 0:
             raise ValueError(f"a trajectory needs equally many (>0) rows of {', '.join(self.keys)}")
+        if robot_params is not None and (robot_params != robot_params[0]).any():
+            raise ValueError("a trajectory's robot parameters must be the same on every row: one robot")
         self._parts.append({k: np.asarray(rows[k], np.float32) for k in self.keys})
         self.collected_rows += len(state)
 

@@ -75,7 +75,7 @@ class _BatchLoss(nn.Module):
         state: torch.Tensor,
         action: torch.Tensor,
         contacts: torch.Tensor,
-        context: torch.Tensor | None = None,
+        robot_params: torch.Tensor | None = None,
     ) -> dict:
         model, cfg = self.model, self.cfg
         # the Jacobian penalty differentiates twice, which cuDNN's fused GRU cannot
@@ -91,7 +91,7 @@ class _BatchLoss(nn.Module):
                 latent_noise=cfg.latent_noise,
                 jacobian_weight=cfg.jacobian_weight,
                 history_grad_steps=cfg.history_grad_steps,
-                context_n=None if context is None else model.normalizer.context(context[:, 0]),
+                params_n=None if robot_params is None else model.normalizer.robot_params(robot_params[:, 0]),
             )
 
 
@@ -136,7 +136,9 @@ class WorldModelLearner:
         """One step on (B, window, .) physical-unit windows of state, action and contacts, and of
         the robots' parameters for a model that takes them (moved to the model's device here)."""
         self.model.train()
-        keys = ("state", "action", "contacts", *(("context",) if self.model.context_dim else ()))
+        keys = ("state", "action", "contacts", *(("robot_params",) if self.model.robot_param_dim else ()))
+        if missing := [k for k in keys if k not in batch]:
+            raise ValueError(f"the batch lacks {missing}, which this world model is trained on")
         on = {k: batch[k].to(self.device, non_blocking=True) for k in keys}
         losses = self._loss(*on.values())
         self.optimizer.zero_grad()

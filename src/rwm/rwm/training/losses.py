@@ -38,12 +38,12 @@ def contact_bce(logits: torch.Tensor, contacts: torch.Tensor, dims: tuple[int, .
 
 
 def _jacobian_on_history(
-    model: WorldModel, states_n: torch.Tensor, actions_n: torch.Tensor, context_n: torch.Tensor | None
+    model: WorldModel, states_n: torch.Tensor, actions_n: torch.Tensor, params_n: torch.Tensor | None
 ) -> torch.Tensor:
     """Jacobian penalty for teacher forcing: the transition out of a mid-window latent."""
     mid = states_n.shape[1] // 2
-    _, hidden = model.features(states_n[:, :mid], actions_n[:, :mid], None, context_n)
-    next_hidden = model.step(states_n[:, mid], actions_n[:, mid], hidden, context_n)[3]
+    _, hidden = model.features(states_n[:, :mid], actions_n[:, :mid], None, params_n)
+    next_hidden = model.step(states_n[:, mid], actions_n[:, mid], hidden, params_n)[3]
     return jacobian_frobenius_sq(next_hidden, hidden)
 
 
@@ -59,21 +59,21 @@ def world_model_loss(
     latent_noise: LatentNoise | None = None,
     jacobian_weight: float = 0.0,
     history_grad_steps: int = 0,
-    context_n: torch.Tensor | None = None,
+    params_n: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Loss terms for (B, history + horizon, .) windows (and (B, context_dim) robot parameters for a
+    """Loss terms for (B, history + horizon, .) windows (and (B, robot_param_dim) robot parameters for a
     model that takes them); 'total' is what is minimized."""
     jacobian = torch.zeros((), device=states_n.device)
     use_jacobian = jacobian_weight > 0 and model.has_latent
     if horizon == 1:
         if history_grad_steps:
             raise ValueError("history_grad_steps needs a forecast (horizon > 1), not teacher forcing")
-        features, _ = model.features(states_n[:, :-1], actions_n[:, :-1], None, context_n)
+        features, _ = model.features(states_n[:, :-1], actions_n[:, :-1], None, params_n)
         member_mean, member_std, logits = model.member_heads(features, states_n[:, :-1])
         state_loss = ensemble_nll(member_mean, member_std, states_n[:, 1:]).mean()
         contact_loss = contact_bce(logits, contacts[:, 1:], (0, 1, 2))
         if use_jacobian:
-            jacobian = _jacobian_on_history(model, states_n, actions_n, context_n)
+            jacobian = _jacobian_on_history(model, states_n, actions_n, params_n)
     else:
         f = forecast(
             model,
@@ -85,7 +85,7 @@ def world_model_loss(
             latent_noise,
             keep_transitions=use_jacobian,
             history_grad_steps=history_grad_steps,
-            context_n=context_n,
+            params_n=params_n,
         )
         target = states_n[:, history : history + horizon]
         weights = decay ** torch.arange(horizon, dtype=states_n.dtype, device=states_n.device)

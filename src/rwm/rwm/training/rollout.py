@@ -38,7 +38,7 @@ def forecast(
     latent_noise: LatentNoise | None = None,
     keep_transitions: bool = False,
     history_grad_steps: int = 0,
-    context_n: torch.Tensor | None = None,
+    params_n: torch.Tensor | None = None,
 ) -> Forecast:
     """Predict states history..history+horizon-1 of (B, history+horizon, .) windows.
 
@@ -47,7 +47,7 @@ def forecast(
     (outer autoregression). `latent_noise` perturbs the latent before each forecast step.
     `history_grad_steps` > 0 reads all but the last that many history steps without gradients (a
     burn-in, as in truncated backpropagation through time); 0 backpropagates through all of them.
-    `context_n` (B, context_dim): each window's robot parameters, for a model that takes them.
+    `params_n` (B, robot_param_dim): each window's robot parameters, for a model that takes them.
     """
     if states_n.shape[1] < history + horizon - 1:
         raise ValueError(f"windows of {states_n.shape[1]} steps are too short for M={history}, N={horizon}")
@@ -56,9 +56,9 @@ def forecast(
     hidden = None
     if burn_in:
         with torch.no_grad():
-            _, hidden = model.features(states_n[:, :burn_in], actions_n[:, :burn_in], None, context_n)
+            _, hidden = model.features(states_n[:, :burn_in], actions_n[:, :burn_in], None, params_n)
     features, hidden = model.features(
-        states_n[:, burn_in:history], actions_n[:, burn_in:history], hidden, context_n
+        states_n[:, burn_in:history], actions_n[:, burn_in:history], hidden, params_n
     )
     m_k, s_k, contact = model.member_heads(
         features[:, -1], states_n[:, history - 1]
@@ -71,7 +71,7 @@ def forecast(
         fed.append(prev)
         if perturb:
             hidden = latent_noise(hidden)
-        m_k, s_k, c, next_hidden = model.step_members(prev, actions_n[:, history + k - 1], hidden, context_n)
+        m_k, s_k, c, next_hidden = model.step_members(prev, actions_n[:, history + k - 1], hidden, params_n)
         if keep_transitions:
             transitions.append((hidden, next_hidden))
         hidden = next_hidden
