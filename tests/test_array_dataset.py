@@ -273,7 +273,7 @@ def test_robot_parameters_must_match_the_dataset_and_merges_only_with_its_kind(
         dataclasses.replace(t, robot_params=np.full((len(t), 8), i, np.float32))
         for i, t in enumerate(trajectories)
     ]
-    with ArrayDatasetWriter(tmp_path / "ctx", with_robot_params=True) as writer:
+    with ArrayDatasetWriter(tmp_path / "params", with_robot_params=True) as writer:
         with pytest.raises(ValueError, match="has none"):
             writer.add_trajectory(trajectories[0])
         for t in with_params:
@@ -285,8 +285,8 @@ def test_robot_parameters_must_match_the_dataset_and_merges_only_with_its_kind(
         varying[-1] += 1
         dataclasses.replace(with_params[0], robot_params=varying)
     write(tmp_path / "plain2", trajectories)
-    merge_datasets([tmp_path / "ctx", tmp_path / "ctx"], tmp_path / "both")
+    merge_datasets([tmp_path / "params", tmp_path / "params"], tmp_path / "both")
     merged = ArrayDataset(tmp_path / "both")
     np.testing.assert_array_equal(merged.trajectory(4).robot_params, with_params[1].robot_params)
     with pytest.raises(ValueError, match="do not merge"):
-        merge_datasets([tmp_path / "ctx", tmp_path / "plain2"], tmp_path / "mixed")
+        merge_datasets([tmp_path / "params", tmp_path / "plain2"], tmp_path / "mixed")

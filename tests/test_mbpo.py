@@ -111,7 +111,7 @@ def test_a_resumed_loop_continues_where_it_stopped(tmp_path):
     assert more["collected_transitions"] == first["collected_transitions"] + 4 * 20
 
 
-def test_the_buffer_keeps_each_rows_robot_parameters_through_sampling_and_resume(tmp_path):
+def test_the_buffer_keeps_each_rows_robot_parameters_through_sampling_and_resume():
     from rwm.storage.replay_buffer import ReplayBuffer
 
     rng = np.random.default_rng(0)

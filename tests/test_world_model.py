@@ -224,7 +224,7 @@ def test_a_model_given_the_robots_parameters_reads_them_with_every_step(tmp_path
     light, heavy = torch.zeros(4, 8), torch.zeros(4, 8)
     heavy[:, 0] = 2.0
     assert not torch.allclose(model.sequence(s, a, None, light)[0], model.sequence(s, a, None, heavy)[0])
-    m, _, _, h = model.step(s[:, 0], a[:, 0], model.initial_hidden(4), heavy)
+    m = model.step(s[:, 0], a[:, 0], model.initial_hidden(4), heavy)[0]
     assert torch.allclose(m, model.sequence(s[:, :1], a[:, :1], None, heavy)[0][:, 0], atol=1e-6)
     with pytest.raises(ValueError, match="none were given"):
         model.sequence(s, a)
