@@ -45,17 +45,23 @@ def heldout_tensors(dataset: ArrayDataset, length: int) -> dict[str, torch.Tenso
     return held
 
 
+def heldout_params_n(model: WorldModel, held: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """The normalized robot parameters of `held` for a model that takes them (refused where the
+    held-out data has none), None for any other model."""
+    if not model.robot_param_dim:
+        return None
+    if "robot_params" not in held:
+        raise ValueError("this world model takes the robots' parameters and the held-out data has none")
+    return model.normalizer.robot_params(held["robot_params"])
+
+
 def heldout_error(model: WorldModel, held: dict[str, torch.Tensor], history: int) -> dict:
     """Relative AR error of `model` on (B, T, .) physical-unit trajectories (normalized space), after
     `history` true steps; the model is left in eval mode. A model given the robots' parameters reads
     them from `held["robot_params"]`; any other model ignores them, so both are scored on one set."""
     s_n = model.normalizer.state(held["state"])
     a_n = model.normalizer.action(held["action"])
-    params_n = None
-    if model.robot_param_dim:
-        if "robot_params" not in held:
-            raise ValueError("this world model takes the robots' parameters and the held-out data has none")
-        params_n = model.normalizer.robot_params(held["robot_params"])
+    params_n = heldout_params_n(model, held)
     return autoregressive_error(
         rollout_trajectories(model, s_n, a_n, history, params_n=params_n), s_n, history
     )

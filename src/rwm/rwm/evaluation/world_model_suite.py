@@ -15,6 +15,7 @@ from rwm.evaluation.autoregressive_error import (
     hold_last_prediction,
     rollout_trajectories,
 )
+from rwm.evaluation.heldout import heldout_params_n
 from rwm.evaluation.uncertainty import uncertainty_calibration
 from rwm.models.base import WorldModel
 from rwm.training.latent_regularization import LatentNoise
@@ -49,8 +50,7 @@ def evaluate_world_models(
     parameters reads them from `heldout["robot_params"]`.
     """
     m = cfg.history
-    if any(model.robot_param_dim for model in models.values()) and "robot_params" not in heldout:
-        raise ValueError("a world model takes the robots' parameters and the held-out data has none")
+    params_n = {name: heldout_params_n(model, heldout) for name, model in models.items()}
     first = next(iter(models.values()))
     s_ref = first.normalizer.state(heldout["state"])
     out: dict = {
@@ -67,8 +67,7 @@ def evaluate_world_models(
         s_n, a_n = model.normalizer.state(heldout["state"]), model.normalizer.action(heldout["action"])
         g = torch.Generator().manual_seed(cfg.seed)
         latent = LatentNoise(sigma=cfg.drift_sigma, mu=mu) if mu is not None else None
-        params_n = model.normalizer.robot_params(heldout["robot_params"]) if model.robot_param_dim else None
-        pred = rollout_trajectories(model, s_n, a_n, m, sigma or 0.0, latent, g, params_n)
+        pred = rollout_trajectories(model, s_n, a_n, m, sigma or 0.0, latent, g, params_n[name])
         result = _summary(autoregressive_error(pred, s_n, m))
         entry = out["models"].setdefault(name, {"noise": {}, "latent_drift": {}})
         if sigma is not None:
@@ -79,6 +78,6 @@ def evaluate_world_models(
             entry.update(result)
             if model.heads_module.members > 1:
                 entry["uncertainty_calibration"] = uncertainty_calibration(
-                    model, s_n, a_n, m, params_n=params_n
+                    model, s_n, a_n, m, params_n=params_n[name]
                 )
     return out

@@ -87,12 +87,15 @@ class WorldModel(nn.Module):
 
     def __init__(self, robot_param_dim: int = 0) -> None:
         super().__init__()
-        self.robot_param_dim = robot_param_dim
+        self.normalizer = StateActionNormalizer(robot_param_dim)
+        self.heads_module: GaussianHeads
+
+    @property
+    def robot_param_dim(self) -> int:
         """Parameters of the robot the model is given with every input
         (`rwm.sim.variants.ROBOT_PARAM_FIELDS`, normalized); 0: the model knows the robot only from
         the history it reads."""
-        self.normalizer = StateActionNormalizer(robot_param_dim)
-        self.heads_module: GaussianHeads
+        return self.normalizer.robot_param_dim
 
     @property
     def device(self) -> torch.device:
