@@ -266,6 +266,22 @@ def test_a_family_dataset_carries_each_robots_parameters(tmp_path: Path) -> None
     assert ArrayDataset(tmp_path / "nominal").robot_params is None
 
 
+def test_a_dataset_of_one_named_variant_carries_its_parameters(tmp_path: Path) -> None:
+    """Every robot of a named variant's dataset is that variant, recorded with its parameters (the
+    robots a world model of the family is checked on); a variant and a family together are refused."""
+    from rwm.sim.variants import TRAINING_RANGES, variant_named
+
+    variant = variant_named("payload_15kg")
+    kw = {"steps": 12, "num_envs": 2, "controller": "perturb", "seed": 3, "num_threads": 1}
+    summary = collect_dataset(tmp_path / "payload", episode_length_s=0.1, variant=variant, **kw)
+    ds = ArrayDataset(tmp_path / "payload")
+    assert ds.num_trajectories == summary["trajectories"] > 2, "robots reset, and stay the variant"
+    np.testing.assert_array_equal(ds.robot_params, np.tile(variant.robot_params(), (len(ds), 1)))
+    assert ds.meta.extra["variant"]["payload_kg"] == 15.0
+    with pytest.raises(ValueError, match="not both"):
+        collect_dataset(tmp_path / "both", variant=variant, randomization=TRAINING_RANGES, **kw)
+
+
 def test_robot_parameters_must_match_the_dataset_and_merges_only_with_its_kind(
     tmp_path: Path, trajectories: list[Trajectory]
 ) -> None:

@@ -69,6 +69,11 @@ def test_one_loop_iteration_end_to_end(tmp_path):
         and policy.metadata["real_transitions"] == summary["real_transitions"]
     )
     assert summary["onnx_parity_max_abs_err"] <= 1e-5
+    from rwm.cli import main
+
+    main(["export-policy", str(tmp_path / "out" / "policy_1.pt"), "--out", str(tmp_path / "it1.onnx")])
+    obs = np.random.default_rng(0).standard_normal((5, policy.obs_dim)).astype(np.float32)
+    np.testing.assert_allclose(OnnxPolicy(tmp_path / "it1.onnx")(obs), policy(obs), atol=1e-6)
 
 
 def test_a_loop_started_from_a_policy_begins_as_that_policy_and_counts_its_data(tmp_path):

@@ -33,6 +33,7 @@ def _collect(args: argparse.Namespace) -> int:
             episode_length_s=args.episode_length,
             num_threads=args.threads,
             randomization=TRAINING_RANGES if args.domain_randomization else None,
+            variant=variant_named(args.variant) if args.variant else None,
             commands=CommandConfig(
                 resample_time_s=args.resample_time, standing_fraction=args.standing_fraction
             ),
@@ -47,7 +48,7 @@ def _collect(args: argparse.Namespace) -> int:
             storage=args.storage,
             robot=args.robot,
             cmd=cmd,
-            variant=variant_named(args.variant),
+            variant=variant_named(args.variant or "nominal"),
         )
     summary["controller"] = args.policy or args.controller
     summary["action_noise"] = args.action_noise if args.policy else None
@@ -120,7 +121,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=60.0, help="bag: simulated seconds")
     p.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="bag storage plugin")
     p.add_argument("--cmd", type=float, nargs=3, metavar=("VX", "VY", "WZ"), help="bag: fixed /cmd_vel")
-    p.add_argument("--variant", default="nominal", help="bag: simulated robot (config/robot_variants.yaml)")
+    p.add_argument(
+        "--variant",
+        help="simulated robot (config/robot_variants.yaml; default nominal); a dataset stores its parameters",
+    )
     p.add_argument(
         "--dataset", action="store_true", help="write the compact array dataset from the batched env"
     )

@@ -149,15 +149,19 @@ def collect_dataset(
     num_threads: int = 0,
     randomization: VariantRanges | None = None,
     commands: CommandConfig = CommandConfig(),
+    variant: RobotVariant | None = None,
 ) -> dict:
     """Run the batched environment for `steps` steps under `controller` and store every robot's trajectories.
 
     `controller` is a name from rwm.sim.controllers (one instance per robot) or a BatchPolicy;
     `randomization` draws a new robot at every reset (the data of a family of robots, stored with
-    each robot's parameters, `ArrayDataset.robot_params`); `commands` how often the command changes
-    and how often it is zero (a deployed robot also stands).
+    each robot's parameters, `ArrayDataset.robot_params`); `variant` makes every robot that one
+    (stored with its parameters too); `commands` how often the command changes and how often it is
+    zero (a deployed robot also stands).
     Returns transitions, rows, trajectories, falls and wall time.
     """
+    if variant is not None and randomization is not None:
+        raise ValueError("a dataset is of one robot variant or of a randomized family, not both")
     cfg = EnvConfig(
         num_envs=num_envs,
         robot=robot,
@@ -167,6 +171,7 @@ def collect_dataset(
         pushes=PushConfig(enabled=pushes),
         randomization=randomization,
         commands=commands,
+        variant=variant or NOMINAL,
     )
     env = BatchedAnymalEnv(cfg)
     policy = (
@@ -185,6 +190,7 @@ def collect_dataset(
             "pushes": pushes,
             "episode_length_s": episode_length_s,
             "randomization": None if randomization is None else asdict(randomization),
+            "variant": None if variant is None else asdict(variant),
             "commands": asdict(commands),
         },
     )
@@ -192,7 +198,8 @@ def collect_dataset(
     falls = 0
     start = time.perf_counter()
     try:
-        with ArrayDatasetWriter(out_dir, meta, with_robot_params=randomization is not None) as writer:
+        labelled = randomization is not None or variant is not None
+        with ArrayDatasetWriter(out_dir, meta, with_robot_params=labelled) as writer:
             recorder = BatchedRecorder(writer, num_envs)
             obs = env.observation()
             for _ in range(steps):

@@ -231,6 +231,8 @@ def train_mbpo(
     # Seed the online part of the buffer before the first imagination (the paper starts from real data too).
     runner_cfg = runner_config(TrainConfig(ppo=cfg.ppo, seed=cfg.seed))
     runner_cfg["logger"] = "tensorboard"
+    # beside every iteration's policy_<it>.pt, so that `rwm export-policy` exports any of them
+    (out / "runner_config.json").write_text(json.dumps(runner_cfg, indent=2))
     stand = lambda o: np.zeros((len(o), 12))  # noqa: E731 - the standing pose, before any policy exists
     pieces = [] if resumed else collect_real(real_env, stand, learner.cfg.window, buffer)
     imagination = ImaginationEnv(model, buffer, cfg.imagination)
