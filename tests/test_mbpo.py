@@ -71,7 +71,8 @@ def test_one_loop_iteration_end_to_end(tmp_path):
     assert summary["onnx_parity_max_abs_err"] <= 1e-5
     from rwm.cli import main
 
-    main(["export-policy", str(tmp_path / "out" / "policy_1.pt"), "--out", str(tmp_path / "it1.onnx")])
+    exported = ["export-policy", str(tmp_path / "out" / "policy_1.pt"), "--out", str(tmp_path / "it1.onnx")]
+    assert main(exported) == 0
     obs = np.random.default_rng(0).standard_normal((5, policy.obs_dim)).astype(np.float32)
     np.testing.assert_allclose(OnnxPolicy(tmp_path / "it1.onnx")(obs), policy(obs), atol=1e-6)
 

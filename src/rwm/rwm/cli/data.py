@@ -22,6 +22,10 @@ def _collect(args: argparse.Namespace) -> int:
         else:
             controller = PolicyController(policy, policy.obs_dim, args.action_noise)
     if args.dataset:
+        if args.variant and args.domain_randomization:
+            raise SystemExit(
+                "rwm collect: --variant (one robot) and --domain-randomization (a family) exclude each other"
+            )
         summary = collect_dataset(
             args.out,
             steps=args.steps,
@@ -123,7 +127,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cmd", type=float, nargs=3, metavar=("VX", "VY", "WZ"), help="bag: fixed /cmd_vel")
     p.add_argument(
         "--variant",
-        help="simulated robot (config/robot_variants.yaml; default nominal); a dataset stores its parameters",
+        help="simulated robot (config/robot_variants.yaml), nominal if not given; "
+        "a dataset of a named one stores its parameters",
     )
     p.add_argument(
         "--dataset", action="store_true", help="write the compact array dataset from the batched env"

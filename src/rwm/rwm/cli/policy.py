@@ -391,7 +391,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train_ppo)
 
     p = sub.add_parser("export-policy", help="export a PPO checkpoint to ONNX (normalization inside)")
-    p.add_argument("checkpoint", help="model_<it>.pt; runner_config.json must lie beside it")
+    p.add_argument(
+        "checkpoint", help="model_<it>.pt or train-mbpo's policy_<it>.pt, with runner_config.json beside it"
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--obs-dim", type=int, default=48)
     p.add_argument("--source", default="ppo")

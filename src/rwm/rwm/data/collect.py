@@ -171,7 +171,7 @@ def collect_dataset(
         pushes=PushConfig(enabled=pushes),
         randomization=randomization,
         commands=commands,
-        variant=variant or NOMINAL,
+        variant=NOMINAL if variant is None else variant,
     )
     env = BatchedAnymalEnv(cfg)
     policy = (
@@ -198,8 +198,8 @@ def collect_dataset(
     falls = 0
     start = time.perf_counter()
     try:
-        labelled = randomization is not None or variant is not None
-        with ArrayDatasetWriter(out_dir, meta, with_robot_params=labelled) as writer:
+        with_robot_params = randomization is not None or variant is not None
+        with ArrayDatasetWriter(out_dir, meta, with_robot_params=with_robot_params) as writer:
             recorder = BatchedRecorder(writer, num_envs)
             obs = env.observation()
             for _ in range(steps):
