@@ -12,7 +12,7 @@ from builtin_interfaces.msg import Time  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 
 from rwm.robot import contract as C  # noqa: E402
-from rwm.robot.frames import projected_gravity, quat_rotate_inverse  # noqa: E402
+from rwm.robot.frames import gravity_z_at_tilt, projected_gravity, quat_rotate_inverse  # noqa: E402
 from rwm_ros.conversions import (  # noqa: E402
     JointMessageError,
     JointOrder,
@@ -106,3 +106,12 @@ def test_stamps_and_quaternions() -> None:
         np.testing.assert_allclose(
             projected_gravity(q), quat_rotate_inverse(q, np.array([0.0, 0.0, -1.0])), atol=1e-12
         )
+
+
+def test_a_tilt_in_degrees_is_the_gravity_z_of_a_base_so_tilted() -> None:
+    """Fall and start thresholds in degrees match the projected gravity of a base rotated that far."""
+    for deg in (0.0, 20.0, 60.0):
+        half = np.radians(deg) / 2
+        pitched = np.array([np.cos(half), 0.0, np.sin(half), 0.0])
+        assert gravity_z_at_tilt(deg) == pytest.approx(projected_gravity(pitched)[2], abs=1e-12)
+    assert gravity_z_at_tilt(60.0) == pytest.approx(-0.5)

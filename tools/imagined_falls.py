@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +32,7 @@ from rwm.export.runtime import OnnxPolicy  # noqa: E402
 from rwm.models.factory import load_checkpoint  # noqa: E402
 from rwm.rl.imagination_env import ImaginationConfig  # noqa: E402
 from rwm.rl.policy_controller import BatchPolicyController  # noqa: E402
+from rwm.robot.frames import gravity_z_at_tilt  # noqa: E402
 from rwm.sim.commands import CommandConfig  # noqa: E402
 from rwm.sim.variants import variants_named  # noqa: E402
 from rwm.storage.replay_buffer import ReplayBuffer  # noqa: E402
@@ -76,7 +76,7 @@ def main() -> None:
                 )
                 cfg = ImaginationConfig(
                     num_envs=IMAGINED_ROBOTS,
-                    max_tilt_gravity_z=-math.cos(math.radians(args.fall_tilt_deg)),
+                    max_tilt_gravity_z=gravity_z_at_tilt(args.fall_tilt_deg),
                     knee_contact_terminates=args.fall_on_knee_contact,
                     sample_temperature=args.temperature,
                     obs_noise=variant.obs_noise,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -246,6 +245,7 @@ def _adapt_policy(args: argparse.Namespace) -> int:
 
 def _train_mbpo(args: argparse.Namespace) -> int:
     from rwm.rl.imagination_env import ImaginationConfig
+    from rwm.robot.frames import gravity_z_at_tilt
     from rwm.runners.mbpo import MBPOConfig, train_mbpo
     from rwm.runners.ppo import PPOConfig
     from rwm.sim.variants import TRAINING_RANGES
@@ -264,7 +264,7 @@ def _train_mbpo(args: argparse.Namespace) -> int:
             termination_penalty=args.termination_penalty,
             sample_temperature=args.sample_temperature,
             command_resample_steps=args.command_resample_steps,
-            max_tilt_gravity_z=-math.cos(math.radians(args.fall_tilt_deg)),
+            max_tilt_gravity_z=gravity_z_at_tilt(args.fall_tilt_deg),
             obs_noise=TRAINING_RANGES.obs_noise if args.domain_randomization else 0.0,
             uncertainty_penalty=args.uncertainty_penalty,
             start_max_tilt_deg=args.start_max_tilt_deg,

@@ -22,7 +22,6 @@ episodes shrank to 70 steps, true tracking stalled at 0.4).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -31,6 +30,7 @@ from tensordict import TensorDict
 
 from rwm.models.base import WorldModel, ensemble_gaussian
 from rwm.robot import contract as C
+from rwm.robot.frames import gravity_z_at_tilt
 from rwm.robot.policy_io import OBS_DIM_WITH_LAST_ACTION, policy_observation, raw_to_targets
 from rwm.sim.commands import CommandConfig
 from rwm.sim.reward import RewardConfig, reward_terms, total_reward
@@ -171,7 +171,7 @@ class ImaginationEnv(VecEnv):
         cfg = self.cfg
         if cfg.start_max_tilt_deg <= 0.0:
             return self.buffer.sample(n, cfg.history, cfg.online_fraction)
-        upright_z = -math.cos(math.radians(cfg.start_max_tilt_deg))
+        upright_z = gravity_z_at_tilt(cfg.start_max_tilt_deg)
         kept: list[dict[str, torch.Tensor]] = []
         found = 0
         for _ in range(attempts):

@@ -3,6 +3,8 @@ without MuJoCo): quaternions are (w, x, y, z), world to base, as in CONTRACT.md.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -23,3 +25,9 @@ def projected_gravity(quat_wxyz: np.ndarray) -> np.ndarray:
     w, x, y, z = quat_wxyz.tolist()
     # third row of R^T (R: base to world) times -1
     return -np.array([2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y)])
+
+
+def gravity_z_at_tilt(tilt_deg: float) -> float:
+    """The projected gravity's z of a base tilted `tilt_deg` from upright (-1 upright): fall and
+    start thresholds are given in degrees and compared with the state's gravity z."""
+    return -math.cos(math.radians(tilt_deg))

@@ -16,7 +16,6 @@ policy node's rollback (a fall, a watchdog hold or an anomaly soon after the swa
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import tempfile
@@ -34,6 +33,7 @@ from rwm.export.policy_onnx import load_actor_from_onnx
 from rwm.export.runtime import OnnxPolicy
 from rwm.models.factory import load_robot_checkpoint
 from rwm.rl.imagination_env import ImaginationConfig, ImaginationEnv
+from rwm.robot.frames import gravity_z_at_tilt
 from rwm.runners.mbpo import deterministic_policy
 from rwm.runners.ppo import PPOConfig, TrainConfig, export_runner_policy, runner_config, warm_up_critic
 from rwm.sim.variants import NOMINAL, TRAINING_RANGES, RobotVariant
@@ -69,7 +69,7 @@ class AdaptConfig:
             num_envs=512,
             online_fraction=0.8,
             termination_penalty=2.0,
-            max_tilt_gravity_z=-math.cos(math.radians(20.0)),
+            max_tilt_gravity_z=gravity_z_at_tilt(20.0),
             obs_noise=TRAINING_RANGES.obs_noise,
         )
     )
