@@ -117,6 +117,76 @@ def test_a_resumed_loop_continues_where_it_stopped(tmp_path):
     assert more["collected_transitions"] == first["collected_transitions"] + 4 * 20
 
 
+def test_the_real_gate_keeps_a_policy_only_if_its_robots_fall_no_more_and_track_as_well():
+    from rwm.runners.mbpo import RealCollection, RealGate
+
+    gate = RealGate(z=2.0, tracking_drop=0.02)
+    assert gate.judge(RealCollection([], 10_000, 20, 0.80)), "the first collection is the reference"
+    assert gate.judge(RealCollection([], 10_000, 29, 0.79)), "20 expected: 29 is within 2 std + 1"
+    assert not gate.judge(RealCollection([], 10_000, 31, 0.80)), "31 is beyond 20 + 2 sqrt(20) + 1"
+    assert not gate.judge(RealCollection([], 10_000, 5, 0.77)), "fewer falls, but tracks worse"
+    assert gate.falls_per_step == 20 / 10_000 and gate.tracking == 0.80, "a rejection changes nothing"
+    assert gate.judge(RealCollection([], 20_000, 10, 0.82))
+    assert gate.falls_per_step == 10 / 20_000 and gate.tracking == 0.82, "the best accepted of each"
+    assert not gate.judge(RealCollection([], 10_000, 29, 0.82)), "a slightly worse run cannot ratchet"
+
+
+@pytest.mark.parametrize("passes", [True, False])
+def test_a_gated_loop_exports_the_last_policy_its_real_robots_accepted(tmp_path, passes):
+    """A gate every update passes exports the update tried on the gate's robots (iteration 0's; the
+    last one was never tried); one that none passes (tracking must rise by 1) the starting policy; a
+    resumed loop keeps what it had kept. The gate's robots are the same for every policy."""
+    _small_world_model(tmp_path)
+    cfg = _small_loop(
+        critic_warmup=2,
+        real_gate_z=2.0,
+        real_gate_tracking_drop=1.0 if passes else -1.0,
+        real_gate_robots=2,
+        real_gate_steps=15,
+    )
+    out = tmp_path / "out"
+    summary = train_mbpo(
+        cfg, tmp_path / "wm.pt", tmp_path / "pre", out, tmp_path / "a.onnx", init_from=MBPO_POLICY
+    )
+    rows = list(csv.DictReader((out / "mbpo_log.csv").open()))
+    assert [r["previous_update_kept"] for r in rows] == ["", str(passes)]
+    assert summary["collected_transitions"] == 4 * 11 + 4 * 20 + 2 * (2 * 15), (
+        "start, collection, two gate runs"
+    )
+    assert summary["kept_policy"]["made_by_iteration"] == (0 if passes else -1)
+    obs = np.random.default_rng(0).normal(0, 1, (64, 48)).astype(np.float32)
+    exported = OnnxPolicy(tmp_path / "a.onnx")(obs)
+    if passes:
+        from rwm.cli import main
+
+        assert main(["export-policy", str(out / "policy_0.pt"), "--out", str(tmp_path / "it0.onnx")]) == 0
+        np.testing.assert_allclose(exported, OnnxPolicy(tmp_path / "it0.onnx")(obs), atol=1e-6)
+    else:
+        np.testing.assert_allclose(exported, OnnxPolicy(MBPO_POLICY)(obs), atol=1e-4)
+    train_mbpo(cfg, tmp_path / "wm.pt", tmp_path / "pre", out, tmp_path / "b.onnx", resume=True)
+    assert np.array_equal(exported, OnnxPolicy(tmp_path / "b.onnx")(obs))
+    with pytest.raises(ValueError, match="without the real-data gate"):
+        plain = out.parent / "plain"
+        train_mbpo(_small_loop(), tmp_path / "wm.pt", tmp_path / "pre", plain)
+        train_mbpo(cfg, tmp_path / "wm.pt", tmp_path / "pre", plain, resume=True)
+
+
+def test_the_gate_judges_every_policy_on_the_same_robots():
+    """One policy run twice on the gate's robots falls and tracks exactly alike: a difference the
+    gate sees comes from the policy, not from a new draw of the family."""
+    from rwm.runners.mbpo import run_gate_robots
+    from rwm.storage.replay_buffer import ReplayBuffer
+
+    cfg = _small_loop(domain_randomization=True, real_gate_robots=3, real_gate_steps=40)
+    policy = OnnxPolicy(MBPO_POLICY)
+    runs = [run_gate_robots(cfg, policy, ReplayBuffer(with_robot_params=True)) for _ in range(2)]
+    assert runs[0].steps == runs[1].steps == 120
+    assert (runs[0].falls, runs[0].tracking) == (runs[1].falls, runs[1].tracking)
+    for a, b in zip(runs[0].pieces, runs[1].pieces, strict=True):
+        np.testing.assert_array_equal(a["state"], b["state"])
+        np.testing.assert_array_equal(a["robot_params"], b["robot_params"])
+
+
 def test_the_buffer_keeps_each_rows_robot_parameters_through_sampling_and_resume():
     from rwm.storage.replay_buffer import ReplayBuffer
 
@@ -161,8 +231,11 @@ def test_real_collection_labels_every_row_with_its_own_robot():
 
     env.step = step_and_remember
     buffer = ReplayBuffer(with_robot_params=True)
-    pieces = collect_real(env, lambda obs: np.zeros((len(obs), 12)), 25, buffer)
+    collection = collect_real(env, lambda obs: np.zeros((len(obs), 12)), 25, buffer)
     env.close()
+    pieces = collection.pieces
+    assert collection.steps == 75 and collection.falls == 0, "standing robots reset by time, not falls"
+    assert 0.0 <= collection.tracking <= 1.0
     firsts = np.array([p["robot_params"][0] for p in pieces])
     assert len(pieces) == 9 and len(np.unique(firsts, axis=0)) == 9, "three robots each, reset every 10 steps"
     assert all((p["robot_params"] == p["robot_params"][0]).all() for p in pieces)

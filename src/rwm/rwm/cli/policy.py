@@ -273,6 +273,10 @@ def _train_mbpo(args: argparse.Namespace) -> int:
         ),
         ppo=PPOConfig(init_std=args.init_std),
         critic_warmup=args.critic_warmup,
+        real_gate_z=args.real_gate_z,
+        real_gate_tracking_drop=args.real_gate_tracking_drop,
+        real_gate_robots=args.real_gate_robots,
+        real_gate_steps=args.real_gate_steps,
         eval_variants=tuple(args.eval_variant),
         seed=args.seed,
         device=args.device,
@@ -571,6 +575,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=0.0,
         help="MOPO-PPO (RWM-U): imagined reward minus this times the ensemble's disagreement (0: MBPO-PPO)",
+    )
+    p.add_argument(
+        "--real-gate-z",
+        type=float,
+        default=0.0,
+        help="keep a PPO update only if it falls no more on the gate's real robots than the kept policy, "
+        "within this many Poisson std (0: keep every update)",
+    )
+    p.add_argument(
+        "--real-gate-robots", type=int, default=32, help="the gate's robots (the same for every policy)"
+    )
+    p.add_argument(
+        "--real-gate-steps", type=int, default=300, help="steps each gate robot runs from its reset"
+    )
+    p.add_argument(
+        "--real-gate-tracking-drop",
+        type=float,
+        default=0.02,
+        help="with --real-gate-z: the most the gate robots' tracking may fall below the kept policy's",
     )
     _imagined_start_and_fall_options(p)
     p.add_argument("--seed", type=int, default=0)

@@ -8,6 +8,7 @@ PNG of the three curves is drawn at the end, and the policy is exported to ONNX 
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import time
@@ -31,6 +32,7 @@ from rwm.robot.policy_io import OBS_DIM_WITH_LAST_ACTION, raw_to_targets
 from rwm.runners.ppo import PPOConfig, TrainConfig, export_runner_policy, runner_config, warm_up_critic
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig, PushConfig
 from rwm.sim.commands import CommandConfig
+from rwm.sim.reward import tracking_reward
 from rwm.sim.variants import TRAINING_RANGES, variant_named
 from rwm.storage.replay_buffer import ReplayBuffer
 from rwm.training.distributed import check_device
@@ -70,6 +72,21 @@ class MBPOConfig:
     episodes each: a loop on a family of robots shows there whether it grows robust."""
     critic_warmup: int = 20
     """With a starting policy: PPO iterations in imagination that train only the fresh critic first."""
+    real_gate_z: float = 0.0
+    """Keep a PPO update only if it does not fall more on the gate's real robots than the kept policy
+    did, by more than this many Poisson standard deviations, nor track worse by more than
+    `real_gate_tracking_drop` (`RealGate`); otherwise go back to the kept policy. A check on real
+    data, which imagination cannot game. 0: off, every update is kept."""
+    real_gate_tracking_drop: float = 0.02
+    real_gate_robots: int = 32
+    """The gate's robots: the same ones (drawn from the family with `real_gate_seed`, with the same
+    commands and pushes) for every policy it judges, each run from its reset for `real_gate_steps`
+    (300: through one command change at 4 s, where falls come); their transitions go to the buffer
+    and count. The loop's own collecting robots cannot judge: a
+    new draw of the family every iteration moves their falls more than a policy does (measured:
+    models/README.md, the fifteenth run)."""
+    real_gate_steps: int = 300
+    real_gate_seed: int = 7000
     seed: int = 0
     threads: int = 2
     device: str = "cpu"
@@ -89,15 +106,57 @@ def deterministic_policy(runner: OnPolicyRunner):
     return act
 
 
-def collect_real(
-    env: BatchedAnymalEnv, policy, steps: int, buffer: ReplayBuffer
-) -> list[dict[str, np.ndarray]]:
+@dataclass
+class RealCollection:
+    """One round of real data: the pieces that went to the buffer, and how the collecting policy fared."""
+
+    pieces: list[dict[str, np.ndarray]]
+    steps: int
+    """Robot-steps in all (robots x steps)."""
+    falls: int
+    tracking: float
+    """Mean normalized tracking reward per step (`rwm.sim.reward.tracking_reward`)."""
+
+    @property
+    def falls_per_1000_steps(self) -> float:
+        return 1000.0 * self.falls / max(self.steps, 1)
+
+
+@dataclass
+class RealGate:
+    """Accepts a policy only if its run on the gate's robots is not worse than the kept policy's: falls at
+    most the kept rate's Poisson mean plus `z` standard deviations (plus one), tracking at most
+    `tracking_drop` lower. The reference is the best rate and tracking of every accepted collection,
+    so a run of slightly worse policies cannot ratchet it down."""
+
+    z: float
+    tracking_drop: float
+    falls_per_step: float | None = None
+    tracking: float | None = None
+
+    def judge(self, collection: RealCollection) -> bool:
+        if self.falls_per_step is not None and self.tracking is not None:
+            expected = self.falls_per_step * collection.steps
+            if collection.falls > expected + self.z * np.sqrt(expected) + 1:
+                return False
+            if collection.tracking < self.tracking - self.tracking_drop:
+                return False
+        rate = collection.falls / max(collection.steps, 1)
+        self.falls_per_step = rate if self.falls_per_step is None else min(self.falls_per_step, rate)
+        self.tracking = (
+            collection.tracking if self.tracking is None else max(self.tracking, collection.tracking)
+        )
+        return True
+
+
+def collect_real(env: BatchedAnymalEnv, policy, steps: int, buffer: ReplayBuffer) -> RealCollection:
     """Run `policy` on the real (simulated) robots; every finished piece of trajectory goes to the
     buffer (with each robot's parameters, read before the step that may reset it, when the buffer
     keeps them)."""
     n = env.num_envs
     rows: list[list[dict[str, np.ndarray]]] = [[] for _ in range(n)]
     pieces: list[dict[str, np.ndarray]] = []
+    falls, tracking = 0, 0.0
 
     def flush(i: int) -> None:
         if rows[i]:
@@ -112,6 +171,8 @@ def collect_real(
         u = np.asarray(policy(obs.copy()), dtype=np.float64)
         targets = raw_to_targets(u)
         out = env.step(targets)
+        falls += int(out.terminated.sum())
+        tracking += float(tracking_reward(out.terms).sum())
         for i in range(n):
             row = {
                 "state": state[i],
@@ -125,7 +186,7 @@ def collect_real(
         obs = out.obs
     for i in range(n):
         flush(i)
-    return pieces
+    return RealCollection(pieces, n * steps, falls, tracking / max(n * steps, 1))
 
 
 def model_error_on(model, pieces: list[dict[str, np.ndarray]], learner: LearnerConfig) -> float | None:
@@ -139,6 +200,29 @@ def model_error_on(model, pieces: list[dict[str, np.ndarray]], learner: LearnerC
     return heldout_error(model, {k: v.to(model.device) for k, v in held.items()}, learner.history)["mean"]
 
 
+def real_robots(cfg: MBPOConfig, num_envs: int, seed: int) -> BatchedAnymalEnv:
+    """The loop's real (simulated) robots: pushed, new commands every `real_command_resample_s`, a new
+    robot of the family at every reset with `domain_randomization`."""
+    return BatchedAnymalEnv(
+        EnvConfig(
+            num_envs=num_envs,
+            seed=seed,
+            pushes=PushConfig(enabled=True),
+            commands=CommandConfig(resample_time_s=cfg.real_command_resample_s),
+            randomization=TRAINING_RANGES if cfg.domain_randomization else None,
+        )
+    )
+
+
+def run_gate_robots(cfg: MBPOConfig, policy, buffer: ReplayBuffer) -> RealCollection:
+    """`policy` on the gate's robots, the same for every policy judged (`MBPOConfig.real_gate_robots`)."""
+    env = real_robots(cfg, cfg.real_gate_robots, cfg.real_gate_seed)
+    try:
+        return collect_real(env, policy, cfg.real_gate_steps, buffer)
+    finally:
+        env.close()
+
+
 LOOP_STATE = "loop_state.pt"
 """What `train_mbpo(resume=True)` continues from, in the loop's output folder."""
 
@@ -150,6 +234,8 @@ def save_loop_state(
     buffer: ReplayBuffer,
     runner: OnPolicyRunner,
     log: list,
+    gate: RealGate | None,
+    kept: dict | None,
 ) -> None:
     """Everything a resumed loop needs after `iteration`, in one file written atomically (a loop killed
     while writing resumes from the iteration before)."""
@@ -161,6 +247,9 @@ def save_loop_state(
         "runner": {**runner.alg.save(), "iter": runner.current_learning_iteration},
         "log_rows": log,
     }
+    if gate is not None:
+        state["gate"] = {"falls_per_step": gate.falls_per_step, "tracking": gate.tracking}
+        state["kept_runner"] = kept
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
@@ -219,22 +308,15 @@ def train_mbpo(
         model.load_state_dict(resumed["world_model"])
         learner.optimizer.load_state_dict(resumed["learner_optimizer"])
         buffer.add_collected(resumed["collected"])
-    real_env = BatchedAnymalEnv(
-        EnvConfig(
-            num_envs=cfg.real_envs,
-            seed=cfg.seed + first_iteration,
-            pushes=PushConfig(enabled=True),
-            commands=CommandConfig(resample_time_s=cfg.real_command_resample_s),
-            randomization=TRAINING_RANGES if cfg.domain_randomization else None,
-        )
-    )
-    # Seed the online part of the buffer before the first imagination (the paper starts from real data too).
+    real_env = real_robots(cfg, cfg.real_envs, cfg.seed + first_iteration)
     runner_cfg = runner_config(TrainConfig(ppo=cfg.ppo, seed=cfg.seed))
     runner_cfg["logger"] = "tensorboard"
     # beside every iteration's policy_<it>.pt, so that `rwm export-policy` exports any of them
     (out / "runner_config.json").write_text(json.dumps(runner_cfg, indent=2))
-    stand = lambda o: np.zeros((len(o), 12))  # noqa: E731 - the standing pose, before any policy exists
-    pieces = [] if resumed else collect_real(real_env, stand, learner.cfg.window, buffer)
+    collection = None  # the online part of the buffer starts before the first imagination, as in the paper
+    if resumed is None:
+        stand = lambda o: np.zeros((len(o), 12))  # noqa: E731 - the standing pose, before any policy exists
+        collection = collect_real(real_env, stand, learner.cfg.window, buffer)
     imagination = ImaginationEnv(model, buffer, cfg.imagination)
     runner = OnPolicyRunner(imagination, runner_cfg, log_dir=str(out / "ppo"), device=cfg.device)
     prior_transitions = 0
@@ -247,6 +329,19 @@ def train_mbpo(
     elif init_from is not None:
         load_actor_from_onnx(runner.alg.actor, init_from)
         warm_up_critic(runner, cfg.critic_warmup)
+    # the last policy the gate accepted (PPO's state with it, and the iteration whose update made it:
+    # -1, the starting policy), what a rejected update goes back to
+    gate = RealGate(cfg.real_gate_z, cfg.real_gate_tracking_drop) if cfg.real_gate_z > 0 else None
+    kept = {**copy.deepcopy(runner.alg.save()), "made_by_iteration": -1} if gate else None
+    gate_run = None
+    if gate is not None and resumed is not None:
+        if "gate" not in resumed:
+            raise ValueError(f"{state_file} comes from a loop without the real-data gate: resume it without")
+        gate.falls_per_step, gate.tracking = resumed["gate"]["falls_per_step"], resumed["gate"]["tracking"]
+        kept = resumed["kept_runner"]
+    elif gate is not None:  # the starting policy on the gate's robots: the first reference
+        gate_run = run_gate_robots(cfg, deterministic_policy(runner), buffer)
+        gate.judge(gate_run)
     writer = SummaryWriter(str(out / "tensorboard"))
     log_rows: list[dict] = list(resumed["log_rows"]) if resumed else []
     start = time.time() - (log_rows[-1]["wall_s"] if log_rows else 0.0)
@@ -254,9 +349,17 @@ def train_mbpo(
     (out / "mbpo_config.json").write_text(json.dumps(config, indent=2, default=str))
     for it in range(first_iteration, cfg.iterations):
         policy = deterministic_policy(runner)
+        candidate_kept = None
         if it > 0:
-            pieces = collect_real(real_env, policy, cfg.real_steps, buffer)
-        error_new = model_error_on(model, pieces, learner.cfg)
+            collection = collect_real(real_env, policy, cfg.real_steps, buffer)
+            if gate is not None:
+                gate_run = run_gate_robots(cfg, policy, buffer)
+                candidate_kept = gate.judge(gate_run)
+                if candidate_kept:
+                    kept = {**copy.deepcopy(runner.alg.save()), "made_by_iteration": it - 1}
+                else:
+                    runner.alg.load(copy.deepcopy(kept), None, True)
+        error_new = model_error_on(model, collection.pieces, learner.cfg)
         for _ in range(cfg.wm_iterations):
             learner.update(buffer.sample(cfg.wm_batch, learner.cfg.window))
         model.eval()
@@ -279,7 +382,13 @@ def train_mbpo(
             "true_tracking_reward": true["tracking_reward_normalized"],
             "true_falls": true["falls"],
             "model_error_new_data": error_new,
+            "collecting_falls_per_1000_steps": round(collection.falls_per_1000_steps, 3),
+            "collecting_tracking": round(collection.tracking, 4),
         }
+        if gate is not None:
+            row["gate_falls_per_1000_steps"] = round(gate_run.falls_per_1000_steps, 3)
+            row["gate_tracking"] = round(gate_run.tracking, 4)
+            row["previous_update_kept"] = candidate_kept
         for name in cfg.eval_variants:
             on_variant = evaluate_policy(
                 policy,
@@ -302,7 +411,7 @@ def train_mbpo(
         save_checkpoint(
             model, out / "world_model.pt", iteration=it, train_config=entries.get("train_config", {})
         )
-        save_loop_state(state_file, it, learner, buffer, runner, log_rows)
+        save_loop_state(state_file, it, learner, buffer, runner, log_rows, gate, kept)
     writer.close()
     real_env.close()
     plot_mbpo(log_rows, out / "mbpo.png")
@@ -315,6 +424,13 @@ def train_mbpo(
         "wall_time_s": round(time.time() - start, 1),
         "last": log_rows[-1],
     }
+    if gate is not None:  # the last update was never tried on real robots: export the kept policy
+        runner.alg.load(kept, None, True)
+        summary["kept_policy"] = {
+            "made_by_iteration": kept["made_by_iteration"],
+            "reference_falls_per_1000_steps": round(1000 * gate.falls_per_step, 3),
+            "reference_tracking": round(gate.tracking, 4),
+        }
     if export_path is not None:
         meta = {
             "source": "mbpo",
