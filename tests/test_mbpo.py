@@ -125,7 +125,8 @@ def test_the_real_gate_keeps_a_policy_only_if_its_robots_fall_no_more_and_track_
     assert gate.judge(RealCollection([], 10_000, 29, 0.79)), "20 expected: 29 is within 2 std + 1"
     assert not gate.judge(RealCollection([], 10_000, 31, 0.80)), "31 is beyond 20 + 2 sqrt(20) + 1"
     assert not gate.judge(RealCollection([], 10_000, 5, 0.77)), "fewer falls, but tracks worse"
-    assert gate.falls_per_step == 20 / 10_000 and gate.tracking == 0.80, "a rejection changes nothing"
+    assert not gate.judge(RealCollection([], 10_000, 5, float("nan"))), "a broken run is never kept"
+    assert gate.falls_per_step == 20 / 10_000 and gate.tracking == 0.80, "the best kept falls and tracking"
     assert gate.judge(RealCollection([], 20_000, 10, 0.82))
     assert gate.falls_per_step == 10 / 20_000 and gate.tracking == 0.82, "the best accepted of each"
     assert not gate.judge(RealCollection([], 10_000, 29, 0.82)), "a slightly worse run cannot ratchet"
@@ -165,10 +166,56 @@ def test_a_gated_loop_exports_the_last_policy_its_real_robots_accepted(tmp_path,
         np.testing.assert_allclose(exported, OnnxPolicy(MBPO_POLICY)(obs), atol=1e-4)
     train_mbpo(cfg, tmp_path / "wm.pt", tmp_path / "pre", out, tmp_path / "b.onnx", resume=True)
     assert np.array_equal(exported, OnnxPolicy(tmp_path / "b.onnx")(obs))
+    assert OnnxPolicy(tmp_path / "b.onnx").metadata["kept_iteration"] == (0 if passes else -1)
+    with pytest.raises(ValueError, match="with the real-data gate"):
+        train_mbpo(_small_loop(), tmp_path / "wm.pt", tmp_path / "pre", out, resume=True)
+    plain = out.parent / "plain"
+    train_mbpo(_small_loop(iterations=1), tmp_path / "wm.pt", tmp_path / "pre", plain)
     with pytest.raises(ValueError, match="without the real-data gate"):
-        plain = out.parent / "plain"
-        train_mbpo(_small_loop(), tmp_path / "wm.pt", tmp_path / "pre", plain)
         train_mbpo(cfg, tmp_path / "wm.pt", tmp_path / "pre", plain, resume=True)
+
+
+def test_a_rejected_update_goes_back_to_the_kept_policy_and_its_optimizer():
+    """What is kept is a copy: later updates do not write into it, and a rejection loads it back."""
+    from rwm.runners.mbpo import RealCollection, RealGate, keep_or_go_back
+
+    class Alg:  # rsl-rl's PPO save/load on one layer and its Adam
+        def __init__(self):
+            self.net = torch.nn.Linear(3, 2)
+            self.optimizer = torch.optim.Adam(self.net.parameters(), lr=0.1)
+
+        def save(self):
+            return {
+                "actor_state_dict": self.net.state_dict(),
+                "optimizer_state_dict": self.optimizer.state_dict(),
+            }
+
+        def load(self, saved, load_cfg, strict):
+            self.net.load_state_dict(saved["actor_state_dict"], strict=strict)
+            self.optimizer.load_state_dict(saved["optimizer_state_dict"])
+
+        def update(self):
+            self.optimizer.zero_grad()
+            self.net(torch.ones(4, 3)).sum().backward()
+            self.optimizer.step()
+
+    alg, gate = Alg(), RealGate(z=2.0, tracking_drop=0.02)
+    alg.update()
+    kept_now, kept = keep_or_go_back(gate, RealCollection([], 10_000, 20, 0.8), alg, {}, iteration=3)
+    assert kept_now and kept["made_by_iteration"] == 2
+    weights = {k: v.clone() for k, v in alg.net.state_dict().items()}
+    moments = alg.optimizer.state_dict()["state"][0]["exp_avg"].clone()
+    for _ in range(3):
+        alg.update()
+    assert not torch.equal(alg.net.weight, weights["weight"])
+    torch.testing.assert_close(kept["actor_state_dict"]["weight"], weights["weight"])
+    kept_now, still = keep_or_go_back(gate, RealCollection([], 10_000, 60, 0.8), alg, kept, iteration=4)
+    assert not kept_now and still is kept
+    torch.testing.assert_close(alg.net.state_dict(), weights)
+    torch.testing.assert_close(alg.optimizer.state_dict()["state"][0]["exp_avg"], moments)
+    alg.update()
+    torch.testing.assert_close(kept["actor_state_dict"]["weight"], weights["weight"])
+    torch.testing.assert_close(kept["optimizer_state_dict"]["state"][0]["exp_avg"], moments)
 
 
 def test_the_gate_judges_every_policy_on_the_same_robots():

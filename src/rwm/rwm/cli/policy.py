@@ -580,8 +580,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--real-gate-z",
         type=float,
         default=0.0,
-        help="keep a PPO update only if it falls no more on the gate's real robots than the kept policy, "
-        "within this many Poisson std (0: keep every update)",
+        help="keep a PPO update only if, on the gate's real robots, it falls no more than the best kept "
+        "policy within this many Poisson std and tracks within --real-gate-tracking-drop of it (0: keep all)",
     )
     p.add_argument(
         "--real-gate-robots", type=int, default=32, help="the gate's robots (the same for every policy)"
@@ -593,7 +593,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--real-gate-tracking-drop",
         type=float,
         default=0.02,
-        help="with --real-gate-z: the most the gate robots' tracking may fall below the kept policy's",
+        help="with --real-gate-z: the most an update's tracking may fall below the best kept tracking",
     )
     _imagined_start_and_fall_options(p)
     p.add_argument("--seed", type=int, default=0)

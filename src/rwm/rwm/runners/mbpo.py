@@ -73,19 +73,21 @@ class MBPOConfig:
     critic_warmup: int = 20
     """With a starting policy: PPO iterations in imagination that train only the fresh critic first."""
     real_gate_z: float = 0.0
-    """Keep a PPO update only if it does not fall more on the gate's real robots than the kept policy
-    did, by more than this many Poisson standard deviations, nor track worse by more than
-    `real_gate_tracking_drop` (`RealGate`); otherwise go back to the kept policy. A check on real
-    data, which imagination cannot game. 0: off, every update is kept."""
+    """Keep a PPO update only if, on the gate's real robots, it falls no more than the best policy kept
+    so far (its Poisson mean plus this many standard deviations, plus one) and tracks no worse than the
+    best kept tracking minus `real_gate_tracking_drop` (`RealGate`); otherwise go back to the kept
+    policy. A check on real data, which imagination cannot game. 0: off, every update is kept."""
     real_gate_tracking_drop: float = 0.02
+    """How far below the best kept tracking (normalized, per step) an update may track."""
     real_gate_robots: int = 32
     """The gate's robots: the same ones (drawn from the family with `real_gate_seed`, with the same
-    commands and pushes) for every policy it judges, each run from its reset for `real_gate_steps`
-    (300: through one command change at 4 s, where falls come); their transitions go to the buffer
-    and count. The loop's own collecting robots cannot judge: a
+    commands and pushes) for every policy it judges, each run from its reset for `real_gate_steps`;
+    their transitions go to the buffer and count. The loop's own collecting robots cannot judge: a
     new draw of the family every iteration moves their falls more than a policy does (measured:
     models/README.md, the fifteenth run)."""
     real_gate_steps: int = 300
+    """Steps of each gate robot from its reset; 300 (6 s) take it through one command change with
+    `real_command_resample_s` 4, where falls come."""
     real_gate_seed: int = 7000
     seed: int = 0
     threads: int = 2
@@ -124,29 +126,43 @@ class RealCollection:
 
 @dataclass
 class RealGate:
-    """Accepts a policy only if its run on the gate's robots is not worse than the kept policy's: falls at
-    most the kept rate's Poisson mean plus `z` standard deviations (plus one), tracking at most
-    `tracking_drop` lower. The reference is the best rate and tracking of every accepted collection,
-    so a run of slightly worse policies cannot ratchet it down."""
+    """Accepts a policy only if its run on the gate's robots is not worse than the reference: falls at
+    most the reference rate's Poisson mean plus `z` standard deviations (plus one), tracking at most
+    `tracking_drop` lower. The reference is the best rate and the best tracking of every accepted run
+    (they may come from different policies), so a run of slightly worse policies cannot ratchet it
+    down; the bar only rises. A run with non-finite tracking is never accepted."""
 
     z: float
     tracking_drop: float
     falls_per_step: float | None = None
     tracking: float | None = None
 
-    def judge(self, collection: RealCollection) -> bool:
+    def judge(self, run: RealCollection) -> bool:
+        """Whether `run`'s policy is kept; a kept run moves the reference (the first one sets it)."""
+        if not np.isfinite(run.tracking) or run.steps < 1:
+            return False
         if self.falls_per_step is not None and self.tracking is not None:
-            expected = self.falls_per_step * collection.steps
-            if collection.falls > expected + self.z * np.sqrt(expected) + 1:
+            expected = self.falls_per_step * run.steps
+            if run.falls > expected + self.z * np.sqrt(expected) + 1:
                 return False
-            if collection.tracking < self.tracking - self.tracking_drop:
+            if run.tracking < self.tracking - self.tracking_drop:
                 return False
-        rate = collection.falls / max(collection.steps, 1)
+        rate = run.falls / run.steps
         self.falls_per_step = rate if self.falls_per_step is None else min(self.falls_per_step, rate)
-        self.tracking = (
-            collection.tracking if self.tracking is None else max(self.tracking, collection.tracking)
-        )
+        self.tracking = run.tracking if self.tracking is None else max(self.tracking, run.tracking)
         return True
+
+
+def keep_or_go_back(
+    gate: RealGate, run: RealCollection, alg, kept: dict, iteration: int
+) -> tuple[bool, dict]:
+    """Judge the update iteration - 1 made (now in `alg`, rsl-rl's PPO) by its `run` on the gate's
+    robots: keep a copy of it (policy and optimizer), or load the kept one back. Copies both ways, so
+    that later updates never write into what is kept."""
+    if gate.judge(run):
+        return True, {**copy.deepcopy(alg.save()), "made_by_iteration": iteration - 1}
+    alg.load(copy.deepcopy(kept), None, True)
+    return False, kept
 
 
 def collect_real(env: BatchedAnymalEnv, policy, steps: int, buffer: ReplayBuffer) -> RealCollection:
@@ -334,14 +350,17 @@ def train_mbpo(
     gate = RealGate(cfg.real_gate_z, cfg.real_gate_tracking_drop) if cfg.real_gate_z > 0 else None
     kept = {**copy.deepcopy(runner.alg.save()), "made_by_iteration": -1} if gate else None
     gate_run = None
+    if resumed is not None and ("gate" in resumed) != (gate is not None):
+        with_or_without = "without" if gate is not None else "with"
+        raise ValueError(f"{state_file} comes from a loop {with_or_without} the real-data gate: resume it so")
     if gate is not None and resumed is not None:
-        if "gate" not in resumed:
-            raise ValueError(f"{state_file} comes from a loop without the real-data gate: resume it without")
         gate.falls_per_step, gate.tracking = resumed["gate"]["falls_per_step"], resumed["gate"]["tracking"]
         kept = resumed["kept_runner"]
-    elif gate is not None:  # the starting policy on the gate's robots: the first reference
+    elif gate is not None:  # the starting policy on the gate's robots sets the first reference
         gate_run = run_gate_robots(cfg, deterministic_policy(runner), buffer)
-        gate.judge(gate_run)
+        if not gate.judge(gate_run):
+            run = f"{gate_run.steps} steps, tracking {gate_run.tracking}"
+            raise RuntimeError(f"the starting policy's run on the gate's robots is not usable: {run}")
     writer = SummaryWriter(str(out / "tensorboard"))
     log_rows: list[dict] = list(resumed["log_rows"]) if resumed else []
     start = time.time() - (log_rows[-1]["wall_s"] if log_rows else 0.0)
@@ -354,11 +373,7 @@ def train_mbpo(
             collection = collect_real(real_env, policy, cfg.real_steps, buffer)
             if gate is not None:
                 gate_run = run_gate_robots(cfg, policy, buffer)
-                candidate_kept = gate.judge(gate_run)
-                if candidate_kept:
-                    kept = {**copy.deepcopy(runner.alg.save()), "made_by_iteration": it - 1}
-                else:
-                    runner.alg.load(copy.deepcopy(kept), None, True)
+                candidate_kept, kept = keep_or_go_back(gate, gate_run, runner.alg, kept, it)
         error_new = model_error_on(model, collection.pieces, learner.cfg)
         for _ in range(cfg.wm_iterations):
             learner.update(buffer.sample(cfg.wm_batch, learner.cfg.window))
@@ -426,10 +441,10 @@ def train_mbpo(
     }
     if gate is not None:  # the last update was never tried on real robots: export the kept policy
         runner.alg.load(kept, None, True)
-        summary["kept_policy"] = {
-            "made_by_iteration": kept["made_by_iteration"],
-            "reference_falls_per_1000_steps": round(1000 * gate.falls_per_step, 3),
-            "reference_tracking": round(gate.tracking, 4),
+        summary["kept_policy"] = {"made_by_iteration": kept["made_by_iteration"]}
+        summary["gate_reference"] = {  # the best of every kept run, not necessarily the kept policy's
+            "falls_per_1000_steps": round(1000 * gate.falls_per_step, 3),
+            "tracking": round(gate.tracking, 4),
         }
     if export_path is not None:
         meta = {
@@ -439,6 +454,8 @@ def train_mbpo(
         }
         if init_from is not None:
             meta["init_from"] = str(init_from)
+        if gate is not None:
+            meta["kept_iteration"] = kept["made_by_iteration"]
         summary.update(
             export_runner_policy(runner, export_path, {**meta, "seed": cfg.seed, "command": command})
         )
