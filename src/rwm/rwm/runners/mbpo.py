@@ -345,9 +345,9 @@ def train_mbpo(
     elif init_from is not None:
         load_actor_from_onnx(runner.alg.actor, init_from)
         warm_up_critic(runner, cfg.critic_warmup)
+    gate = RealGate(cfg.real_gate_z, cfg.real_gate_tracking_drop) if cfg.real_gate_z > 0 else None
     # the last policy the gate accepted (PPO's state with it, and the iteration whose update made it:
     # -1, the starting policy), what a rejected update goes back to
-    gate = RealGate(cfg.real_gate_z, cfg.real_gate_tracking_drop) if cfg.real_gate_z > 0 else None
     kept = {**copy.deepcopy(runner.alg.save()), "made_by_iteration": -1} if gate else None
     gate_run = None
     if resumed is not None and ("gate" in resumed) != (gate is not None):
