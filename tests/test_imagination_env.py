@@ -295,6 +295,29 @@ def test_each_imagined_robot_steps_on_its_own_member_when_asked() -> None:
     assert torch.allclose(mean_moved, torch.full((12,), 0.1), atol=1e-4), "off: the members' mean"
 
 
+def test_an_ensemble_of_rwms_trained_apart_imagines_with_its_disagreement() -> None:
+    """Each member reads the starting history with its own GRU; the penalty is their disagreement."""
+    from rwm.models.ensemble import RWMEnsemble, RWMEnsembleConfig
+    from rwm.models.rwm import RWMConfig
+
+    states, actions, _, contacts, _, _ = _replay()
+    torch.manual_seed(0)
+    model = RWMEnsemble(RWMEnsembleConfig(members=3, member=RWMConfig(hidden_size=32, head_hidden=16)))
+    model.normalizer.fit(states.reshape(-1, 45), actions.reshape(-1, 12))
+    cfg = ImaginationConfig(
+        num_envs=6, history=8, episode_steps=20, knee_contact_terminates=False, member_per_robot=True
+    )
+    plain = ImaginationEnv(model, _buffer(states, actions, contacts), cfg)
+    penalized = ImaginationEnv(
+        model, _buffer(states, actions, contacts), replace(cfg, uncertainty_penalty=5.0)
+    )
+    assert plain.hidden.shape == (2, 6, 96) and len(set(plain.member.tolist())) > 1
+    _, r_plain, _, extras = plain.step(torch.zeros(6, 12))
+    _, r_penalized, _, _ = penalized.step(torch.zeros(6, 12))
+    assert extras["log"]["/imagined/uncertainty"] > 0, "untrained members disagree"
+    assert (r_penalized < r_plain).all(), "the disagreement lowers every robot's reward"
+
+
 def test_each_imagined_robot_is_told_the_parameters_of_the_robot_it_started_from() -> None:
     """For a model given the robots' parameters, an imagined robot steps with those of the real robot
     whose history it read (upright starts drawn by rejection included) and keeps them until its

@@ -206,6 +206,21 @@ def _average_wm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ensemble_wm(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rwm.models.factory import ensemble_checkpoints, save_checkpoint
+
+    try:
+        model, extra = ensemble_checkpoints(args.members)
+    except ValueError as err:
+        raise SystemExit(f"rwm ensemble-wm: {err}") from None
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model, args.out, **extra)
+    print(json.dumps({"checkpoint": args.out, "members_from": extra["members_from"]}))
+    return 0
+
+
 def _one_process(command: str) -> None:
     """Tables and sweeps train many runs and score them: one process (`torchrun` is for train-wm)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -398,6 +413,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoints", nargs="+", help="checkpoints (.pt) of the same run, e.g. its last three")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_average_wm)
+
+    p = sub.add_parser(
+        "ensemble-wm",
+        help="one ensemble of RWMs trained apart (own GRU, own seed; the same data), for imagination "
+        "and the monitor",
+    )
+    p.add_argument("members", nargs="+", help="checkpoints of single-head RWMs (rwm train-wm --seed S)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_ensemble_wm)
 
     p = sub.add_parser("wm-table", help="train and compare RWM and the baselines (results table + PNG)")
     _training_options(p, 1000, 1e-3, 256, heldout_required=True)

@@ -76,7 +76,7 @@ def evaluate_world_models(
             entry["latent_drift"][str(mu)] = result
         else:
             entry.update(result)
-            if model.heads_module.members > 1:
+            if model.ensemble_size > 1:
                 entry["uncertainty_calibration"] = uncertainty_calibration(
                     model, s_n, a_n, m, params_n=params_n[name]
                 )

@@ -2,7 +2,8 @@
 
 Policy: raw actions from observations (normalization inside the graph). World-model step:
 (state, action, hidden) -> (mean, std, contact logits, next hidden, spread) in physical units; std is
-the total uncertainty, spread the ensemble members' disagreement (epistemic; zeros for one model). Each file
+the total uncertainty, spread the ensemble members' disagreement (epistemic; zeros for one model);
+`hidden_size` in the metadata is the whole width of `hidden` (an ensemble of RWMs: its members'). Each file
 carries its contract in ONNX metadata (written by `rwm.export.policy_onnx` / `world_model_onnx`).
 """
 

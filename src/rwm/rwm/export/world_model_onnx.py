@@ -22,6 +22,7 @@ from torch import nn
 from rwm.export.anomaly import AnomalyCalibration, calibrate_threshold, monitor_step_error
 from rwm.export.onnx_files import strip_debug_metadata
 from rwm.export.runtime import WM_INPUTS, WM_METADATA_KEY, WM_OUTPUTS, OnnxWorldModel
+from rwm.models.ensemble import RWMEnsemble
 from rwm.models.rwm import RobotWorldModel
 from rwm.robot import contract as C
 
@@ -32,15 +33,18 @@ class _Step(nn.Module):
     """The model's step in physical units, batch-first hidden (B, layers, size) for ONNX.
 
     The GRU cell is written out from nn.GRU's own weights (gates r, z, n in PyTorch's order): the
-    exporter cannot trace nn.GRU's sequence loop, and one step needs no loop.
+    exporter cannot trace nn.GRU's sequence loop, and one step needs no loop. An ensemble of RWMs
+    keeps its members' GRU states side by side in `hidden`, each stepped by its own GRU.
     """
 
-    def __init__(self, model: RobotWorldModel) -> None:
+    def __init__(self, model: RobotWorldModel | RWMEnsemble) -> None:
         super().__init__()
         self.model = model
+        self.grus = model.gru_modules()
 
-    def _gru_step(self, x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        gru, out = self.model.gru, []
+    @staticmethod
+    def _gru_step(gru: nn.GRU, x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        out = []
         for layer in range(gru.num_layers):
             h = hidden[:, layer]
             gi = x @ getattr(gru, f"weight_ih_l{layer}").T + getattr(gru, f"bias_ih_l{layer}")
@@ -55,7 +59,14 @@ class _Step(nn.Module):
     def forward(self, state: torch.Tensor, action: torch.Tensor, hidden: torch.Tensor):
         norm = self.model.normalizer
         state_n = norm.state(state)
-        next_hidden = self._gru_step(torch.cat([state_n, norm.action(action)], -1), hidden)
+        x = torch.cat([state_n, norm.action(action)], -1)
+        next_hidden = torch.cat(
+            [
+                self._gru_step(gru, x, h)
+                for gru, h in zip(self.grus, hidden.chunk(len(self.grus), -1), strict=True)
+            ],
+            -1,
+        )
         means_n, stds_n, logits = self.model.member_heads(next_hidden[:, -1], state_n)
         # ensemble_gaussian written with sums: the exporter names an aten.mean value "mean", which
         # would clash with the output of that name
@@ -69,7 +80,9 @@ class _Step(nn.Module):
 
 
 @torch.no_grad()
-def validation_errors(model: RobotWorldModel, trajectories: dict[str, torch.Tensor]) -> np.ndarray:
+def validation_errors(
+    model: RobotWorldModel | RWMEnsemble, trajectories: dict[str, torch.Tensor]
+) -> np.ndarray:
     """(T, B) one-step errors of the model following (B, T, .) physical-unit trajectories step by
     step, as the monitor does (row 0, with no prediction yet, is NaN)."""
     model.eval()
@@ -85,7 +98,7 @@ def validation_errors(model: RobotWorldModel, trajectories: dict[str, torch.Tens
 
 
 def export_world_model(
-    model: RobotWorldModel,
+    model: RobotWorldModel | RWMEnsemble,
     path: str | Path,
     metadata: dict,
     validation: list[dict[str, torch.Tensor]],
@@ -103,13 +116,13 @@ def export_world_model(
     path = Path(path)
     anomaly = calibrate_threshold([validation_errors(model, v) for v in validation], calibration)
     step = _Step(model).eval()
-    cfg = model.cfg
+    layers, _, width = model.initial_hidden(1).shape
     tmp = path.with_suffix(".onnx.tmp")
     batch = torch.export.Dim("batch", min=1)
     dummy = (
         torch.zeros(2, C.STATE_DIM),
         torch.zeros(2, C.ACTION_DIM),
-        torch.zeros(2, cfg.num_layers, cfg.hidden_size),
+        torch.zeros(2, layers, width),
     )
     torch.onnx.export(
         step,
@@ -126,9 +139,9 @@ def export_world_model(
     entry.key = METADATA_KEY
     entry.value = json.dumps(
         {
-            "hidden_layers": cfg.num_layers,
-            "hidden_size": cfg.hidden_size,
-            "ensemble_size": cfg.ensemble_size,
+            "hidden_layers": layers,
+            "hidden_size": width,
+            "ensemble_size": model.ensemble_size,
             "joint_names": list(C.JOINT_NAMES),
             "state_mean": model.normalizer.state_mean.tolist(),
             "state_std": model.normalizer.state_std.tolist(),

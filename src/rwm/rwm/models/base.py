@@ -98,6 +98,18 @@ class WorldModel(nn.Module):
         return self.normalizer.robot_param_dim
 
     @property
+    def ensemble_size(self) -> int:
+        """State-head members whose disagreement is the model's epistemic uncertainty (1: none)."""
+        return self.heads_module.members
+
+    @property
+    def latent_blocks(self) -> int:
+        """Independent recurrent cores whose states sit side by side in `hidden`: the Jacobian
+        penalty on the latent is their sum, so the loss takes their mean, as it does the members'
+        likelihoods."""
+        return 1
+
+    @property
     def device(self) -> torch.device:
         """Where the model's tensors are (its initial hidden states are made there)."""
         return self.normalizer.state_mean.device

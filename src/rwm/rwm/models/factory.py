@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from rwm.models.base import WorldModel
+from rwm.models.ensemble import RWMEnsemble, RWMEnsembleConfig, compose_ensemble
 from rwm.models.mlp import MLPConfig, MLPWorldModel
 from rwm.models.rssm import RSSMConfig, RSSMWorldModel
 from rwm.models.rwm import RobotWorldModel, RWMConfig
@@ -16,6 +17,7 @@ from rwm.models.transformer import TransformerConfig, TransformerWorldModel
 
 ARCHITECTURES: dict[str, tuple[type, type]] = {
     "rwm": (RobotWorldModel, RWMConfig),
+    "rwm_ensemble": (RWMEnsemble, RWMEnsembleConfig),
     "mlp": (MLPWorldModel, MLPConfig),
     "rssm": (RSSMWorldModel, RSSMConfig),
     "transformer": (TransformerWorldModel, TransformerConfig),
@@ -23,7 +25,7 @@ ARCHITECTURES: dict[str, tuple[type, type]] = {
 
 
 def build_world_model(arch: str, config: dict[str, Any] | None = None) -> WorldModel:
-    """A fresh model of architecture `arch` (rwm, mlp, rssm, transformer); config overrides defaults."""
+    """A fresh model of architecture `arch` (`ARCHITECTURES`); config overrides defaults."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown world-model architecture {arch!r}; choose from {sorted(ARCHITECTURES)}")
     cls, cfg_cls = ARCHITECTURES[arch]
@@ -95,6 +97,20 @@ def with_ensemble(model: WorldModel, members: int, perturbation: float = 0.1, se
                 noise = torch.randn(weights.shape, generator=generator) * perturbation * weights.std()
                 target.copy_(weights + noise)
     return grown
+
+
+def ensemble_checkpoints(paths: list[str | Path]) -> tuple[WorldModel, dict[str, Any]]:
+    """One ensemble of RWMs trained apart (`rwm.models.ensemble`), from their checkpoints, with the
+    first one's training configuration (refinement trains the ensemble with its loss), naming the
+    ensemble's architecture."""
+    loaded = [load_checkpoint(p) for p in paths]
+    try:
+        model = compose_ensemble([m for m, _ in loaded])
+    except ValueError as err:
+        raise ValueError(f"{[str(p) for p in paths]}: {err}") from None
+    arch = model_config(model)
+    train_config = {**loaded[0][1].get("train_config", {}), "arch": arch["arch"], "model": arch["config"]}
+    return model, {"train_config": train_config, "members_from": [str(p) for p in paths]}
 
 
 def average_checkpoints(paths: list[str | Path]) -> tuple[WorldModel, dict[str, Any]]:

@@ -60,7 +60,23 @@ class RobotWorldModel(WorldModel):
         a model of the family reads its (B, robot_param_dim) robot parameters with every step."""
         if hidden is None:
             hidden = self.initial_hidden(state_n.shape[0]).to(state_n)
-        inputs = [state_n, action_n]
-        if params_n is not None:
-            inputs.append(params_n[:, None].expand(-1, state_n.shape[1], -1))
-        return self.gru(torch.cat(inputs, -1), hidden)
+        return gru_features(self.gru, state_n, action_n, hidden, params_n)
+
+    def gru_modules(self) -> list[nn.GRU]:
+        """The GRU whose state is `hidden` (what the ONNX step writes out)."""
+        return [self.gru]
+
+
+def gru_features(
+    gru: nn.GRU,
+    state_n: torch.Tensor,
+    action_n: torch.Tensor,
+    hidden: torch.Tensor,
+    params_n: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A GRU over (B, T, .) states and actions, with each robot's (B, .) parameters on every step when
+    given: (B, T, hidden) features and the last hidden."""
+    inputs = [state_n, action_n]
+    if params_n is not None:
+        inputs.append(params_n[:, None].expand(-1, state_n.shape[1], -1))
+    return gru(torch.cat(inputs, -1), hidden)

@@ -160,8 +160,9 @@ class ImaginationEnv(VecEnv):
         self.action[ids] = actions[:, -2] if m > 1 else self._default
         self._new_commands(ids)
         if self.cfg.member_per_robot:
-            members = self.model.heads_module.members
-            self.member[ids] = torch.randint(members, (len(ids),), generator=self.gen, device=self.device)
+            self.member[ids] = torch.randint(
+                self.model.ensemble_size, (len(ids),), generator=self.gen, device=self.device
+            )
         self.air_time[ids] = 0.0
         self.episode_length_buf[ids] = 0
 

@@ -97,5 +97,6 @@ def world_model_loss(
             k = int(torch.randint(len(f.transitions), ()))
             jacobian = jacobian_frobenius_sq(f.transitions[k][1], f.transitions[k][0])
     aux = model.auxiliary_loss()
+    jacobian = jacobian / model.latent_blocks
     total = state_loss + contact_weight * contact_loss + aux + jacobian_weight * jacobian
     return {"total": total, "state": state_loss, "contact": contact_loss, "aux": aux, "jacobian": jacobian}
