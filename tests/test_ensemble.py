@@ -221,3 +221,31 @@ def test_the_ensemble_trains_every_member_and_exports_its_step(tmp_path):
     np.testing.assert_allclose(
         spread, (means.std(0, unbiased=False) * norm.state_std).numpy(), rtol=1e-3, atol=1e-5
     )
+
+
+def test_the_jacobian_penalty_weighs_an_ensemble_of_copies_as_one_member(tmp_path):
+    """The penalty on the members' side-by-side latents is averaged over them, as their likelihoods
+    are: an ensemble of copies of one RWM pays what that RWM pays (both Hutchinson estimates, so
+    within their noise; summed, it would pay three times as much)."""
+    from rwm.training.losses import world_model_loss
+
+    path = _members_apart(tmp_path, 1)[0]
+    single, _ = load_checkpoint(path)
+    ensemble, _ = ensemble_checkpoints([path, path, path])
+    batch = _batch(np.random.default_rng(4), b=64, t=8)
+    penalties = []
+    for model in (single, ensemble):
+        torch.manual_seed(0)
+        norm = model.normalizer
+        losses = world_model_loss(
+            model,
+            norm.state(batch["state"]),
+            norm.action(batch["action"]),
+            batch["contacts"],
+            history=6,
+            horizon=2,
+            jacobian_weight=1.0,
+        )
+        penalties.append(losses["jacobian"])
+    assert penalties[0] > 0
+    torch.testing.assert_close(penalties[1], penalties[0], rtol=0.15, atol=0.0)
