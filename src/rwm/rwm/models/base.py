@@ -71,12 +71,6 @@ class GaussianHeads(nn.Module):
         stds = torch.stack([nn.functional.softplus(h(features)) for h in std_heads])
         return means, stds.clamp(self.min_std, self.max_std), self.contact_head(features)
 
-    def forward(self, features: torch.Tensor, state_n: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(mean, std, contact logits) of the ensemble as one Gaussian: the members' mean, and the
-        std of both uncertainties (mean member variance + variance of the member means)."""
-        means, stds, contact = self.member_outputs(features, state_n)
-        return (*ensemble_gaussian(means, stds), contact)
-
 
 class WorldModel(nn.Module):
     """Base class: normalizer, heads and the step/sequence API built on `recurrent`."""
@@ -147,8 +141,10 @@ class WorldModel(nn.Module):
         return self.recurrent(state_n, action_n, hidden, params_n)
 
     def heads(self, features: torch.Tensor, state_n: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(mean, std, contact logits) of the next normalized state."""
-        return self.heads_module(features, state_n)
+        """(mean, std, contact logits) of the next normalized state: the members as one Gaussian
+        (`ensemble_gaussian`; a single model is its one member)."""
+        means, stds, contact = self.member_heads(features, state_n)
+        return (*ensemble_gaussian(means, stds), contact)
 
     def member_heads(self, features: torch.Tensor, state_n: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(K, ..., 45) member means and stds and the contact logits (K = 1 for a single model)."""

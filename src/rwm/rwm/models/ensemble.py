@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from rwm.models.base import INPUT_DIM, GaussianHeads, WorldModel, ensemble_gaussian
+from rwm.models.base import INPUT_DIM, GaussianHeads, WorldModel
 from rwm.models.rwm import RobotWorldModel, RWMConfig, gru_features
 
 
@@ -106,11 +106,6 @@ class RWMEnsemble(WorldModel):
         # a sum, not .mean(), as in the ONNX step: the exporter would name the value "mean"
         p_contact = torch.stack([torch.sigmoid(c) for _, _, c in outs]).sum(0) / len(outs)
         return means, stds, torch.logit(p_contact, eps=1e-6)
-
-    def heads(self, features: torch.Tensor, state_n: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The members as one Gaussian (`ensemble_gaussian`) and their contacts."""
-        means, stds, contact = self.member_heads(features, state_n)
-        return (*ensemble_gaussian(means, stds), contact)
 
     def gru_modules(self) -> list[nn.GRU]:
         """The members' GRUs, in the order their states sit in `hidden` (the ONNX step runs each)."""
