@@ -1,13 +1,17 @@
 """World-model training speed: sequences per second for M=32, N=8, batch 1024 on 2 threads.
 
-Compares the trainer's step (fused nn.GRU over the history, then N autoregressive steps) with a
-straightforward loop that advances the GRU one step at a time over all M + N steps, measured in the
-same run on the same batch. Prints JSON with the speed-up ratio, and the same for the trainer with
-backpropagation through only the last --history-grad-steps of the history (`LearnerConfig`).
+Compares the trainer (`WorldModelLearner.update`: the fused nn.GRU over the history, then N
+autoregressive steps) with a straightforward loop that advances the GRU one step at a time over all
+M + N steps, measured in the same run on the same batch. Prints JSON with the speed-up of each trainer
+configuration (`LearnerConfig`) over that float32 loop: as the paper trains; with backpropagation
+through only the last --history-grad-steps of the history; with `precision` bfloat16 (the forward
+pass's matrix products in bfloat16 under autocast); and bfloat16 with `compile` (its compilation
+time apart). The per-step loop in bfloat16 too, so that the precision's share of the speed-up shows.
 
-Both are bound by the GRU's matrix products on this CPU: `--profile` prints the GFLOP a step takes
-in them and the rate inside them, against a plain matrix product of the GRU's shape. `--device cuda`
-times the same on a GPU (each timing waits for the GPU's queued work), where the fused GRU call pays.
+In float32 both are bound by the GRU's matrix products on this CPU: `--profile` prints the GFLOP a step
+takes in them and the rate inside them, against a plain matrix product of the GRU's shape. `--device
+cuda` times the same on a GPU (each timing waits for the GPU's queued work), where the fused GRU call
+pays. `--no-compile` leaves out the compiled trainer (about two minutes of compilation).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import time
 import torch
 
 from rwm.models.rwm import RobotWorldModel
-from rwm.training.losses import gaussian_nll, world_model_loss
+from rwm.training.learner import LearnerConfig, WorldModelLearner, forward_precision
+from rwm.training.losses import gaussian_nll
 
 
 def per_step_loss(model: RobotWorldModel, s: torch.Tensor, a: torch.Tensor, c: torch.Tensor, m: int, n: int):
@@ -28,11 +33,11 @@ def per_step_loss(model: RobotWorldModel, s: torch.Tensor, a: torch.Tensor, c: t
     for t in range(m - 1):
         _, _, _, h = model.step(s[:, t], a[:, t], h)
     mean, std, logits, h = model.step(s[:, m - 1], a[:, m - 1], h)
-    loss = gaussian_nll(mean, std, s[:, m]).mean()
+    loss = gaussian_nll(mean.float(), std.float(), s[:, m]).mean()
     for k in range(1, n):
         prev = mean + std * torch.randn_like(std)
         mean, std, logits, h = model.step(prev, a[:, m + k - 1], h)
-        loss = loss + gaussian_nll(mean, std, s[:, m + k]).mean()
+        loss = loss + gaussian_nll(mean.float(), std.float(), s[:, m + k]).mean()
     return loss / n
 
 
@@ -75,6 +80,7 @@ def main() -> None:
     ap.add_argument("--history-grad-steps", type=int, default=8, help="the truncated trainer's")
     ap.add_argument("--profile", action="store_true", help="GFLOP and GFLOP/s of the matrix products")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--no-compile", action="store_true", help="leave out the compiled bfloat16 trainer")
     args = ap.parse_args()
     if args.profile and args.device != "cpu":
         ap.error("--profile reads the CPU's matrix products: --device cpu")
@@ -88,24 +94,38 @@ def main() -> None:
     a = torch.randn(args.batch, length, 12, device=args.device)
     c = (torch.rand(args.batch, length, 8, device=args.device) > 0.5).float()
 
-    def trainer_step(history_grad_steps: int = 0) -> None:
-        loss = world_model_loss(
-            model, s, a, c, args.history, args.horizon, history_grad_steps=history_grad_steps
-        )["total"]
+    batch = {"state": s, "action": a, "contacts": c}
+
+    def trainer(**options) -> WorldModelLearner:
+        return WorldModelLearner(model, LearnerConfig(history=args.history, horizon=args.horizon, **options))
+
+    def loop_step(precision: str = "float32") -> None:
+        with forward_precision(s.device, precision):
+            loss = per_step_loss(model, s, a, c, args.history, args.horizon)
         opt.zero_grad()
         loss.backward()
         opt.step()
 
-    def loop_step() -> None:
-        loss = per_step_loss(model, s, a, c, args.history, args.horizon)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    t_trainer = timed(trainer_step, args.repeats, sync)
-    t_burn_in = timed(lambda: trainer_step(args.history_grad_steps), args.repeats, sync)
+    learners = {
+        "": trainer(),
+        "history_grad_steps": trainer(history_grad_steps=args.history_grad_steps),
+        "bfloat16": trainer(precision="bfloat16"),
+    }
+    figures = {}
+    if not args.no_compile:
+        learners["compiled_bfloat16"] = trainer(precision="bfloat16", compile=True)
+        start = time.perf_counter()
+        learners["compiled_bfloat16"].update(batch)
+        sync()
+        figures["compile_s"] = round(time.perf_counter() - start, 1)
     t_loop = timed(loop_step, args.repeats, sync)
-    gemm = gemm_figures(trainer_step, args.threads) if args.profile else {}
+    for name, learner in learners.items():
+        t = timed(lambda learner=learner: learner.update(batch), args.repeats, sync)
+        key = f"trainer_{name}_s_per_step" if name else "trainer_s_per_step"
+        figures[key] = round(t, 3)
+        figures[f"speedup_{name}" if name else "speedup"] = round(t_loop / t, 2)
+    t_loop_bf16 = timed(lambda: loop_step("bfloat16"), args.repeats, sync)
+    gemm = gemm_figures(lambda: learners[""].update(batch), args.threads) if args.profile else {}
     print(
         json.dumps(
             {
@@ -114,14 +134,11 @@ def main() -> None:
                 "history": args.history,
                 "horizon": args.horizon,
                 "threads": args.threads,
-                "trainer_s_per_step": round(t_trainer, 3),
                 "per_step_loop_s_per_step": round(t_loop, 3),
-                "trainer_sequences_per_s": round(args.batch / t_trainer, 1),
                 "per_step_loop_sequences_per_s": round(args.batch / t_loop, 1),
-                "speedup": round(t_loop / t_trainer, 2),
                 "history_grad_steps": args.history_grad_steps,
-                "trainer_history_grad_steps_s_per_step": round(t_burn_in, 3),
-                "speedup_history_grad_steps": round(t_loop / t_burn_in, 2),
+                **figures,
+                "per_step_loop_bfloat16_s_per_step": round(t_loop_bf16, 3),
                 **gemm,
             },
             indent=2,

@@ -143,3 +143,51 @@ def test_a_failed_worker_ends_its_node() -> None:
         stopped = WorkerThread(node, "quiet", lambda stop: stop.wait())
         stopped.start()
         assert stopped.stop() and stopped.failure is None, "a stop is not a failure"
+
+
+HANGING_NODE = """
+import time
+import rclpy.node
+from rwm_ros import spin
+
+spin.EXIT_STACK_DUMP_S = 0.5
+
+
+class HangsAtItsEnd(rclpy.node.Node):
+    def __init__(self):
+        super().__init__("hangs_at_its_end")
+        print("up", flush=True)
+
+    def destroy_node(self):
+        time.sleep(2.0)  # stands in for a teardown that does not return
+        super().destroy_node()
+
+
+spin.spin_node(HangsAtItsEnd)
+"""
+
+
+def test_a_node_that_hangs_at_its_end_prints_where() -> None:
+    """After the spin ends, a node still alive EXIT_STACK_DUMP_S later dumps every thread's stack to
+    stderr and goes on: the hang's place shows in launch's log, and the exit stays clean."""
+    import signal
+    import subprocess
+    import sys
+
+    from ros_helpers import ros_env
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HANGING_NODE],
+        env=ros_env(domain_id(3)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "up"
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "most recent call first" in stderr and "in destroy_node" in stderr, stderr

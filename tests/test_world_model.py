@@ -290,3 +290,56 @@ def test_the_suite_scores_an_ensemble_given_the_robots_parameters() -> None:
     )
     with pytest.raises(ValueError, match="held-out data has none"):
         evaluate_world_models({"m": model}, {"state": s, "action": a}, SuiteConfig(history=6))
+
+
+def test_bfloat16_precision_trains_a_float32_model_on_the_same_loss() -> None:
+    """bfloat16 changes where the forward pass's products are rounded, not the model: the weights,
+    their gradients and the loss terms stay float32, the loss is float32's within bfloat16 rounding,
+    and the updates learn; an unknown precision is refused."""
+    from rwm.training.learner import LearnerConfig, WorldModelLearner
+
+    t = torch.linspace(0, 6, 12)
+    batch = {
+        "state": torch.sin(t[None, :, None] + torch.arange(45)[None, None] * 0.1).repeat(8, 1, 1),
+        "action": torch.cos(t[None, :, None] + torch.arange(12)[None, None]).repeat(8, 1, 1),
+    }
+    batch["contacts"] = (batch["state"][..., :8] > 0).float()
+    losses = {}
+    for precision in ("float32", "bfloat16"):
+        torch.manual_seed(0)
+        model = RobotWorldModel(SMALL)
+        cfg = LearnerConfig(history=8, horizon=4, learning_rate=3e-3, precision=precision)
+        learner = WorldModelLearner(model, cfg)
+        torch.manual_seed(1)
+        losses[precision] = [learner.update(batch) for _ in range(60)]
+        assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in model.parameters())
+    first32, first16 = losses["float32"][0], losses["bfloat16"][0]
+    assert first16["total"] == pytest.approx(first32["total"], rel=0.02, abs=0.02)
+    assert first16["contact"] == pytest.approx(first32["contact"], rel=0.02)
+    assert losses["bfloat16"][-1]["total"] < first16["total"] - 1.0
+    with pytest.raises(ValueError, match="precision 'float16'"):
+        LearnerConfig(precision="float16")
+
+
+def test_a_compiled_learner_trains_and_refuses_the_jacobian_penalty() -> None:
+    """`compile` runs the same loss through torch.compile: the updates learn, the model's weights stay
+    the eager module's (what checkpoints save); the Jacobian penalty, a double backward, is refused."""
+    from rwm.training.learner import LearnerConfig, WorldModelLearner
+
+    t = torch.linspace(0, 3, 7)
+    batch = {
+        "state": torch.sin(t[None, :, None] + torch.arange(45)[None, None] * 0.1).repeat(4, 1, 1),
+        "action": torch.cos(t[None, :, None] + torch.arange(12)[None, None]).repeat(4, 1, 1),
+    }
+    batch["contacts"] = (batch["state"][..., :8] > 0).float()
+    torch.manual_seed(0)
+    model = RobotWorldModel(RWMConfig(hidden_size=16, num_layers=1, head_hidden=16))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = LearnerConfig(history=4, horizon=3, learning_rate=3e-3, precision="bfloat16", compile=True)
+    learner = WorldModelLearner(model, cfg)
+    losses = [learner.update(batch)["total"] for _ in range(60)]
+    assert losses[-1] < losses[0] - 1.0
+    assert model.state_dict().keys() == before.keys()
+    assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="compile: the Jacobian penalty"):
+        LearnerConfig(compile=True, jacobian_weight=1e-3)

@@ -17,6 +17,7 @@ there for its sources, which stop on the same signal, to send their last).
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import time
 from collections.abc import Callable
@@ -32,6 +33,12 @@ N = TypeVar("N", bound=Node)
 SIGNAL_CHECK_S = 0.5
 """The longest the spin waits before it looks for a counted signal (each wake-up of an idle node's
 executor costs 0.7 ms of CPU here: 0.8 % of a core per node at 0.1 s)."""
+
+EXIT_STACK_DUMP_S = 4.0
+"""A process still alive this long after its spin ended prints every thread's stack to stderr (and
+goes on): under launch, which escalates to SIGTERM after 5 s and SIGKILL 10 s later, a node's rare
+hang at its end (docs/startup/README.md, 12-05) then shows where it is. The interpreter's exit cancels
+the dump; a node only slow to finish (a logger writing a long backlog) prints it and finishes."""
 
 signals_received: list[int] = []
 """Signals this process got: they end the spin."""
@@ -95,6 +102,7 @@ def spin_node(
         if rclpy.ok(context=node.context if node is not None else None):
             raise
     finally:
+        faulthandler.dump_traceback_later(EXIT_STACK_DUMP_S)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

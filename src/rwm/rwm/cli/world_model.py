@@ -30,6 +30,8 @@ def _wm_config(args: argparse.Namespace, arch: str = "rwm", jacobian_weight: flo
         latent_noise=LatentNoise(sigma=args.latent_sigma, mu=args.latent_mu),
         jacobian_weight=jacobian_weight,
         history_grad_steps=args.history_grad_steps,
+        precision=args.precision,
+        compile=args.compile,
     )
 
 
@@ -292,6 +294,18 @@ def _training_options(
         type=int,
         default=0,
         help="backpropagate through only the last this many history steps (0: all M, the paper)",
+    )
+    p.add_argument(
+        "--precision",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="bfloat16: the loss's matrix products in bfloat16 under autocast (weights and optimizer "
+        "float32); about 2x faster on a CPU with AMX (docs/world_model/precision.md)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the loss (torch.compile; about 2 min at the first update; no Jacobian penalty)",
     )
     p.add_argument("--latent-sigma", type=float, default=0.0, help="latent noise std during training")
     p.add_argument("--latent-mu", type=float, default=0.0, help="latent noise drift during training")

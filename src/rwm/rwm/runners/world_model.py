@@ -56,6 +56,10 @@ class WorldModelTrainConfig:
     """lambda of the Jacobian penalty on the latent transition (0 = off)."""
     history_grad_steps: int = 0
     """Backpropagate through only the last this many history steps (0: all; `LearnerConfig`)."""
+    precision: str = "float32"
+    """float32, or bfloat16 matrix products in the loss's forward pass (`LearnerConfig`)."""
+    compile: bool = False
+    """Compile the loss (`LearnerConfig`)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.latent_noise, dict):  # read back from a checkpoint's train_config

@@ -20,6 +20,13 @@ from rwm.training.distributed import Parallel
 from rwm.training.latent_regularization import LatentNoise
 from rwm.training.losses import world_model_loss
 
+PRECISIONS = ("float32", "bfloat16")
+
+
+def forward_precision(device: torch.device, precision: str) -> torch.autocast:
+    """The autocast region a forward pass of `precision` runs in (disabled for float32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
 
 @dataclass
 class LearnerConfig:
@@ -44,6 +51,24 @@ class LearnerConfig:
     matrix products are most of both (`bench/bench_world_model_training.py`), so 8 of 32 trains
     about 1.6x faster; the held-out figures of the comparison are in
     docs/world_model/history_grad_steps.md. Teacher forcing (horizon 1) has no history to cut."""
+    precision: str = "float32"
+    """float32, or bfloat16: the loss's forward pass under `torch.autocast` (its matrix products in
+    bfloat16), while the weights, the optimizer's state and the loss terms stay float32. On a CPU with
+    AMX (Sapphire Rapids) a bfloat16 product of the GRU's shape runs about 5x a float32 one; the
+    speed-up and the held-out figures are in docs/world_model/precision.md."""
+    compile: bool = False
+    """Compile the loss's forward and backward passes (`torch.compile`, inductor): the GRU's many
+    small elementwise steps fused into C++ kernels, the first update paying about two minutes of
+    compilation. Pays with bfloat16, where those steps, not the products, take most of the time; not
+    with the Jacobian penalty, whose double backward compiled graphs do not support."""
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: one of {', '.join(PRECISIONS)}")
+        if self.compile and self.jacobian_weight > 0:
+            raise ValueError(
+                "compile: the Jacobian penalty differentiates twice, which compiled graphs cannot"
+            )
 
     @property
     def window(self) -> int:
@@ -79,7 +104,10 @@ class _BatchLoss(nn.Module):
     ) -> dict:
         model, cfg = self.model, self.cfg
         # the Jacobian penalty differentiates twice, which cuDNN's fused GRU cannot
-        with torch.backends.cudnn.flags(enabled=cfg.jacobian_weight <= 0):
+        with (
+            torch.backends.cudnn.flags(enabled=cfg.jacobian_weight <= 0),
+            forward_precision(state.device, cfg.precision),
+        ):
             return world_model_loss(
                 model,
                 model.normalizer.state(state),
@@ -115,6 +143,11 @@ class WorldModelLearner:
         self.model, self.cfg = model, cfg
         self.device = model.device
         loss = _BatchLoss(model, cfg)
+        if cfg.compile:
+            if parallel is not None and parallel.world_size > 1:
+                raise ValueError("compile: one process (compiled graphs under DDP are not tried here)")
+            torch._dynamo.config.allow_rnn = True  # trace through nn.GRU instead of breaking the graph there
+            loss = torch.compile(loss)
         if parallel is not None and parallel.world_size > 1:
             ids = [parallel.device] if parallel.device.type == "cuda" else None
             loss = DistributedDataParallel(loss, device_ids=ids)

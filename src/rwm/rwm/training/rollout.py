@@ -67,7 +67,7 @@ def forecast(
     mean, std = ensemble_gaussian(m_k, s_k)
     means, stds = [mean], [std]
     for k in range(1, horizon):
-        prev = means[-1] + stds[-1] * torch.randn_like(stds[-1]) if sample else means[-1]
+        prev = means[-1] + stds[-1] * torch.randn_like(means[-1]) if sample else means[-1]
         fed.append(prev)
         if perturb:
             hidden = latent_noise(hidden)
