@@ -1,4 +1,4 @@
-"""World-model training speed: sequences per second for M=32, N=8, batch 1024 on 2 threads.
+"""World-model training speed: seconds per update for M=32, N=8, batch 1024 on 2 threads.
 
 Compares the trainer (`WorldModelLearner.update`: the fused nn.GRU over the history, then N
 autoregressive steps) with a straightforward loop that advances the GRU one step at a time over all
@@ -33,17 +33,18 @@ def per_step_loss(model: RobotWorldModel, s: torch.Tensor, a: torch.Tensor, c: t
     for t in range(m - 1):
         _, _, _, h = model.step(s[:, t], a[:, t], h)
     mean, std, logits, h = model.step(s[:, m - 1], a[:, m - 1], h)
-    loss = gaussian_nll(mean.float(), std.float(), s[:, m]).mean()
+    loss = gaussian_nll(mean, std, s[:, m]).mean()
     for k in range(1, n):
-        prev = mean + std * torch.randn_like(std)
+        prev = mean + std * torch.randn_like(mean)
         mean, std, logits, h = model.step(prev, a[:, m + k - 1], h)
-        loss = loss + gaussian_nll(mean.float(), std.float(), s[:, m + k]).mean()
+        loss = loss + gaussian_nll(mean, std, s[:, m + k]).mean()
     return loss / n
 
 
 def gemm_figures(step, threads: int) -> dict:
     """The matrix products of one trainer step (profiled): GFLOP, seconds, GFLOP/s inside them; and the
-    rate of one plain product of the GRU's recurrent shape (1024 x 256 x 768) for comparison."""
+    rate of one plain product of the GRU's recurrent shape (1024 x 256 x 768), float32 and bfloat16,
+    for comparison."""
     with torch.profiler.profile(with_flops=True) as prof:
         step()
     events = [e for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm")]
@@ -51,11 +52,14 @@ def gemm_figures(step, threads: int) -> dict:
     seconds = sum(e.self_cpu_time_total for e in events) / 1e6
     x, w = torch.randn(1024, 256), torch.randn(256, 768)
     plain = timed(lambda: x @ w, 50)
+    xb, wb = x.bfloat16(), w.bfloat16()
+    plain_bf16 = timed(lambda: xb @ wb, 50)
     return {
         "gemm_gflop_per_step": round(flop / 1e9, 1),
         "gemm_s_per_step": round(seconds, 3),
         "gemm_gflop_per_s": round(flop / seconds / 1e9, 1),
         "plain_gemm_gflop_per_s": round(2 * 1024 * 256 * 768 / plain / 1e9, 1),
+        "plain_gemm_bfloat16_gflop_per_s": round(2 * 1024 * 256 * 768 / plain_bf16 / 1e9, 1),
     }
 
 
@@ -130,6 +134,7 @@ def main() -> None:
         json.dumps(
             {
                 "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                 "batch": args.batch,
                 "history": args.history,
                 "horizon": args.horizon,

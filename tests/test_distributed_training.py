@@ -1,6 +1,7 @@
-"""Data-parallel world-model training: `torchrun --nproc_per_node 2` (gloo, on the CPU) takes the steps
-one process takes on the same global batch, up to the order of floating-point sums (teacher forcing:
-the loss draws no noise, which each process would draw for itself)."""
+"""Data-parallel training under `torchrun --nproc_per_node 2` (gloo, on the CPU): the world model takes
+the steps one process takes on the same global batch, up to the order of floating-point sums (teacher
+forcing: the loss draws no noise, which each process would draw for itself); PPO, through rsl-rl's
+multi-GPU support, keeps its replicas one model while each process simulates its own robots."""
 
 from __future__ import annotations
 
@@ -48,6 +49,23 @@ def test_two_processes_train_as_one_on_the_same_batch(tmp_path: Path) -> None:
     w2 = torch.load(tmp_path / "two" / "model.pt", weights_only=True)["model"]
     for name, value in w1.items():
         np.testing.assert_allclose(w2[name].numpy(), value.numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.slow
+def test_ppo_replicas_stay_one_model_while_each_process_simulates_its_own_robots(tmp_path: Path) -> None:
+    """rsl-rl averages the gradients over the processes, so the replicas end bitwise equal though each
+    learned from other robots; the first process alone saves and reports, counting both processes'
+    transitions."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    args = ["-m", "rwm.cli", "train-ppo", "--num-envs", "8", "--iterations", "3", "--seed", "5"]
+    two = subprocess.run(
+        [*torchrun, *args, "--log-dir", str(tmp_path / "two")], capture_output=True, text=True, timeout=300
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    summary = json.loads(two.stdout[two.stdout.index("{\n") :])
+    assert summary["processes"] == 2 and summary["transitions"] == 2 * 3 * 8 * 24
+    assert summary["replica_max_abs_diff"] == 0.0
+    assert sorted(p.name for p in (tmp_path / "two").glob("model_*.pt")) == ["model_0.pt", "model_2.pt"]
 
 
 def test_unknown_device_or_cuda_without_a_gpu_is_a_clear_error() -> None:

@@ -5,6 +5,8 @@ that accepts or rejects robot messages the same way in every node."""
 from __future__ import annotations
 
 import dataclasses
+import signal
+import sys
 import time
 from types import SimpleNamespace
 
@@ -15,7 +17,7 @@ from nav_msgs.msg import Odometry
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Imu, JointState
 
-from ros_helpers import domain_id, ros_context
+from ros_helpers import domain_id, node_process, ros_context, ros_env
 from rwm.control.safety import SafetyConfig
 from rwm.data.bag_recorder import RecorderConfig
 from rwm.robot import contract as C
@@ -170,24 +172,11 @@ spin.spin_node(HangsAtItsEnd)
 def test_a_node_that_hangs_at_its_end_prints_where() -> None:
     """After the spin ends, a node still alive EXIT_STACK_DUMP_S later dumps every thread's stack to
     stderr and goes on: the hang's place shows in launch's log, and the exit stays clean."""
-    import signal
-    import subprocess
-    import sys
-
-    from ros_helpers import ros_env
-
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HANGING_NODE],
-        env=ros_env(domain_id(3)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout.readline().strip() == "up"
+    with node_process([sys.executable, "-c", HANGING_NODE], ros_env(domain_id(3))) as proc:
+        deadline = time.monotonic() + 20.0
+        while "up\n" not in proc.output and time.monotonic() < deadline:
+            time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=20)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, stderr
-    assert "most recent call first" in stderr and "in destroy_node" in stderr, stderr
+        assert proc.wait(timeout=20) == 0, "".join(proc.output)
+    output = "".join(proc.output)
+    assert "most recent call first" in output and "in destroy_node" in output, output

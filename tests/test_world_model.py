@@ -321,6 +321,26 @@ def test_bfloat16_precision_trains_a_float32_model_on_the_same_loss() -> None:
         LearnerConfig(precision="float16")
 
 
+@pytest.mark.parametrize("horizon", [1, 4])
+def test_bfloat16_keeps_the_jacobian_penalty_and_an_ensembles_sure_contacts_finite(horizon) -> None:
+    """The heads give float32 whatever precision their layers ran in: an ensemble's contact logits of
+    sure contacts (probability 1 in bfloat16) stay finite, and so does the Jacobian penalty's term."""
+    from rwm.models.ensemble import RWMEnsemble, RWMEnsembleConfig
+    from rwm.training.learner import LearnerConfig, WorldModelLearner
+
+    torch.manual_seed(0)
+    model = RWMEnsemble(RWMEnsembleConfig(members=2, member=SMALL))
+    for member in model.members:  # contact probabilities that round to 1 in bfloat16
+        torch.nn.init.constant_(member.heads_module.contact_head[-1].bias, 12.0)
+    batch = {"state": torch.randn(4, 12, 45), "action": torch.randn(4, 12, 12)}
+    batch["contacts"] = torch.ones(4, 12, 8)
+    cfg = LearnerConfig(history=8, horizon=horizon, precision="bfloat16", jacobian_weight=1e-3)
+    losses = WorldModelLearner(model, cfg).update(batch)
+    assert all(np.isfinite(v) for v in losses.values()), losses
+    assert losses["jacobian"] > 0.0 and losses["contact"] < 1e-3
+
+
+@pytest.mark.slow
 def test_a_compiled_learner_trains_and_refuses_the_jacobian_penalty() -> None:
     """`compile` runs the same loss through torch.compile: the updates learn, the model's weights stay
     the eager module's (what checkpoints save); the Jacobian penalty, a double backward, is refused."""

@@ -17,6 +17,7 @@ there for its sources, which stop on the same signal, to send their last).
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import signal
 import time
@@ -35,10 +36,10 @@ SIGNAL_CHECK_S = 0.5
 executor costs 0.7 ms of CPU here: 0.8 % of a core per node at 0.1 s)."""
 
 EXIT_STACK_DUMP_S = 4.0
-"""A process still alive this long after its spin ended prints every thread's stack to stderr (and
-goes on): under launch, which escalates to SIGTERM after 5 s and SIGKILL 10 s later, a node's rare
-hang at its end (docs/startup/README.md, 12-05) then shows where it is. The interpreter's exit cancels
-the dump; a node only slow to finish (a logger writing a long backlog) prints it and finishes."""
+"""A process still alive this long after its cleanup began prints every thread's stack to stderr (and
+goes on): under launch, which escalates to SIGTERM 5 s after its SIGINT, a node's rare hang at its end
+(docs/startup/README.md, 12-05) then shows where it is. The interpreter's exit cancels the dump; a
+node only slow to finish (a logger writing a long backlog) prints it and finishes."""
 
 signals_received: list[int] = []
 """Signals this process got: they end the spin."""
@@ -102,7 +103,8 @@ def spin_node(
         if rclpy.ok(context=node.context if node is not None else None):
             raise
     finally:
-        faulthandler.dump_traceback_later(EXIT_STACK_DUMP_S)
+        with contextlib.suppress(RuntimeError, ValueError, OSError):  # no usable stderr: no dump
+            faulthandler.dump_traceback_later(EXIT_STACK_DUMP_S)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

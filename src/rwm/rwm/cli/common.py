@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,16 @@ def device_option(parser, help: str) -> None:
     """`--device cpu|cuda` (`rwm.training.distributed.DEVICES`, not imported here: the CLI loads torch only
     in the command that runs)."""
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help=help)
+
+
+def one_process(command: str) -> None:
+    """Refuse a command that `torchrun` started in several processes: only `rwm train-wm` and `rwm
+    train-ppo` train data-parallel; the others (tables, sweeps, the MBPO loop, adaptation) would run W
+    copies of the whole job."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SystemExit(
+            f"rwm {command} runs in one process; torchrun trains `rwm train-wm` and `rwm train-ppo`"
+        )
 
 
 def invocation() -> str:

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from rwm.cli.common import device_option, invocation, positive_int
+from rwm.cli.common import device_option, invocation, one_process, positive_int
 
 
 def _train_ppo(args: argparse.Namespace) -> int:
@@ -37,7 +37,8 @@ def _train_ppo(args: argparse.Namespace) -> int:
         command=invocation(),
         init_from=args.init_from,
     )
-    print(json.dumps(summary, indent=2))
+    if summary is not None:  # under torchrun, the first process reports
+        print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -215,6 +216,7 @@ def _eval_on_variants(args: argparse.Namespace, policy, cfg) -> int:
 
 
 def _adapt_policy(args: argparse.Namespace) -> int:
+    one_process("adapt-policy")
     from rwm.cli.common import bag_directories
     from rwm.runners.adaptation import AdaptConfig, adapt_policy
     from rwm.sim.variants import variant_named
@@ -244,6 +246,7 @@ def _adapt_policy(args: argparse.Namespace) -> int:
 
 
 def _train_mbpo(args: argparse.Namespace) -> int:
+    one_process("train-mbpo")
     from rwm.rl.imagination_env import ImaginationConfig
     from rwm.robot.frames import gravity_z_at_tilt
     from rwm.runners.mbpo import MBPOConfig, train_mbpo
@@ -357,7 +360,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-ppo", help="model-free PPO (rsl-rl) on the batched simulation")
     p.add_argument("--log-dir", default="runs/ppo", help="checkpoints, TensorBoard logs, configs")
     p.add_argument("--iterations", type=int, default=1500)
-    p.add_argument("--num-envs", type=int, default=256)
+    p.add_argument("--num-envs", type=int, default=256, help="simulated robots (per process under torchrun)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --log-dir")
     p.add_argument(
@@ -371,7 +374,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="--domain-randomization: iterations over which the ranges widen from the nominal robot",
     )
     p.add_argument("--resample-time", type=float, default=10.0, help="new command every this many s")
-    device_option(p, "where the networks learn (simulation: CPU)")
+    device_option(
+        p,
+        "where the networks learn (simulation: CPU); `torchrun --nproc_per_node W -m rwm.cli train-ppo ...` "
+        "trains data-parallel over W processes (gloo on the CPU, nccl on GPUs)",
+    )
     p.add_argument(
         "--standing-fraction",
         type=float,

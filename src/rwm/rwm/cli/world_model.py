@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
-from rwm.cli.common import device_option
+from rwm.cli.common import device_option, one_process
 
 
 def _wm_config(args: argparse.Namespace, arch: str = "rwm", jacobian_weight: float = 0.0):
@@ -223,14 +222,10 @@ def _ensemble_wm(args: argparse.Namespace) -> int:
     return 0
 
 
-def _one_process(command: str) -> None:
-    """Tables and sweeps train many runs and score them: one process (`torchrun` is for train-wm)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise SystemExit(f"rwm {command} runs in one process; under torchrun use `rwm train-wm`")
-
-
 def _wm_table(args: argparse.Namespace) -> int:
-    _one_process("wm-table")
+    one_process("wm-table")
+    if args.compile:
+        raise SystemExit("rwm wm-table trains many models in one process: --compile is for rwm train-wm")
     from rwm.experiments.world_model_table import markdown_table, run_table
 
     results = run_table(
@@ -257,7 +252,9 @@ def _wm_seeds(args: argparse.Namespace) -> int:
 
 
 def _wm_sweep(args: argparse.Namespace) -> int:
-    _one_process("wm-sweep")
+    one_process("wm-sweep")
+    if args.compile:
+        raise SystemExit("rwm wm-sweep trains many models in one process: --compile is for rwm train-wm")
     from rwm.experiments.horizon_sweep import run_sweep
 
     sweep = run_sweep(args.data, args.heldout, args.out, _wm_config(args), args.histories, args.horizons)
@@ -298,7 +295,7 @@ def _training_options(
     p.add_argument(
         "--precision",
         default="float32",
-        choices=["float32", "bfloat16"],
+        choices=["float32", "bfloat16"],  # rwm.training.learner.PRECISIONS: no torch at parse time
         help="bfloat16: the loss's matrix products in bfloat16 under autocast (weights and optimizer "
         "float32); about 2x faster on a CPU with AMX (docs/world_model/precision.md)",
     )

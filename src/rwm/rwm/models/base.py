@@ -64,12 +64,14 @@ class GaussianHeads(nn.Module):
         return 1 + len(self.member_mean_heads)
 
     def member_outputs(self, features: torch.Tensor, state_n: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(K, ..., 45) means and stds of the K members, and the contact logits."""
+        """(K, ..., 45) means and stds of the K members, and the contact logits: float32 even when the
+        layers ran in bfloat16 (`LearnerConfig.precision`), so that stds, the probabilities of sure
+        contacts and the losses built on them keep their resolution."""
         mean_heads = [self.mean_head, *self.member_mean_heads]
         std_heads = [self.std_head, *self.member_std_heads]
-        means = torch.stack([state_n + h(features) for h in mean_heads])
-        stds = torch.stack([nn.functional.softplus(h(features)) for h in std_heads])
-        return means, stds.clamp(self.min_std, self.max_std), self.contact_head(features)
+        means = torch.stack([state_n + h(features).float() for h in mean_heads])
+        stds = torch.stack([nn.functional.softplus(h(features).float()) for h in std_heads])
+        return means, stds.clamp(self.min_std, self.max_std), self.contact_head(features).float()
 
 
 class WorldModel(nn.Module):

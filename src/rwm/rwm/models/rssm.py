@@ -51,6 +51,7 @@ class RSSMWorldModel(WorldModel):
         return torch.zeros(self.cfg.num_layers, batch, self.cfg.hidden_size, device=self.device)
 
     def _sample(self, logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()  # a bfloat16 forward (`LearnerConfig.precision`) keeps exact one-hots
         probs = logits.softmax(-1)
         if self.training:  # Gumbel-max: a categorical sample without torch.multinomial's overhead
             gumbel = -torch.empty_like(logits).exponential_().log()
@@ -68,6 +69,7 @@ class RSSMWorldModel(WorldModel):
             q = q_logits.log_softmax(-1)
             return (q.exp() * (q - p_logits.log_softmax(-1))).sum((-1, -2))
 
+        post, prior = post.float(), prior.float()  # the loss in float32 whatever the forward's precision
         value = c.kl_balance * kl(post.detach(), prior) + (1 - c.kl_balance) * kl(post, prior.detach())
         return value.clamp_min(c.free_nats).mean()
 

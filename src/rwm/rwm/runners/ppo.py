@@ -1,18 +1,25 @@
-"""Model-free PPO on the simulated ANYmal with rsl-rl's OnPolicyRunner (the paper's baseline)."""
+"""Model-free PPO on the simulated ANYmal with rsl-rl's OnPolicyRunner (the paper's baseline).
+
+Started by `torchrun --nproc_per_node W`, it trains data-parallel through rsl-rl's multi-GPU support:
+each process simulates its own robots (`num_envs` each, its own seed), rsl-rl averages the gradients
+and the adaptive learning rate's KL over the processes, and the first process alone logs, saves and
+exports."""
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+from rsl_rl.env import VecEnv
 from rsl_rl.runners import OnPolicyRunner
 
 from rwm.rl.vec_env import AnymalVecEnv
 from rwm.sim.batched_env import EnvConfig, PushConfig
-from rwm.training.distributed import check_device
+from rwm.training.distributed import Parallel, start, stop
 
 
 @dataclass
@@ -88,6 +95,44 @@ def runner_config(cfg: TrainConfig) -> dict:
     }
 
 
+class DataParallelRunner(OnPolicyRunner):
+    """rsl-rl's runner, its process group that of `rwm.training.distributed.start`: rsl-rl's own
+    multi-GPU setup insists on one CUDA device per process and nccl, which leaves the CPU (gloo) and
+    its tests out. What data-parallel training does (parameters broadcast at the start, gradients and
+    KL averaged in every update, logs and checkpoints from the first process) stays rsl-rl's. Each
+    process keeps its own observation normalization statistics, as rsl-rl's multi-GPU runs do."""
+
+    def __init__(self, env: VecEnv, train_cfg: dict, log_dir: str | None, parallel: Parallel) -> None:
+        self.parallel = parallel
+        super().__init__(env, train_cfg, log_dir=log_dir, device=str(parallel.device))
+
+    def _configure_multi_gpu(self) -> None:
+        p = self.parallel
+        self.gpu_world_size, self.gpu_global_rank = p.world_size, p.rank
+        self.gpu_local_rank = p.device.index or 0
+        self.is_distributed = p.world_size > 1
+        self.cfg["multi_gpu"] = (
+            {"global_rank": p.rank, "local_rank": self.gpu_local_rank, "world_size": p.world_size}
+            if self.is_distributed
+            else None
+        )
+
+    def replica_max_abs_diff(self) -> float:
+        """Largest difference of any actor or critic parameter from the first process's (every process
+        calls it): 0 when the replicas stayed one model."""
+        if not self.is_distributed:
+            return 0.0
+        mine = torch.cat(
+            [p.detach().flatten() for p in self.alg.actor.parameters()]
+            + [p.detach().flatten() for p in self.alg.critic.parameters()]
+        )
+        first = mine.clone()
+        dist.broadcast(first, src=0)
+        diff = (mine - first).abs().max()
+        dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+        return float(diff)
+
+
 def latest_checkpoint(log_dir: Path) -> Path | None:
     """The highest-numbered model_<it>.pt in log_dir."""
     ckpts = sorted(log_dir.glob("model_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
@@ -113,21 +158,23 @@ def train_ppo(
     export_path: str | Path | None = None,
     command: str = "",
     init_from: str | Path | None = None,
-) -> dict:
+) -> dict | None:
     """Train (or resume) PPO; checkpoints and TensorBoard logs go to log_dir; optionally export ONNX.
 
     `init_from` starts a new stage (its own log_dir, possibly another environment config) from a
     checkpoint of an earlier one (iterations continue from that checkpoint's count), or from an
     exported ONNX policy (its actor; the critic learns from scratch, iterations count from 0).
 
-    Returns a summary (iterations, transitions, wall time, parity error of the export).
+    Returns a summary (iterations, transitions, wall time, parity error of the export); under
+    `torchrun`, in the first process only (None in the others).
     """
+    parallel = start(cfg.device)
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
+    parallel.seed(cfg.seed)  # the networks are broadcast from the first process at the start
     torch.set_num_threads(cfg.torch_threads)
-    env = AnymalVecEnv(cfg.env)
-    runner = OnPolicyRunner(env, runner_config(cfg), log_dir=str(log_dir), device=check_device(cfg.device))
+    env = AnymalVecEnv(replace(cfg.env, seed=cfg.env.seed + parallel.rank))
+    runner = DataParallelRunner(env, runner_config(cfg), str(log_dir) if parallel.is_main else None, parallel)
     done_iterations = 0
     start_iteration = _stage_start(init_from)
     ckpt = latest_checkpoint(log_dir) if resume else None
@@ -150,21 +197,29 @@ def train_ppo(
     env.env.total_steps = (done_iterations - start_iteration) * cfg.ppo.num_steps_per_env
     if env.env.total_steps and cfg.env.randomization_ramp_steps:
         env.env.reset_all()
-    (log_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
-    (log_dir / "runner_config.json").write_text(json.dumps(runner_config(cfg), indent=2))
+    if parallel.is_main:
+        (log_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
+        (log_dir / "runner_config.json").write_text(json.dumps(runner_config(cfg), indent=2))
     remaining = cfg.max_iterations - done_iterations
-    start = time.time()
+    began = time.time()
     if remaining > 0:
         runner.learn(num_learning_iterations=remaining, init_at_random_ep_len=(ckpt is None))
     env.close()
+    replica_diff = runner.replica_max_abs_diff()
+    stop(parallel)
+    if not parallel.is_main:
+        return None
     summary = {
         "log_dir": str(log_dir),
         "iterations": cfg.max_iterations,
         "seed": cfg.seed,
         "num_envs": cfg.env.num_envs,
-        "transitions": transitions_used(cfg, cfg.max_iterations),
-        "wall_time_s_this_run": round(time.time() - start, 1),
+        "processes": parallel.world_size,
+        "transitions": transitions_used(cfg, cfg.max_iterations) * parallel.world_size,
+        "wall_time_s_this_run": round(time.time() - began, 1),
     }
+    if parallel.world_size > 1:
+        summary["replica_max_abs_diff"] = replica_diff
     if export_path is not None:
         meta = {"source": "ppo", "real_transitions": summary["transitions"], "iterations": cfg.max_iterations}
         summary.update(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ class WorldModelTrainConfig:
 
     @property
     def learner(self) -> LearnerConfig:
-        return LearnerConfig.from_dict(asdict(self))
+        return replace(LearnerConfig.from_dict(asdict(self)), precision=self.precision, compile=self.compile)
 
 
 class WindowSampler:

@@ -54,7 +54,7 @@ class LearnerConfig:
     precision: str = "float32"
     """float32, or bfloat16: the loss's forward pass under `torch.autocast` (its matrix products in
     bfloat16), while the weights, the optimizer's state and the loss terms stay float32. On a CPU with
-    AMX (Sapphire Rapids) a bfloat16 product of the GRU's shape runs about 5x a float32 one; the
+    AMX a bfloat16 product of the GRU's shape runs 6x a float32 one (`bench --profile`); the
     speed-up and the held-out figures are in docs/world_model/precision.md."""
     compile: bool = False
     """Compile the loss's forward and backward passes (`torch.compile`, inductor): the GRU's many
@@ -77,8 +77,10 @@ class LearnerConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> LearnerConfig:
-        """The learner part of a saved training configuration (a checkpoint's `train_config`)."""
-        known = {f.name for f in fields(cls)}
+        """The loss of a saved training configuration (a checkpoint's `train_config`), computed in
+        float32 without compilation: precision and compilation say how that run computed, and on
+        refinement's short runs or another machine they may not pay."""
+        known = {f.name for f in fields(cls)} - {"precision", "compile"}
         kept = {k: v for k, v in values.items() if k in known}
         if isinstance(kept.get("latent_noise"), dict):
             kept["latent_noise"] = LatentNoise(**kept["latent_noise"])
@@ -146,7 +148,6 @@ class WorldModelLearner:
         if cfg.compile:
             if parallel is not None and parallel.world_size > 1:
                 raise ValueError("compile: one process (compiled graphs under DDP are not tried here)")
-            torch._dynamo.config.allow_rnn = True  # trace through nn.GRU instead of breaking the graph there
             loss = torch.compile(loss)
         if parallel is not None and parallel.world_size > 1:
             ids = [parallel.device] if parallel.device.type == "cuda" else None
@@ -173,7 +174,10 @@ class WorldModelLearner:
         if missing := [k for k in keys if k not in batch]:
             raise ValueError(f"the batch lacks {missing}, which this world model is trained on")
         on = {k: batch[k].to(self.device, non_blocking=True) for k in keys}
-        losses = self._loss(*on.values())
+        # a compiled loss is traced at its first call (and retraced on new shapes): through nn.GRU
+        # rather than around it
+        with torch._dynamo.config.patch(allow_rnn=self.cfg.compile):
+            losses = self._loss(*on.values())
         self.optimizer.zero_grad()
         losses["total"].backward()
         self.optimizer.step()

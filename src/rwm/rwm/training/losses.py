@@ -20,9 +20,8 @@ def gaussian_nll(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor) ->
 def ensemble_nll(member_mean: torch.Tensor, member_std: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """(B, ...) NLL of the target under each of K members ((K, B, ..., D) Gaussians), each member
     weighing the batch by its own bootstrap (Poisson(1) weights per window, the online bootstrap);
-    a single model (K = 1) weighs every window 1, which is plain NLL. Computed in float32 whatever
-    precision the forward pass ran in."""
-    nll = gaussian_nll(member_mean.float(), member_std.float(), target).mean(-1)  # (K, B, ...)
+    a single model (K = 1) weighs every window 1, which is plain NLL."""
+    nll = gaussian_nll(member_mean, member_std, target).mean(-1)  # (K, B, ...)
     if len(member_mean) == 1:
         return nll[0]
     shape = nll.shape[:2] + (1,) * (nll.dim() - 2)
@@ -32,10 +31,9 @@ def ensemble_nll(member_mean: torch.Tensor, member_std: torch.Tensor, target: to
 
 def contact_bce(logits: torch.Tensor, contacts: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
     """Binary cross-entropy of the contact logits averaged over `dims`, over the known flags only:
-    NaN flags (bags of a robot without /anymal/contacts) teach nothing rather than "no contact".
-    Computed in float32 whatever precision the logits come in."""
+    NaN flags (bags of a robot without /anymal/contacts) teach nothing rather than "no contact"."""
     known = torch.isfinite(contacts)
-    bce = F.binary_cross_entropy_with_logits(logits.float(), torch.nan_to_num(contacts), reduction="none")
+    bce = F.binary_cross_entropy_with_logits(logits, torch.nan_to_num(contacts), reduction="none")
     return (bce * known).sum(dims) / known.sum(dims).clamp(min=1)
 
 

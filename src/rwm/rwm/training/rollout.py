@@ -67,6 +67,7 @@ def forecast(
     mean, std = ensemble_gaussian(m_k, s_k)
     means, stds = [mean], [std]
     for k in range(1, horizon):
+        # noise drawn like the (float32) mean, so that a bfloat16 forward draws the same numbers
         prev = means[-1] + stds[-1] * torch.randn_like(means[-1]) if sample else means[-1]
         fed.append(prev)
         if perturb:
