@@ -28,7 +28,14 @@ def _train_ppo(args: argparse.Namespace) -> int:
         randomization_ramp_steps=args.randomization_ramp * PPOConfig.num_steps_per_env,
     )
     ppo = PPOConfig(init_std=args.init_std)
-    cfg = TrainConfig(env=env, ppo=ppo, max_iterations=args.iterations, seed=args.seed, device=args.device)
+    cfg = TrainConfig(
+        env=env,
+        ppo=ppo,
+        max_iterations=args.iterations,
+        seed=args.seed,
+        torch_threads=args.threads,
+        device=args.device,
+    )
     summary = train_ppo(
         cfg,
         args.log_dir,
@@ -361,6 +368,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-dir", default="runs/ppo", help="checkpoints, TensorBoard logs, configs")
     p.add_argument("--iterations", type=int, default=1500)
     p.add_argument("--num-envs", type=int, default=256, help="simulated robots (per process under torchrun)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (per process under torchrun)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --log-dir")
     p.add_argument(
