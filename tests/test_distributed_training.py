@@ -1,7 +1,8 @@
 """Data-parallel training under `torchrun --nproc_per_node 2` (gloo, on the CPU): the world model takes
 the steps one process takes on the same global batch, up to the order of floating-point sums (teacher
-forcing: the loss draws no noise, which each process would draw for itself); PPO, through rsl-rl's
-multi-GPU support, keeps its replicas one model while each process simulates its own robots."""
+forcing: the loss draws no noise, which each process would draw for itself); PPO and the MBPO loop,
+through rsl-rl's multi-GPU support, keep their replicas one model while each process simulates its
+own robots."""
 
 from __future__ import annotations
 
@@ -66,6 +67,45 @@ def test_ppo_replicas_stay_one_model_while_each_process_simulates_its_own_robots
     assert summary["processes"] == 2 and summary["transitions"] == 2 * 3 * 8 * 24
     assert summary["replica_max_abs_diff"] == 0.0
     assert sorted(p.name for p in (tmp_path / "two").glob("model_*.pt")) == ["model_0.pt", "model_2.pt"]
+
+
+MBPO_LOOP = """
+import json
+import sys
+
+sys.path.insert(0, {tests!r})
+from test_mbpo import _small_loop
+
+from rwm.runners.mbpo import train_mbpo
+
+summary = train_mbpo(_small_loop(), {world_model!r}, {pretrain!r}, {out!r})
+if summary is not None:
+    print("SUMMARY " + json.dumps(summary))
+"""
+
+
+@pytest.mark.slow
+def test_mbpo_runs_data_parallel_each_process_with_its_own_robots(tmp_path: Path) -> None:
+    """Two processes each collect with their own robots into their own buffer; DDP and rsl-rl keep one
+    world model and one policy (bitwise), the first process reports what both collected, and each
+    keeps its own resume state."""
+    from test_mbpo import _small_world_model
+
+    data = _small_world_model(tmp_path)
+    script = tmp_path / "loop.py"
+    out = tmp_path / "out"
+    values = {"world_model": str(tmp_path / "wm.pt"), "pretrain": str(tmp_path / "pre"), "out": str(out)}
+    script.write_text(MBPO_LOOP.format(tests=str(Path(__file__).parent), **values))
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    two = subprocess.run([*torchrun, str(script)], capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    (line,) = [x for x in two.stdout.splitlines() if x.startswith("SUMMARY ")]
+    summary = json.loads(line.removeprefix("SUMMARY "))
+    per_process = 4 * 11 + 4 * 20  # the stand-in start, then one collection (as in one process)
+    assert summary["processes"] == 2 and summary["collected_transitions"] == 2 * per_process
+    assert summary["real_transitions"] == len(data) + 2 * per_process
+    assert summary["replica_max_abs_diff"] == 0.0
+    assert (out / "loop_state.pt").is_file() and (out / "loop_state_rank1.pt").is_file()
 
 
 def test_unknown_device_or_cuda_without_a_gpu_is_a_clear_error() -> None:

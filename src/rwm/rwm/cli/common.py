@@ -15,12 +15,12 @@ def device_option(parser, help: str) -> None:
 
 
 def one_process(command: str) -> None:
-    """Refuse a command that `torchrun` started in several processes: only `rwm train-wm` and `rwm
-    train-ppo` train data-parallel; the others (tables, sweeps, the MBPO loop, adaptation) would run W
-    copies of the whole job."""
+    """Refuse a command that `torchrun` started in several processes: only `rwm train-wm`, `train-ppo`
+    and `train-mbpo` train data-parallel; the others (tables, sweeps, adaptation) would run W copies of
+    the whole job."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise SystemExit(
-            f"rwm {command} runs in one process; torchrun trains `rwm train-wm` and `rwm train-ppo`"
+            f"rwm {command} runs in one process; torchrun trains train-wm, train-ppo, train-mbpo"
         )
 
 

@@ -253,7 +253,6 @@ def _adapt_policy(args: argparse.Namespace) -> int:
 
 
 def _train_mbpo(args: argparse.Namespace) -> int:
-    one_process("train-mbpo")
     from rwm.rl.imagination_env import ImaginationConfig
     from rwm.robot.frames import gravity_z_at_tilt
     from rwm.runners.mbpo import MBPOConfig, train_mbpo
@@ -301,7 +300,8 @@ def _train_mbpo(args: argparse.Namespace) -> int:
         init_from=args.init_from,
         resume=args.resume,
     )
-    print(json.dumps(summary, indent=2))
+    if summary is not None:  # under torchrun, the first process reports
+        print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -612,7 +612,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _imagined_start_and_fall_options(p)
     p.add_argument("--seed", type=int, default=0)
-    device_option(p, "where the world model, imagination and PPO run (the collecting robots: CPU)")
+    device_option(
+        p,
+        "where the world model, imagination and PPO run (the collecting robots: CPU); `torchrun "
+        "--nproc_per_node W -m rwm.cli train-mbpo ...` runs the loop data-parallel over W processes, each "
+        "with --real-envs robots and --imagined-envs imagined ones of its own (not with --real-gate-z)",
+    )
     p.set_defaults(func=_train_mbpo)
 
     p = sub.add_parser(

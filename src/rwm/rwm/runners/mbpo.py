@@ -4,6 +4,13 @@ the replay buffer, then update the policy with PPO (rsl-rl) on imagined rollouts
 Every iteration logs the imagined reward, the current policy's true reward in simulation and the
 model's autoregressive error on the newly collected data (paper Fig. 8) to TensorBoard and CSV; a
 PNG of the three curves is drawn at the end, and the policy is exported to ONNX like the PPO baseline.
+
+Started by `torchrun --nproc_per_node W`, the loop runs data-parallel: each process collects with its
+own real robots into its own replay buffer and imagines its own robots; the world model's updates
+(DDP, `wm_batch` split over the processes) and PPO's (rsl-rl's multi-GPU support,
+`DataParallelRunner`) average their gradients, so every process holds the same world model and
+policy. The first process alone evaluates, logs, saves and exports; each process keeps its own
+resume state.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import copy
 import csv
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +36,20 @@ from rwm.export.runtime import OnnxPolicy
 from rwm.models.factory import load_checkpoint, save_checkpoint
 from rwm.rl.imagination_env import ImaginationConfig, ImaginationEnv
 from rwm.robot.policy_io import OBS_DIM_WITH_LAST_ACTION, raw_to_targets
-from rwm.runners.ppo import PPOConfig, TrainConfig, export_runner_policy, runner_config, warm_up_critic
+from rwm.runners.ppo import (
+    DataParallelRunner,
+    PPOConfig,
+    TrainConfig,
+    export_runner_policy,
+    runner_config,
+    warm_up_critic,
+)
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig, PushConfig
 from rwm.sim.commands import CommandConfig
 from rwm.sim.reward import tracking_reward
 from rwm.sim.variants import TRAINING_RANGES, variant_named
 from rwm.storage.replay_buffer import ReplayBuffer
-from rwm.training.distributed import check_device
+from rwm.training.distributed import start, stop
 from rwm.training.learner import LearnerConfig, WorldModelLearner
 
 
@@ -240,7 +254,16 @@ def run_gate_robots(cfg: MBPOConfig, policy, buffer: ReplayBuffer) -> RealCollec
 
 
 LOOP_STATE = "loop_state.pt"
-"""What `train_mbpo(resume=True)` continues from, in the loop's output folder."""
+"""What `train_mbpo(resume=True)` continues from, in the loop's output folder (the first process's;
+`loop_state_rank<R>.pt` another's: each holds its own collected data)."""
+
+RANK_SEED_STRIDE = 1000
+"""Seed offset of each further process's real robots, replay-buffer sampling and imagined robots."""
+
+
+def loop_state_file(out: Path, rank: int) -> Path:
+    """Process `rank`'s resume state in the loop's output folder."""
+    return out / (LOOP_STATE if rank == 0 else f"loop_state_rank{rank}.pt")
 
 
 def save_loop_state(
@@ -252,6 +275,7 @@ def save_loop_state(
     log: list,
     gate: RealGate | None,
     kept: dict | None,
+    processes: int = 1,
 ) -> None:
     """Everything a resumed loop needs after `iteration`, in one file written atomically (a loop killed
     while writing resumes from the iteration before)."""
@@ -262,6 +286,7 @@ def save_loop_state(
         "collected": buffer.collected_tensors(),
         "runner": {**runner.alg.save(), "iter": runner.current_learning_iteration},
         "log_rows": log,
+        "processes": processes,
     }
     if gate is not None:
         state["gate"] = {"falls_per_step": gate.falls_per_step, "tracking": gate.tracking}
@@ -289,7 +314,7 @@ def train_mbpo(
     command: str = "",
     init_from: str | Path | None = None,
     resume: bool = False,
-) -> dict:
+) -> dict | None:
     """Run the loop; logs and checkpoints go to out_dir; optionally export the policy to ONNX.
 
     `init_from` (an exported policy) starts the actor from that policy instead of from scratch.
@@ -298,43 +323,63 @@ def train_mbpo(
     `resume` continues from the last finished iteration in out_dir (`loop_state.pt`: world model,
     its optimizer, the collected data, policy and PPO optimizer, the log) up to `cfg.iterations`; the
     collecting robots and the buffer's sampling are seeded anew from the iteration it resumes at.
+    Under `torchrun`, the summary comes from the first process (None from the others).
     """
+    parallel = start(cfg.device)
+    if parallel.world_size > 1 and cfg.real_gate_z > 0:
+        raise ValueError(
+            "the real-data gate judges in one process: train-mbpo --real-gate-z without torchrun"
+        )
+    main = parallel.is_main
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
+    parallel.seed(cfg.seed)  # the networks are the first process's (DDP and rsl-rl broadcast them)
     torch.set_num_threads(cfg.threads)
-    state_file = out / LOOP_STATE
+    own_seed = cfg.seed + RANK_SEED_STRIDE * parallel.rank
+    state_file = loop_state_file(out, parallel.rank)
+    first_state = loop_state_file(out, 0)
+    if resume and first_state.exists() and not state_file.exists():
+        raise ValueError(f"{state_file} is missing: resume with the processes the loop ran with")
     resumed = (
         torch.load(state_file, map_location="cpu", weights_only=True)
         if resume and state_file.exists()
         else None
     )
+    if resumed is not None and resumed.get("processes", 1) != parallel.world_size:
+        raise ValueError(
+            f"{state_file} comes from {resumed.get('processes', 1)} processes: resume with as many"
+        )
     if resume and resumed is None:
         print(f"nothing to resume in {out}: starting from iteration 0")
     first_iteration = resumed["iteration"] + 1 if resumed else 0
     model, entries = load_checkpoint(world_model)
-    model.to(check_device(cfg.device))  # before the learner builds its optimizer
-    learner = WorldModelLearner(model, learner_config(cfg, entries.get("train_config", {})))
+    model.to(parallel.device)  # before the learner builds its optimizer
+    learner = WorldModelLearner(
+        model, learner_config(cfg, entries.get("train_config", {})), parallel=parallel
+    )
+    wm_rows = parallel.shard(cfg.wm_batch)
     buffer = ReplayBuffer(
         ArrayDataset(pretrain) if pretrain else None,
-        seed=cfg.seed + first_iteration,
+        seed=own_seed + first_iteration,
         with_robot_params=model.robot_param_dim > 0,
     )
     if resumed:
         model.load_state_dict(resumed["world_model"])
         learner.optimizer.load_state_dict(resumed["learner_optimizer"])
         buffer.add_collected(resumed["collected"])
-    real_env = real_robots(cfg, cfg.real_envs, cfg.seed + first_iteration)
+    real_env = real_robots(cfg, cfg.real_envs, own_seed + first_iteration)
     runner_cfg = runner_config(TrainConfig(ppo=cfg.ppo, seed=cfg.seed))
     runner_cfg["logger"] = "tensorboard"
-    # beside every iteration's policy_<it>.pt, so that `rwm export-policy` exports any of them
-    (out / "runner_config.json").write_text(json.dumps(runner_cfg, indent=2))
+    if main:  # beside every iteration's policy_<it>.pt, so that `rwm export-policy` exports any of them
+        (out / "runner_config.json").write_text(json.dumps(runner_cfg, indent=2))
     collection = None  # the online part of the buffer starts before the first imagination, as in the paper
     if resumed is None:
         stand = lambda o: np.zeros((len(o), 12))  # noqa: E731 - the standing pose, before any policy exists
         collection = collect_real(real_env, stand, learner.cfg.window, buffer)
-    imagination = ImaginationEnv(model, buffer, cfg.imagination)
-    runner = OnPolicyRunner(imagination, runner_cfg, log_dir=str(out / "ppo"), device=cfg.device)
+    imagination = ImaginationEnv(
+        model, buffer, replace(cfg.imagination, seed=cfg.imagination.seed + RANK_SEED_STRIDE * parallel.rank)
+    )
+    runner = DataParallelRunner(imagination, runner_cfg, str(out / "ppo") if main else None, parallel)
     prior_transitions = 0
     if init_from is not None:
         prior_transitions = int(OnnxPolicy(init_from).metadata.get("real_transitions") or 0)
@@ -361,11 +406,12 @@ def train_mbpo(
         if not gate.judge(gate_run):
             run = f"{gate_run.steps} steps, tracking {gate_run.tracking}"
             raise RuntimeError(f"the starting policy's run on the gate's robots is not usable: {run}")
-    writer = SummaryWriter(str(out / "tensorboard"))
+    writer = SummaryWriter(str(out / "tensorboard")) if main else None
     log_rows: list[dict] = list(resumed["log_rows"]) if resumed else []
-    start = time.time() - (log_rows[-1]["wall_s"] if log_rows else 0.0)
-    config = {**asdict(cfg), "world_model_learner": learner.cfg.as_dict()}
-    (out / "mbpo_config.json").write_text(json.dumps(config, indent=2, default=str))
+    began = time.time() - (log_rows[-1]["wall_s"] if log_rows else 0.0)
+    config = {**asdict(cfg), "world_model_learner": learner.cfg.as_dict(), "processes": parallel.world_size}
+    if main:
+        (out / "mbpo_config.json").write_text(json.dumps(config, indent=2, default=str))
     for it in range(first_iteration, cfg.iterations):
         policy = deterministic_policy(runner)
         candidate_kept = None
@@ -376,13 +422,17 @@ def train_mbpo(
                 candidate_kept, kept = keep_or_go_back(gate, gate_run, runner.alg, kept, it)
         error_new = model_error_on(model, collection.pieces, learner.cfg)
         for _ in range(cfg.wm_iterations):
-            learner.update(buffer.sample(cfg.wm_batch, learner.cfg.window))
+            learner.update(buffer.sample(wm_rows.stop - wm_rows.start, learner.cfg.window))
         model.eval()
         imagination.pop_reward_mean()
         runner.learn(
             num_learning_iterations=cfg.ppo_iterations, init_at_random_ep_len=(it == 0 and init_from is None)
         )
         imagined_reward = imagination.pop_reward_mean()
+        collected_rows = parallel.sum(buffer.collected_rows)
+        if not main:  # the first process alone evaluates, logs and saves; each keeps its own state
+            save_loop_state(state_file, it, learner, buffer, runner, [], gate, kept, parallel.world_size)
+            continue
         policy = deterministic_policy(runner)
         true = evaluate_policy(
             policy,
@@ -391,8 +441,8 @@ def train_mbpo(
         )
         row = {
             "iteration": it,
-            "real_transitions": prior_transitions + buffer.rows,
-            "collected_transitions": buffer.collected_rows,
+            "real_transitions": prior_transitions + buffer.rows - buffer.collected_rows + collected_rows,
+            "collected_transitions": collected_rows,
             "imagined_reward_per_step": imagined_reward,
             "true_tracking_reward": true["tracking_reward_normalized"],
             "true_falls": true["falls"],
@@ -412,7 +462,7 @@ def train_mbpo(
             )
             row[f"true_tracking_{name}"] = on_variant["tracking_reward_normalized"]
             row[f"true_falls_{name}"] = on_variant["falls"]
-        row["wall_s"] = round(time.time() - start, 1)
+        row["wall_s"] = round(time.time() - began, 1)
         log_rows.append(row)
         for k, v in row.items():
             if k != "iteration" and v is not None:
@@ -426,19 +476,29 @@ def train_mbpo(
         save_checkpoint(
             model, out / "world_model.pt", iteration=it, train_config=entries.get("train_config", {})
         )
-        save_loop_state(state_file, it, learner, buffer, runner, log_rows, gate, kept)
-    writer.close()
+        save_loop_state(state_file, it, learner, buffer, runner, log_rows, gate, kept, parallel.world_size)
     real_env.close()
+    collected_rows = parallel.sum(buffer.collected_rows)
+    replicas = parallel.max_abs_diff_from_first(
+        [*model.parameters(), *runner.alg.actor.parameters(), *runner.alg.critic.parameters()]
+    )
+    stop(parallel)
+    if not main:
+        return None
+    writer.close()
     plot_mbpo(log_rows, out / "mbpo.png")
-    real_transitions = prior_transitions + buffer.rows
+    real_transitions = prior_transitions + buffer.rows - buffer.collected_rows + collected_rows
     summary = {
         "log_dir": str(out),
         "iterations": cfg.iterations,
+        "processes": parallel.world_size,
         "real_transitions": real_transitions,
-        "collected_transitions": buffer.collected_rows,
-        "wall_time_s": round(time.time() - start, 1),
+        "collected_transitions": collected_rows,
+        "wall_time_s": round(time.time() - began, 1),
         "last": log_rows[-1],
     }
+    if parallel.world_size > 1:
+        summary["replica_max_abs_diff"] = replicas
     if gate is not None:  # the last update was never tried on real robots: export the kept policy
         runner.alg.load(kept, None, True)
         summary["kept_policy"] = {"made_by_iteration": kept["made_by_iteration"]}

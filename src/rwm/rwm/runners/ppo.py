@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from rsl_rl.env import VecEnv
 from rsl_rl.runners import OnPolicyRunner
 
@@ -120,17 +119,9 @@ class DataParallelRunner(OnPolicyRunner):
     def replica_max_abs_diff(self) -> float:
         """Largest difference of any actor or critic parameter from the first process's (every process
         calls it): 0 when the replicas stayed one model."""
-        if not self.is_distributed:
-            return 0.0
-        mine = torch.cat(
-            [p.detach().flatten() for p in self.alg.actor.parameters()]
-            + [p.detach().flatten() for p in self.alg.critic.parameters()]
+        return self.parallel.max_abs_diff_from_first(
+            [*self.alg.actor.parameters(), *self.alg.critic.parameters()]
         )
-        first = mine.clone()
-        dist.broadcast(first, src=0)
-        diff = (mine - first).abs().max()
-        dist.all_reduce(diff, op=dist.ReduceOp.MAX)
-        return float(diff)
 
 
 def latest_checkpoint(log_dir: Path) -> Path | None:

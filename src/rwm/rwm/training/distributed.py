@@ -40,6 +40,26 @@ class Parallel:
         """Seed torch's generator per process: each draws its own noise for its slice of the batch."""
         torch.manual_seed(seed + self.rank)
 
+    def sum(self, value: int) -> int:
+        """`value` summed over the processes (every process must call it at the same point)."""
+        if self.world_size == 1:
+            return value
+        t = torch.tensor(value, dtype=torch.int64, device=self.device)
+        dist.all_reduce(t)
+        return int(t)
+
+    def max_abs_diff_from_first(self, tensors) -> float:
+        """Largest difference of these tensors from the first process's copies (every process calls
+        it, with tensors of the same shapes): 0 when the replicas are one model."""
+        if self.world_size == 1:
+            return 0.0
+        mine = torch.cat([t.detach().flatten().float() for t in tensors])
+        first = mine.clone()
+        dist.broadcast(first, src=0)
+        diff = (mine - first).abs().max()
+        dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+        return float(diff)
+
     def mean(self, values: dict[str, float]) -> dict[str, float]:
         """Figures averaged over the processes (every process must call it at the same point)."""
         if self.world_size == 1:
