@@ -58,12 +58,25 @@ def test_ppo_replicas_stay_one_model_while_each_process_simulates_its_own_robots
     learned from other robots; the first process alone saves and reports, counting both processes'
     transitions."""
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    args = ["-m", "rwm.cli", "train-ppo", "--num-envs", "8", "--iterations", "3", "--seed", "5"]
+    args = [
+        "-m",
+        "rwm.cli",
+        "train-ppo",
+        "--num-envs",
+        "8",
+        "--iterations",
+        "3",
+        "--seed",
+        "5",
+        "--threads",
+        "1",
+    ]
     two = subprocess.run(
         [*torchrun, *args, "--log-dir", str(tmp_path / "two")], capture_output=True, text=True, timeout=300
     )
     assert two.returncode == 0, two.stderr[-3000:]
-    summary = json.loads(two.stdout[two.stdout.index("{\n") :])
+    # the other process may print after the summary: read the one JSON object where it starts
+    summary, _ = json.JSONDecoder().raw_decode(two.stdout, two.stdout.index("{\n"))
     assert summary["processes"] == 2 and summary["transitions"] == 2 * 3 * 8 * 24
     assert summary["replica_max_abs_diff"] == 0.0
     assert sorted(p.name for p in (tmp_path / "two").glob("model_*.pt")) == ["model_0.pt", "model_2.pt"]
@@ -78,7 +91,8 @@ from test_mbpo import _small_loop
 
 from rwm.runners.mbpo import train_mbpo
 
-summary = train_mbpo(_small_loop(), {world_model!r}, {pretrain!r}, {out!r})
+loop = _small_loop(iterations={iterations})
+summary = train_mbpo(loop, {world_model!r}, {pretrain!r}, {out!r}, resume={resume})
 if summary is not None:
     print("SUMMARY " + json.dumps(summary))
 """
@@ -88,14 +102,17 @@ if summary is not None:
 def test_mbpo_runs_data_parallel_each_process_with_its_own_robots(tmp_path: Path) -> None:
     """Two processes each collect with their own robots into their own buffer; DDP and rsl-rl keep one
     world model and one policy (bitwise), the first process reports what both collected, and each
-    keeps its own resume state."""
+    keeps its own resume state; states of different iterations (a process killed before it saved)
+    stop every process instead of resuming them apart."""
     from test_mbpo import _small_world_model
 
     data = _small_world_model(tmp_path)
     script = tmp_path / "loop.py"
     out = tmp_path / "out"
     values = {"world_model": str(tmp_path / "wm.pt"), "pretrain": str(tmp_path / "pre"), "out": str(out)}
-    script.write_text(MBPO_LOOP.format(tests=str(Path(__file__).parent), **values))
+    script.write_text(
+        MBPO_LOOP.format(tests=str(Path(__file__).parent), iterations=2, resume=False, **values)
+    )
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     two = subprocess.run([*torchrun, str(script)], capture_output=True, text=True, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
@@ -106,6 +123,21 @@ def test_mbpo_runs_data_parallel_each_process_with_its_own_robots(tmp_path: Path
     assert summary["real_transitions"] == len(data) + 2 * per_process
     assert summary["replica_max_abs_diff"] == 0.0
     assert (out / "loop_state.pt").is_file() and (out / "loop_state_rank1.pt").is_file()
+
+    (out / "loop_state_rank1.pt").unlink()
+    script.write_text(MBPO_LOOP.format(tests=str(Path(__file__).parent), iterations=3, resume=True, **values))
+    apart = subprocess.run([*torchrun, str(script)], capture_output=True, text=True, timeout=600)
+    assert apart.returncode != 0 and "the processes disagree on the iteration" in apart.stderr, apart.stderr[
+        -3000:
+    ]
+
+
+def test_torchrun_starts_only_the_commands_that_train_data_parallel(monkeypatch, tmp_path: Path) -> None:
+    from rwm.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit, match="rwm select-policy runs in one process"):
+        main(["select-policy", "--log-dir", str(tmp_path), "--out", str(tmp_path / "x.onnx")])
 
 
 def test_unknown_device_or_cuda_without_a_gpu_is_a_clear_error() -> None:

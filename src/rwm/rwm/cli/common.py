@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -12,16 +11,6 @@ def device_option(parser, help: str) -> None:
     """`--device cpu|cuda` (`rwm.training.distributed.DEVICES`, not imported here: the CLI loads torch only
     in the command that runs)."""
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help=help)
-
-
-def one_process(command: str) -> None:
-    """Refuse a command that `torchrun` started in several processes: only `rwm train-wm`, `train-ppo`
-    and `train-mbpo` train data-parallel; the others (tables, sweeps, adaptation) would run W copies of
-    the whole job."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise SystemExit(
-            f"rwm {command} runs in one process; torchrun trains train-wm, train-ppo, train-mbpo"
-        )
 
 
 def invocation() -> str:

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from rwm.cli.common import device_option, invocation, one_process, positive_int
+from rwm.cli.common import device_option, invocation, positive_int
 
 
 def _train_ppo(args: argparse.Namespace) -> int:
@@ -80,6 +80,7 @@ def _select_policy(args: argparse.Namespace) -> int:
         evaluate_standing,
     )
     from rwm.export.policy_onnx import OnnxPolicy, actor_from_checkpoint, export_policy
+    from rwm.runners.ppo import transitions_used
 
     def validate(policy: OnnxPolicy) -> dict:
         if not args.variants:
@@ -115,6 +116,7 @@ def _select_policy(args: argparse.Namespace) -> int:
         raise SystemExit(f"no checkpoint model_<it>.pt with it >= {args.first} in {log_dir}")
     cfg = PolicyEvalConfig(episodes=args.episodes, seed=args.seed, episode_length_s=args.episode_length)
     num_envs, steps = train_cfg["env"]["num_envs"], train_cfg["ppo"]["num_steps_per_env"]
+    processes = train_cfg.get("processes", 1)  # num_envs is each process's under torchrun
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for ckpt in ckpts:
@@ -124,7 +126,8 @@ def _select_policy(args: argparse.Namespace) -> int:
                 "checkpoint": ckpt.name,
                 "iterations": it + 1,
                 "seed": train_cfg["seed"],
-                "real_transitions": args.prior_transitions + (it + 1) * num_envs * steps,
+                "real_transitions": args.prior_transitions
+                + transitions_used(it + 1, num_envs, steps, processes),
                 "selected_on": {"episodes": args.episodes, "seed": args.seed, "variants": args.variants},
             }
             path = Path(tmp) / f"{ckpt.stem}.onnx"
@@ -223,7 +226,6 @@ def _eval_on_variants(args: argparse.Namespace, policy, cfg) -> int:
 
 
 def _adapt_policy(args: argparse.Namespace) -> int:
-    one_process("adapt-policy")
     from rwm.cli.common import bag_directories
     from rwm.runners.adaptation import AdaptConfig, adapt_policy
     from rwm.sim.variants import variant_named

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from rwm.cli.common import device_option, one_process
+from rwm.cli.common import device_option
 
 
 def _wm_config(args: argparse.Namespace, arch: str = "rwm", jacobian_weight: float = 0.0):
@@ -223,7 +223,6 @@ def _ensemble_wm(args: argparse.Namespace) -> int:
 
 
 def _wm_table(args: argparse.Namespace) -> int:
-    one_process("wm-table")
     if args.compile:
         raise SystemExit("rwm wm-table trains many models in one process: --compile is for rwm train-wm")
     from rwm.experiments.world_model_table import markdown_table, run_table
@@ -252,7 +251,6 @@ def _wm_seeds(args: argparse.Namespace) -> int:
 
 
 def _wm_sweep(args: argparse.Namespace) -> int:
-    one_process("wm-sweep")
     if args.compile:
         raise SystemExit("rwm wm-sweep trains many models in one process: --compile is for rwm train-wm")
     from rwm.experiments.horizon_sweep import run_sweep

@@ -10,7 +10,8 @@ own real robots into its own replay buffer and imagines its own robots; the worl
 (DDP, `wm_batch` split over the processes) and PPO's (rsl-rl's multi-GPU support,
 `DataParallelRunner`) average their gradients, so every process holds the same world model and
 policy. The first process alone evaluates, logs, saves and exports; each process keeps its own
-resume state.
+resume state. The log's figures of collection, model error and imagined reward are the first
+process's; its transition counts are every process's.
 """
 
 from __future__ import annotations
@@ -257,9 +258,6 @@ LOOP_STATE = "loop_state.pt"
 """What `train_mbpo(resume=True)` continues from, in the loop's output folder (the first process's;
 `loop_state_rank<R>.pt` another's: each holds its own collected data)."""
 
-RANK_SEED_STRIDE = 1000
-"""Seed offset of each further process's real robots, replay-buffer sampling and imagined robots."""
-
 
 def loop_state_file(out: Path, rank: int) -> Path:
     """Process `rank`'s resume state in the loop's output folder."""
@@ -335,11 +333,8 @@ def train_mbpo(
     out.mkdir(parents=True, exist_ok=True)
     parallel.seed(cfg.seed)  # the networks are the first process's (DDP and rsl-rl broadcast them)
     torch.set_num_threads(cfg.threads)
-    own_seed = cfg.seed + RANK_SEED_STRIDE * parallel.rank
+    own_seed = parallel.own_seed(cfg.seed)  # real robots and buffer sampling of this process
     state_file = loop_state_file(out, parallel.rank)
-    first_state = loop_state_file(out, 0)
-    if resume and first_state.exists() and not state_file.exists():
-        raise ValueError(f"{state_file} is missing: resume with the processes the loop ran with")
     resumed = (
         torch.load(state_file, map_location="cpu", weights_only=True)
         if resume and state_file.exists()
@@ -352,19 +347,21 @@ def train_mbpo(
     if resume and resumed is None:
         print(f"nothing to resume in {out}: starting from iteration 0")
     first_iteration = resumed["iteration"] + 1 if resumed else 0
+    # a process killed between the first process's save and its own would resume an iteration apart
+    parallel.agree(first_iteration, "the iteration to resume at (the loop states of the processes)")
     model, entries = load_checkpoint(world_model)
-    model.to(parallel.device)  # before the learner builds its optimizer
+    if resumed:
+        model.load_state_dict(resumed["world_model"])
+    model.to(parallel.device)  # before the learner builds its optimizer (and DDP broadcasts the model)
     learner = WorldModelLearner(
         model, learner_config(cfg, entries.get("train_config", {})), parallel=parallel
     )
-    wm_rows = parallel.shard(cfg.wm_batch)
     buffer = ReplayBuffer(
         ArrayDataset(pretrain) if pretrain else None,
         seed=own_seed + first_iteration,
         with_robot_params=model.robot_param_dim > 0,
     )
     if resumed:
-        model.load_state_dict(resumed["world_model"])
         learner.optimizer.load_state_dict(resumed["learner_optimizer"])
         buffer.add_collected(resumed["collected"])
     real_env = real_robots(cfg, cfg.real_envs, own_seed + first_iteration)
@@ -377,7 +374,7 @@ def train_mbpo(
         stand = lambda o: np.zeros((len(o), 12))  # noqa: E731 - the standing pose, before any policy exists
         collection = collect_real(real_env, stand, learner.cfg.window, buffer)
     imagination = ImaginationEnv(
-        model, buffer, replace(cfg.imagination, seed=cfg.imagination.seed + RANK_SEED_STRIDE * parallel.rank)
+        model, buffer, replace(cfg.imagination, seed=parallel.own_seed(cfg.imagination.seed))
     )
     runner = DataParallelRunner(imagination, runner_cfg, str(out / "ppo") if main else None, parallel)
     prior_transitions = 0
@@ -422,7 +419,7 @@ def train_mbpo(
                 candidate_kept, kept = keep_or_go_back(gate, gate_run, runner.alg, kept, it)
         error_new = model_error_on(model, collection.pieces, learner.cfg)
         for _ in range(cfg.wm_iterations):
-            learner.update(buffer.sample(wm_rows.stop - wm_rows.start, learner.cfg.window))
+            learner.update(buffer.sample(parallel.share(cfg.wm_batch), learner.cfg.window))
         model.eval()
         imagination.pop_reward_mean()
         runner.learn(
@@ -430,7 +427,8 @@ def train_mbpo(
         )
         imagined_reward = imagination.pop_reward_mean()
         collected_rows = parallel.sum(buffer.collected_rows)
-        if not main:  # the first process alone evaluates, logs and saves; each keeps its own state
+        if not main:  # the first process alone evaluates, logs and saves; each keeps its own state,
+            parallel.barrier()  # written after the first process's
             save_loop_state(state_file, it, learner, buffer, runner, [], gate, kept, parallel.world_size)
             continue
         policy = deterministic_policy(runner)
@@ -441,7 +439,7 @@ def train_mbpo(
         )
         row = {
             "iteration": it,
-            "real_transitions": prior_transitions + buffer.rows - buffer.collected_rows + collected_rows,
+            "real_transitions": prior_transitions + buffer.base_rows + collected_rows,
             "collected_transitions": collected_rows,
             "imagined_reward_per_step": imagined_reward,
             "true_tracking_reward": true["tracking_reward_normalized"],
@@ -477,17 +475,16 @@ def train_mbpo(
             model, out / "world_model.pt", iteration=it, train_config=entries.get("train_config", {})
         )
         save_loop_state(state_file, it, learner, buffer, runner, log_rows, gate, kept, parallel.world_size)
+        parallel.barrier()
     real_env.close()
     collected_rows = parallel.sum(buffer.collected_rows)
-    replicas = parallel.max_abs_diff_from_first(
-        [*model.parameters(), *runner.alg.actor.parameters(), *runner.alg.critic.parameters()]
-    )
+    replicas = runner.replica_max_abs_diff(*model.parameters())
     stop(parallel)
     if not main:
         return None
     writer.close()
     plot_mbpo(log_rows, out / "mbpo.png")
-    real_transitions = prior_transitions + buffer.rows - buffer.collected_rows + collected_rows
+    real_transitions = prior_transitions + buffer.base_rows + collected_rows
     summary = {
         "log_dir": str(out),
         "iterations": cfg.iterations,

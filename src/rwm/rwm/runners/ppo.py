@@ -3,7 +3,7 @@
 Started by `torchrun --nproc_per_node W`, it trains data-parallel through rsl-rl's multi-GPU support:
 each process simulates its own robots (`num_envs` each, its own seed), rsl-rl averages the gradients
 and the adaptive learning rate's KL over the processes, and the first process alone logs, saves and
-exports."""
+exports. Resuming needs the same number of processes and a log_dir they all see."""
 
 from __future__ import annotations
 
@@ -97,9 +97,11 @@ def runner_config(cfg: TrainConfig) -> dict:
 class DataParallelRunner(OnPolicyRunner):
     """rsl-rl's runner, its process group that of `rwm.training.distributed.start`: rsl-rl's own
     multi-GPU setup insists on one CUDA device per process and nccl, which leaves the CPU (gloo) and
-    its tests out. What data-parallel training does (parameters broadcast at the start, gradients and
-    KL averaged in every update, logs and checkpoints from the first process) stays rsl-rl's. Each
-    process keeps its own observation normalization statistics, as rsl-rl's multi-GPU runs do."""
+    its tests out. What data-parallel training does stays rsl-rl's: the first process's networks and
+    observation normalization broadcast at the start of every `learn()`, gradients and KL averaged in
+    every update, logs and checkpoints from the first process. Within one `learn()` each process
+    updates its own normalization statistics; the next `learn()` (the MBPO loop's next iteration)
+    starts again from the first process's."""
 
     def __init__(self, env: VecEnv, train_cfg: dict, log_dir: str | None, parallel: Parallel) -> None:
         self.parallel = parallel
@@ -116,11 +118,11 @@ class DataParallelRunner(OnPolicyRunner):
             else None
         )
 
-    def replica_max_abs_diff(self) -> float:
-        """Largest difference of any actor or critic parameter from the first process's (every process
-        calls it): 0 when the replicas stayed one model."""
+    def replica_max_abs_diff(self, *more: torch.Tensor) -> float:
+        """Largest difference of any actor or critic parameter (and of `more`, such as a world model's)
+        from the first process's (every process calls it): 0 when the replicas stayed one model."""
         return self.parallel.max_abs_diff_from_first(
-            [*self.alg.actor.parameters(), *self.alg.critic.parameters()]
+            [*self.alg.actor.parameters(), *self.alg.critic.parameters(), *more]
         )
 
 
@@ -137,9 +139,10 @@ def _stage_start(init_from: str | Path | None) -> int:
     return int(torch.load(init_from, map_location="cpu", weights_only=True)["iter"]) + 1
 
 
-def transitions_used(cfg: TrainConfig, iterations: int) -> int:
-    """Real simulator transitions consumed by `iterations` PPO iterations."""
-    return iterations * cfg.env.num_envs * cfg.ppo.num_steps_per_env
+def transitions_used(iterations: int, num_envs: int, num_steps_per_env: int, processes: int = 1) -> int:
+    """Real simulator transitions consumed by `iterations` PPO iterations of `processes` processes with
+    `num_envs` robots each."""
+    return iterations * num_envs * num_steps_per_env * processes
 
 
 def train_ppo(
@@ -164,11 +167,15 @@ def train_ppo(
     log_dir.mkdir(parents=True, exist_ok=True)
     parallel.seed(cfg.seed)  # the networks are broadcast from the first process at the start
     torch.set_num_threads(cfg.torch_threads)
-    env = AnymalVecEnv(replace(cfg.env, seed=cfg.env.seed + parallel.rank))
+    env = AnymalVecEnv(replace(cfg.env, seed=parallel.own_seed(cfg.env.seed)))
     runner = DataParallelRunner(env, runner_config(cfg), str(log_dir) if parallel.is_main else None, parallel)
     done_iterations = 0
     start_iteration = _stage_start(init_from)
     ckpt = latest_checkpoint(log_dir) if resume else None
+    if ckpt is not None and (log_dir / "train_config.json").exists():
+        ran_with = json.loads((log_dir / "train_config.json").read_text()).get("processes", 1)
+        if ran_with != parallel.world_size:
+            raise ValueError(f"{log_dir} was trained by {ran_with} processes: resume it with as many")
     if ckpt is None and init_from is not None and Path(init_from).suffix == ".onnx":
         from rwm.export.policy_onnx import load_actor_from_onnx  # noqa: PLC0415
 
@@ -189,7 +196,8 @@ def train_ppo(
     if env.env.total_steps and cfg.env.randomization_ramp_steps:
         env.env.reset_all()
     if parallel.is_main:
-        (log_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
+        written = {**asdict(cfg), "processes": parallel.world_size}
+        (log_dir / "train_config.json").write_text(json.dumps(written, indent=2, default=str))
         (log_dir / "runner_config.json").write_text(json.dumps(runner_config(cfg), indent=2))
     remaining = cfg.max_iterations - done_iterations
     began = time.time()
@@ -206,7 +214,9 @@ def train_ppo(
         "seed": cfg.seed,
         "num_envs": cfg.env.num_envs,
         "processes": parallel.world_size,
-        "transitions": transitions_used(cfg, cfg.max_iterations) * parallel.world_size,
+        "transitions": transitions_used(
+            cfg.max_iterations, cfg.env.num_envs, cfg.ppo.num_steps_per_env, parallel.world_size
+        ),
         "wall_time_s_this_run": round(time.time() - began, 1),
     }
     if parallel.world_size > 1:

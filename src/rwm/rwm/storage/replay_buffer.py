@@ -51,8 +51,13 @@ class ReplayBuffer:
         self.collected_rows += len(state)
 
     @property
+    def base_rows(self) -> int:
+        """Rows of the pretraining dataset."""
+        return len(self.base) if self.base is not None else 0
+
+    @property
     def rows(self) -> int:
-        return (len(self.base) if self.base is not None else 0) + self.collected_rows
+        return self.base_rows + self.collected_rows
 
     def sample(self, batch: int, length: int, online_fraction: float = 0.5) -> dict[str, torch.Tensor]:
         """(batch, length, .) windows; `online_fraction` of them from collected data when there is some."""

@@ -1,9 +1,10 @@
 """Where a training run computes (CPU or a CUDA device) and, under `torchrun`, which share of it this
 process has: data-parallel training with PyTorch's DistributedDataParallel (gloo on the CPU, nccl on
-GPUs). Every process draws the same global batch and trains on its own slice of it; DDP averages
-the gradients. Where the loss draws no noise (teacher forcing, no latent noise), W processes take
-the steps one process takes on the whole batch, up to the order of floating-point sums; where it
-does (the sampled predictions fed back), each process draws its own, so they match in distribution."""
+GPUs). In `rwm train-wm` every process draws the same global batch and trains on its own slice of
+it; DDP averages the gradients. Where the loss draws no noise (teacher forcing, no latent noise), W
+processes take the steps one process takes on the whole batch, up to the order of floating-point
+sums; where it does (the sampled predictions fed back), each process draws its own, so they match in
+distribution. PPO and the MBPO loop give each process robots of its own (`Parallel.own_seed`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import torch
 import torch.distributed as dist
 
 DEVICES = ("cpu", "cuda")
+
+PROCESS_SEED_STRIDE = 100_003
 
 
 @dataclass(frozen=True)
@@ -29,16 +32,40 @@ class Parallel:
         """The process that logs, evaluates and writes checkpoints."""
         return self.rank == 0
 
-    def shard(self, batch_size: int) -> slice:
-        """This process's rows of a global batch."""
+    def share(self, batch_size: int) -> int:
+        """How many rows of a global batch each process takes."""
         if batch_size % self.world_size:
             raise ValueError(f"batch size {batch_size} does not split over {self.world_size} processes")
-        part = batch_size // self.world_size
+        return batch_size // self.world_size
+
+    def shard(self, batch_size: int) -> slice:
+        """This process's rows of a global batch."""
+        part = self.share(batch_size)
         return slice(self.rank * part, (self.rank + 1) * part)
+
+    def own_seed(self, seed: int) -> int:
+        """This process's seed for what it draws on its own (noise, robots, samples): the run's seed in
+        the first process, far from it in the others, so that no other process's draws are the run's
+        evaluation seeds (1000 + iteration, 777, 12345)."""
+        return seed + PROCESS_SEED_STRIDE * self.rank
 
     def seed(self, seed: int) -> None:
         """Seed torch's generator per process: each draws its own noise for its slice of the batch."""
-        torch.manual_seed(seed + self.rank)
+        torch.manual_seed(self.own_seed(seed))
+
+    def agree(self, value: int, what: str) -> None:
+        """Raise in every process unless all hold the same `value` (every process must call it)."""
+        if self.world_size == 1:
+            return
+        t = torch.tensor([value, -value], dtype=torch.int64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        if int(t[0]) != -int(t[1]):
+            raise ValueError(f"the processes disagree on {what}: from {-int(t[1])} to {int(t[0])}")
+
+    def barrier(self) -> None:
+        """Wait until every process is here."""
+        if self.world_size > 1:
+            dist.barrier()
 
     def sum(self, value: int) -> int:
         """`value` summed over the processes (every process must call it at the same point)."""

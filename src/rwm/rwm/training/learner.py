@@ -8,6 +8,7 @@ configuration, which a checkpoint carries so that a model is refined with the lo
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -176,7 +177,8 @@ class WorldModelLearner:
         on = {k: batch[k].to(self.device, non_blocking=True) for k in keys}
         # a compiled loss is traced at its first call (and retraced on new shapes): through nn.GRU
         # rather than around it
-        with torch._dynamo.config.patch(allow_rnn=self.cfg.compile):
+        tracing = torch._dynamo.config.patch(allow_rnn=True) if self.cfg.compile else contextlib.nullcontext()
+        with tracing:
             losses = self._loss(*on.values())
         self.optimizer.zero_grad()
         losses["total"].backward()
