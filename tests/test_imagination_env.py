@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 import torch
 
+from rwm.data.array_dataset import ArrayDataset, ArrayDatasetWriter
+from rwm.data.trajectory import Trajectory
 from rwm.models.factory import build_world_model
 from rwm.rl.imagination_env import ImaginationConfig, ImaginationEnv
 from rwm.robot import contract as C
+from rwm.robot.frames import gravity_z_at_tilt
 from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig
 from rwm.sim.reward import reward_terms, total_reward
-from rwm.storage.replay_buffer import ReplayBuffer
+from rwm.storage.replay_buffer import ReplayBuffer, windows_before_falls
 
 
 def _replay(steps=60, n=4, seed=0):
@@ -250,6 +253,61 @@ def test_imagined_robots_start_only_from_upright_histories_when_asked() -> None:
     only_tilted.add(tilted[0], actions[0], contacts[0])
     with pytest.raises(ValueError, match="within 10 deg of upright"):
         ImaginationEnv(model, only_tilted, cfg)
+
+
+def test_windows_before_falls_are_those_the_robot_fell_after() -> None:
+    """A window counts when, within the lookahead after it and in its own trajectory, the robot tilts past
+    the fall tilt; with an upright bound, the window itself must not tilt."""
+    gz = np.full(40, -1.0)
+    gz[15:20] = -0.5  # trajectory 0 (rows 0-19) falls at its row 15; trajectory 1 (rows 20-39) walks
+    offsets = np.array([0, 20, 40])
+    anywhere = windows_before_falls(gz, offsets, length=4, lookahead=3, fallen_gravity_z=-0.8)
+    assert anywhere.tolist() == list(range(9, 16)), "ends 13-19: the fall lies in the 3 rows after"
+    upright = windows_before_falls(gz, offsets, 4, 3, -0.8, upright_gravity_z=-0.9)
+    assert upright.tolist() == [9, 10, 11], "and, upright, they end before the fall"
+    gz[20:] = gz[:20]
+    assert windows_before_falls(gz, offsets, 4, 3, -0.8, -0.9).tolist() == [9, 10, 11, 29, 30, 31]
+    assert len(windows_before_falls(gz, offsets, 4, 3, fallen_gravity_z=-0.4)) == 0
+
+
+def test_imagined_robots_start_before_real_falls_when_asked(tmp_path) -> None:
+    """With `fall_start_fraction` 1, every imagined robot starts from the last upright history before a
+    robot of the data tilted past the fall tilt, from collected and pretraining data alike, in the
+    buffer's mix; with no fall in the data, robots start from any history."""
+    states, actions, _, contacts, _, _ = _replay(steps=40, n=4)
+    fell = states.copy()
+    fell[0, 30:, C.GRAVITY] = [0.0, -np.sin(np.radians(30)), -np.cos(np.radians(30))]  # robot 0 falls
+    fell[1, 25:, C.GRAVITY] = [0.0, -np.sin(np.radians(40)), -np.cos(np.radians(40))]  # robot 1 too
+    model = build_world_model("rwm", {"hidden_size": 32, "head_hidden": 16})
+    model.normalizer.fit(states.reshape(-1, 45), actions.reshape(-1, 12))
+    cfg = ImaginationConfig(
+        num_envs=32,
+        history=8,
+        knee_contact_terminates=False,
+        max_tilt_gravity_z=gravity_z_at_tilt(20.0),
+        start_max_tilt_deg=10.0,
+        fall_start_fraction=1.0,
+        fall_start_lookahead=5,
+    )
+    # robot 0 collected, robot 1 the pretraining dataset, robots 2-3 walking in both
+    with ArrayDatasetWriter(tmp_path / "pretrain") as writer:
+        t, command = np.arange(40) * C.POLICY_DT, np.zeros((40, 3), np.float32)
+        for i in (1, 2):
+            writer.add_trajectory(Trajectory(t, fell[i], actions[i], contacts[i], command))
+    buffer = ReplayBuffer(ArrayDataset(tmp_path / "pretrain"), seed=5)
+    for i in (0, 3):
+        buffer.add(fell[i], actions[i], contacts[i])
+    env = ImaginationEnv(model, buffer, replace(cfg, online_fraction=0.5))
+    assert env.fall_starts == 32
+    last = env.state.numpy()
+    before_0 = fell[0, 24:30]  # histories of 8 ending 1-5 steps before row 30, all upright
+    before_1 = fell[1, 19:25]
+    from_0 = (np.abs(last[:, None] - before_0[None]).max(-1).min(1) < 1e-5).sum()
+    from_1 = (np.abs(last[:, None] - before_1[None]).max(-1).min(1) < 1e-5).sum()
+    assert from_0 + from_1 == 32 and from_0 == 16, "half from collected data, half from pretraining data"
+    walking = _buffer(states, actions, contacts, seed=5)
+    env = ImaginationEnv(model, walking, cfg)
+    assert env.fall_starts == 0, "no fall in the data: every robot starts from any history"
 
 
 def test_each_imagined_robot_steps_on_its_own_member_when_asked() -> None:

@@ -242,6 +242,7 @@ def _adapt_policy(args: argparse.Namespace) -> int:
             AdaptConfig().imagination,
             episode_steps=args.rollout_steps or AdaptConfig().imagination.episode_steps,
             member_per_robot=args.member_per_robot,
+            **_fall_starts(args),
         ),
         seed=args.seed,
         validation_episodes=args.episodes,
@@ -279,6 +280,7 @@ def _train_mbpo(args: argparse.Namespace) -> int:
             obs_noise=TRAINING_RANGES.obs_noise if args.domain_randomization else 0.0,
             uncertainty_penalty=args.uncertainty_penalty,
             start_max_tilt_deg=args.start_max_tilt_deg,
+            **_fall_starts(args),
             knee_contact_terminates=args.fall_on_knee_contact,
             seed=args.seed,
         ),
@@ -325,6 +327,7 @@ def _imagine_policy(args: argparse.Namespace) -> int:
         online_fraction=0.0,
         sample_temperature=args.temperature,
         start_max_tilt_deg=args.start_max_tilt_deg,
+        **_fall_starts(args),
         knee_contact_terminates=args.fall_on_knee_contact,
         seed=args.seed,
     )
@@ -347,6 +350,27 @@ def _fall_tilt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fall_start_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--fall-start-fraction",
+        type=float,
+        default=0.0,
+        help="share of imagined robots started from a real history after which that robot fell (tilted "
+        "past the fall tilt within --fall-start-lookahead steps; none found: started as any other)",
+    )
+    p.add_argument(
+        "--fall-start-lookahead",
+        type=positive_int,
+        help="steps after a history within which its robot must have fallen (default: ImaginationConfig's)",
+    )
+
+
+def _fall_starts(args: argparse.Namespace) -> dict:
+    """`ImaginationConfig` fields of `_fall_start_options`."""
+    given = {"fall_start_lookahead": args.fall_start_lookahead} if args.fall_start_lookahead else {}
+    return {"fall_start_fraction": args.fall_start_fraction, **given}
+
+
 def _imagined_start_and_fall_options(p: argparse.ArgumentParser) -> None:
     """Where imagined robots start and what ends their episodes (`ImaginationConfig`)."""
     p.add_argument(
@@ -355,6 +379,7 @@ def _imagined_start_and_fall_options(p: argparse.ArgumentParser) -> None:
         default=0.0,
         help="start imagined robots only from histories within this tilt throughout (0: any)",
     )
+    _fall_start_options(p)
     p.add_argument(
         "--fall-on-knee-contact",
         action=argparse.BooleanOptionalAction,
@@ -507,6 +532,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="each imagined robot steps on one ensemble member drawn at its reset (default: their mean)",
     )
+    _fall_start_options(p)
     p.add_argument(
         "--refit-normalization",
         action="store_true",

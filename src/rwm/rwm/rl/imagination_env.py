@@ -81,6 +81,15 @@ class ImaginationConfig:
     family world model ends a good policy's imagined episode 1.6 times per 100 steps, a standing one
     0.7 times (`rwm imagine-policy`), so imagination rewards little but avoiding a fall already under
     way."""
+    fall_start_fraction: float = 0.0
+    """Share of imagined robots (each reset draws) that start from a real history after which that
+    robot fell: within `fall_start_lookahead` steps after it, it tilted past the fall tilt
+    (`max_tilt_gravity_z`; `ReplayBuffer.sample_before_falls`). Imagination can teach a policy to
+    avoid only the falls it shows, and drawn as any other, few histories lead into one (ten minutes of
+    bags on ice: 53 falls in 30 000 rows). With `start_max_tilt_deg` such a history is upright too.
+    Where the data holds none, every robot starts as any other. 0: off."""
+    fall_start_lookahead: int = 25
+    """Steps after a history within which its robot must have fallen to count (0.5 s at 50 Hz)."""
     uncertainty_penalty: float = 0.0
     """MOPO's lambda (RWM-U, arXiv 2504.16680): subtracted from each imagined step's reward, times the
     ensemble's disagreement on that step (std of the members' means, normalized, averaged over the
@@ -134,6 +143,8 @@ class ImaginationEnv(VecEnv):
         self._default = torch.from_numpy(C.DEFAULT_JOINT_POS).float().to(dev)
         self._obs = torch.zeros(n, OBS_DIM_WITH_LAST_ACTION, device=dev)
         self._noise_width = torch.from_numpy(OBS_NOISE_STD).float().to(dev) * cfg.obs_noise
+        self.fall_starts = 0
+        """Imagined robots started from a history that led into a real fall (`fall_start_fraction`)."""
         self.reward_sum = 0.0
         """Sum of the mean imagined reward per step since the last `pop_reward_mean` (for logs)."""
         self.reward_steps = 0
@@ -166,7 +177,33 @@ class ImaginationEnv(VecEnv):
         self.air_time[ids] = 0.0
         self.episode_length_buf[ids] = 0
 
-    def _start_windows(self, n: int, attempts: int = 8) -> dict[str, torch.Tensor]:
+    def _start_windows(self, n: int) -> dict[str, torch.Tensor]:
+        """n real histories to start from: with `fall_start_fraction`, some that led into a fall."""
+        cfg = self.cfg
+        n_fall = 0
+        if cfg.fall_start_fraction > 0.0:
+            u = torch.rand(n, generator=self.gen, device=self.device)
+            n_fall = int((u < cfg.fall_start_fraction).sum())
+        fall = None
+        if n_fall:
+            upright_z = gravity_z_at_tilt(cfg.start_max_tilt_deg) if cfg.start_max_tilt_deg > 0.0 else 1.0
+            fall = self.buffer.sample_before_falls(
+                n_fall,
+                cfg.history,
+                cfg.fall_start_lookahead,
+                cfg.max_tilt_gravity_z,
+                upright_z,
+                cfg.online_fraction,
+            )
+        if fall is None:
+            return self._any_windows(n)
+        self.fall_starts += n_fall
+        if n_fall == n:
+            return fall
+        rest = self._any_windows(n - n_fall)
+        return {k: torch.cat([fall[k], rest[k]]) for k in rest}
+
+    def _any_windows(self, n: int, attempts: int = 8) -> dict[str, torch.Tensor]:
         """n real histories to start from; with `start_max_tilt_deg`, upright ones only (rejection
         sampling, so that the buffer's mix of pretraining and online data is kept)."""
         cfg = self.cfg

@@ -103,6 +103,8 @@ class AdaptResult:
     """The deployed policy on the validation episodes (and on `check_variant`, when given)."""
     candidate: dict = field(default_factory=dict)
     bag_rows: int = 0
+    fall_starts: int = 0
+    """Imagined robots started from a history that led into a real fall (`fall_start_fraction`)."""
     wall_s: float = 0.0
 
 
@@ -182,6 +184,7 @@ def adapt_policy(
     deployed = OnnxPolicy(policy)
     with tempfile.TemporaryDirectory(dir=versions, prefix=".adapt-") as tmp:
         runner = fine_tune_deployed(imagination, policy, cfg, tmp)
+        result.fall_starts = imagination.fall_starts
         candidate = deterministic_policy(runner)
         checks = [("nominal", NOMINAL), *([check_variant] if check_variant else [])]
         obs_dim = deployed.obs_dim

@@ -1,6 +1,8 @@
 """The replay buffer of MBPO-PPO: a pretraining dataset (memory-mapped) plus trajectories collected
 online, sampled as windows that never cross a trajectory boundary. For a world model given the
-robots' parameters, every row carries its robot's (`robot_params`)."""
+robots' parameters, every row carries its robot's (`robot_params`). Imagination may also start robots
+from the windows after which the real robot fell (`sample_before_falls`), found from the states
+alone, so that datasets, bags and the loop's own robots need no fall flags."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import numpy as np
 import torch
 
 from rwm.data.array_dataset import ArrayDataset
+from rwm.robot import contract as C
 
 
 class ReplayBuffer:
@@ -26,6 +29,9 @@ class ReplayBuffer:
         self._parts: list[dict[str, np.ndarray]] = []
         self.collected_rows = 0
         """Rows added online (real transitions the loop paid for)."""
+        self._fall_windows: dict[tuple, dict] = {}
+        """Per rule of `sample_before_falls`: its windows' start rows in the pretraining data, and per
+        collected trajectory so far."""
 
     def add(
         self,
@@ -75,12 +81,61 @@ class ReplayBuffer:
             lens = np.array([len(p["state"]) - length + 1 for p in online])
             which = self.rng.choice(len(online), size=n_online, p=lens / lens.sum())
             offs = (self.rng.random(n_online) * lens[which]).astype(int)
-            idx = offs[:, None] + np.arange(length)
-            pieces.append(
-                {k: np.stack([online[w][k][i] for w, i in zip(which, idx, strict=True)]) for k in self.keys}
-            )
+            pieces.append(self._windows_of([online[w] for w in which], offs, length))
         return {
             k: torch.from_numpy(np.concatenate([np.asarray(p[k], np.float32) for p in pieces]))
+            for k in self.keys
+        }
+
+    def sample_before_falls(
+        self,
+        batch: int,
+        length: int,
+        lookahead: int,
+        fallen_gravity_z: float,
+        upright_gravity_z: float = 1.0,
+        online_fraction: float = 0.5,
+    ) -> dict[str, torch.Tensor] | None:
+        """(batch, length, .) windows after which the real robot fell: within `lookahead` rows after the
+        window, in the same trajectory, its projected gravity z rose above `fallen_gravity_z` (tilted
+        past the fall tilt), while every row of the window stayed below `upright_gravity_z`.
+        `online_fraction` of them from collected data when it has such windows; None when neither has."""
+        rule = (length, lookahead, fallen_gravity_z, upright_gravity_z)
+        found = self._fall_windows.setdefault(rule, {"base": None, "parts": []})
+        if found["base"] is None:
+            found["base"] = (
+                windows_before_falls(np.asarray(self.base.state[:, C.GRAVITY_Z]), self.base.offsets, *rule)
+                if self.base is not None
+                else np.zeros(0, np.int64)
+            )
+        for part in self._parts[len(found["parts"]) :]:
+            gz = part["state"][:, C.GRAVITY_Z]
+            found["parts"].append(windows_before_falls(gz, np.array([0, len(gz)]), *rule))
+        base, parts = found["base"], found["parts"]
+        n_parts = np.array([len(w) for w in parts], dtype=np.int64)
+        if len(base) == 0 and n_parts.sum() == 0:
+            return None
+        n_online = int(round(batch * online_fraction)) if n_parts.sum() else 0
+        if len(base) == 0:
+            n_online = batch
+        pieces: list[dict[str, np.ndarray]] = []
+        if batch - n_online > 0:
+            pieces.append(self.base.gather(self.rng.choice(base, size=batch - n_online), length))
+        if n_online:
+            ends = np.cumsum(n_parts)
+            picks = self.rng.integers(0, ends[-1], size=n_online)  # uniform over every such window
+            which = np.searchsorted(ends, picks, side="right")
+            starts = [parts[w][i - ends[w] + n_parts[w]] for w, i in zip(which, picks, strict=True)]
+            pieces.append(self._windows_of([self._parts[w] for w in which], starts, length))
+        return {
+            k: torch.from_numpy(np.concatenate([np.asarray(p[k], np.float32) for p in pieces]))
+            for k in self.keys
+        }
+
+    def _windows_of(self, trajectories: list[dict], starts, length: int) -> dict[str, np.ndarray]:
+        """(B, length, .) rows of collected trajectory b from starts[b]."""
+        return {
+            k: np.stack([t[k][s : s + length] for t, s in zip(trajectories, starts, strict=True)])
             for k in self.keys
         }
 
@@ -103,3 +158,30 @@ class ReplayBuffer:
         ends = np.cumsum(tensors["lengths"].numpy())
         for start, end in zip(np.concatenate([[0], ends[:-1]]), ends, strict=True):
             self.add(*(tensors[k][start:end].numpy() for k in self.keys))
+
+
+def windows_before_falls(
+    gravity_z: np.ndarray,
+    offsets: np.ndarray,
+    length: int,
+    lookahead: int,
+    fallen_gravity_z: float,
+    upright_gravity_z: float = 1.0,
+) -> np.ndarray:
+    """Start rows of the windows of `length` rows, each inside one trajectory (rows `offsets[i]` to
+    `offsets[i + 1]`), whose every row has projected gravity z below `upright_gravity_z` and after which
+    it rises above `fallen_gravity_z` within `lookahead` rows of the same trajectory."""
+    found = []
+    for a, b in zip(offsets[:-1], offsets[1:], strict=True):
+        rows = int(b - a)
+        if rows <= length:
+            continue
+        g = gravity_z[a:b]
+        fallen = np.concatenate([[0], np.cumsum(g > fallen_gravity_z)])
+        tilted = np.concatenate([[0], np.cumsum(g >= upright_gravity_z)])
+        start = np.arange(rows - length + 1)
+        end = start + length
+        ahead = fallen[np.minimum(end + lookahead, rows)] - fallen[end]
+        upright = tilted[end] == tilted[start]
+        found.append(int(a) + start[(ahead > 0) & upright])
+    return np.concatenate(found).astype(np.int64) if found else np.zeros(0, np.int64)
