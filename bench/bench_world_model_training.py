@@ -12,6 +12,8 @@ In float32 both are bound by the GRU's matrix products on this CPU: `--profile` 
 takes in them and the rate inside them, against a plain matrix product of the GRU's shape. `--device
 cuda` times the same on a GPU (each timing waits for the GPU's queued work), where the fused GRU call
 pays. `--no-compile` leaves out the compiled trainer (about two minutes of compilation).
+`--jacobian-weight W` adds the trainer with the generalization paper's Jacobian penalty, in float32 and
+bfloat16 (the penalty's double backward cannot be compiled).
 """
 
 from __future__ import annotations
@@ -85,6 +87,12 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="GFLOP and GFLOP/s of the matrix products")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--no-compile", action="store_true", help="leave out the compiled bfloat16 trainer")
+    ap.add_argument(
+        "--jacobian-weight",
+        type=float,
+        default=0.0,
+        help="also time the trainer with the Jacobian penalty of this weight, float32 and bfloat16",
+    )
     args = ap.parse_args()
     if args.profile and args.device != "cpu":
         ap.error("--profile reads the CPU's matrix products: --device cpu")
@@ -115,6 +123,9 @@ def main() -> None:
         "history_grad_steps": trainer(history_grad_steps=args.history_grad_steps),
         "bfloat16": trainer(precision="bfloat16"),
     }
+    if args.jacobian_weight > 0:
+        learners["jacobian"] = trainer(jacobian_weight=args.jacobian_weight)
+        learners["bfloat16_jacobian"] = trainer(precision="bfloat16", jacobian_weight=args.jacobian_weight)
     figures = {}
     if not args.no_compile:
         learners["compiled_bfloat16"] = trainer(precision="bfloat16", compile=True)
@@ -142,6 +153,7 @@ def main() -> None:
                 "per_step_loop_s_per_step": round(t_loop, 3),
                 "per_step_loop_sequences_per_s": round(args.batch / t_loop, 1),
                 "history_grad_steps": args.history_grad_steps,
+                "jacobian_weight": args.jacobian_weight,
                 **figures,
                 "per_step_loop_bfloat16_s_per_step": round(t_loop_bf16, 3),
                 **gemm,

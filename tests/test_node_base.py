@@ -59,7 +59,7 @@ def _odom(vx=0.5) -> bytes:
 def test_reader_assembles_the_contract_state_from_messages_in_any_joint_order() -> None:
     reader = RobotStateReader(_Log())
     assert not reader.complete
-    assert reader.joints(_joints(tuple(reversed(C.JOINT_NAMES)))) is not None
+    assert reader.joints(_joints(tuple(reversed(C.JOINT_NAMES))))
     assert reader.imu(_imu((0.0, 1.0, 0.0, 0.0)))  # upside down: gravity points up in the base
     assert reader.odom(_odom())
     state = reader.state(np.zeros(C.STATE_DIM))
@@ -86,8 +86,70 @@ def test_reader_rejects_bad_messages_and_keeps_the_last_good_state(message, reas
     reader.imu(_imu())
     reader.odom(_odom())
     before = reader.state(np.zeros(C.STATE_DIM)).copy()
-    assert message(reader) in (None, False)
+    assert message(reader) is False
     assert reader.rejected == {reason: 1} and log.lines
+    np.testing.assert_array_equal(reader.state(np.zeros(C.STATE_DIM)), before)
+
+
+@pytest.mark.parametrize("frame", ["", "b", "base", "base_link", "a_longer_frame"])
+def test_reader_takes_the_numbers_from_the_bytes_as_rclpy_decodes_them(frame) -> None:
+    """Joint states (once their names were read and accepted), IMU and odometry are read from their CDR
+    bytes without rclpy, whatever the frame names' lengths do to the alignment; a joint state with other
+    names, or a cut message, goes to rclpy and the rules."""
+    rng = np.random.default_rng(len(frame))
+    reader = RobotStateReader(_Log())
+    decoded = []
+    decode = reader._decode
+    reader._decode = lambda *a: decoded.append(a[1]) or decode(*a)
+    names = [*rng.permutation(C.JOINT_NAMES), "arm_joint"][:: 1 if len(frame) % 2 else -1]
+
+    def joints(values: np.ndarray) -> bytes:
+        msg = JointState(
+            name=names, position=list(values[0]), velocity=list(values[1]), effort=list(values[2])
+        )
+        msg.header.frame_id = frame
+        return serialize_message(msg)
+
+    order = [names.index(n) for n in C.JOINT_NAMES]
+    for _ in range(3):
+        values = rng.normal(size=(3, 13))
+        assert reader.joints(joints(values))
+        np.testing.assert_array_equal(reader.joint_pos, values[0, order])
+        np.testing.assert_array_equal(reader.joint_vel, values[1, order])
+        np.testing.assert_array_equal(reader.joint_torque, values[2, order])
+    assert decoded == [JointState], "decoded once, to learn the names; read from the bytes after"
+    imu = Imu()
+    imu.header.frame_id = frame
+    q = rng.normal(size=4)
+    imu.orientation.x, imu.orientation.y, imu.orientation.z, imu.orientation.w = q / np.linalg.norm(q)
+    imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = rng.normal(size=3)
+    imu.angular_velocity_covariance[0] = imu.linear_acceleration.x = 7.0
+    assert reader.imu(serialize_message(imu))
+    np.testing.assert_array_equal(reader.quat, (q / np.linalg.norm(q))[[3, 0, 1, 2]])
+    np.testing.assert_array_equal(
+        reader.ang_vel, [imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z]
+    )
+    odom = Odometry()
+    odom.header.frame_id, odom.child_frame_id = frame, frame[::-1] + "_x"
+    odom.pose.pose.position.x, odom.pose.pose.position.y, odom.pose.pose.position.z = rng.normal(size=3)
+    odom.pose.pose.orientation.w = odom.pose.covariance[35] = odom.twist.covariance[0] = 9.0
+    tw = odom.twist.twist
+    tw.linear.x, tw.linear.y, tw.linear.z, tw.angular.x, tw.angular.y, tw.angular.z = rng.normal(size=6)
+    assert reader.odom(serialize_message(odom))
+    np.testing.assert_array_equal(reader.lin_vel, [tw.linear.x, tw.linear.y, tw.linear.z])
+    np.testing.assert_array_equal(reader.odom_ang_vel, [tw.angular.x, tw.angular.y, tw.angular.z])
+    p = odom.pose.pose.position
+    np.testing.assert_array_equal(reader.position, [p.x, p.y, p.z])
+    assert decoded == [JointState], "IMU and odometry from the bytes"
+    names = names[::-1]  # the sender changed its joint list: read by name through rclpy again
+    values = rng.normal(size=(3, 13))
+    assert reader.joints(joints(values))
+    np.testing.assert_array_equal(reader.joint_pos, values[0, [names.index(n) for n in C.JOINT_NAMES]])
+    assert decoded == [JointState, JointState]
+    before = reader.state(np.zeros(C.STATE_DIM)).copy()
+    cut = [joints(values)[:-8], serialize_message(imu)[:-8], serialize_message(odom)[:-8]]
+    assert not reader.joints(cut[0]) and not reader.imu(cut[1]) and not reader.odom(cut[2])
+    assert sorted(reader.rejected) == ["imu_undecodable", "joint_states_undecodable", "odom_undecodable"]
     np.testing.assert_array_equal(reader.state(np.zeros(C.STATE_DIM)), before)
 
 

@@ -43,7 +43,7 @@ from rwm_ros.conversions import (
     diagnostic_array,
     make_joint_state,
     raw_stamp_ns,
-    stamp_to_ns,
+    set_stamp_ns,
 )
 from rwm_ros.model_files import check_model_robot, inside_directory, resolve_model
 from rwm_ros.node_base import ReaderGate, WorkerThread, declare, declare_config, print_published
@@ -263,15 +263,14 @@ class PolicyNode(Node):
         self.joint_receptions.add(stamp_ns, now, received_ns * 1e-9)
         if not self.pacer.due(stamp_ns):
             return  # not due on the 50 Hz grid: the 400 Hz stream is read 1 in 8
-        msg = self.reader.joints(cdr)
-        if msg is None:
+        if not self.reader.joints(cdr):
             return
         r = self.reader
         with self._lock:
             self.loop.update_joints(r.joint_pos, r.joint_vel, r.joint_torque, now)
             self._read_imu_odom(now)
             self.pacer.used(stamp_ns)
-            self._tick(now, msg.header.stamp)
+            self._tick(now, stamp_ns)
             self._check_rollback(now)
 
     def _read_imu_odom(self, now: float) -> None:
@@ -285,7 +284,8 @@ class PolicyNode(Node):
             self.loop.update_odom(r.lin_vel, now)
 
     # -- the tick -------------------------------------------------------------------------------------------
-    def _tick(self, now: float, stamp) -> None:
+    def _tick(self, now: float, stamp_ns: int | None) -> None:
+        """One step of the loop; its command carries the stamp of the state it answers (ns), or now."""
         start = time.perf_counter()
         mode_before = self.loop.mode
         targets = self.loop.tick(now)
@@ -293,11 +293,13 @@ class PolicyNode(Node):
         if targets is None:
             return
         self._targets_view[:] = targets
-        self.msg.header.stamp = stamp if stamp is not None else self.get_clock().now().to_msg()
+        set_stamp_ns(
+            self.msg.header.stamp, self.get_clock().now().nanoseconds if stamp_ns is None else stamp_ns
+        )
         self.pub.publish(self.msg)
         self.published_commands += 1
-        if stamp is not None and self._wall_stamps:
-            self.tick_times.add(stamp_to_ns(stamp), now, time.time())
+        if stamp_ns is not None and self._wall_stamps:
+            self.tick_times.add(stamp_ns, now, time.time())
         if self.loop.mode is Mode.POLICY:
             self._obs_view[:] = self.loop.observation[0]
             self._act_view[:] = self.loop.last_raw_action
