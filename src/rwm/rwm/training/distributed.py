@@ -9,6 +9,7 @@ distribution. PPO and the MBPO loop give each process robots of its own (`Parall
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 import torch
@@ -121,7 +122,21 @@ def start(device: str) -> Parallel:
     return Parallel(where, dist.get_rank(), dist.get_world_size())
 
 
+GLOO_DRAIN_S = 0.1
+"""How long `stop` leaves the GIL free before the process group goes (gloo's threads need microseconds)."""
+
+
 def stop(parallel: Parallel) -> None:
-    """Leave the process group (after the run's last collective call)."""
+    """Leave the process group (after the run's last collective call).
+
+    Why the barrier and the pause: gloo's worker thread frees a finished collective's tensors after the
+    caller has moved on, and freeing one that Python made takes the GIL. The group's destructor joins
+    that thread while holding the GIL (when DDP's reducer, its last owner, is freed), so the two could
+    wait for each other forever: seen once in `tests/test_distributed_training.py`'s two MBPO processes
+    (the second process's stack: `~Reducer` -> `~ProcessGroupGloo` -> `thread::join`, and the worker
+    in `~AsyncAllreduceWork` waiting for the GIL). After the barrier no process has a collective
+    left to run, and the pause lets the worker threads finish freeing them."""
     if parallel.world_size > 1 and dist.is_initialized():
+        dist.barrier()
+        time.sleep(GLOO_DRAIN_S)
         dist.destroy_process_group()
