@@ -146,10 +146,23 @@ def test_reader_takes_the_numbers_from_the_bytes_as_rclpy_decodes_them(frame) ->
     assert reader.joints(joints(values))
     np.testing.assert_array_equal(reader.joint_pos, values[0, [names.index(n) for n in C.JOINT_NAMES]])
     assert decoded == [JointState, JointState]
+    other = JointState(name=names[::-1], position=[0.0] * 13)  # another sender's order, no velocities
+    assert not reader.joints(serialize_message(other)), "rejected: 13 names, 0 velocities"
+    values = rng.normal(size=(3, 13))
+    assert reader.joints(joints(values)), "the first sender again, from the bytes"
+    np.testing.assert_array_equal(reader.joint_pos, values[0, [names.index(n) for n in C.JOINT_NAMES]])
+    assert decoded == [JointState] * 3
     before = reader.state(np.zeros(C.STATE_DIM)).copy()
     cut = [joints(values)[:-8], serialize_message(imu)[:-8], serialize_message(odom)[:-8]]
     assert not reader.joints(cut[0]) and not reader.imu(cut[1]) and not reader.odom(cut[2])
-    assert sorted(reader.rejected) == ["imu_undecodable", "joint_states_undecodable", "odom_undecodable"]
+    for short in (serialize_message(odom)[:n] for n in (3, 14, 17 + len(frame), 22 + len(frame))):
+        assert not reader.odom(short) and not reader.imu(short), "cut anywhere: rejected, never raised"
+    assert sorted(reader.rejected) == [
+        "imu_undecodable",
+        "joint_states_length",
+        "joint_states_undecodable",
+        "odom_undecodable",
+    ]
     np.testing.assert_array_equal(reader.state(np.zeros(C.STATE_DIM)), before)
 
 

@@ -30,6 +30,7 @@ from std_msgs.msg import Bool  # noqa: E402
 from rwm.robot import contract as C  # noqa: E402
 from rwm.robot.kinematics import AnymalKinematics  # noqa: E402
 from rwm_ros.conversions import JointOrder  # noqa: E402
+from rwm_ros.middleware import remove_zombie_shm_files  # noqa: E402
 
 BAD_STAMP_SEC = 2_000_000_000
 LIMITS = AnymalKinematics()
@@ -108,6 +109,9 @@ def _running_stack(*policy_params: str):
     stand hold off: these tests read the policy's own commands at zero command)."""
     domain = domain_id(3)
     env = ros_env(domain)
+    # As the launch file does: ports that dead processes left (this test SIGKILLs the simulator) keep
+    # their creator's health-check timeout, up to Fast DDS's default 1 s (rwm_ros.middleware).
+    remove_zombie_shm_files()
     sim = [PYTHON, "-m", "rwm_ros.sim_node", "--ros-args", "-r", "__node:=anymal_sim"]
     policy = [PYTHON, "-m", "rwm_ros.policy_node", "--ros-args", "-r", "__node:=policy"]
     for param in ("soft_start_s:=0.5", "stand_hold_after_s:=0.0", *policy_params):

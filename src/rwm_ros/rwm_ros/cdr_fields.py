@@ -36,8 +36,11 @@ def _uint32(cdr: bytes, offset: int) -> int:
 
 
 def _after_string(cdr: bytes, offset: int) -> int:
-    """Offset after the CDR string at `offset` (a uint32 length with its NUL, then the bytes)."""
+    """Offset after the CDR string at `offset` (a uint32 length with its NUL, then the bytes); past the
+    end of `cdr` when the bytes end first (then every read after it fails its bounds check)."""
     offset = _align(offset, 4)
+    if offset + 4 > len(cdr):
+        return len(cdr) + 1
     return offset + 4 + _uint32(cdr, offset)
 
 
@@ -93,6 +96,8 @@ class JointStateLayout:
     def __init__(self) -> None:
         self._prefix: bytes | None = None
         """The bytes from frame_id through the position count of the learned message."""
+        self._index = np.zeros(0, np.int64)
+        """Where each contract joint is in the learned message's names."""
         self._counts: tuple[int, ...] = ()
         """Offsets of the velocity and effort counts."""
         self._values: tuple[int, ...] = ()
@@ -100,16 +105,19 @@ class JointStateLayout:
         self._length = 0
         self._count = 0
 
-    def learn(self, cdr: bytes) -> None:
-        """Take this message's layout (call it with a message that rclpy decoded and the reader
-        accepted); a message it cannot place leaves no layout."""
+    def learn(self, cdr: bytes, index: np.ndarray) -> None:
+        """Take this message's layout and `index` (where each contract joint is in its names), from a
+        message that rclpy decoded and the reader accepted; a message it cannot place leaves none."""
         self._prefix = None
-        if not _little_endian(cdr):
+        names = _align(_after_header(cdr), 4) if _little_endian(cdr) else len(cdr)
+        if names + 4 > len(cdr):
             return
-        count = _uint32(cdr, _align(_after_header(cdr), 4))
-        offset = _align(_after_header(cdr), 4) + 4
+        count = _uint32(cdr, names)
+        offset = names + 4
         for _ in range(count):
             offset = _after_string(cdr, offset)
+            if offset > len(cdr):
+                return
         counts, values = [], []
         for _ in range(3):
             offset = _align(offset, 4)
@@ -123,11 +131,11 @@ class JointStateLayout:
             return
         self._prefix = bytes(cdr[_BASE + 8 : counts[0] + 4])
         self._counts, self._values = tuple(counts[1:]), tuple(values)
-        self._length, self._count = len(cdr), count
+        self._length, self._count, self._index = len(cdr), count, index.copy()
 
-    def read(self, cdr: bytes, index: np.ndarray, out: np.ndarray) -> bool:
-        """Rows position, velocity, effort of `out` (3, 12) in contract order (`index`: where each
-        contract joint is in the learned names); False unless the message has the learned layout."""
+    def read(self, cdr: bytes, out: np.ndarray) -> bool:
+        """Rows position, velocity, effort of `out` (3, 12) in contract order; False unless the message
+        has the learned layout."""
         prefix = self._prefix
         if prefix is None or len(cdr) != self._length:
             return False
@@ -137,5 +145,5 @@ class JointStateLayout:
             if _uint32(cdr, at) != self._count:
                 return False
         for row, at in enumerate(self._values):
-            np.take(np.frombuffer(cdr, "<f8", self._count, at), index, out=out[row])
+            np.take(np.frombuffer(cdr, "<f8", self._count, at), self._index, out=out[row])
         return True

@@ -87,11 +87,6 @@ class JointOrder:
         self._names: list[str] | None = None
         self._index: np.ndarray | None = None
 
-    @property
-    def index_learned(self) -> np.ndarray | None:
-        """The index of the names last read (None before the first)."""
-        return self._index
-
     def index(self, names: list[str]) -> np.ndarray:
         """result[i] is the position in `names` of contract joint i; JointMessageError if incomplete."""
         if names != self._names:

@@ -58,7 +58,7 @@ class RobotStateReader:
 
     def joints(self, cdr: bytes) -> bool:
         """Read a joint state into joint_pos/vel/torque; False if rejected."""
-        if not self._layout.read(cdr, self._order.index_learned, self._joints_in):
+        if not self._layout.read(cdr, self._joints_in):
             msg = self._decode(cdr, JointState, "joint_states")
             if msg is None:
                 return False
@@ -70,7 +70,7 @@ class RobotStateReader:
             except JointMessageError as e:
                 self.reject(f"joint_states_{e.reason}", str(e))
                 return False
-            self._layout.learn(cdr)
+            self._layout.learn(cdr, self._order.index(msg.name))
         if not np.isfinite(self._joints_in).all():
             self.reject("joints_nan", "non-finite joint state")
             return False

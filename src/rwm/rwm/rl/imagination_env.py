@@ -86,7 +86,8 @@ class ImaginationConfig:
     robot fell: within `fall_start_lookahead` steps after it, it tilted past the fall tilt
     (`max_tilt_gravity_z`; `ReplayBuffer.sample_before_falls`). Imagination can teach a policy to
     avoid only the falls it shows, and drawn as any other, few histories lead into one (ten minutes of
-    bags on ice: 53 falls in 30 000 rows). With `start_max_tilt_deg` such a history is upright too.
+    bags on ice: 53 falls in 30 000 rows). Such a history itself stays within the fall tilt (and
+    within `start_max_tilt_deg` where that is set).
     Where the data holds none, every robot starts as any other. 0: off."""
     fall_start_lookahead: int = 25
     """Steps after a history within which its robot must have fallen to count (0.5 s at 50 Hz)."""
@@ -187,6 +188,7 @@ class ImaginationEnv(VecEnv):
         fall = None
         if n_fall:
             upright_z = gravity_z_at_tilt(cfg.start_max_tilt_deg) if cfg.start_max_tilt_deg > 0.0 else 1.0
+            upright_z = min(upright_z, cfg.max_tilt_gravity_z)  # a history of a robot already down is not one
             fall = self.buffer.sample_before_falls(
                 n_fall,
                 cfg.history,

@@ -135,7 +135,8 @@ def stop(parallel: Parallel) -> None:
     wait for each other forever: seen once in `tests/test_distributed_training.py`'s two MBPO processes
     (the second process's stack: `~Reducer` -> `~ProcessGroupGloo` -> `thread::join`, and the worker
     in `~AsyncAllreduceWork` waiting for the GIL). After the barrier no process has a collective
-    left to run, and the pause lets the worker threads finish freeing them."""
+    left to run, and the pause lets the worker threads finish freeing them. A mitigation, not a proof:
+    a machine that starves those threads for longer than the pause could still meet it."""
     if parallel.world_size > 1 and dist.is_initialized():
         dist.barrier()
         time.sleep(GLOO_DRAIN_S)
