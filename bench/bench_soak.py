@@ -10,7 +10,9 @@ Prints JSON and writes it (--out, with a PNG of latency and memory over time):
   400 Hz stamped streams also the gaps inside the recording (losses after that match);
 - watchdog ticks and robot resets (falls), from the policy's and the simulator's diagnostics;
 - latency at the robot (state stamp -> command arrival, the simulator's figures over its last 60 s,
-  sampled every second) p50 / p99 / max over the run, and the probe's whole-run figures;
+  sampled every second) p50 / p99 / max over the run and per back-to-back 60 s window, and the
+  probe's whole-run figures; the simulator's `wall_clock_steps` counts steps of the system clock
+  (figures whose window holds one time across it);
 - CPU share and memory (RSS) of every node sampled every 5 s, and each node's memory growth between
   the first and the last fifth of the run (a leak shows as growth);
 - base drift at zero command: the odometry displacement over each standing phase of the sequence,
@@ -217,6 +219,19 @@ def _after_start_up(latency: np.ndarray, skip_s: float = 120.0) -> dict:
     }
 
 
+def _every_window(latency: np.ndarray, window_s: float = 60.0) -> list[list[float]]:
+    """[end s, p50, p99, max] of back-to-back 60 s windows (the sim's figures over its last 60 s, taken
+    every 60 s): the run's course in the JSON, not only in the plot."""
+    rows, next_end = [], window_s
+    for t, p50, p99, peak in latency[:, :4] if len(latency) else ():
+        if t >= next_end:
+            rows.append(
+                [round(float(t), 1), round(float(p50), 3), round(float(p99), 3), round(float(peak), 3)]
+            )
+            next_end = t + window_s
+    return rows
+
+
 def _plot(path: Path, latency: np.ndarray, usage: list) -> None:
     import matplotlib  # noqa: PLC0415
 
@@ -363,6 +378,7 @@ def main() -> int:
             "p99_max_over_windows": round(float(latency[:, 2].max()), 3) if len(latency) else None,
             "max": round(float(latency[:, 3].max()), 3) if len(latency) else None,
             **_after_start_up(latency),
+            "windows": _every_window(latency),
         },
         "probe_whole_run": report.get("joint_command"),
         "simulator": report.get("sim"),

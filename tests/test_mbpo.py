@@ -133,10 +133,11 @@ def test_the_real_gate_keeps_a_policy_only_if_its_robots_fall_no_more_and_track_
 
 
 @pytest.mark.parametrize("passes", [True, False])
-def test_a_gated_loop_exports_the_last_policy_its_real_robots_accepted(tmp_path, passes):
-    """A gate every update passes exports the update tried on the gate's robots (iteration 0's; the
-    last one was never tried); one that none passes (tracking must rise by 1) the starting policy; a
-    resumed loop keeps what it had kept. The gate's robots are the same for every policy."""
+def test_a_gated_loop_exports_the_kept_policy_that_fell_least_on_its_real_robots(tmp_path, passes):
+    """A gate every update passes keeps the update tried on the gate's robots (iteration 0's; the
+    last one was never tried) and exports whichever of it and the starting policy fell less there; one
+    that none passes (tracking must rise by 1) exports the starting policy; a resumed loop keeps what
+    it had kept. The gate's robots are the same for every policy."""
     _small_world_model(tmp_path)
     cfg = _small_loop(
         critic_warmup=2,
@@ -155,9 +156,19 @@ def test_a_gated_loop_exports_the_last_policy_its_real_robots_accepted(tmp_path,
         "start, collection, two gate runs"
     )
     assert summary["kept_policy"]["made_by_iteration"] == (0 if passes else -1)
+    made_by = summary["exported_policy"]["made_by_iteration"]
+    gate_runs = [  # (falls per 1 000 steps, tracking) of the starting policy and of iteration 0's update
+        (float(r["gate_falls_per_1000_steps"]), float(r["gate_tracking"])) for r in rows
+    ]
+    if passes:
+        (start_falls, start_tracking), (falls, tracking) = gate_runs
+        safer_update = falls < start_falls or (falls == start_falls and tracking >= start_tracking)
+        assert made_by == (0 if safer_update else -1)
+    else:
+        assert made_by == -1
     obs = np.random.default_rng(0).normal(0, 1, (64, 48)).astype(np.float32)
     exported = OnnxPolicy(tmp_path / "a.onnx")(obs)
-    if passes:
+    if made_by == 0:
         from rwm.cli import main
 
         assert main(["export-policy", str(out / "policy_0.pt"), "--out", str(tmp_path / "it0.onnx")]) == 0
@@ -166,7 +177,7 @@ def test_a_gated_loop_exports_the_last_policy_its_real_robots_accepted(tmp_path,
         np.testing.assert_allclose(exported, OnnxPolicy(MBPO_POLICY)(obs), atol=1e-4)
     train_mbpo(cfg, tmp_path / "wm.pt", tmp_path / "pre", out, tmp_path / "b.onnx", resume=True)
     assert np.array_equal(exported, OnnxPolicy(tmp_path / "b.onnx")(obs))
-    assert OnnxPolicy(tmp_path / "b.onnx").metadata["kept_iteration"] == (0 if passes else -1)
+    assert OnnxPolicy(tmp_path / "b.onnx").metadata["kept_iteration"] == made_by
     with pytest.raises(ValueError, match="with the real-data gate"):
         train_mbpo(_small_loop(), tmp_path / "wm.pt", tmp_path / "pre", out, resume=True)
     plain = out.parent / "plain"
@@ -216,6 +227,20 @@ def test_a_rejected_update_goes_back_to_the_kept_policy_and_its_optimizer():
     alg.update()
     torch.testing.assert_close(kept["actor_state_dict"]["weight"], weights["weight"])
     torch.testing.assert_close(kept["optimizer_state_dict"]["state"][0]["exp_avg"], moments)
+
+
+def test_the_loop_exports_of_its_kept_policies_the_one_that_fell_least_on_the_gate_robots():
+    """Fewer falls first, then better tracking, then the newer: a gate within noise keeps updates a
+    little worse than the best, and the last of them need not be the safest."""
+    from rwm.runners.mbpo import RealCollection, gate_figures, safer
+
+    start = {"made_by_iteration": -1, **gate_figures(RealCollection([], 9600, 27, 0.66))}
+    best = {"made_by_iteration": 3, **gate_figures(RealCollection([], 9600, 19, 0.68))}
+    last = {"made_by_iteration": 5, **gate_figures(RealCollection([], 9600, 26, 0.66))}
+    assert safer(best, start) is best and safer(last, best) is best
+    same_falls = {"made_by_iteration": 6, **gate_figures(RealCollection([], 9600, 19, 0.69))}
+    assert safer(same_falls, best) is same_falls
+    assert safer({**best, "made_by_iteration": 7}, best)["made_by_iteration"] == 7
 
 
 def test_the_gate_judges_every_policy_on_the_same_robots():

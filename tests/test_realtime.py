@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from rwm_ros.realtime import RealTimeSchedule
+from rwm_ros.realtime import RealTimeSchedule, WallClockMap
 
 P = 0.0025
 
@@ -189,3 +189,50 @@ def test_middleware_priority_moves_only_the_shared_memory_threads(monkeypatch) -
     assert threads[1].native_id not in tids and threading.get_native_id() not in tids, "nothing else"
     assert {(policy, priority) for _, policy, priority in moved} == {(os.SCHED_FIFO, 5)}
     assert text == f"middleware threads: SCHED_FIFO priority 5 on {len(moved)} Fast DDS shared-memory threads"
+
+
+class SteppedClocks:
+    """A system and a monotonic clock in ns that advance together until the system one is stepped."""
+
+    def __init__(self) -> None:
+        self.mono = 5_000_000_000
+        self.offset = 1_796_000_000_000_000_000
+        self.read_ns = 0
+        """How far the clocks advance during each reading (a preempted reader sees a large one)."""
+
+    def wall_ns(self) -> int:
+        self.mono += self.read_ns
+        return self.mono + self.offset
+
+    def mono_ns(self) -> int:
+        return self.mono
+
+
+def test_wall_clock_map_follows_a_step_of_the_system_clock_and_keeps_the_grid_otherwise() -> None:
+    c = SteppedClocks()
+    m = WallClockMap(wall_ns=c.wall_ns, mono_ns=c.mono_ns)
+    m.anchor(5.0)
+    stamps = [m.to_wall_ns(5.0 + (k + 1) * P) for k in range(4)]
+    assert np.all(np.diff(stamps) == round(P * 1e9))  # exactly on the grid
+    assert stamps[0] == c.offset + 5_000_000_000 + round(P * 1e9)
+    c.mono += 10_000_000
+    c.offset += 300_000  # NTP-sized slew within the tolerance: the grid stays
+    assert not m.check() and m.steps == 0
+    c.offset += 22_500_000_000  # the 12-06 soak: the system clock jumped 22.5 s ahead
+    assert m.check() and m.steps == 1 and m.last_step_ns == 22_500_300_000
+    deadline = 5.0 + 20 * P
+    assert m.to_wall_ns(deadline) == round(deadline * 1e9) + c.offset  # stamps follow the system clock
+    assert m.to_wall_ns(deadline + P) - m.to_wall_ns(deadline) == round(P * 1e9)
+    assert not m.check()  # one step, one re-anchoring
+    c.offset -= 3_000_000_000  # a step back is followed too
+    assert m.check() and m.last_step_ns == -3_000_000_000
+
+
+def test_wall_clock_map_does_not_trust_a_reading_interrupted_between_the_clocks() -> None:
+    c = SteppedClocks()
+    m = WallClockMap(wall_ns=c.wall_ns, mono_ns=c.mono_ns)
+    m.anchor(5.0)
+    c.read_ns = 40_000_000  # preempted for 40 ms inside the reading: its offset would be off by 40 ms
+    assert not m.check() and m.steps == 0
+    with pytest.raises(RuntimeError, match="could not read"):
+        WallClockMap(wall_ns=c.wall_ns, mono_ns=c.mono_ns).anchor(5.0, attempts=3)

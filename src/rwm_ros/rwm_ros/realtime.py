@@ -117,6 +117,71 @@ class RealTimeSchedule:
         return self.k * self.period_s / elapsed if elapsed > 0.0 else 0.0
 
 
+class WallClockMap:
+    """Monotonic clock time (the schedule's) to ROS time (the system clock's ns), re-anchored when the
+    system clock steps.
+
+    Why: the schedule runs on the monotonic clock, which nothing steps; every other node stamps and
+    compares with the system clock, which NTP or a virtual machine resumed from a snapshot can step.
+    In the hour's soak of 12-06 this machine's system clock jumped 22.5 s ahead of the monotonic one
+    (the kernel logged a virtual machine fork), and every state the simulator stamped from then on
+    lay 22.5 s in the past. So `check()` re-reads the offset between the clocks and takes the map anew
+    when it moved by more than `step_tolerance_s`; between steps, stamps stay exactly on the grid.
+    A reading that took longer than `max_read_s` (the thread was preempted between the clocks) is
+    not trusted.
+    """
+
+    def __init__(
+        self,
+        step_tolerance_s: float = 1e-3,
+        max_read_s: float = 50e-6,
+        wall_ns: Callable[[], int] = time.time_ns,
+        mono_ns: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        self.step_tolerance_ns = round(step_tolerance_s * 1e9)
+        self.max_read_ns = round(max_read_s * 1e9)
+        self.wall_ns, self.mono_ns = wall_ns, mono_ns
+        self.mono_ref_s = 0.0
+        """Monotonic time of the map's origin, s."""
+        self.offset_ns = 0
+        """System clock minus monotonic clock at the last anchoring, ns."""
+        self.steps = 0
+        """Times the system clock stepped past the tolerance and the map was taken anew."""
+        self.last_step_ns = 0
+        """Size of the last such step, ns (positive: the system clock jumped ahead)."""
+
+    def _offset(self) -> int | None:
+        """System minus monotonic clock, ns; None when the reading was interrupted."""
+        w0 = self.wall_ns()
+        m = self.mono_ns()
+        w1 = self.wall_ns()
+        if abs(w1 - w0) > self.max_read_ns:
+            return None
+        return (w0 + w1) // 2 - m
+
+    def anchor(self, mono_ref_s: float, attempts: int = 100) -> None:
+        """Take the map with origin `mono_ref_s` (monotonic s, e.g. the schedule's t0)."""
+        for _ in range(attempts):
+            if (offset := self._offset()) is not None:
+                self.mono_ref_s, self.offset_ns = mono_ref_s, offset
+                return
+        raise RuntimeError(f"could not read the system and monotonic clocks within {self.max_read_ns} ns")
+
+    def check(self) -> bool:
+        """Re-anchor if the system clock stepped since the map was taken; True when it did."""
+        offset = self._offset()
+        if offset is None or abs(offset - self.offset_ns) <= self.step_tolerance_ns:
+            return False
+        self.last_step_ns = offset - self.offset_ns
+        self.offset_ns = offset
+        self.steps += 1
+        return True
+
+    def to_wall_ns(self, mono_s: float) -> int:
+        """The system clock's time, ns, at monotonic time `mono_s`."""
+        return round(self.mono_ref_s * 1e9) + self.offset_ns + round((mono_s - self.mono_ref_s) * 1e9)
+
+
 def name_os_thread(name: str) -> None:
     """Give the calling thread `name` (its first 15 bytes) in the kernel's view (`top -H`, /proc).
 

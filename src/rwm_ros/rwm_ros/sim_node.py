@@ -11,7 +11,8 @@ services, so that no second Python thread competes for the GIL inside the loop.
 
 Every physics tick publishes joint_states, imu, odom and contacts with one shared stamp, the ROS
 time the state stands for: its deadline on the wall-clock schedule (so stamps are 2.5 ms apart and
-never ahead of the clock), or, with `publish_clock`, the simulated time itself (then /clock is
+never ahead of the clock; the map from the schedule's monotonic clock to ROS time is taken anew when
+the system clock steps, `WallClockMap`), or, with `publish_clock`, the simulated time itself (then /clock is
 published and consumers run with use_sim_time). Messages are built once and filled in place.
 """
 
@@ -52,6 +53,7 @@ from rwm_ros.realtime import (
     ArrivalWindow,
     RealTimeSchedule,
     SlackCollector,
+    WallClockMap,
     set_realtime_priority,
     timing_summary,
 )
@@ -136,6 +138,8 @@ class SimNode(Node):
         self.resets = 0
         """Resets after falls."""
         self.publish_max_s = 0.0
+        self.wall_clock = WallClockMap()
+        """The schedule's monotonic deadlines as ROS time, taken anew when the system clock steps."""
         """The longest a tick's four publish() calls took (the run so far)."""
 
         self.commands = CommandMailbox()
@@ -311,6 +315,7 @@ class SimNode(Node):
             "slips": s.slips,
             "slipped_s": f"{s.slipped_s:.4f}",
             "resets": self.resets,
+            "wall_clock_steps": self.wall_clock.steps,
             "commands_accepted": self.commands.accepted,
             **self._command_timing(),
             **{f"commands_rejected_{k}": v for k, v in sorted(self.commands.rejected.items())},
@@ -326,12 +331,17 @@ class SimNode(Node):
         self.start_gate.wait(stop)
         clock = time.monotonic
         sched = self.schedule
-        ros_start_ns = 0 if self.publish_clock else self.get_clock().now().nanoseconds
         sched.start(clock())
-        mono_start = sched.t0
-        next_diagnostics = mono_start + 1.0
+        self.wall_clock.anchor(sched.t0)
+        next_diagnostics = sched.t0 + 1.0
         while not stop.is_set():
             now = clock()
+            if not self.publish_clock and self.wall_clock.check():
+                self.get_logger().warning(
+                    f"the system clock stepped {self.wall_clock.last_step_ns / 1e6:+.1f} ms against the "
+                    f"monotonic clock ({self.wall_clock.steps} times): stamps follow it from now on",
+                    throttle_duration_sec=10.0,
+                )
             slips = sched.stats.slips
             n = sched.due(now)
             if n == 0:
@@ -348,7 +358,7 @@ class SimNode(Node):
                 if self.publish_clock:  # sim time: ticks * tick time (slips lose simulated time)
                     stamp_ns = (sched.stats.ticks + 1) * self.tick_sim_ns
                 else:  # ROS time the state stands for: its deadline on the wall clock
-                    stamp_ns = ros_start_ns + round((sched.deadline() - mono_start) * _NS)
+                    stamp_ns = self.wall_clock.to_wall_ns(sched.deadline())
                 self._tick(stamp_ns)
                 sched.advance(now)
             self._gc.tick(n)

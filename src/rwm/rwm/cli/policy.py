@@ -624,7 +624,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=0.0,
         help="keep a PPO update only if, on the gate's real robots, it falls no more than the best kept "
-        "policy within this many Poisson std and tracks within --real-gate-tracking-drop of it (0: keep all)",
+        "policy within this many Poisson std and tracks within --real-gate-tracking-drop of it; --export "
+        "writes the kept policy that fell least there (0: keep all)",
     )
     p.add_argument(
         "--real-gate-robots", type=int, default=32, help="the gate's robots (the same for every policy)"
