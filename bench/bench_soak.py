@@ -228,7 +228,7 @@ def _every_window(latency: np.ndarray, window_s: float = 60.0) -> list[list[floa
             rows.append(
                 [round(float(t), 1), round(float(p50), 3), round(float(p99), 3), round(float(peak), 3)]
             )
-            next_end = t + window_s
+            next_end += window_s * (1 + (t - next_end) // window_s)  # on the 60 s grid, even after a gap
     return rows
 
 

@@ -216,7 +216,7 @@ def test_wall_clock_map_follows_a_step_of_the_system_clock_and_keeps_the_grid_ot
     assert np.all(np.diff(stamps) == round(P * 1e9))  # exactly on the grid
     assert stamps[0] == c.offset + 5_000_000_000 + round(P * 1e9)
     c.mono += 10_000_000
-    c.offset += 300_000  # NTP-sized slew within the tolerance: the grid stays
+    c.offset += 300_000  # a step within the tolerance (a reading's noise): the grid stays
     assert not m.check() and m.steps == 0
     c.offset += 22_500_000_000  # the 12-06 soak: the system clock jumped 22.5 s ahead
     assert m.check() and m.steps == 1 and m.last_step_ns == 22_500_300_000

@@ -126,7 +126,7 @@ class WallClockMap:
     In the hour's soak of 12-06 this machine's system clock jumped 22.5 s ahead of the monotonic one
     (the kernel logged a virtual machine fork), and every state the simulator stamped from then on
     lay 22.5 s in the past. So `check()` re-reads the offset between the clocks and takes the map anew
-    when it moved by more than `step_tolerance_s`; between steps, stamps stay exactly on the grid.
+    when it moved by more than `step_tolerance_s`; between steps, stamps keep the schedule's grid.
     A reading that took longer than `max_read_s` (the thread was preempted between the clocks) is
     not trusted.
     """

@@ -11,9 +11,10 @@ services, so that no second Python thread competes for the GIL inside the loop.
 
 Every physics tick publishes joint_states, imu, odom and contacts with one shared stamp, the ROS
 time the state stands for: its deadline on the wall-clock schedule (so stamps are 2.5 ms apart and
-never ahead of the clock; the map from the schedule's monotonic clock to ROS time is taken anew when
-the system clock steps, `WallClockMap`), or, with `publish_clock`, the simulated time itself (then /clock is
-published and consumers run with use_sim_time). Messages are built once and filled in place.
+never ahead of the clock by more than 1 ms: the map from the schedule's monotonic clock to ROS time
+is taken anew when the system clock steps by more, `WallClockMap`), or, with `publish_clock`, the
+simulated time itself (then /clock is published and consumers run with use_sim_time). Messages are
+built once and filled in place.
 """
 
 from __future__ import annotations
@@ -138,9 +139,9 @@ class SimNode(Node):
         self.resets = 0
         """Resets after falls."""
         self.publish_max_s = 0.0
+        """The longest a tick's four publish() calls took (the run so far)."""
         self.wall_clock = WallClockMap()
         """The schedule's monotonic deadlines as ROS time, taken anew when the system clock steps."""
-        """The longest a tick's four publish() calls took (the run so far)."""
 
         self.commands = CommandMailbox()
         self.command_arrivals = ArrivalWindow(capacity=round(60 / C.POLICY_DT))

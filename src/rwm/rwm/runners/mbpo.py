@@ -418,6 +418,10 @@ def train_mbpo(
         raise ValueError(f"{state_file} comes from a loop {with_or_without} the real-data gate: resume it so")
     if gate is not None and resumed is not None:
         gate.falls_per_step, gate.tracking = resumed["gate"]["falls_per_step"], resumed["gate"]["tracking"]
+        if "safest_runner" not in resumed:
+            raise ValueError(
+                f"{state_file} comes from a gated loop that kept no figures of its policies: start anew"
+            )
         kept, safest = resumed["kept_runner"], resumed["safest_runner"]
     elif gate is not None:  # the starting policy on the gate's robots sets the first reference
         gate_run = run_gate_robots(cfg, deterministic_policy(runner), buffer)
