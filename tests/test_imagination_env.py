@@ -412,3 +412,48 @@ def test_each_imagined_robot_is_told_the_parameters_of_the_robot_it_started_from
     assert torch.allclose(env.params_n[:8], told(env.state[:8])), "a reset robot gets its new history's"
     with pytest.raises(ValueError, match="keeps none"):
         ImaginationEnv(model, _buffer(states, actions, contacts), cfg)
+
+
+def test_real_robots_beside_imagined_ones_get_their_own_actions_and_record_them():
+    """MBPO's real ratio: one rollout of imagined robots and real ones; the real robots act on the
+    actions after the imagined robots', every transition of theirs is recorded with its robot and
+    reaches the buffer at the round's end, and the episode counters split as the robots do."""
+    from rwm.rl.mixed_env import ImaginedAndRealEnv
+    from rwm.rl.vec_env import AnymalVecEnv
+    from rwm.robot.policy_io import raw_to_targets
+    from rwm.storage.replay_buffer import TrajectoryRecorder
+
+    states, actions, _, contacts, _, _ = _replay()
+    buffer = _buffer(states, actions, contacts)
+    model = build_world_model("rwm", {"hidden_size": 32, "head_hidden": 16})
+    model.normalizer.fit(states.reshape(-1, 45), actions.reshape(-1, 12))
+    cfg = ImaginationConfig(num_envs=5, history=8, episode_steps=50, knee_contact_terminates=False)
+    imagined = ImaginationEnv(model, buffer, cfg)
+    robots = BatchedAnymalEnv(EnvConfig(num_envs=3, seed=2, num_threads=1))
+    real = AnymalVecEnv(robots.cfg, robots, TrajectoryRecorder(buffer, 3))
+    env = ImaginedAndRealEnv(imagined, real)
+    assert env.num_envs == 8 and env.get_observations()["policy"].shape == (8, 48)
+    env.episode_length_buf = torch.arange(8)
+    assert imagined.episode_length_buf.tolist() == [0, 1, 2, 3, 4]
+    assert robots.episode_step.tolist() == [5, 6, 7]
+    rows_before = buffer.collected_rows
+    rng = np.random.default_rng(0)
+    sent = []
+    for _ in range(4):
+        u = torch.as_tensor(rng.normal(0, 0.3, (8, 12)), dtype=torch.float32)
+        sent.append(u[5:].numpy().astype(np.float64))
+        obs, reward, done, extras = env.step(u)
+        assert obs["policy"].shape == (8, 48) and reward.shape == done.shape == (8,)
+        assert extras["time_outs"].shape == (8,) and "/real/episode/falls_per_step" in extras["log"]
+    assert (done[5:] == 0).all(), "no real robot fell or timed out in 4 steps"
+    assert buffer.collected_rows == rows_before, "a running episode reaches the buffer at the round's end"
+    real.recorder.flush_all()
+    pieces = real.recorder.pop_pieces()
+    assert buffer.collected_rows == rows_before + 12 and len(pieces) == 3
+    for i, piece in enumerate(pieces):
+        expected = np.stack([raw_to_targets(u)[i] for u in sent])
+        np.testing.assert_allclose(piece["action"], expected, atol=1e-6)
+    steps, falls, tracking = real.pop_figures()
+    assert steps == 12 and 0 <= falls <= 12 and 0.0 <= tracking <= 1.0
+    assert real.pop_figures() == (0, 0, 0.0)
+    env.close()

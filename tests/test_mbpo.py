@@ -117,6 +117,23 @@ def test_a_resumed_loop_continues_where_it_stopped(tmp_path):
     assert more["collected_transitions"] == first["collected_transitions"] + 4 * 20
 
 
+def test_real_robots_inside_the_ppo_rollouts_feed_the_model_in_place_of_the_collection(tmp_path):
+    """With `real_ppo_envs`, the real robots run inside PPO's rollouts (no separate collection): the
+    loop counts and logs exactly their transitions (the critic's warm-up too), and they reach the
+    buffer every round."""
+    data = _small_world_model(tmp_path)
+    cfg = _small_loop(real_ppo_envs=3, ppo_iterations=3, critic_warmup=1)
+    summary = train_mbpo(cfg, tmp_path / "wm.pt", tmp_path / "pre", tmp_path / "out", init_from=MBPO_POLICY)
+    # the stand-in start (window 11) on those robots, the warm-up's 4 steps, then per iteration 3 PPO
+    # updates x 4 steps each
+    assert summary["collected_transitions"] == 3 * 11 + 3 * 4 + 2 * (3 * 3 * 4)
+    prior = OnnxPolicy(MBPO_POLICY).metadata["real_transitions"]
+    assert summary["real_transitions"] == prior + len(data) + summary["collected_transitions"]
+    rows = list(csv.DictReader((tmp_path / "out" / "mbpo_log.csv").open()))
+    assert 0.0 < float(rows[1]["collecting_tracking"]) <= 1.0
+    assert rows[1]["model_error_new_data"] != "", "the model is judged on the robots' last round"
+
+
 def test_the_real_gate_keeps_a_policy_only_if_its_robots_fall_no_more_and_track_as_well():
     from rwm.runners.mbpo import RealCollection, RealGate
 

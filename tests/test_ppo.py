@@ -232,6 +232,11 @@ def test_train_then_select_best_checkpoint(tmp_path, capsys):
     )
     assert "resumed from" in capsys.readouterr().out
     assert {p.name for p in (tmp_path / "stage2").glob("model_*.pt")} == {"model_2.pt"}
+    # A stage started from an exported policy counts that policy's real transitions in its export.
+    stage = ["train-ppo", "--log-dir", str(tmp_path / "onnx"), "--iterations", "1", "--num-envs", "8"]
+    main(stage + ["--init-from", "models/anymal_d_mbpo.onnx", "--export", str(tmp_path / "s.onnx")])
+    prior = OnnxPolicy("models/anymal_d_mbpo.onnx").metadata["real_transitions"]
+    assert OnnxPolicy(tmp_path / "s.onnx").metadata["real_transitions"] == prior + 8 * 24
     # Domain randomization: a new robot every episode, recorded in the run's configuration.
     main(
         ["train-ppo", "--log-dir", str(tmp_path / "dr"), "--iterations", "1", "--num-envs", "8"]

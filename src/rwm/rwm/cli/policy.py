@@ -266,6 +266,7 @@ def _train_mbpo(args: argparse.Namespace) -> int:
         iterations=args.iterations,
         real_envs=args.real_envs,
         real_steps=args.real_steps,
+        real_ppo_envs=args.real_ppo_envs,
         real_command_resample_s=args.real_resample_time,
         domain_randomization=args.domain_randomization,
         wm_iterations=args.wm_iterations,
@@ -567,6 +568,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--real-envs", type=int, default=32, help="robots collecting real data per iteration")
     p.add_argument("--real-steps", type=int, default=100, help="steps each collects per iteration")
+    p.add_argument(
+        "--real-ppo-envs",
+        type=int,
+        default=0,
+        help="real robots inside every PPO rollout beside the imagined ones (MBPO's real ratio); their "
+        "transitions feed the model in place of --real-envs x --real-steps",
+    )
     p.add_argument(
         "--real-resample-time",
         type=float,

@@ -36,6 +36,8 @@ from rwm.export.policy_onnx import load_actor_from_onnx
 from rwm.export.runtime import OnnxPolicy
 from rwm.models.factory import load_checkpoint, save_checkpoint
 from rwm.rl.imagination_env import ImaginationConfig, ImaginationEnv
+from rwm.rl.mixed_env import ImaginedAndRealEnv
+from rwm.rl.vec_env import AnymalVecEnv
 from rwm.robot.policy_io import OBS_DIM_WITH_LAST_ACTION, raw_to_targets
 from rwm.runners.ppo import (
     DataParallelRunner,
@@ -49,7 +51,7 @@ from rwm.sim.batched_env import BatchedAnymalEnv, EnvConfig, PushConfig
 from rwm.sim.commands import CommandConfig
 from rwm.sim.reward import tracking_reward
 from rwm.sim.variants import TRAINING_RANGES, variant_named
-from rwm.storage.replay_buffer import ReplayBuffer
+from rwm.storage.replay_buffer import ReplayBuffer, TrajectoryRecorder
 from rwm.training.distributed import start, stop
 from rwm.training.learner import LearnerConfig, WorldModelLearner
 
@@ -60,9 +62,10 @@ class MBPOConfig:
 
     iterations: int = 40
     real_envs: int = 32
-    """Simulated robots that collect real transitions each iteration."""
+    """Simulated robots that collect real transitions each iteration (with `real_ppo_envs`: unused)."""
     real_steps: int = 100
-    """Steps each of them runs per iteration (real transitions = real_envs x real_steps)."""
+    """Steps each of them runs per iteration (real transitions = real_envs x real_steps; with
+    `real_ppo_envs`: unused)."""
     real_command_resample_s: float = 10.0
     """How often the collecting robots get a new command: command changes are where a policy falls,
     so the model needs real transitions through them."""
@@ -78,6 +81,14 @@ class MBPOConfig:
     horizon: int | None = None
     ppo_iterations: int = 20
     """PPO updates in imagination per iteration."""
+    real_ppo_envs: int = 0
+    """Real robots of the family inside every PPO rollout, beside the imagined ones (MBPO's real ratio:
+    Janner et al. 2019 train on 5 % real transitions; `rwm.rl.mixed_env`), so that PPO also learns from
+    the real falls the model does not show. Their transitions feed the model too, in place of the
+    separate collection of `real_envs` x `real_steps`, and count. A robot's rows go to the buffer when
+    its episode ends and at the end of each round of PPO updates, so a round (`ppo_iterations` x
+    `ppo.num_steps_per_env` steps) shorter than the world model's window leaves pieces it cannot
+    learn from. 0: imagination only (the paper)."""
     imagination: ImaginationConfig = field(default_factory=lambda: ImaginationConfig(num_envs=512))
     ppo: PPOConfig = field(default_factory=PPOConfig)
     eval_episodes: int = 16
@@ -202,39 +213,19 @@ def collect_real(env: BatchedAnymalEnv, policy, steps: int, buffer: ReplayBuffer
     buffer (with each robot's parameters, read before the step that may reset it, when the buffer
     keeps them)."""
     n = env.num_envs
-    rows: list[list[dict[str, np.ndarray]]] = [[] for _ in range(n)]
-    pieces: list[dict[str, np.ndarray]] = []
+    recorder = TrajectoryRecorder(buffer, n)
     falls, tracking = 0, 0.0
-
-    def flush(i: int) -> None:
-        if rows[i]:
-            piece = {k: np.stack([row[k] for row in rows[i]]) for k in buffer.keys}
-            buffer.add(**piece)
-            pieces.append(piece)
-            rows[i] = []
-
     obs = env.observation()
     for _ in range(steps):
         state, contacts, robot_params = env.state.copy(), env.contacts.copy(), env.robot_params.copy()
-        u = np.asarray(policy(obs.copy()), dtype=np.float64)
-        targets = raw_to_targets(u)
+        targets = raw_to_targets(np.asarray(policy(obs.copy()), dtype=np.float64))
         out = env.step(targets)
         falls += int(out.terminated.sum())
         tracking += float(tracking_reward(out.terms).sum())
-        for i in range(n):
-            row = {
-                "state": state[i],
-                "action": targets[i],
-                "contacts": contacts[i],
-                "robot_params": robot_params[i],
-            }
-            rows[i].append(row)
-            if out.terminated[i] or out.truncated[i]:
-                flush(i)
+        recorder.add(state, targets, contacts, robot_params, out.terminated | out.truncated)
         obs = out.obs
-    for i in range(n):
-        flush(i)
-    return RealCollection(pieces, n * steps, falls, tracking / max(n * steps, 1))
+    recorder.flush_all()
+    return RealCollection(recorder.pop_pieces(), n * steps, falls, tracking / max(n * steps, 1))
 
 
 def model_error_on(model, pieces: list[dict[str, np.ndarray]], learner: LearnerConfig) -> float | None:
@@ -258,6 +249,7 @@ def real_robots(cfg: MBPOConfig, num_envs: int, seed: int) -> BatchedAnymalEnv:
             pushes=PushConfig(enabled=True),
             commands=CommandConfig(resample_time_s=cfg.real_command_resample_s),
             randomization=TRAINING_RANGES if cfg.domain_randomization else None,
+            termination_penalty=cfg.imagination.termination_penalty,  # as PPO's imagined robots
         )
     )
 
@@ -383,7 +375,8 @@ def train_mbpo(
     if resumed:
         learner.optimizer.load_state_dict(resumed["learner_optimizer"])
         buffer.add_collected(resumed["collected"])
-    real_env = real_robots(cfg, cfg.real_envs, own_seed + first_iteration)
+    # the real robots: those that collect between PPO's rounds, or those inside PPO's rollouts
+    real_env = real_robots(cfg, cfg.real_ppo_envs or cfg.real_envs, own_seed + first_iteration)
     runner_cfg = runner_config(TrainConfig(ppo=cfg.ppo, seed=cfg.seed))
     runner_cfg["logger"] = "tensorboard"
     if main:  # beside every iteration's policy_<it>.pt, so that `rwm export-policy` exports any of them
@@ -395,7 +388,11 @@ def train_mbpo(
     imagination = ImaginationEnv(
         model, buffer, replace(cfg.imagination, seed=parallel.own_seed(cfg.imagination.seed))
     )
-    runner = DataParallelRunner(imagination, runner_cfg, str(out / "ppo") if main else None, parallel)
+    ppo_env, real_in_ppo = imagination, None
+    if cfg.real_ppo_envs > 0:
+        real_in_ppo = AnymalVecEnv(real_env.cfg, real_env, TrajectoryRecorder(buffer, real_env.num_envs))
+        ppo_env = ImaginedAndRealEnv(imagination, real_in_ppo)
+    runner = DataParallelRunner(ppo_env, runner_cfg, str(out / "ppo") if main else None, parallel)
     prior_transitions = 0
     if init_from is not None:
         prior_transitions = int(OnnxPolicy(init_from).metadata.get("real_transitions") or 0)
@@ -406,6 +403,8 @@ def train_mbpo(
     elif init_from is not None:
         load_actor_from_onnx(runner.alg.actor, init_from)
         warm_up_critic(runner, cfg.critic_warmup)
+        if real_in_ppo is not None:  # the warm-up's real transitions are the next round's new data
+            real_in_ppo.recorder.flush_all()
     gate = RealGate(cfg.real_gate_z, cfg.real_gate_tracking_drop) if cfg.real_gate_z > 0 else None
     # the last policy the gate accepted (PPO's state with it, its figures on the gate's robots and the
     # iteration whose update made it: -1, the starting policy), what a rejected update goes back to;
@@ -439,7 +438,10 @@ def train_mbpo(
         policy = deterministic_policy(runner)
         candidate_kept = None
         if it > 0:
-            collection = collect_real(real_env, policy, cfg.real_steps, buffer)
+            if real_in_ppo is not None:  # what the real robots in PPO's rollouts did since the last round
+                collection = RealCollection(real_in_ppo.recorder.pop_pieces(), *real_in_ppo.pop_figures())
+            else:
+                collection = collect_real(real_env, policy, cfg.real_steps, buffer)
             if gate is not None:
                 gate_run = run_gate_robots(cfg, policy, buffer)
                 candidate_kept, kept = keep_or_go_back(gate, gate_run, runner.alg, kept, it)
@@ -453,6 +455,8 @@ def train_mbpo(
             num_learning_iterations=cfg.ppo_iterations, init_at_random_ep_len=(it == 0 and init_from is None)
         )
         imagined_reward = imagination.pop_reward_mean()
+        if real_in_ppo is not None:
+            real_in_ppo.recorder.flush_all()
         collected_rows = parallel.sum(buffer.collected_rows)
         if not main:  # the first process alone evaluates, logs and saves; each keeps its own state,
             parallel.barrier()  # written after the first process's
@@ -474,8 +478,12 @@ def train_mbpo(
             "true_tracking_reward": true["tracking_reward_normalized"],
             "true_falls": true["falls"],
             "model_error_new_data": error_new,
-            "collecting_falls_per_1000_steps": round(collection.falls_per_1000_steps, 3),
-            "collecting_tracking": round(collection.tracking, 4),
+            # None where no real robot ran since the last round (the first iteration of a resumed loop
+            # with the real robots in PPO's rollouts: their unfinished round died with the process)
+            "collecting_falls_per_1000_steps": round(collection.falls_per_1000_steps, 3)
+            if collection.steps
+            else None,
+            "collecting_tracking": round(collection.tracking, 4) if collection.steps else None,
         }
         if gate is not None:
             row["gate_falls_per_1000_steps"] = round(gate_run.falls_per_1000_steps, 3)

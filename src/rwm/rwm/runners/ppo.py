@@ -157,7 +157,8 @@ def train_ppo(
 
     `init_from` starts a new stage (its own log_dir, possibly another environment config) from a
     checkpoint of an earlier one (iterations continue from that checkpoint's count), or from an
-    exported ONNX policy (its actor; the critic learns from scratch, iterations count from 0).
+    exported ONNX policy (its actor; the critic learns from scratch, iterations count from 0; the
+    export's `real_transitions` then adds the file's own, every real transition the result depends on).
 
     Returns a summary (iterations, transitions, wall time, parity error of the export); under
     `torchrun`, in the first process only (None in the others).
@@ -222,7 +223,13 @@ def train_ppo(
     if parallel.world_size > 1:
         summary["replica_max_abs_diff"] = replica_diff
     if export_path is not None:
-        meta = {"source": "ppo", "real_transitions": summary["transitions"], "iterations": cfg.max_iterations}
+        prior = 0
+        if init_from is not None and Path(init_from).suffix == ".onnx":
+            from rwm.export.runtime import OnnxPolicy  # noqa: PLC0415
+
+            prior = int(OnnxPolicy(init_from).metadata.get("real_transitions") or 0)
+        real = prior + summary["transitions"]
+        meta = {"source": "ppo", "real_transitions": real, "iterations": cfg.max_iterations}
         summary.update(
             export_runner_policy(runner, export_path, {**meta, "seed": cfg.seed, "command": command})
         )

@@ -160,6 +160,52 @@ class ReplayBuffer:
             self.add(*(tensors[k][start:end].numpy() for k in self.keys))
 
 
+class TrajectoryRecorder:
+    """The ongoing trajectories of N real robots, row by row: each goes to the buffer as one piece when
+    its robot's episode ends, or at `flush_all` (the end of a loop's round), so that the model learns
+    from a round's data before the next one even when the robots' episodes run on."""
+
+    def __init__(self, buffer: ReplayBuffer, num_robots: int) -> None:
+        self.buffer = buffer
+        self._rows: list[list[dict[str, np.ndarray]]] = [[] for _ in range(num_robots)]
+        self.pieces: list[dict[str, np.ndarray]] = []
+        """Every piece handed to the buffer since the last `pop_pieces`."""
+
+    def add(
+        self,
+        state: np.ndarray,
+        action: np.ndarray,
+        contacts: np.ndarray,
+        robot_params: np.ndarray,
+        done: np.ndarray,
+    ) -> None:
+        """One step of every robot: the state and contacts it acted from, the joint targets it got,
+        its parameters (read before the step that may reset it) and whether its episode ended."""
+        for i, rows in enumerate(self._rows):
+            row = {"state": state[i], "action": action[i], "contacts": contacts[i]}
+            rows.append({**row, "robot_params": robot_params[i]})
+            if done[i]:
+                self._flush(i)
+
+    def _flush(self, i: int) -> None:
+        rows = self._rows[i]
+        if rows:
+            piece = {k: np.stack([row[k] for row in rows]) for k in self.buffer.keys}
+            self.buffer.add(**piece)
+            self.pieces.append(piece)
+            self._rows[i] = []
+
+    def flush_all(self) -> None:
+        """Hand every robot's rows so far to the buffer (its trajectory goes on as a new piece)."""
+        for i in range(len(self._rows)):
+            self._flush(i)
+
+    def pop_pieces(self) -> list[dict[str, np.ndarray]]:
+        """The pieces handed to the buffer since the last call."""
+        pieces, self.pieces = self.pieces, []
+        return pieces
+
+
 def windows_before_falls(
     gravity_z: np.ndarray,
     offsets: np.ndarray,
