@@ -212,21 +212,28 @@ wm-apart: setup runs/wm_apart/model.pt
 # Adaptation from a shifted robot's own bags, offline (issue 17, items 1-3; the same through ROS with a
 # live swap: adapt-demo): 10 minutes of bags of a robot beyond the training family driven by the
 # shipped policy, RWM-U refined on them (validated on their held-out tail, and on the shipped held-out
-# set of the nominal robot within 30 %), the policy fine-tuned in its imagination (MOPO-PPO) and
-# validated on the nominal robot; the result JSON gives both policies on the nominal and the shifted
-# robot; make fails when the candidate is refused (rwm adapt-policy's exit status). The default robot
-# walks on ice (friction 0.2): of the three robots tools/adaptation_oracle.py tried, the only one where
-# PPO in the robot's own simulator leaves room for issue 17's shifted-robot clauses (models/README.md).
-# After wm-ensemble and pretrain-data.
+# set of the nominal robot within 30 %), the policy fine-tuned and validated on the nominal robot;
+# the result JSON gives both policies on the nominal and the shifted robot; make fails when the
+# candidate is refused (rwm adapt-policy's exit status). ADAPT_DYNAMICS=identified (the default)
+# fine-tunes in the simulator of the robot the bags identify (rwm identify-robot), mixed with the
+# training family; ADAPT_DYNAMICS=imagination in the refined model's imagination (MOPO-PPO), which
+# has not yet made a better policy (models/README.md). The default robot walks on ice (friction 0.2):
+# of the three robots tools/adaptation_oracle.py tried, the only one where PPO in the robot's own
+# simulator leaves room for issue 17's shifted-robot clauses. After wm-ensemble and pretrain-data.
 ADAPT_VARIANT ?= friction_0.2
+ADAPT_DYNAMICS ?= identified
+ADAPT_ARGS_identified := --iterations 30
+ADAPT_ARGS_imagination := --world-model runs/adapt/model_versions/rwm_v1.pt --pretrain data/pretrain
 adapt-offline: setup
 	rm -rf runs/adapt
 	$(ROS_ENV) && rwm collect --policy models/anymal_d_ppo.onnx --variant $(ADAPT_VARIANT) --duration 600 \
 		--seed 901 --out runs/adapt/bags/$(ADAPT_VARIANT)
 	$(ROS_ENV) && rwm refine-wm models/anymal_d_rwmu.pt --bags runs/adapt/bags --pretrain data/pretrain \
 		--model-dir runs/adapt/model_versions --tolerance 0.3
-	$(ROS_ENV) && rwm adapt-policy --world-model runs/adapt/model_versions/rwm_v1.pt --bags runs/adapt/bags \
-		--pretrain data/pretrain --check-variant $(ADAPT_VARIANT) --versions-dir runs/adapt/policy_versions
+	$(ROS_ENV) && rwm adapt-policy --dynamics $(ADAPT_DYNAMICS) $(ADAPT_ARGS_$(ADAPT_DYNAMICS)) --bags runs/adapt/bags \
+		--check-variant $(ADAPT_VARIANT) --versions-dir runs/adapt/policy_versions --json runs/adapt/adapt_policy.json
+	$(ROS_ENV) && rwm eval-policy runs/adapt/policy_versions/policy_v1.onnx --variants nominal $(ADAPT_VARIANT) \
+		--nominal-seeds 1 --episodes 100 --seed 5151 --json runs/adapt/heldout_seed5151.json
 
 # MBPO-PPO on a family of robots (issue 16, item 5). Started from scratch in a family world model the
 # loop never learned to walk (models/README.md), so it starts from the nominal MBPO-PPO policy, itself
@@ -260,8 +267,9 @@ mbpo-dr: setup runs/mbpo_dr/policy.onnx
 
 # The loop of issue 17 through `ros2 launch` (tools/adapt_demo.py): the shipped stack walks a robot
 # beyond the training family for ADAPT_RECORD_S and records its bags; then the stack runs again with
-# the trainer on, which refines the world model and fine-tunes the policy in its imagination on those
-# bags, validates both and announces them; the nodes swap them in live; ADAPT_AFTER_S of walking after
+# the trainer on, which refines the world model and fine-tunes the policy on those bags (in the
+# simulator of the robot they identify: config/trainer.yaml's adapt.dynamics), validates both and
+# announces them; the nodes swap them in live; ADAPT_AFTER_S of walking after
 # the swap. Before/after figures (tracking, falls, the monitor's uncertainty): runs/adapt_demo/.
 # The robot walks on ice (friction 0.2, the family's 0.3-1.2), as for adapt-offline: of the three
 # robots tools/adaptation_oracle.py tried, the only one where even PPO in the robot's own simulator

@@ -5,7 +5,8 @@ training family (a variant of `beyond_training:` in config/robot_variants.yaml).
    robot through a looping command sequence for --record-s; its bags go to OUT/bags.
 2. Adapt, live: the stack again, with the trainer on (its own process, nice 19) reading those bags
    (`bag_dir`; recording off, so that it trains on them alone): it refines the world model and
-   fine-tunes the policy in its imagination (MOPO-PPO), validates both and announces them; the
+   fine-tunes the policy (config/trainer.yaml's `adapt.dynamics`: in the simulator of the robot the
+   bags identify, or in the model's imagination, MOPO-PPO), validates both and announces them; the
    world-model node and the policy node swap them in while the robot walks. The run goes on for
    --after-s after the policy swap, or ends once the trainer refused the policy.
 3. Figures, before against after the swap (its blend and rollback window left out), from what the

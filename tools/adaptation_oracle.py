@@ -7,9 +7,13 @@ It runs `rwm adapt-policy`'s fine-tuning (`fine_tune_deployed`). Where it differ
 data: the simulator's fall rule ends episodes (not imagination's 20 degrees), the shifted robot's own
 sensors (no added noise unless the variant has it), and rsl-rl's refit of the actor's observation
 normalization (adaptation freezes it).
-Not a product path: the robot's simulator does not exist for a real robot.
+Not a product path: the robot's simulator does not exist for a real robot. With `--fraction F` only
+that share of the robots is the shifted one and the rest come from the training family (what `rwm
+adapt-policy --dynamics identified` trains on, with the true robot in place of the identified one).
 
     python tools/adaptation_oracle.py --variant motors_55 --iterations 40 [--out FILE.json]
+    python tools/adaptation_oracle.py --variant friction_0.2 --fraction 0.25 --critic-warmup 20 \
+        --frozen-normalization
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +36,7 @@ from rwm.runners.adaptation import AdaptConfig, fine_tune_deployed, validation_f
 from rwm.runners.mbpo import deterministic_policy  # noqa: E402
 from rwm.runners.ppo import PPOConfig  # noqa: E402
 from rwm.sim.batched_env import EnvConfig, PushConfig  # noqa: E402
-from rwm.sim.variants import NOMINAL, variant_named  # noqa: E402
+from rwm.sim.variants import NOMINAL, TRAINING_RANGES, RobotMixture, variant_named  # noqa: E402
 
 
 def main() -> int:
@@ -40,6 +45,12 @@ def main() -> int:
     ap.add_argument("--policy", default="models/anymal_d_ppo.onnx")
     ap.add_argument("--iterations", type=int, default=40, help="PPO iterations of the actor")
     ap.add_argument("--critic-warmup", type=int, default=10)
+    ap.add_argument(
+        "--fraction", type=float, default=1.0, help="share of the robots that are the shifted one (1: all)"
+    )
+    ap.add_argument(
+        "--frozen-normalization", action="store_true", help="keep the actor's normalization (adapt-policy's)"
+    )
     ap.add_argument("--num-envs", type=int, default=512)
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--episodes", type=int, default=AdaptConfig.validation_episodes)
@@ -49,17 +60,19 @@ def main() -> int:
     adapt = AdaptConfig(
         critic_warmup=args.critic_warmup,
         iterations=args.iterations,
-        freeze_normalization=False,
+        freeze_normalization=args.frozen_normalization,
         validation_episodes=args.episodes,
         seed=args.seed,
     )
     torch.manual_seed(args.seed)
     torch.set_num_threads(adapt.threads)
     variant = variant_named(args.variant)
+    mixture = RobotMixture(replace(variant, obs_noise=TRAINING_RANGES.obs_noise), args.fraction)
     env_cfg = EnvConfig(
         num_envs=args.num_envs,
         pushes=PushConfig(enabled=True),
         variant=variant,
+        randomization=mixture if args.fraction < 1.0 else None,
         termination_penalty=adapt.imagination.termination_penalty,
         seed=args.seed,
     )
@@ -75,6 +88,8 @@ def main() -> int:
         "policy": args.policy,
         "iterations": args.iterations,
         "critic_warmup": args.critic_warmup,
+        "fraction": args.fraction,
+        "frozen_normalization": args.frozen_normalization,
         "simulated_transitions": steps * PPOConfig.num_steps_per_env * args.num_envs,
         "train_wall_s": round(wall_s, 1),
         "seed": args.seed,

@@ -7,12 +7,13 @@ there are at least `min_new_bags`, a worker thread runs two stages on them:
    (`rwm.runners.refinement.refine_from_bags`: load, train, validate on the new bags' held-out tail
    and on the held-out set shipped in models/, ONNX parity, atomic versioned files); an accepted
    version is announced on /rwm/world_model/reload for the world-model node;
-2. the policy (`adapt_policy`): the deployed policy fine-tuned in the imagination of the current
-   world model, its robots starting from the bags' histories, penalized by the ensemble's
-   disagreement (MOPO-PPO, `rwm.runners.adaptation`), validated in simulation against the deployed
-   one; a validated `policy_v<N>.onnx` appears in `policy_versions_dir` and is announced on
-   /rwm/policy/reload, where the policy node swaps it in (and rolls it back if the robot falls, its
-   watchdog holds or the monitor raises an anomaly soon after). The policy adapted is the one the
+2. the policy (`adapt_policy`): the deployed policy fine-tuned (`adapt.dynamics`) in the simulator
+   of the robot the bags identify, or in the imagination of the current world model, its robots
+   starting from the bags' histories, penalized by the ensemble's disagreement (MOPO-PPO,
+   `rwm.runners.adaptation`), validated in simulation against the deployed one; a validated
+   `policy_v<N>.onnx` appears in `policy_versions_dir` and is announced on /rwm/policy/reload,
+   where the policy node swaps it in (and rolls it back if the robot falls, its watchdog holds or
+   the monitor raises an anomaly soon after). The policy adapted is the one the
    policy node reports in service on /diagnostics (so never a version it rolled back), else `policy`.
 A rejected version is reported and the current one stays. Bags are remembered with their signature in
 `<model_dir>/trainer_state.json`: a restart does not train on them twice, and a bag that was
@@ -197,9 +198,15 @@ class TrainerNode(Node):
         return True
 
     def _adapt(self, bags: list[Path]) -> None:
-        """Stage 2, on the current world model (refined or not: the bags' histories tell it the robot)."""
+        """Stage 2: in the current world model (refined or not: the bags' histories tell it the robot),
+        or in the simulator of the robot the bags identify (`adapt.dynamics`)."""
         log = self.get_logger()
-        log.info(f"adapting {self.state['policy']} in the imagination of {self.state['checkpoint']}")
+        where = (
+            "the simulator of the robot identified in the bags"
+            if self.adapt_cfg.dynamics == "identified"
+            else f"the imagination of {self.state['checkpoint']}"
+        )
+        log.info(f"adapting {self.state['policy']} in {where}")
         try:
             result = adapt_policy(
                 self.state["policy"],

@@ -225,6 +225,39 @@ def _eval_on_variants(args: argparse.Namespace, policy, cfg) -> int:
     return 0
 
 
+def _identify_robot(args: argparse.Namespace) -> int:
+    import sys
+    import time
+
+    from rwm.cli.common import bag_directories
+    from rwm.data.bag_loader import load_bags
+    from rwm.robot.mjcf import build_robot
+    from rwm.sim.identification import IdentificationConfig, identify_robot
+
+    trajectories, report = load_bags(bag_directories(args.bags))
+    if report.problems or report.skipped:
+        print(f"bag loading: {report}", file=sys.stderr)
+    given = {k: v for k, v in (("windows", args.windows), ("horizon", args.horizon)) if v is not None}
+    cfg = IdentificationConfig(seed=args.seed, **given)
+    start = time.time()
+    found = identify_robot(build_robot(), [(t.state, t.action, t.contacts) for t in trajectories], cfg)
+    out = {
+        "variant": asdict(found.variant),
+        "replay_error": found.error,
+        "nominal_replay_error": found.nominal_error,
+        "evaluations": found.evaluations,
+        "rows": sum(len(t) for t in trajectories),
+        "wall_s": round(time.time() - start, 1),
+        "curves": found.curves,
+        "config": asdict(cfg),
+    }
+    text = json.dumps(out, indent=1)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0
+
+
 def _adapt_policy(args: argparse.Namespace) -> int:
     from rwm.cli.common import bag_directories
     from rwm.runners.adaptation import AdaptConfig, adapt_policy
@@ -248,10 +281,17 @@ def _adapt_policy(args: argparse.Namespace) -> int:
         validation_episodes=args.episodes,
         threads=args.threads,
         device=args.device,
+        dynamics=args.dynamics,
+        identified_fraction=args.identified_fraction,
     )
+    if args.dynamics == "imagination" and not args.world_model:
+        raise SystemExit("adapt-policy: --world-model is required for --dynamics imagination")
     check = (args.check_variant, variant_named(args.check_variant)) if args.check_variant else None
     result = adapt_policy(args.policy, args.world_model, bags, args.versions_dir, cfg, args.pretrain, check)
-    print(json.dumps({**asdict(result), "config": asdict(cfg)}, indent=1, default=str))
+    text = json.dumps({**asdict(result), "config": asdict(cfg)}, indent=1, default=str)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
     return 0 if result.accepted else 1
 
 
@@ -507,13 +547,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_eval_policy)
 
     p = sub.add_parser(
+        "identify-robot",
+        help="which simulated robot the bags came from: replay their joint targets from their states "
+        "(rwm.sim.identification)",
+    )
+    p.add_argument("--bags", nargs="+", required=True, help="bag directories, or directories holding bags")
+    p.add_argument("--windows", type=positive_int, help="logged states replayed from (default 192)")
+    p.add_argument("--horizon", type=positive_int, help="policy steps per replay (default 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="also write the result here")
+    p.set_defaults(func=_identify_robot)
+
+    p = sub.add_parser(
         "adapt-policy",
-        help="MOPO-PPO: fine-tune the deployed policy in an ensemble's imagination from bags, validate in "
-        "simulation, write policy_versions/policy_v<N>.onnx",
+        help="fine-tune the deployed policy from bags (MOPO-PPO in an ensemble's imagination, or PPO in the "
+        "simulator of the robot identified in them), validate in simulation, write "
+        "policy_versions/policy_v<N>.onnx",
     )
     p.add_argument("--policy", default="models/anymal_d_ppo.onnx", help="the deployed ONNX policy")
     p.add_argument(
-        "--world-model", required=True, help="world-model checkpoint (.pt), an ensemble refined on the bags"
+        "--dynamics",
+        choices=("imagination", "identified"),
+        default="imagination",
+        help="imagination: MOPO-PPO in --world-model; identified: PPO in the simulator of the robot the bags "
+        "identify, mixed with the training family",
+    )
+    p.add_argument(
+        "--identified-fraction",
+        type=float,
+        default=0.25,
+        help="identified: share of the simulated robots that are the identified robot",
+    )
+    p.add_argument(
+        "--world-model", help="world-model checkpoint (.pt), an ensemble refined on the bags (imagination)"
     )
     p.add_argument("--bags", nargs="+", required=True, help="bag directories, or directories holding bags")
     p.add_argument("--pretrain", help="array dataset mixed into the starting histories (20 %%)")
@@ -543,6 +609,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=50, help="simulated validation episodes per robot")
     p.add_argument("--check-variant", help="also report both policies on this simulated robot variant")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="also write the result here")
     device_option(p, "where imagination and PPO run (validation: CPU)")
     p.set_defaults(func=_adapt_policy)
 

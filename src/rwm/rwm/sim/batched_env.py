@@ -23,7 +23,7 @@ from rwm.sim.commands import CommandConfig, CommandSampler
 from rwm.sim.dynamics import SensorNoise, VariedRobot
 from rwm.sim.reward import RewardConfig, reward_terms, total_reward
 from rwm.sim.state import FallRule, read_contacts, read_state, states_from_raw
-from rwm.sim.variants import OBS_NOISE_STD, ROBOT_PARAM_DIM, RobotVariant, VariantRanges
+from rwm.sim.variants import OBS_NOISE_STD, ROBOT_PARAM_DIM, RobotMixture, RobotVariant, VariantRanges
 
 
 @dataclass(frozen=True)
@@ -61,12 +61,12 @@ class EnvConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     variant: RobotVariant = field(default_factory=RobotVariant)
     """Every robot's deviation from its model (evaluation on a named variant)."""
-    randomization: VariantRanges | None = None
+    randomization: VariantRanges | RobotMixture | None = None
     """Per-episode domain randomization (training): a new robot is drawn at every reset; `variant`
     is then unused."""
     randomization_ramp_steps: int = 0
     """Policy steps over which the randomization widens linearly from the nominal robot to its full
-    ranges (`VariantRanges.scaled`); 0: full ranges from the start."""
+    ranges (`VariantRanges.scaled`; not for a `RobotMixture`); 0: full ranges from the start."""
 
 
 @dataclass

@@ -204,6 +204,24 @@ motors at 75 %, 20 ms of delay) lies inside the family a policy is trained on: t
 robustness within a randomized family, as in the papers, not extrapolation beyond it."""
 
 
+@dataclass(frozen=True)
+class RobotMixture:
+    """One robot drawn at a share of the resets, the rest from a family: PPO for that robot (one
+    identified from its logs) that does not forget the robots it was trained for."""
+
+    robot: RobotVariant
+    fraction: float
+    """Share of the resets that draw `robot`."""
+    family: VariantRanges = TRAINING_RANGES
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ValueError(f"robot mixture: fraction {self.fraction} must be in [0, 1]")
+
+    def sample(self, rng: np.random.Generator) -> RobotVariant:
+        return self.robot if rng.random() < self.fraction else self.family.sample(rng)
+
+
 def load_variants(path: str | Path | None = None, beyond_training: bool = True) -> dict[str, RobotVariant]:
     """Named variants from a YAML file (`find_variants_file`): `variants: {name: {field: value}}` (the
     evaluation suite, inside the training family) and, with `beyond_training`, `beyond_training:`
