@@ -219,12 +219,12 @@ wm-apart: setup runs/wm_apart/model.pt
 # training family; ADAPT_DYNAMICS=imagination in the refined model's imagination (MOPO-PPO), which
 # has not yet made a better policy (models/README.md). The default robot walks on ice (friction 0.2):
 # of the three robots tools/adaptation_oracle.py tried, the only one where PPO in the robot's own
-# simulator leaves room for issue 17's shifted-robot clauses. After wm-ensemble and pretrain-data.
+# simulator leaves room for issue 17's shifted-robot clauses. Needs data/pretrain (made when absent).
 ADAPT_VARIANT ?= friction_0.2
 ADAPT_DYNAMICS ?= identified
 ADAPT_ARGS_identified := --iterations 30
 ADAPT_ARGS_imagination := --world-model runs/adapt/model_versions/rwm_v1.pt --pretrain data/pretrain
-adapt-offline: setup
+adapt-offline: setup data/pretrain/meta.json
 	rm -rf runs/adapt
 	$(ROS_ENV) && rwm collect --policy models/anymal_d_ppo.onnx --variant $(ADAPT_VARIANT) --duration 600 \
 		--seed 901 --out runs/adapt/bags/$(ADAPT_VARIANT)
