@@ -1,9 +1,11 @@
-"""`rwm` commands for policies: PPO and MBPO-PPO training, export, selection, evaluation, imagination."""
+"""`rwm` commands for policies: PPO and MBPO-PPO training, export, selection, evaluation, imagination,
+adaptation from bags and identification of the robot in them."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -226,7 +228,6 @@ def _eval_on_variants(args: argparse.Namespace, policy, cfg) -> int:
 
 
 def _identify_robot(args: argparse.Namespace) -> int:
-    import sys
     import time
 
     from rwm.cli.common import bag_directories
@@ -286,6 +287,8 @@ def _adapt_policy(args: argparse.Namespace) -> int:
     )
     if args.dynamics == "imagination" and not args.world_model:
         raise SystemExit("adapt-policy: --world-model is required for --dynamics imagination")
+    if args.dynamics == "identified" and (args.world_model or args.pretrain):
+        print("adapt-policy: --world-model and --pretrain serve imagination only; ignored", file=sys.stderr)
     check = (args.check_variant, variant_named(args.check_variant)) if args.check_variant else None
     result = adapt_policy(args.policy, args.world_model, bags, args.versions_dir, cfg, args.pretrain, check)
     text = json.dumps({**asdict(result), "config": asdict(cfg)}, indent=1, default=str)
