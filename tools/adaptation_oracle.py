@@ -22,7 +22,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,11 +31,16 @@ import torch  # noqa: E402
 
 from rwm.export.runtime import OnnxPolicy  # noqa: E402
 from rwm.rl.vec_env import AnymalVecEnv  # noqa: E402
-from rwm.runners.adaptation import AdaptConfig, fine_tune_deployed, validation_figures  # noqa: E402
+from rwm.runners.adaptation import (  # noqa: E402
+    AdaptConfig,
+    fine_tune_deployed,
+    training_mixture,
+    validation_figures,
+)
 from rwm.runners.mbpo import deterministic_policy  # noqa: E402
 from rwm.runners.ppo import PPOConfig  # noqa: E402
 from rwm.sim.batched_env import EnvConfig, PushConfig  # noqa: E402
-from rwm.sim.variants import NOMINAL, TRAINING_RANGES, RobotMixture, variant_named  # noqa: E402
+from rwm.sim.variants import NOMINAL, variant_named  # noqa: E402
 
 
 def main() -> int:
@@ -67,7 +71,7 @@ def main() -> int:
     torch.manual_seed(args.seed)
     torch.set_num_threads(adapt.threads)
     variant = variant_named(args.variant)
-    mixture = RobotMixture(replace(variant, obs_noise=TRAINING_RANGES.obs_noise), args.fraction)
+    mixture = training_mixture(variant, args.fraction)
     env_cfg = EnvConfig(
         num_envs=args.num_envs,
         pushes=PushConfig(enabled=True),

@@ -270,6 +270,12 @@ def adapt_policy(
     return result
 
 
+def training_mixture(robot: RobotVariant, fraction: float) -> RobotMixture:
+    """`robot` at `fraction` of the resets, the training family at the rest, every robot with the
+    sensor noise the deployed policy was trained with."""
+    return RobotMixture(replace(robot, obs_noise=TRAINING_RANGES.obs_noise), fraction)
+
+
 def identified_simulation(
     trajectories: list[Trajectory], cfg: AdaptConfig, result: AdaptResult
 ) -> AnymalVecEnv:
@@ -284,11 +290,10 @@ def identified_simulation(
         "nominal_replay_error": round(found.nominal_error, 5),
         "evaluations": found.evaluations,
     }
-    noisy = replace(found.variant, obs_noise=TRAINING_RANGES.obs_noise)
     env_cfg = EnvConfig(
         num_envs=cfg.imagination.num_envs,
         pushes=PushConfig(enabled=True),
-        randomization=RobotMixture(noisy, cfg.identified_fraction),
+        randomization=training_mixture(found.variant, cfg.identified_fraction),
         termination_penalty=cfg.imagination.termination_penalty,
         seed=cfg.seed,
         num_threads=cfg.threads,

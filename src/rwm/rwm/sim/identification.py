@@ -184,29 +184,28 @@ def identify_robot(
     robot: RobotModel,
     logs: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
     cfg: IdentificationConfig = IdentificationConfig(),
-    start: RobotVariant = NOMINAL,
 ) -> Identification:
-    """The member of the simulated family (`SEARCH_GRID`) whose replays of `logs` come closest."""
+    """The member of the simulated family (`SEARCH_GRID`) whose replays of `logs` come closest, searched
+    from the nominal robot."""
     windows = replay_windows(logs, cfg)
-    best = replace(start, obs_noise=0.0)
-    nominal_error = replay_error(robot, replace(NOMINAL, obs_noise=0.0), windows, cfg.threads)
-    best_error, evaluations = replay_error(robot, best, windows, cfg.threads), 2
+    best = replace(NOMINAL, obs_noise=0.0)
+    nominal_error = best_error = replay_error(robot, best, windows, cfg.threads)
+    evaluations = 1
     curves: dict[str, list[tuple[float, float]]] = {}
     for _ in range(cfg.sweeps):
         for name, grid in SEARCH_GRID.items():
-            curve = []
+            scored = []
             for value in grid:
                 candidate = replace(best, **{name: type(getattr(best, name))(value)})
                 if candidate == best:
-                    error = best_error
+                    scored.append((best_error, candidate))
                 else:
-                    error = replay_error(robot, candidate, windows, cfg.threads)
+                    scored.append((replay_error(robot, candidate, windows, cfg.threads), candidate))
                     evaluations += 1
-                curve.append((float(value), error))
-            value, error = min(curve, key=lambda ve: ve[1])
+            curves[name] = [(float(v), e) for v, (e, _) in zip(grid, scored, strict=True)]
+            error, candidate = min(scored, key=lambda ec: ec[0])
             if error < best_error:
-                best, best_error = replace(best, **{name: type(getattr(best, name))(value)}), error
-            curves[name] = curve
+                best, best_error = candidate, error
     names = list(SEARCH_GRID)
     for _ in range(cfg.pair_rounds):
         moves = []
