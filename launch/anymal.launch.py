@@ -7,6 +7,7 @@ stops every node cleanly: the data logger writes all it received and closes its 
 """
 
 import os
+import shutil
 import tempfile
 
 import yaml
@@ -22,7 +23,7 @@ from launch.actions import (
     Shutdown,
     TimerAction,
 )
-from launch.event_handlers import OnProcessExit
+from launch.event_handlers import OnProcessExit, OnShutdown
 from launch.events import Shutdown as ShutdownEvent
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -137,6 +138,9 @@ def _stack(context):
          {"duration_s": duration, "report_file": report_file}, {}),
     ]  # fmt: skip
     extra = [arg["params_file"]] if arg["params_file"] else []
+    # The nodes read their parameter files as they start; the stack's shutdown removes them.
+    parameter_dir = tempfile.mkdtemp(prefix="rwm_launch_")
+    removal = RegisterEventHandler(OnShutdown(on_shutdown=lambda *_: shutil.rmtree(parameter_dir, True)))
     if sim_time:  # every node but the clock's source runs on /clock
         nodes = [(e, n, c, r, p if n == "anymal_sim" else {**p, **sim_time}, x) for e, n, c, r, p, x in nodes]
     actions = [
@@ -147,7 +151,7 @@ def _stack(context):
             namespace=arg["namespace"],
             parameters=[
                 os.path.join(config, config_file),
-                *([_node_parameter_file(name, parameters)] if parameters else []),
+                *([_node_parameter_file(parameter_dir, name, parameters)] if parameters else []),
                 *extra,
             ],
             output="screen",
@@ -157,6 +161,7 @@ def _stack(context):
         for executable, name, config_file, runs, parameters, extras in nodes
         if runs
     ]
+    actions.append(removal)
     if duration > 0.0 and not on["report"]:
         actions.append(
             TimerAction(period=duration, actions=[EmitEvent(event=ShutdownEvent(reason="duration"))])
@@ -164,14 +169,15 @@ def _stack(context):
     return actions
 
 
-def _node_parameter_file(name: str, parameters: dict) -> str:
+def _node_parameter_file(directory: str, name: str, parameters: dict) -> str:
     """The parameters the arguments give one node, as a file keyed by the node's name like its config
     file. rcl applies the entries of all parameter files by key, in the order the keys first appear,
     and launch_ros writes a dict under `/**`: a dict would come after every `/**/<name>` entry and
     so beat `params_file`. Keyed by name, the files merge in order: config < arguments < params_file."""
-    with tempfile.NamedTemporaryFile("w", prefix=f"rwm_{name}_", suffix=".yaml", delete=False) as f:
+    path = os.path.join(directory, f"{name}.yaml")
+    with open(path, "w") as f:
         yaml.safe_dump({f"/**/{name}": {"ros__parameters": parameters}}, f)
-    return f.name
+    return path
 
 
 def _any_exit_ends_the_stack(event, context):

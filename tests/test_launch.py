@@ -44,10 +44,13 @@ def _launch_arguments() -> list[str]:
     return [name for name, *_ in module.ARGUMENTS]
 
 
-def _run(timeout: float, **arguments) -> subprocess.CompletedProcess:
+def _run(timeout: float, tmpdir: Path | None = None, **arguments) -> subprocess.CompletedProcess:
+    env = source_env(domain_id(2))
+    if tmpdir is not None:  # where the launch writes its temporary files
+        env["TMPDIR"] = str(tmpdir)
     return subprocess.run(
         launch_command(**arguments),
-        env=source_env(domain_id(2)),
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -131,13 +134,15 @@ def test_a_model_for_another_robot_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_exploration_stack_stands_and_reports() -> None:
-    """policy:=false: sim and the exploration controller; the robot stands; the report ends the run."""
+def test_exploration_stack_stands_and_reports(tmp_path: Path) -> None:
+    """policy:=false: sim and the exploration controller; the robot stands; the report ends the run,
+    and the launch's parameter files go with it."""
     # without the state publisher: this run times the simulator's stream from start-up, and one node
     # less starting beside it keeps a loaded machine's start-up slips out of its 8 s
-    proc = _run(60, policy=False, record=False, duration=8, report=True, state_publisher=False)
+    proc = _run(60, tmp_path, policy=False, record=False, duration=8, report=True, state_publisher=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
+    assert not list(tmp_path.glob("rwm_*")), "the launch left its parameter files"
     exits = node_exits(out)
     expected = {"sim_node-1", "exploration_node-2", "stack_probe-3"}
     assert set(exits) == expected and not any(exits.values()), exits
@@ -387,6 +392,11 @@ def test_params_file_overrides_what_the_arguments_set(tmp_path: Path) -> None:
     the simulator refuse to start."""
     params = tmp_path / "params.yaml"
     params.write_text("/**/anymal_sim:\n  ros__parameters:\n    variant: no_such_robot\n")
-    proc = _run(60, policy=False, record=False, state_publisher=False, duration=5, params_file=params)
+    launch_tmp = tmp_path / "launch_tmp"
+    launch_tmp.mkdir()
+    proc = _run(
+        60, launch_tmp, policy=False, record=False, state_publisher=False, duration=5, params_file=params
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "no_such_robot" in out, out[-3000:]
+    assert not list(launch_tmp.glob("rwm_*")), "a failed launch left its parameter files"
