@@ -6,6 +6,7 @@ when one exits, the stack shuts down (a node that fails makes `ros2 launch` exit
 stops every node cleanly: the data logger writes all it received and closes its bag (rwm_ros.spin).
 """
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -23,7 +24,7 @@ from launch.actions import (
     Shutdown,
     TimerAction,
 )
-from launch.event_handlers import OnProcessExit, OnShutdown
+from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown as ShutdownEvent
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -138,9 +139,10 @@ def _stack(context):
          {"duration_s": duration, "report_file": report_file}, {}),
     ]  # fmt: skip
     extra = [arg["params_file"]] if arg["params_file"] else []
-    # The nodes read their parameter files as they start; the stack's shutdown removes them.
+    # The nodes read their parameter files as they start, which may come after a shutdown began (a
+    # Ctrl-C during start-up): the files go when the launch process exits, after every node.
     parameter_dir = tempfile.mkdtemp(prefix="rwm_launch_")
-    removal = RegisterEventHandler(OnShutdown(on_shutdown=lambda *_: shutil.rmtree(parameter_dir, True)))
+    atexit.register(shutil.rmtree, parameter_dir, True)
     if sim_time:  # every node but the clock's source runs on /clock
         nodes = [(e, n, c, r, p if n == "anymal_sim" else {**p, **sim_time}, x) for e, n, c, r, p, x in nodes]
     actions = [
@@ -161,7 +163,6 @@ def _stack(context):
         for executable, name, config_file, runs, parameters, extras in nodes
         if runs
     ]
-    actions.append(removal)
     if duration > 0.0 and not on["report"]:
         actions.append(
             TimerAction(period=duration, actions=[EmitEvent(event=ShutdownEvent(reason="duration"))])
