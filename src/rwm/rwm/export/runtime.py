@@ -50,6 +50,9 @@ class OnnxPolicy:
             raise ValueError(f"{path} is not an RWM policy export (no '{POLICY_METADATA_KEY}' metadata)")
         self.metadata = json.loads(props[POLICY_METADATA_KEY])
         self.obs_dim = int(self.metadata["obs_dim"])
+        self.real_transitions = int(self.metadata.get("real_transitions") or 0)
+        """Real transitions behind this policy, as its export recorded them (0: not recorded); a policy
+        trained on from it adds them to its own."""
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float32)

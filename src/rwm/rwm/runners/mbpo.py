@@ -395,7 +395,7 @@ def train_mbpo(
     runner = DataParallelRunner(ppo_env, runner_cfg, str(out / "ppo") if main else None, parallel)
     prior_transitions = 0
     if init_from is not None:
-        prior_transitions = int(OnnxPolicy(init_from).metadata.get("real_transitions") or 0)
+        prior_transitions = OnnxPolicy(init_from).real_transitions
     if resumed:  # what runner.load does, without unpickling code (weights_only)
         runner.alg.load(resumed["runner"], None, True)
         runner.current_learning_iteration = resumed["runner"]["iter"]

@@ -227,7 +227,7 @@ def train_ppo(
         if init_from is not None and Path(init_from).suffix == ".onnx":
             from rwm.export.runtime import OnnxPolicy  # noqa: PLC0415
 
-            prior = int(OnnxPolicy(init_from).metadata.get("real_transitions") or 0)
+            prior = OnnxPolicy(init_from).real_transitions
         real = prior + summary["transitions"]
         meta = {"source": "ppo", "real_transitions": real, "iterations": cfg.max_iterations}
         summary.update(

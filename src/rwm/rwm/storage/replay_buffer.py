@@ -183,7 +183,8 @@ class TrajectoryRecorder:
         its parameters (read before the step that may reset it) and whether its episode ended."""
         for i, rows in enumerate(self._rows):
             row = {"state": state[i], "action": action[i], "contacts": contacts[i]}
-            rows.append({**row, "robot_params": robot_params[i]})
+            row["robot_params"] = robot_params[i]
+            rows.append(row)
             if done[i]:
                 self._flush(i)
 
